@@ -1,0 +1,294 @@
+"""CapeBase: the facade that wires models, policy, sessions and routes into a FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, overload
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlmodel import SQLModel
+
+from .auth.context import AuthContext
+from .auth.provider import AuthProvider, anonymous, check_provider
+from .crud.config import CrudConfig
+from .crud.errors import install_error_handlers
+from .crud.router import PublishedModel, build_router, describe_model
+from .db.engine import create_engine
+from .db.sessions import make_sessionmaker, open_session
+from .errors import ConfigurationError
+from .policy import Explanation, Policy
+from .policy.rules import WhereClause
+from .realtime.handlers import ChangeHandler, HandlerRegistry
+
+logger = logging.getLogger("capebase")
+
+ModelT = TypeVar("ModelT", bound=type[Any])
+
+
+class CapeBase:
+    """Turns a FastAPI app and SQLModel table models into a permission-checked backend.
+
+    Args:
+        app: the FastAPI app to add routes and lifespan hooks to.
+        db_path: an SQLAlchemy URL; ``sqlite:///x.db``, ``postgresql://…`` and ``mysql://…``
+            get the default async driver (aiosqlite, asyncpg, asyncmy).
+        get_auth_context: a FastAPI dependency returning the caller's ``AuthContext``
+            (``auth_provider`` is an alias). Without one every caller is anonymous.
+        create_tables: create missing tables at startup; turn off when Alembic owns the schema.
+        crud: paging and filter limits of the generated routes.
+        engine_options: extra keyword arguments for SQLAlchemy's ``create_async_engine``.
+    """
+
+    def __init__(
+        self,
+        app: FastAPI,
+        db_path: str = "sqlite+aiosqlite:///capebase.db",
+        get_auth_context: AuthProvider | None = None,
+        *,
+        auth_provider: AuthProvider | None = None,
+        create_tables: bool = True,
+        crud: CrudConfig | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(app, FastAPI):
+            raise ConfigurationError("CapeBase(app=...) needs a FastAPI application")
+        if get_auth_context is not None and auth_provider is not None:
+            raise ConfigurationError("Pass get_auth_context or auth_provider, not both")
+        provider = get_auth_context or auth_provider or anonymous
+        self.app = app
+        self.policy = Policy()
+        self.crud_config = crud or CrudConfig()
+        self.create_tables = create_tables
+        self.engine: AsyncEngine = create_engine(db_path, **dict(engine_options or {}))
+        self._sessions = make_sessionmaker(self.engine)
+        self._provider = check_provider(provider)
+        self.auth_dependency = _context_dependency(self._provider)
+        self._db_dependency = self._make_db_dependency()
+        self._published: dict[type[Any], PublishedModel] = {}
+        self._generated_routes: list[Any] = []
+        self.handlers = HandlerRegistry()
+        self._started = False
+        install_error_handlers(app)
+        self._install_lifespan()
+
+    # -- models and rules ------------------------------------------------------------------
+
+    @overload
+    def publish(self, model: ModelT) -> ModelT: ...
+
+    @overload
+    def publish(
+        self,
+        model: None = None,
+        *,
+        routes: Sequence[str] | None = None,
+        create_schema: type[BaseModel] | None = None,
+        update_schema: type[BaseModel] | None = None,
+    ) -> Callable[[ModelT], ModelT]: ...
+
+    @overload
+    def publish(
+        self,
+        model: ModelT,
+        *,
+        routes: Sequence[str] | None = None,
+        create_schema: type[BaseModel] | None = None,
+        update_schema: type[BaseModel] | None = None,
+    ) -> ModelT: ...
+
+    def publish(
+        self,
+        model: ModelT | None = None,
+        *,
+        routes: Sequence[str] | None = None,
+        create_schema: type[BaseModel] | None = None,
+        update_schema: type[BaseModel] | None = None,
+    ) -> ModelT | Callable[[ModelT], ModelT]:
+        """Generate REST routes for ``model`` at ``/{tablename}``.
+
+        Usable as ``cape.publish(Todo)``, ``@cape.publish`` or ``@cape.publish(routes=[...])``.
+
+        Args:
+            model: a SQLModel table model with a single-column primary key.
+            routes: a subset of "list", "get", "create", "update", "delete", "subscribe"
+                (default: all).
+            create_schema: the body of ``POST`` (default: every column but the primary key and
+                auth-filled fields). Unknown fields are rejected.
+            update_schema: the body of ``PATCH`` (default: the create fields, all optional).
+
+        Raises:
+            ConfigurationError: not a table model, composite key, unknown route, published twice.
+        """
+        if model is None:
+            def decorate(target: ModelT) -> ModelT:
+                return self.publish(target, routes=routes, create_schema=create_schema,
+                                    update_schema=update_schema)
+            return decorate
+        if model in self._published:
+            raise ConfigurationError(f"{model.__name__} is already published")
+        published = describe_model(model, routes, create_schema, update_schema)
+        self._published[model] = published
+        router = build_router(self, published)
+        before = len(self.app.router.routes)
+        self.app.include_router(router)
+        self._generated_routes.extend(self.app.router.routes[before:])
+        self._move_generated_routes_last()
+        return model
+
+    def permission_required(
+        self,
+        model: type[Any],
+        *,
+        actions: Sequence[str] | str,
+        role: str | Sequence[str] | None = None,
+        owner_field: str | None = None,
+        context_fields: Sequence[str] | Mapping[str, str] | None = None,
+        where: WhereClause | None = None,
+    ) -> None:
+        """Allow ``actions`` on ``model`` to callers matching this rule. Rules are OR-ed.
+
+        Args:
+            model: any table model, published or not.
+            actions: "create", "read", "update", "delete", or "*" for all.
+            role: "*" or ``None`` for everyone (anonymous included), a role name, or a list.
+            owner_field: only rows whose field equals the caller's id (never for anonymous).
+            context_fields: a list of fields that must equal ``ctx.context[field]`` (a list value
+                means IN), or a dict from row field to context key. A missing key denies.
+            where: ``lambda ctx: <SQLAlchemy boolean expression on the model>``.
+
+        Raises:
+            ConfigurationError: unknown action or field, or ``model`` is not a table.
+        """
+        self.policy.add(
+            model, actions=actions, role=role, owner_field=owner_field,
+            context_fields=context_fields, where=where,
+        )
+
+    def explain(
+        self,
+        ctx: AuthContext,
+        action: str,
+        model: type[Any],
+        row: Mapping[str, Any] | Any | None = None,
+    ) -> Explanation:
+        """Which rule allows ``ctx`` to ``action`` ``model`` (or one ``row``), or why none does.
+
+        ``row`` may be a model instance or a mapping of column values.
+        """
+        if row is not None and not isinstance(row, Mapping):
+            from .policy.enforcement import row_image
+
+            row = row_image(row)
+        return self.policy.explain(ctx, action, model, row)
+
+    def subscribe(self, model: type[Any]) -> Callable[[ChangeHandler], ChangeHandler]:
+        """Register a handler called after each committed change to ``model``.
+
+        The handler (async or plain) gets a change with ``event`` ("INSERT", "UPDATE",
+        "DELETE"), ``payload`` (a model instance) and ``old`` (the previous values or None).
+        """
+        return self.handlers.register(model)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def get_db_dependency(self) -> Callable[..., AsyncIterator[AsyncSession]]:
+        """A FastAPI dependency yielding an AsyncSession that acts as the request's user."""
+        return self._db_dependency
+
+    def get_session(self, ctx: AuthContext) -> AsyncSession:
+        """A session acting as ``ctx``: reads are filtered and writes checked by the policy.
+
+        Use as ``async with cape.get_session(AuthContext(id="u1")) as session: ...``.
+        """
+        if not isinstance(ctx, AuthContext):
+            raise ConfigurationError("get_session needs an AuthContext, e.g. AuthContext(id='u1')")
+        return open_session(self._sessions, self.policy, ctx)
+
+    def get_privileged_session(self) -> AsyncSession:
+        """A session that bypasses the policy (changes are still captured).
+
+        Use as ``async with cape.get_privileged_session() as session: ...``.
+        """
+        return open_session(self._sessions, self.policy, None)
+
+    def _make_db_dependency(self) -> Callable[..., AsyncIterator[AsyncSession]]:
+        async def db_session(
+            ctx: AuthContext = Depends(self.auth_dependency),
+        ) -> AsyncIterator[AsyncSession]:
+            async with self.get_session(ctx) as session:
+                yield session
+
+        return db_session
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Create tables (unless disabled) and start background work. Called by the lifespan."""
+        self._move_generated_routes_last()
+        if self.create_tables:
+            async with self.engine.begin() as connection:
+                for metadata in self._metadatas():
+                    await connection.run_sync(metadata.create_all)
+        self._started = True
+
+    async def shutdown(self) -> None:
+        """Stop background work and dispose of the engine. Called by the lifespan."""
+        self._started = False
+        await self.engine.dispose()
+
+    def _metadatas(self) -> list[MetaData]:
+        found: list[MetaData] = [SQLModel.metadata]
+        for model in [*self._published, *self.policy_models()]:
+            metadata = model.__table__.metadata
+            if all(metadata is not m for m in found):
+                found.append(metadata)
+        return found
+
+    def policy_models(self) -> list[type[Any]]:
+        """Every model named by a rule."""
+        return list({rule.model: None for rules in self.policy._rules.values() for rule in rules})
+
+    def _install_lifespan(self) -> None:
+        user_lifespan = self.app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[Any]:
+            await self.startup()
+            try:
+                async with user_lifespan(app) as state:
+                    yield state
+            finally:
+                await self.shutdown()
+
+        self.app.router.lifespan_context = lifespan
+
+    def _move_generated_routes_last(self) -> None:
+        """Keep generated routes after the user's, so ``/todo/filter`` is never shadowed by
+        ``/todo/{id}`` whichever was declared first."""
+        routes = self.app.router.routes
+        generated = set(map(id, self._generated_routes))
+        routes[:] = [r for r in routes if id(r) not in generated] + [
+            r for r in routes if id(r) in generated
+        ]
+
+
+def _context_dependency(provider: AuthProvider) -> Callable[..., Awaitable[AuthContext]]:
+    """Wrap the user's provider so a wrong return value fails loudly, not as a leak."""
+
+    async def current_auth_context(ctx: Any = Depends(provider)) -> AuthContext:
+        if not isinstance(ctx, AuthContext):
+            raise ConfigurationError(
+                f"The auth provider {getattr(provider, '__name__', provider)!r} returned "
+                f"{type(ctx).__name__}; it must return an AuthContext (AuthContext() = anonymous)"
+            )
+        return ctx
+
+    return current_auth_context
+
+
+__all__ = ["CapeBase"]

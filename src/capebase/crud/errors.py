@@ -1,0 +1,36 @@
+"""The one place capebase errors become HTTP responses."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..errors import NotFoundError, PermissionDeniedError, QueryError
+
+
+async def _permission_denied(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PermissionDeniedError)  # noqa: S101 - registered for this type only
+    if exc.is_anonymous:
+        return JSONResponse(
+            {"detail": "Authentication required"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return JSONResponse({"detail": str(exc)}, status_code=403)
+
+
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def _bad_query(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueryError)  # noqa: S101 - registered for this type only
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map PermissionDeniedError → 403 (401 when anonymous), NotFoundError → 404,
+    QueryError → 400/422, in the user's routes as in the generated ones."""
+    app.add_exception_handler(PermissionDeniedError, _permission_denied)
+    app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(QueryError, _bad_query)

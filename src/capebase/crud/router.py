@@ -1,0 +1,338 @@
+"""Generation of the REST routes of one published model."""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import Column, Table, func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..auth.context import AuthContext
+from ..errors import ConfigurationError, NotFoundError, PermissionDeniedError
+from ..policy.enforcement import check_in_database, row_image
+from .query import FilterField, filter_fields, parse_filters, parse_order_by
+from .schemas import (
+    create_schema_for,
+    forbid_extra,
+    read_schema_for,
+    row_serializer,
+    update_schema_for,
+)
+
+if TYPE_CHECKING:
+    from ..app import CapeBase
+
+RouteName = Literal["list", "get", "create", "update", "delete", "subscribe"]
+ROUTE_NAMES: tuple[RouteName, ...] = get_args(RouteName)
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response: ``{"detail": ...}``."""
+
+    detail: Any
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Authentication required"},
+    403: {"model": ErrorBody, "description": "Permission denied"},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Not found, or not readable by the caller"}
+}
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "The row conflicts with stored data"}
+}
+
+
+@dataclass(frozen=True, eq=False)
+class PublishedModel:
+    """Everything computed once when a model is published; requests only read it."""
+
+    model: type[Any]
+    table: Table
+    path: str
+    routes: frozenset[RouteName]
+    pk: Column[Any]
+    create_schema: type[BaseModel]
+    update_schema: type[BaseModel]
+    read_schema: type[BaseModel]
+    row_json: TypeAdapter[Any]
+    rows_json: TypeAdapter[Any]
+    fields: dict[str, FilterField]
+
+    @property
+    def name(self) -> str:
+        """The model's class name, used in messages."""
+        return self.model.__name__
+
+
+def describe_model(
+    model: type[Any],
+    routes: Sequence[str] | None,
+    create_schema: type[BaseModel] | None,
+    update_schema: type[BaseModel] | None,
+) -> PublishedModel:
+    """Validate a ``publish`` call and precompute schemas, serializers and filters.
+
+    Raises:
+        ConfigurationError: not a table model, composite primary key, unknown route name.
+    """
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        raise ConfigurationError(
+            f"Cannot publish {getattr(model, '__name__', model)!r}: it is not a table model "
+            "(declare it with `class X(SQLModel, table=True)`)"
+        )
+    pk_columns = list(table.primary_key.columns)
+    if len(pk_columns) != 1:
+        raise ConfigurationError(
+            f"Cannot publish {model.__name__}: generated routes need exactly one primary-key "
+            f"column, it has {len(pk_columns)}"
+        )
+    chosen = list(ROUTE_NAMES) if routes is None else list(routes)
+    unknown = [r for r in chosen if r not in ROUTE_NAMES]
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown route {unknown[0]!r} for {model.__name__}; choose from {', '.join(ROUTE_NAMES)}"
+        )
+    row_json = row_serializer(model)
+    return PublishedModel(
+        model=model,
+        table=table,
+        path=f"/{table.name}",
+        routes=frozenset(chosen),  # type: ignore[arg-type]  # validated above
+        pk=pk_columns[0],
+        create_schema=forbid_extra(create_schema) if create_schema else create_schema_for(model),
+        update_schema=forbid_extra(update_schema) if update_schema else update_schema_for(model),
+        read_schema=read_schema_for(model),
+        row_json=row_json,
+        rows_json=TypeAdapter(list[row_json._type]),  # type: ignore[name-defined]
+        fields=filter_fields(table),
+    )
+
+
+def _pk_path(published: PublishedModel) -> tuple[str, Any]:
+    """The item path and the Python type of its key; typed convertors keep ``/todo/filter``
+    from ever matching ``/todo/{id}`` when the key is an int or UUID."""
+    try:
+        python_type = published.pk.type.python_type
+    except NotImplementedError:
+        python_type = str
+    key = published.pk.key
+    if python_type is int:
+        return f"{published.path}/{{{key}:int}}", int
+    if python_type is uuid.UUID:
+        return f"{published.path}/{{{key}:uuid}}", uuid.UUID
+    return f"{published.path}/{{{key}}}", python_type
+
+
+def _with_signature(method: Callable[..., Any], params: list[pyinspect.Parameter]) -> Any:
+    """An endpoint calling ``method`` whose signature FastAPI reads as ``params``; this is how
+    the primary key's name and type, and the body schema, are chosen per model."""
+
+    async def endpoint(**kwargs: Any) -> Any:
+        return await method(**kwargs)
+
+    endpoint.__signature__ = pyinspect.Signature(params)  # type: ignore[attr-defined]
+    endpoint.__name__ = method.__name__
+    return endpoint
+
+
+def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
+    """The APIRouter with the routes ``published.routes`` asks for."""
+    router = APIRouter(tags=[published.table.name])
+    name = published.table.name
+    auth = Depends(cape.auth_dependency)
+    ctx_param = pyinspect.Parameter("ctx", pyinspect.Parameter.KEYWORD_ONLY,
+                                    annotation=AuthContext, default=auth)
+    item_path, pk_type = _pk_path(published)
+    pk_param = pyinspect.Parameter(published.pk.key, pyinspect.Parameter.KEYWORD_ONLY,
+                                   annotation=pk_type, default=Path())
+    handlers = _Handlers(cape, published)
+
+    if "list" in published.routes:
+        config = cape.crud_config
+        list_params = [
+            pyinspect.Parameter("request", pyinspect.Parameter.KEYWORD_ONLY, annotation=Request),
+            ctx_param,
+            pyinspect.Parameter("limit", pyinspect.Parameter.KEYWORD_ONLY, annotation=int | None,
+                                default=Query(None, ge=0, le=config.max_page_size,
+                                              description=f"Page size (default {config.default_page_size})")),
+            pyinspect.Parameter("offset", pyinspect.Parameter.KEYWORD_ONLY, annotation=int,
+                                default=Query(0, ge=0)),
+            pyinspect.Parameter("order_by", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+                                default=Query(None, description="Comma-separated fields, '-' for descending")),
+            pyinspect.Parameter("count", pyinspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                default=Query(False, description="Add the X-Total-Count header")),
+        ]
+        router.add_api_route(
+            published.path, _with_signature(handlers.list_rows, list_params), methods=["GET"],
+            response_model=list[published.read_schema],  # type: ignore[name-defined]
+            operation_id=f"list_{name}", summary=f"List {name}",
+            description=(
+                "Filter with `?field=value` or `?field__op=value`, op in "
+                "ne, gt, gte, lt, lte, in, nin, like, ilike, contains, icontains, startswith, "
+                f"isnull. Fields: {', '.join(published.fields)}."
+            ),
+            responses={400: {"model": ErrorBody, "description": "Unknown filter field or operator"}},
+        )
+    if "get" in published.routes:
+        router.add_api_route(
+            item_path, _with_signature(handlers.get_row, [pk_param, ctx_param]), methods=["GET"],
+            response_model=published.read_schema, operation_id=f"get_{name}",
+            summary=f"Get one {name}", responses=_NOT_FOUND,
+        )
+    if "create" in published.routes:
+        body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
+                                   annotation=published.create_schema)
+        router.add_api_route(
+            published.path, _with_signature(handlers.create_row, [body, ctx_param]),
+            methods=["POST"], status_code=201, response_model=published.read_schema,
+            operation_id=f"create_{name}", summary=f"Create a {name}",
+            responses={**_ERRORS, **_CONFLICT},
+        )
+    if "update" in published.routes:
+        body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
+                                   annotation=published.update_schema)
+        router.add_api_route(
+            item_path, _with_signature(handlers.update_row, [pk_param, body, ctx_param]),
+            methods=["PATCH"], response_model=published.read_schema,
+            operation_id=f"update_{name}", summary=f"Update a {name}",
+            responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT},
+        )
+    if "delete" in published.routes:
+        router.add_api_route(
+            item_path, _with_signature(handlers.delete_row, [pk_param, ctx_param]),
+            methods=["DELETE"], status_code=204, response_class=Response,
+            operation_id=f"delete_{name}", summary=f"Delete a {name}",
+            responses={**_ERRORS, **_NOT_FOUND},
+        )
+    return router
+
+
+class _Handlers:
+    """The endpoint functions of one published model."""
+
+    def __init__(self, cape: CapeBase, published: PublishedModel) -> None:
+        self.cape = cape
+        self.published = published
+        self.select_all = select(published.table)
+
+    async def list_rows(
+        self,
+        *,
+        request: Request,
+        ctx: AuthContext,
+        limit: int | None,
+        offset: int,
+        order_by: str | None,
+        count: bool,
+    ) -> Response:
+        p = self.published
+        config = self.cape.crud_config
+        conditions = parse_filters(
+            request.query_params.multi_items(), p.fields, max_in=config.max_in_values
+        )
+        read = self.cape.policy.sql_filter(p.model, "read", ctx)
+        statement = (
+            self.select_all.where(read, *conditions)
+            .order_by(*parse_order_by(order_by, p.fields, [p.pk]))
+            .limit(config.default_page_size if limit is None else limit)
+            .offset(offset)
+        )
+        headers = {}
+        async with self.cape.engine.connect() as connection:
+            rows = (await connection.execute(statement)).mappings().all()
+            if count:
+                counter = select(func.count()).select_from(p.table).where(read, *conditions)
+                headers["X-Total-Count"] = str((await connection.execute(counter)).scalar_one())
+        body = p.rows_json.dump_json([dict(row) for row in rows])
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def get_row(self, *, ctx: AuthContext, **path: Any) -> Response:
+        p = self.published
+        key = path[p.pk.key]
+        statement = self.select_all.where(
+            p.pk == key, self.cape.policy.sql_filter(p.model, "read", ctx)
+        )
+        async with self.cape.engine.connect() as connection:
+            row = (await connection.execute(statement)).mappings().first()
+        if row is None:
+            raise NotFoundError(p.name, key)
+        return Response(p.row_json.dump_json(dict(row)), media_type="application/json")
+
+    async def create_row(self, *, body: BaseModel, ctx: AuthContext) -> Response:
+        p = self.published
+        if not self.cape.policy.allows_some(p.model, "create", ctx):
+            raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
+        values = body.model_dump()
+        obj = p.model(**{k: v for k, v in values.items() if k in p.table.c})
+        async with self.cape.get_session(ctx) as session:
+            session.add(obj)
+            await _commit(session, p)
+            image = row_image(obj)
+        return Response(p.row_json.dump_json(image), media_type="application/json",
+                        status_code=201)
+
+    async def update_row(self, *, body: BaseModel, ctx: AuthContext, **path: Any) -> Response:
+        p = self.published
+        key = path[p.pk.key]
+        changes = body.model_dump(exclude_unset=True)
+        async with self.cape.get_session(ctx) as session:
+            obj = await session.get(p.model, key)
+            if obj is None:
+                raise NotFoundError(p.name, key)
+            await self._require(session, "update", ctx, row_image(obj))
+            for field, value in changes.items():
+                if field in p.table.c:
+                    setattr(obj, field, value)
+            await _commit(session, p)
+            image = row_image(obj)
+        return Response(p.row_json.dump_json(image), media_type="application/json")
+
+    async def delete_row(self, *, ctx: AuthContext, **path: Any) -> Response:
+        p = self.published
+        key = path[p.pk.key]
+        async with self.cape.get_session(ctx) as session:
+            obj = await session.get(p.model, key)
+            if obj is None:
+                raise NotFoundError(p.name, key)
+            await self._require(session, "delete", ctx, row_image(obj))
+            await session.delete(obj)
+            await _commit(session, p)
+        return Response(status_code=204)
+
+    async def _require(self, session: Any, action: str, ctx: AuthContext, row: dict[str, Any]) -> None:
+        """Deny early, before any change is made: the flush checks again, on the stored row."""
+        p = self.published
+        verdict = self.cape.policy.check_row(p.model, action, ctx, row)
+        if verdict is None:
+            verdict = await session.run_sync(
+                lambda s: check_in_database(s, self.cape.policy, p.model, action, ctx, row)
+            )
+        if not verdict:
+            raise PermissionDeniedError(action, p.name, is_anonymous=ctx.is_anonymous)
+
+
+async def _commit(session: Any, published: PublishedModel) -> None:
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        from fastapi import HTTPException
+
+        raise HTTPException(
+            status_code=409,
+            detail=f"{published.name} conflicts with stored data: {_constraint_message(exc)}",
+        ) from exc
+
+
+def _constraint_message(exc: IntegrityError) -> str:
+    message = str(exc.orig).strip().splitlines()[0] if exc.orig else "constraint violated"
+    return message[:200]

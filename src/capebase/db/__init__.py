@@ -1,0 +1,1 @@
+"""Database access: the engine and the user and privileged sessions."""

@@ -1,0 +1,59 @@
+"""Sessions: the per-request user session, the privileged session, and what they carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from ..auth.context import AuthContext
+
+if TYPE_CHECKING:
+    from ..policy.registry import Policy
+
+SCOPE_KEY = "capebase.scope"
+INTERNAL = "capebase_internal"
+"""Execution option that marks capebase's own statements, which the policy does not filter."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionScope:
+    """Who a session acts as. ``ctx is None`` means privileged: the policy does not apply."""
+
+    policy: Policy
+    ctx: AuthContext | None
+
+    @property
+    def is_privileged(self) -> bool:
+        """True for sessions from ``get_privileged_session``."""
+        return self.ctx is None
+
+
+class CapeSyncSession(Session):
+    """The sync Session behind every capebase AsyncSession; policy and capture hook in here."""
+
+
+def scope_of(session: Session) -> SessionScope | None:
+    """The scope a session was opened with, or ``None`` for sessions capebase did not open."""
+    scope = session.info.get(SCOPE_KEY)
+    return scope if isinstance(scope, SessionScope) else None
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The factory of capebase sessions on ``engine``.
+
+    ``expire_on_commit=False`` because async code cannot lazy-load attributes after a commit.
+    """
+    return async_sessionmaker(
+        engine, sync_session_class=CapeSyncSession, expire_on_commit=False
+    )
+
+
+def open_session(
+    factory: async_sessionmaker[AsyncSession], policy: Policy, ctx: AuthContext | None
+) -> AsyncSession:
+    """A new session acting as ``ctx`` (``None``: privileged)."""
+    info: dict[str, Any] = {SCOPE_KEY: SessionScope(policy=policy, ctx=ctx)}
+    return factory(info=info)

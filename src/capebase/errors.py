@@ -1,0 +1,65 @@
+"""The capebase exception tree.
+
+    CapeBaseError
+    ├── ConfigurationError          misuse of the library, found at set-up time
+    ├── NotStartedError             used before CapeBase's lifespan started
+    ├── PermissionDeniedError       the policy denies an action (HTTP 403, or 401 when anonymous)
+    ├── UnfilterableStatementError  a statement a user session cannot enforce the policy on
+    ├── NotFoundError               a row does not exist or is not readable (HTTP 404)
+    └── QueryError                  a list query names an unknown field or operator (HTTP 400)
+
+HTTP status mapping lives in one place: ``capebase.crud.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CapeBaseError(Exception):
+    """Base class of every error capebase raises."""
+
+
+class ConfigurationError(CapeBaseError):
+    """The library was set up in a way that cannot work; the message says how to fix it."""
+
+
+class NotStartedError(CapeBaseError):
+    """A resource was used before CapeBase's lifespan started it."""
+
+
+class PermissionDeniedError(CapeBaseError):
+    """The permission policy denies ``action`` on ``model`` for the current caller.
+
+    Attributes:
+        action: "create", "read", "update" or "delete".
+        model: the model's name.
+        is_anonymous: whether the caller had no identity (HTTP maps this to 401).
+    """
+
+    def __init__(self, action: str, model: str, *, is_anonymous: bool = False) -> None:
+        self.action = action
+        self.model = model
+        self.is_anonymous = is_anonymous
+        super().__init__(f"Permission denied: cannot {action} {model}")
+
+
+class UnfilterableStatementError(CapeBaseError):
+    """A user session was asked to run a statement the policy cannot be applied to."""
+
+
+class NotFoundError(CapeBaseError):
+    """A row does not exist, or the caller may not read it (the two look the same)."""
+
+    def __init__(self, model: str, pk: Any) -> None:
+        self.model = model
+        self.pk = pk
+        super().__init__(f"{model} not found")
+
+
+class QueryError(CapeBaseError):
+    """A list query is malformed: unknown field, unknown operator or misplaced parameter."""
+
+    def __init__(self, message: str, *, status_code: int = 400) -> None:
+        self.status_code = status_code
+        super().__init__(message)

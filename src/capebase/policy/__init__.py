@@ -1,0 +1,7 @@
+"""The permission policy: rules, their SQL and Python forms, and their enforcement."""
+
+from . import enforcement as _enforcement  # noqa: F401  registers the session hooks
+from .registry import Explanation, Policy
+from .rules import ACTIONS, Action, Rule
+
+__all__ = ["ACTIONS", "Action", "Explanation", "Policy", "Rule"]

@@ -1,0 +1,208 @@
+"""A permission rule, and its two compiled forms: a SQL predicate and a row predicate."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from sqlalchemy import Column, ColumnElement, Table, false, true
+
+from ..auth.context import AuthContext
+from ..errors import ConfigurationError
+from .evaluate import NotEvaluable, evaluate
+from .sqlexpr import equals, one_of
+
+Action = Literal["create", "read", "update", "delete"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+
+WhereClause = Callable[[AuthContext], ColumnElement[bool]]
+
+_NO_MATCH = object()
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One ``permission_required`` call: who (``roles``) may do what (``actions``) to which rows.
+
+    The row conditions (owner, context fields, where) are AND-ed; ``roles=None`` means everyone.
+    """
+
+    model: type[Any]
+    table: Table
+    actions: frozenset[Action]
+    roles: frozenset[str] | None
+    owner_field: str | None
+    context_fields: Mapping[str, str]
+    where: WhereClause | None
+    index: int
+
+    def applies_to(self, ctx: AuthContext) -> bool:
+        """Whether this rule speaks for ``ctx``'s role at all."""
+        return self.roles is None or ctx.role in self.roles
+
+    def sql(self, ctx: AuthContext) -> ColumnElement[bool]:
+        """The SQL predicate rows must satisfy under this rule, for ``ctx``."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.owner_field is not None:
+            owner = self._coerce(self.owner_field, ctx.id)
+            if owner is _NO_MATCH:
+                return false()
+            conditions.append(equals(self.table.c[self.owner_field], owner))
+        for field, key in self.context_fields.items():
+            column = self.table.c[field]
+            if key not in ctx.context:
+                return false()
+            raw = ctx.context[key]
+            if isinstance(raw, list | tuple | set | frozenset):
+                values = [v for v in (self._coerce(field, r) for r in raw) if v is not _NO_MATCH]
+                if not values:
+                    return false()
+                conditions.append(one_of(column, values))
+            else:
+                value = self._coerce(field, raw)
+                if value is _NO_MATCH:
+                    return false()
+                conditions.append(equals(column, value))
+        if self.where is not None:
+            conditions.append(self.where(ctx))
+        if not conditions:
+            return true()
+        return conditions[0] if len(conditions) == 1 else _and(conditions)
+
+    def matches(self, ctx: AuthContext, row: Mapping[str, Any]) -> bool | None:
+        """Whether ``row`` satisfies this rule for ``ctx``; ``None`` if Python cannot tell."""
+        if self.owner_field is not None:
+            owner = self._coerce(self.owner_field, ctx.id)
+            if owner is _NO_MATCH or row.get(self.owner_field) != owner:
+                return False
+        for field, key in self.context_fields.items():
+            if key not in ctx.context:
+                return False
+            raw = ctx.context[key]
+            value = row.get(field)
+            if value is None:
+                return False
+            if isinstance(raw, list | tuple | set | frozenset):
+                allowed = [v for v in (self._coerce(field, r) for r in raw) if v is not _NO_MATCH]
+                if value not in allowed:
+                    return False
+            elif value != self._coerce(field, raw):
+                return False
+        if self.where is not None:
+            try:
+                return evaluate(self.where(ctx), row) is True
+            except NotEvaluable:
+                return None
+        return True
+
+    def _coerce(self, field: str, value: Any) -> Any:
+        """``value`` as the column's Python type; context values arrive as text."""
+        if value is None:
+            return _NO_MATCH
+        column: Column[Any] = self.table.c[field]
+        try:
+            python_type = column.type.python_type
+        except NotImplementedError:
+            return value
+        if isinstance(value, python_type) and not (
+            isinstance(value, bool) and python_type is not bool
+        ):
+            return value
+        try:
+            if python_type is uuid.UUID:
+                return uuid.UUID(str(value))
+            if python_type in (int, str, float):
+                return python_type(value)
+        except (TypeError, ValueError):
+            return _NO_MATCH
+        return value
+
+    def describe(self) -> str:
+        """A one-line account of the rule, for ``explain`` and logs."""
+        parts = [f"rule #{self.index} on {self.model.__name__}"]
+        parts.append("actions=" + ",".join(sorted(self.actions)))
+        parts.append("role=" + ("*" if self.roles is None else ",".join(sorted(self.roles))))
+        if self.owner_field:
+            parts.append(f"owner_field={self.owner_field}")
+        if self.context_fields:
+            parts.append("context_fields=" + ",".join(f"{f}<-{k}" for f, k in self.context_fields.items()))
+        if self.where is not None:
+            parts.append("where=" + getattr(self.where, "__name__", "callable"))
+        return " ".join(parts)
+
+
+def _and(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    from sqlalchemy import and_
+
+    return and_(*conditions)
+
+
+def build_rule(
+    model: type[Any],
+    *,
+    actions: Sequence[str] | str,
+    role: str | Sequence[str] | None,
+    owner_field: str | None,
+    context_fields: Sequence[str] | Mapping[str, str] | None,
+    where: WhereClause | None,
+    index: int,
+) -> Rule:
+    """Validate the arguments of ``permission_required`` and build a Rule.
+
+    Raises:
+        ConfigurationError: unknown action, field, or a model that is not a table.
+    """
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        raise ConfigurationError(
+            f"{getattr(model, '__name__', model)!r} is not a table model; "
+            "declare it with `class X(SQLModel, table=True)`"
+        )
+    action_list = [actions] if isinstance(actions, str) else list(actions)
+    if not action_list:
+        raise ConfigurationError("permission_required needs at least one action")
+    if "*" in action_list:
+        chosen = frozenset(ACTIONS)
+    else:
+        unknown = [a for a in action_list if a not in ACTIONS]
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown action {unknown[0]!r}; use one of {', '.join(ACTIONS)} or '*'"
+            )
+        chosen = frozenset(action_list)  # type: ignore[arg-type]  # checked just above
+    roles: frozenset[str] | None
+    if role is None or role == "*":
+        roles = None
+    elif isinstance(role, str):
+        roles = frozenset([role])
+    else:
+        roles = None if "*" in role else frozenset(role)
+    if context_fields is None:
+        mapping: dict[str, str] = {}
+    elif isinstance(context_fields, Mapping):
+        mapping = dict(context_fields)
+    else:
+        mapping = {f: f for f in context_fields}
+    for field in [owner_field, *mapping]:
+        if field is not None and field not in table.c:
+            raise ConfigurationError(
+                f"{model.__name__} has no column {field!r} "
+                f"(columns: {', '.join(c.key for c in table.c)})"
+            )
+    if where is not None and not callable(where):
+        raise ConfigurationError(
+            "where= must be a callable taking the AuthContext and returning a SQLAlchemy "
+            "boolean expression, e.g. where=lambda ctx: Doc.level <= ctx.context['clearance']"
+        )
+    return Rule(
+        model=model,
+        table=table,
+        actions=chosen,
+        roles=roles,
+        owner_field=owner_field,
+        context_fields=mapping,
+        where=where,
+        index=index,
+    )

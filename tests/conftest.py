@@ -1,0 +1,87 @@
+"""Fixtures every test may use: a fresh database on SQLite, PostgreSQL and MariaDB, and Redis.
+
+- `db_url`: an SQLAlchemy async URL of a new, empty database, dropped after the test. Tests that
+  take it run once per database kind, with ids `sqlite`, `postgresql`, `mariadb`.
+- `db_kind`: "sqlite", "postgresql" or "mariadb", the kind of the current `db_url`.
+- `sqlite_url`: an SQLite URL only, for tests that need no server.
+- `redis_url`: `redis://127.0.0.1:6379/<db>`, a database this run has to itself, flushed before
+  and after the test. Redis pub/sub channels are shared by all databases: name channels uniquely.
+
+CAPEBASE_TEST_DBS=sqlite,postgresql restricts the kinds `db_url` runs on (default: all three).
+A server that is down skips its tests with the command that starts it, except under CI=true,
+where it fails them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._databases import (
+    DB_KINDS,
+    DbKind,
+    TestServers,
+    is_ci,
+    require,
+    selected_db_kinds,
+)
+
+try:
+    SELECTED_DB_KINDS = selected_db_kinds()
+except ValueError as error:
+    raise pytest.UsageError(str(error)) from None
+
+
+def pytest_report_header() -> str:
+    on_missing = "fail" if is_ci() else "skip"
+    return (
+        f"capebase: databases {', '.join(SELECTED_DB_KINDS)} "
+        f"(CAPEBASE_TEST_DBS; all: {','.join(DB_KINDS)}); tests needing a server that is down "
+        f"{on_missing}"
+    )
+
+
+@pytest.fixture(scope="session")
+def _servers() -> Iterator[TestServers]:
+    servers = TestServers()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture(params=SELECTED_DB_KINDS)
+def db_kind(request: pytest.FixtureRequest) -> DbKind:
+    """The database kind this test runs against: "sqlite", "postgresql" or "mariadb"."""
+    kind: DbKind = request.param
+    return kind
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """An SQLAlchemy async URL of a new SQLite database file in the test's tmp_path."""
+    return f"sqlite+aiosqlite:///{tmp_path}/test.db"
+
+
+@pytest.fixture
+def db_url(db_kind: DbKind, tmp_path: Path, _servers: TestServers) -> Iterator[str]:
+    """An SQLAlchemy async URL of a new, empty database of kind `db_kind`, dropped afterwards."""
+    if db_kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/test.db"
+        return
+    require(_servers, db_kind)
+    name = _servers.create_database(db_kind)
+    try:
+        yield _servers.url(db_kind, name)
+    finally:
+        _servers.drop_database(db_kind, name)
+
+
+@pytest.fixture
+def redis_url(_servers: TestServers) -> Iterator[str]:
+    """A Redis URL whose database this run has to itself, flushed before and after the test."""
+    require(_servers, "redis")
+    yield _servers.redis_url()
+    _servers.flush_redis()

@@ -23,7 +23,12 @@ from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
 from .policy import Explanation, Policy
 from .policy.rules import WhereClause
+from .realtime import capture as _capture  # noqa: F401  registers capture after the policy hooks
+from .realtime.changelog import metadata as changelog_metadata
+from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
+from .realtime.hub import Hub
+from .realtime.views import ModelView
 
 logger = logging.getLogger("capebase")
 
@@ -41,6 +46,7 @@ class CapeBase:
             (``auth_provider`` is an alias). Without one every caller is anonymous.
         create_tables: create missing tables at startup; turn off when Alembic owns the schema.
         crud: paging and filter limits of the generated routes.
+        realtime: change capture, stream and retention settings.
         engine_options: extra keyword arguments for SQLAlchemy's ``create_async_engine``.
     """
 
@@ -53,6 +59,7 @@ class CapeBase:
         auth_provider: AuthProvider | None = None,
         create_tables: bool = True,
         crud: CrudConfig | None = None,
+        realtime: RealtimeConfig | None = None,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(app, FastAPI):
@@ -72,6 +79,8 @@ class CapeBase:
         self._published: dict[type[Any], PublishedModel] = {}
         self._generated_routes: list[Any] = []
         self.handlers = HandlerRegistry()
+        self.realtime_config = realtime or RealtimeConfig()
+        self.hub = Hub(self.engine, self.policy, self.handlers, self.realtime_config)
         self._started = False
         install_error_handlers(app)
         self._install_lifespan()
@@ -133,6 +142,8 @@ class CapeBase:
             raise ConfigurationError(f"{model.__name__} is already published")
         published = describe_model(model, routes, create_schema, update_schema)
         self._published[model] = published
+        if "subscribe" in published.routes:
+            self.hub.add_view(ModelView(model, published.table, published.read_schema))
         router = build_router(self, published)
         before = len(self.app.router.routes)
         self.app.include_router(router)
@@ -207,14 +218,14 @@ class CapeBase:
         """
         if not isinstance(ctx, AuthContext):
             raise ConfigurationError("get_session needs an AuthContext, e.g. AuthContext(id='u1')")
-        return open_session(self._sessions, self.policy, ctx)
+        return open_session(self._sessions, self.policy, ctx, self.hub)
 
     def get_privileged_session(self) -> AsyncSession:
         """A session that bypasses the policy (changes are still captured).
 
         Use as ``async with cape.get_privileged_session() as session: ...``.
         """
-        return open_session(self._sessions, self.policy, None)
+        return open_session(self._sessions, self.policy, None, self.hub)
 
     def _make_db_dependency(self) -> Callable[..., AsyncIterator[AsyncSession]]:
         async def db_session(
@@ -228,17 +239,19 @@ class CapeBase:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Create tables (unless disabled) and start background work. Called by the lifespan."""
+        """Create tables (unless disabled) and start the realtime hub. Called by the lifespan."""
         self._move_generated_routes_last()
         if self.create_tables:
             async with self.engine.begin() as connection:
-                for metadata in self._metadatas():
+                for metadata in [changelog_metadata, *self._metadatas()]:
                     await connection.run_sync(metadata.create_all)
+        await self.hub.start()
         self._started = True
 
     async def shutdown(self) -> None:
-        """Stop background work and dispose of the engine. Called by the lifespan."""
+        """Close streams, stop background tasks and dispose of the engine. Called by the lifespan."""
         self._started = False
+        await self.hub.stop()
         await self.engine.dispose()
 
     def _metadatas(self) -> list[MetaData]:

@@ -156,6 +156,23 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
                                    annotation=pk_type, default=Path())
     handlers = _Handlers(cape, published)
 
+    if "subscribe" in published.routes:
+        # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
+        from ..realtime.transports.sse import sse_endpoint
+        from ..realtime.transports.websocket import websocket_endpoint
+
+        router.add_api_route(
+            f"{published.path}/subscribe", sse_endpoint(cape, published), methods=["GET"],
+            operation_id=f"subscribe_{name}", summary=f"Stream {name} changes (SSE)",
+            response_class=Response,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "Server-Sent Events; `id:` is the change id"},
+                       400: {"model": ErrorBody, "description": "Unknown filter"},
+                       429: {"model": ErrorBody, "description": "Too many subscriptions"}},
+        )
+        router.add_api_websocket_route(f"{published.path}/subscribe",
+                                       websocket_endpoint(cape, published))
+
     if "list" in published.routes:
         config = cape.crud_config
         list_params = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -18,12 +18,27 @@ INTERNAL = "capebase_internal"
 """Execution option that marks capebase's own statements, which the policy does not filter."""
 
 
+class ChangeSink(Protocol):
+    """Where a session reports the changes it captured (the realtime hub)."""
+
+    @property
+    def capture(self) -> bool:
+        """Whether changes are written to the change log at all."""
+
+    def has_handlers(self, table: str) -> bool:
+        """Whether server-side handlers want changes to ``table``."""
+
+    def notify(self) -> None:
+        """Wake the dispatcher: a transaction with changes committed."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionScope:
     """Who a session acts as. ``ctx is None`` means privileged: the policy does not apply."""
 
     policy: Policy
     ctx: AuthContext | None
+    sink: ChangeSink | None = None
 
     @property
     def is_privileged(self) -> bool:
@@ -52,8 +67,11 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def open_session(
-    factory: async_sessionmaker[AsyncSession], policy: Policy, ctx: AuthContext | None
+    factory: async_sessionmaker[AsyncSession],
+    policy: Policy,
+    ctx: AuthContext | None,
+    sink: ChangeSink | None = None,
 ) -> AsyncSession:
-    """A new session acting as ``ctx`` (``None``: privileged)."""
-    info: dict[str, Any] = {SCOPE_KEY: SessionScope(policy=policy, ctx=ctx)}
+    """A new session acting as ``ctx`` (``None``: privileged), reporting changes to ``sink``."""
+    info: dict[str, Any] = {SCOPE_KEY: SessionScope(policy=policy, ctx=ctx, sink=sink)}
     return factory(info=info)

@@ -97,6 +97,24 @@ class Rule:
                 return None
         return True
 
+    def pins(self, ctx: AuthContext) -> list[tuple[str, Any]] | None:
+        """Column values one of which every row this rule lets ``ctx`` see must have.
+
+        ``None`` when the rule pins no column (it may match any row); ``[]`` when it can
+        match no row at all for ``ctx``. Used to index realtime subscribers.
+        """
+        if self.owner_field is not None:
+            owner = self._coerce(self.owner_field, ctx.id)
+            return [] if owner is _NO_MATCH else [(self.owner_field, owner)]
+        for field, key in self.context_fields.items():
+            if key not in ctx.context:
+                return []
+            raw = ctx.context[key]
+            values = raw if isinstance(raw, list | tuple | set | frozenset) else [raw]
+            coerced = [v for v in (self._coerce(field, r) for r in values) if v is not _NO_MATCH]
+            return [(field, v) for v in coerced]
+        return None
+
     def _coerce(self, field: str, value: Any) -> Any:
         """``value`` as the column's Python type; context values arrive as text."""
         if value is None:

@@ -1,0 +1,39 @@
+# Developer and CI entry points. CI runs `make test` too (see .ci/run).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: .venv test lint demo bench clean
+
+# The virtualenv, reinstalled whenever pyproject.toml changes.
+.venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "capebase needs Python >= 3.11; run: make PYTHON=python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+lint: .venv
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+# The whole suite on SQLite, PostgreSQL and MariaDB (CAPEBASE_TEST_DBS=sqlite,... to narrow it).
+test: lint
+	$(BIN)/pytest -q
+
+# The example app; it prints the URL it serves on.
+demo: .venv
+	$(BIN)/python -m examples.todo
+
+# Placeholder until the benchmark issue lands the `bench` package.
+bench: .venv
+	$(BIN)/python -m bench
+
+# Build and tool leftovers; the virtualenv stays (rm -rf .venv to rebuild it).
+clean:
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""The todo demo that `make demo` starts: the README's Todo app with a header-based demo auth."""

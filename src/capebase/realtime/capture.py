@@ -1,0 +1,191 @@
+"""Change capture inside sessions: the unit of work and bulk ORM statements alike.
+
+Each captured change is written to the change log on the session's own connection, so it
+commits or rolls back with the change itself; the hub is woken only after commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table, event, insert, inspect, select
+from sqlalchemy.engine import Connection, Result
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+from ..db.sessions import INTERNAL, CapeSyncSession, SessionScope, scope_of
+from ..errors import UnfilterableStatementError
+from ..policy.enforcement import row_image
+from .changelog import changes, encode_image, encode_pk, now
+
+_CHANGED = "capebase.changed"
+
+
+def _capturing(session: Session) -> SessionScope | None:
+    scope = scope_of(session)
+    if scope is None or scope.sink is None or not scope.sink.capture:
+        return None
+    return scope
+
+
+@event.listens_for(CapeSyncSession, "after_flush")
+def _capture_unit_of_work(session: Session, _flush: UOWTransaction) -> None:
+    scope = _capturing(session)
+    if scope is None:
+        return
+    records: list[dict[str, Any]] = []
+    for obj in session.new:
+        records.append(_record(scope, _table_of(obj), "INSERT", None, row_image(obj)))
+    for obj in session.dirty:
+        if session.is_modified(obj, include_collections=False):
+            old, new = _old_image(obj), row_image(obj)
+            if old != new:
+                records.append(_record(scope, _table_of(obj), "UPDATE", old, new))
+    for obj in session.deleted:
+        records.append(_record(scope, _table_of(obj), "DELETE", _old_image(obj), None))
+    _write(session, session.connection(), records)
+
+
+# Registered after the policy's do_orm_execute hook (capebase.policy is imported first), so the
+# statement seen here already carries the caller's permission predicate.
+@event.listens_for(CapeSyncSession, "do_orm_execute")
+def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return None
+    if state.execution_options.get(INTERNAL) or not state.is_orm_statement:
+        return None
+    scope = _capturing(state.session)
+    if scope is None:
+        return None
+    table: Table = state.statement.entity_description["table"]
+    connection = state.session.connection()
+    if state.is_insert:
+        return _capture_bulk_insert(state, scope, table, connection)
+    pk = list(table.primary_key.columns)
+    if state.is_executemany:
+        params: Sequence[Mapping[str, Any]] = state.parameters  # type: ignore[assignment]
+        keys = [tuple(p[c.key] for c in pk) for p in params]
+        before = _rows_by_key(connection, table, keys)
+    else:
+        query = select(table)
+        if state.statement.whereclause is not None:
+            query = query.where(state.statement.whereclause)
+        before = connection.execute(query.with_for_update()).mappings().all()
+    result = state.invoke_statement()
+    if state.is_update:
+        after = {_key(row, pk): dict(row) for row in
+                 _rows_by_key(connection, table, [_key(row, pk) for row in before])}
+        records = [
+            _record(scope, table, "UPDATE", dict(row), after[_key(row, pk)])
+            for row in before
+            if _key(row, pk) in after and after[_key(row, pk)] != dict(row)
+        ]
+    else:
+        records = [_record(scope, table, "DELETE", dict(row), None) for row in before]
+    _write(state.session, connection, records)
+    return result
+
+
+def _capture_bulk_insert(
+    state: ORMExecuteState, scope: SessionScope, table: Table, connection: Connection
+) -> Result[Any]:
+    statement = state.statement
+    if getattr(statement, "_returning", ()):
+        raise UnfilterableStatementError(
+            "insert(...).returning(...) is not supported in capebase sessions yet: drop "
+            "returning() and read the rows back, or add the objects with session.add_all()"
+        )
+    result = state.invoke_statement(statement=statement.returning(*table.c))
+    frozen = result.freeze()
+    records = [_record(scope, table, "INSERT", None, dict(row._mapping)) for row in frozen().all()]
+    _write(state.session, connection, records)
+    return frozen()
+
+
+def _rows_by_key(
+    connection: Connection, table: Table, keys: Sequence[tuple[Any, ...]]
+) -> Sequence[Mapping[str, Any]]:
+    if not keys:
+        return []
+    pk = list(table.primary_key.columns)
+    if len(pk) == 1:
+        condition = pk[0].in_([k[0] for k in keys])
+    else:
+        from sqlalchemy import tuple_
+
+        condition = tuple_(*pk).in_(keys)
+    return connection.execute(select(table).where(condition)).mappings().all()
+
+
+def _key(row: Mapping[str, Any], pk: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(row[c.key] for c in pk)
+
+
+def _table_of(obj: Any) -> Table:
+    table = inspect(obj).mapper.local_table
+    assert isinstance(table, Table)  # noqa: S101 - every mapped class here maps a Table
+    return table
+
+
+def _old_image(obj: Any) -> dict[str, Any]:
+    """Column values as loaded, before this flush's changes."""
+    state = inspect(obj)
+    image: dict[str, Any] = {}
+    for attr in state.mapper.column_attrs:
+        history = state.attrs[attr.key].history
+        if history.deleted:
+            image[attr.key] = history.deleted[0]
+        elif history.unchanged:
+            image[attr.key] = history.unchanged[0]
+        else:
+            image[attr.key] = state.dict.get(attr.key)
+    return image
+
+
+def _record(
+    scope: SessionScope,
+    table: Table,
+    op: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    image = new if new is not None else old
+    assert image is not None  # noqa: S101 - every op has at least one image
+    pk_columns = list(table.primary_key.columns)
+    pk = image.get(pk_columns[0].key) if len(pk_columns) == 1 else [
+        image.get(c.key) for c in pk_columns
+    ]
+    ctx = scope.ctx
+    assert scope.sink is not None  # noqa: S101 - checked by _capturing
+    return {
+        "table_name": table.name,
+        "op": op,
+        "pk": encode_pk(pk),
+        "old": encode_image(old),
+        "new": encode_image(new),
+        "actor_id": ctx.id if ctx else None,
+        "actor_role": ctx.role if ctx else None,
+        "created_at": now(),
+        "handlers_pending": scope.sink.has_handlers(table.name),
+    }
+
+
+def _write(session: Session, connection: Connection, records: list[dict[str, Any]]) -> None:
+    records = [r for r in records if r["table_name"] != changes.name]
+    if not records:
+        return
+    connection.execute(insert(changes), records)
+    session.info[_CHANGED] = True
+
+
+@event.listens_for(CapeSyncSession, "after_commit")
+def _wake_hub(session: Session) -> None:
+    if session.info.pop(_CHANGED, False):
+        scope = scope_of(session)
+        if scope is not None and scope.sink is not None:
+            scope.sink.notify()
+
+
+@event.listens_for(CapeSyncSession, "after_rollback")
+def _forget_changes(session: Session) -> None:
+    session.info.pop(_CHANGED, None)

@@ -1,0 +1,107 @@
+"""The change-log table: one row per committed row change, written in the changing transaction.
+
+Its id is the event id streams send and resume from; it doubles as the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+changes = Table(
+    "capebase_changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("table_name", String(128), nullable=False),
+    Column("op", String(6), nullable=False),
+    Column("pk", String(255), nullable=False),
+    Column("old", Text, nullable=True),
+    Column("new", Text, nullable=True),
+    Column("actor_id", String(255), nullable=True),
+    Column("actor_role", String(255), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("handlers_pending", Boolean, nullable=False, default=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_capebase_changes_table_id", "table_name", "id"),
+    Index("ix_capebase_changes_pending", "handlers_pending", "id"),
+)
+
+meta = Table(
+    "capebase_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+"""Small key/value state; ``pruned_through`` is the highest change id retention removed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One change-log row, decoded. Images hold JSON values (datetimes as ISO text)."""
+
+    id: int
+    table: str
+    op: str
+    pk: Any
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+    actor_id: str | None
+    actor_role: str | None
+    created_at: datetime
+    handlers_pending: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ChangeRecord:
+        """Decode a row of ``changes``."""
+        created = row["created_at"]
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return cls(
+            id=row["id"],
+            table=row["table_name"],
+            op=row["op"],
+            pk=json.loads(row["pk"]),
+            old=json.loads(row["old"]) if row["old"] is not None else None,
+            new=json.loads(row["new"]) if row["new"] is not None else None,
+            actor_id=row["actor_id"],
+            actor_role=row["actor_role"],
+            created_at=created,
+            handlers_pending=bool(row["handlers_pending"]),
+        )
+
+
+def encode_image(image: Mapping[str, Any] | None) -> str | None:
+    """A row image as JSON text (datetimes, UUIDs and decimals become JSON values)."""
+    if image is None:
+        return None
+    return json.dumps(to_jsonable_python(dict(image)), separators=(",", ":"))
+
+
+def encode_pk(value: Any) -> str:
+    """A primary-key value as JSON text."""
+    return json.dumps(to_jsonable_python(value))
+
+
+def now() -> datetime:
+    """The current time, UTC."""
+    return datetime.now(UTC)

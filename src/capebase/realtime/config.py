@@ -1,0 +1,48 @@
+"""Settings of change capture, delivery and retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ..errors import ConfigurationError
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RealtimeConfig:
+    """How changes are captured, kept and delivered.
+
+    Args:
+        capture: write every committed row change to the change log (turn off only to measure
+            what capture costs; streams and handlers then see nothing).
+        queue_size: events buffered per subscriber; a subscriber that falls this far behind is
+            disconnected and can resume with its last event id.
+        heartbeat: seconds between keep-alive messages on idle streams.
+        retention: how long the change log keeps changes for resume; older ids get ``reset``.
+        poll_interval: seconds between change-log reads when nothing woke the dispatcher
+            (catches changes committed by other processes).
+        handler_lease: seconds a claimed handler run may take before another run may retry it.
+        handler_timeout: seconds one handler call may take before it is cancelled and logged.
+        replay_batch: change-log rows read per query when replaying or dispatching.
+        max_subscriptions: open streams per process; more get 429 / close code 1013.
+    """
+
+    capture: bool = True
+    queue_size: int = 1000
+    heartbeat: float = 15.0
+    retention: timedelta = timedelta(days=7)
+    poll_interval: float = 1.0
+    handler_lease: float = 30.0
+    handler_timeout: float = 30.0
+    replay_batch: int = 500
+    max_subscriptions: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("queue_size", "replay_batch", "max_subscriptions"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"RealtimeConfig.{name} must be at least 1")
+        for name in ("heartbeat", "poll_interval", "handler_lease", "handler_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"RealtimeConfig.{name} must be positive (seconds)")
+        if self.retention <= timedelta(0):
+            raise ConfigurationError("RealtimeConfig.retention must be a positive timedelta")

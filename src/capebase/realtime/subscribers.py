@@ -1,0 +1,130 @@
+"""A stream subscriber: who it is, what it filters on, and its bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..auth.context import AuthContext
+from ..crud.query import FilterField
+from ..errors import QueryError
+from .views import ModelView
+
+STREAM_OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull")
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFilter:
+    """One ``?field__op=value`` condition of a stream, evaluated in Python per event."""
+
+    field: str
+    op: str
+    value: Any
+
+    def matches(self, image: dict[str, Any]) -> bool:
+        """Whether the row image satisfies this condition (NULL never matches a comparison)."""
+        current = image.get(self.field)
+        if self.op == "isnull":
+            return (current is None) is bool(self.value)
+        if current is None:
+            return False
+        if self.op == "in":
+            return current in self.value
+        if self.op == "nin":
+            return current not in self.value
+        try:
+            return _COMPARE[self.op](current, self.value)
+        except TypeError:
+            return False
+
+
+def parse_stream_filters(
+    params: Iterable[tuple[str, str]], fields: dict[str, FilterField], *, max_in: int
+) -> list[StreamFilter]:
+    """The stream's filters from its query string, in the list grammar.
+
+    Raises:
+        QueryError: unknown field or operator (400), or a value that does not parse (422).
+    """
+    from ..crud.query import _parse
+
+    filters: list[StreamFilter] = []
+    for key, raw in params:
+        if key in ("last_event_id", "access_token"):
+            continue
+        name, _, op = key.partition("__")
+        op = op or "eq"
+        field = fields.get(name)
+        if field is None:
+            raise QueryError(f"Unknown filter field {name!r}; filterable fields: {', '.join(fields)}")
+        if op not in STREAM_OPERATORS:
+            raise QueryError(
+                f"Operator {op!r} is not available on streams; use one of: "
+                + ", ".join(STREAM_OPERATORS)
+            )
+        if op == "isnull":
+            value: Any = raw.lower() in ("1", "true", "yes", "on")
+        elif op in ("in", "nin"):
+            items = raw.split(",")
+            if len(items) > max_in:
+                raise QueryError(f"Too many values for {key}: at most {max_in}", status_code=422)
+            value = frozenset(_parse(name, item, field.parse) for item in items)
+        else:
+            value = _parse(name, raw, field.parse)
+        filters.append(StreamFilter(name, op, value))
+    return filters
+
+
+CLOSE = object()
+"""Queue item that ends a stream (shutdown, or the subscriber fell behind)."""
+
+
+class Subscriber:
+    """One open stream. Its queue is bounded; when it is full the subscriber is dropped."""
+
+    __slots__ = ("closed", "ctx", "filters", "overflowed", "queue", "view")
+
+    def __init__(
+        self, view: ModelView, ctx: AuthContext, filters: list[StreamFilter], queue_size: int
+    ) -> None:
+        self.view = view
+        self.ctx = ctx
+        self.filters = filters
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
+        self.closed = False
+        self.overflowed = False
+
+    def passes_filters(self, image: dict[str, Any] | None) -> bool:
+        """Whether ``image`` exists and satisfies every filter of this stream."""
+        return image is not None and all(f.matches(image) for f in self.filters)
+
+    def offer(self, item: Any) -> None:
+        """Queue ``item`` without waiting; a full queue closes the subscriber instead."""
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.close()
+
+    def close(self) -> None:
+        """End the stream: the transport sees CLOSE next (or right away when overflowed)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.overflowed or self.queue.full():
+            # Drop the backlog: the client resumes from its last id anyway.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+        self.queue.put_nowait(CLOSE)

@@ -1,0 +1,1 @@
+"""Stream transports: Server-Sent Events and WebSocket, carrying the same JSON messages."""

@@ -1,0 +1,29 @@
+"""Building a fresh FastAPI app with CapeBase for one test, and a header-based auth provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from capebase import AuthContext, CapeBase
+
+
+async def header_auth(request: Request) -> AuthContext:
+    """``X-User`` and ``X-Role`` headers → AuthContext; no ``X-User`` means anonymous."""
+    return AuthContext(id=request.headers.get("X-User"), role=request.headers.get("X-Role"))
+
+
+def as_user(user: str, role: str | None = None) -> dict[str, str]:
+    """The headers that make a request act as ``user`` (with ``role``)."""
+    headers = {"X-User": user}
+    if role is not None:
+        headers["X-Role"] = role
+    return headers
+
+
+def make_cape(db_url: str, **options: Any) -> tuple[FastAPI, CapeBase]:
+    """A new FastAPI app and a CapeBase on ``db_url`` using ``header_auth``."""
+    app = FastAPI()
+    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth, **options)
+    return app, cape

@@ -134,9 +134,12 @@ class CapeBase:
             ConfigurationError: not a table model, composite key, unknown route, published twice.
         """
         if model is None:
+
             def decorate(target: ModelT) -> ModelT:
-                return self.publish(target, routes=routes, create_schema=create_schema,
-                                    update_schema=update_schema)
+                return self.publish(
+                    target, routes=routes, create_schema=create_schema, update_schema=update_schema
+                )
+
             return decorate
         if model in self._published:
             raise ConfigurationError(f"{model.__name__} is already published")
@@ -176,8 +179,12 @@ class CapeBase:
             ConfigurationError: unknown action or field, or ``model`` is not a table.
         """
         self.policy.add(
-            model, actions=actions, role=role, owner_field=owner_field,
-            context_fields=context_fields, where=where,
+            model,
+            actions=actions,
+            role=role,
+            owner_field=owner_field,
+            context_fields=context_fields,
+            where=where,
         )
 
     def explain(
@@ -249,7 +256,7 @@ class CapeBase:
         self._started = True
 
     async def shutdown(self) -> None:
-        """Close streams, stop background tasks and dispose of the engine. Called by the lifespan."""
+        """Close streams, stop background work and dispose of the engine (lifespan hook)."""
         self._started = False
         await self.hub.stop()
         await self.engine.dispose()

@@ -9,7 +9,7 @@ from ..errors import NotFoundError, PermissionDeniedError, QueryError
 
 
 async def _permission_denied(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, PermissionDeniedError)  # noqa: S101 - registered for this type only
+    assert isinstance(exc, PermissionDeniedError)
     if exc.is_anonymous:
         return JSONResponse(
             {"detail": "Authentication required"},
@@ -24,7 +24,7 @@ async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _bad_query(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, QueryError)  # noqa: S101 - registered for this type only
+    assert isinstance(exc, QueryError)
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
 

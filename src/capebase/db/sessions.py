@@ -61,9 +61,7 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
     ``expire_on_commit=False`` because async code cannot lazy-load attributes after a commit.
     """
-    return async_sessionmaker(
-        engine, sync_session_class=CapeSyncSession, expire_on_commit=False
-    )
+    return async_sessionmaker(engine, sync_session_class=CapeSyncSession, expire_on_commit=False)
 
 
 def open_session(

@@ -12,7 +12,7 @@ from sqlalchemy.sql import visitors
 
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields
-from ..db.sessions import INTERNAL, CapeSyncSession, SessionScope, scope_of
+from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from .registry import Policy
 from .sqlexpr import with_row_values

@@ -12,7 +12,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import String
 
 
-class exact_equals(expression.FunctionElement[bool]):  # noqa: N801 - reads like a SQL function
+class exact_equals(expression.FunctionElement[bool]):
     """``column = value`` compared byte for byte on every database.
 
     MySQL and MariaDB compare text with the column's collation, which is usually

@@ -57,7 +57,9 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
     scope = _capturing(state.session)
     if scope is None:
         return None
-    table: Table = state.statement.entity_description["table"]
+    # ORM DML statements (Insert/Update/Delete) all carry these attributes; Executable does not.
+    statement: Any = state.statement
+    table: Table = statement.entity_description["table"]
     connection = state.session.connection()
     if state.is_insert:
         return _capture_bulk_insert(state, scope, table, connection)
@@ -65,16 +67,18 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
     if state.is_executemany:
         params: Sequence[Mapping[str, Any]] = state.parameters  # type: ignore[assignment]
         keys = [tuple(p[c.key] for c in pk) for p in params]
-        before = _rows_by_key(connection, table, keys)
+        before: Sequence[Mapping[Any, Any]] = _rows_by_key(connection, table, keys)
     else:
         query = select(table)
-        if state.statement.whereclause is not None:
-            query = query.where(state.statement.whereclause)
+        if statement.whereclause is not None:
+            query = query.where(statement.whereclause)
         before = connection.execute(query.with_for_update()).mappings().all()
     result = state.invoke_statement()
     if state.is_update:
-        after = {_key(row, pk): dict(row) for row in
-                 _rows_by_key(connection, table, [_key(row, pk) for row in before])}
+        after = {
+            _key(row, pk): dict(row)
+            for row in _rows_by_key(connection, table, [_key(row, pk) for row in before])
+        }
         records = [
             _record(scope, table, "UPDATE", dict(row), after[_key(row, pk)])
             for row in before
@@ -89,7 +93,7 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
 def _capture_bulk_insert(
     state: ORMExecuteState, scope: SessionScope, table: Table, connection: Connection
 ) -> Result[Any]:
-    statement = state.statement
+    statement: Any = state.statement
     if getattr(statement, "_returning", ()):
         raise UnfilterableStatementError(
             "insert(...).returning(...) is not supported in capebase sessions yet: drop "
@@ -104,7 +108,7 @@ def _capture_bulk_insert(
 
 def _rows_by_key(
     connection: Connection, table: Table, keys: Sequence[tuple[Any, ...]]
-) -> Sequence[Mapping[str, Any]]:
+) -> Sequence[Mapping[Any, Any]]:
     if not keys:
         return []
     pk = list(table.primary_key.columns)
@@ -123,7 +127,7 @@ def _key(row: Mapping[str, Any], pk: Sequence[Any]) -> tuple[Any, ...]:
 
 def _table_of(obj: Any) -> Table:
     table = inspect(obj).mapper.local_table
-    assert isinstance(table, Table)  # noqa: S101 - every mapped class here maps a Table
+    assert isinstance(table, Table)
     return table
 
 
@@ -150,13 +154,15 @@ def _record(
     new: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     image = new if new is not None else old
-    assert image is not None  # noqa: S101 - every op has at least one image
+    assert image is not None
     pk_columns = list(table.primary_key.columns)
-    pk = image.get(pk_columns[0].key) if len(pk_columns) == 1 else [
-        image.get(c.key) for c in pk_columns
-    ]
+    pk = (
+        image.get(pk_columns[0].key)
+        if len(pk_columns) == 1
+        else [image.get(c.key) for c in pk_columns]
+    )
     ctx = scope.ctx
-    assert scope.sink is not None  # noqa: S101 - checked by _capturing
+    assert scope.sink is not None
     return {
         "table_name": table.name,
         "op": op,

@@ -30,7 +30,9 @@ metadata = MetaData()
 changes = Table(
     "capebase_changes",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("table_name", String(128), nullable=False),
     Column("op", String(6), nullable=False),
     Column("pk", String(255), nullable=False),
@@ -71,7 +73,7 @@ class ChangeRecord:
     handlers_pending: bool
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ChangeRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> ChangeRecord:
         """Decode a row of ``changes``."""
         created = row["created_at"]
         if created.tzinfo is None:

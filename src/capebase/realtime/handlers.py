@@ -8,7 +8,7 @@ from typing import Any
 
 from .change import ModelChange
 
-ChangeHandler = Callable[[ModelChange], Awaitable[None] | None]
+ChangeHandler = Callable[[ModelChange[Any]], Awaitable[None] | None]
 
 
 class HandlerRegistry:

@@ -28,7 +28,7 @@ from ..policy.sqlexpr import with_row_values
 from .change import ModelChange
 from .changelog import ChangeRecord, changes, meta, now
 from .config import RealtimeConfig
-from .handlers import HandlerRegistry
+from .handlers import ChangeHandler, HandlerRegistry
 from .index import SubscriberIndex, pins_for
 from .subscribers import StreamFilter, Subscriber
 from .views import Message, ModelView
@@ -76,7 +76,9 @@ class Hub:
         self._index_version = -1
         self._holes: dict[int, float] = {}
         self._wake = asyncio.Event()
-        self._handler_queue: asyncio.Queue[ChangeRecord] = asyncio.Queue(maxsize=config.replay_batch)
+        self._handler_queue: asyncio.Queue[ChangeRecord] = asyncio.Queue(
+            maxsize=config.replay_batch
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -133,7 +135,9 @@ class Hub:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    def subscribe(self, view: ModelView, ctx: AuthContext, filters: list[StreamFilter]) -> Subscriber:
+    def subscribe(
+        self, view: ModelView, ctx: AuthContext, filters: list[StreamFilter]
+    ) -> Subscriber:
         """Open a subscription; live changes after ``self.cursor`` reach its queue.
 
         Raises:
@@ -163,7 +167,9 @@ class Hub:
                 index.remove(subscriber)
                 index.add(subscriber, pins_for(self.policy, subscriber))
 
-    async def replay(self, subscriber: Subscriber, last_id: int) -> AsyncIterator[tuple[int, str] | Reset]:
+    async def replay(
+        self, subscriber: Subscriber, last_id: int
+    ) -> AsyncIterator[tuple[int, str] | Reset]:
         """The messages ``subscriber`` missed after ``last_id``, up to where live delivery began.
 
         Yields a single Reset when the log no longer reaches back to ``last_id``.
@@ -178,13 +184,22 @@ class Hub:
                 return
             position = last_id
             while position < upto:
-                rows = (await connection.execute(
-                    select(changes)
-                    .where(changes.c.table_name == table, changes.c.id > position,
-                           changes.c.id <= upto)
-                    .order_by(changes.c.id)
-                    .limit(self.config.replay_batch)
-                )).mappings().all()
+                rows = (
+                    (
+                        await connection.execute(
+                            select(changes)
+                            .where(
+                                changes.c.table_name == table,
+                                changes.c.id > position,
+                                changes.c.id <= upto,
+                            )
+                            .order_by(changes.c.id)
+                            .limit(self.config.replay_batch)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
                 if not rows:
                     break
                 for row in rows:
@@ -213,10 +228,18 @@ class Hub:
             if self._holes:
                 await self._fill_holes(connection)
             while True:
-                rows = (await connection.execute(
-                    select(changes).where(changes.c.id > self.cursor)
-                    .order_by(changes.c.id).limit(self.config.replay_batch)
-                )).mappings().all()
+                rows = (
+                    (
+                        await connection.execute(
+                            select(changes)
+                            .where(changes.c.id > self.cursor)
+                            .order_by(changes.c.id)
+                            .limit(self.config.replay_batch)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
                 for row in rows:
                     record = ChangeRecord.from_row(row)
                     self._note_holes(record.id)
@@ -239,9 +262,17 @@ class Hub:
             del self._holes[hole]
         if not self._holes:
             return
-        rows = (await connection.execute(
-            select(changes).where(changes.c.id.in_(list(self._holes))).order_by(changes.c.id)
-        )).mappings().all()
+        rows = (
+            (
+                await connection.execute(
+                    select(changes)
+                    .where(changes.c.id.in_(list(self._holes)))
+                    .order_by(changes.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
         for row in rows:
             record = ChangeRecord.from_row(row)
             del self._holes[record.id]
@@ -311,8 +342,9 @@ class Hub:
             try:
                 await self._handle(record)
             except Exception:
-                logger.exception("capebase: could not record handler progress for change %s",
-                                 record.id)
+                logger.exception(
+                    "capebase: could not record handler progress for change %s", record.id
+                )
 
     async def _handle(self, record: ChangeRecord) -> None:
         model = next((m for m in self.handlers.models() if m.__table__.name == record.table), None)
@@ -321,27 +353,25 @@ class Hub:
         view = self.views.get(record.table) or _view_for(model)
         image = view.decode(record.new if record.new is not None else record.old) or {}
         change: ModelChange[Any] = ModelChange(
-            id=record.id, table=record.table, event=record.op,  # type: ignore[arg-type]
-            payload=view.instance(image), old=record.old, timestamp=record.created_at,
-            actor_id=record.actor_id, actor_role=record.actor_role, new=record.new,
+            id=record.id,
+            table=record.table,
+            event=record.op,  # type: ignore[arg-type]
+            payload=view.instance(image),
+            old=record.old,
+            timestamp=record.created_at,
+            actor_id=record.actor_id,
+            actor_role=record.actor_role,
+            new=record.new,
         )
         for handler in self.handlers.for_model(model):
             name = getattr(handler, "__qualname__", repr(handler))
             try:
-                if inspect.iscoroutinefunction(handler):
-                    await asyncio.wait_for(handler(change), self.config.handler_timeout)  # type: ignore[arg-type]
-                else:
-                    result = await asyncio.wait_for(
-                        asyncio.to_thread(handler, change), self.config.handler_timeout
-                    )
-                    if inspect.isawaitable(result):
-                        await asyncio.wait_for(result, self.config.handler_timeout)
+                await asyncio.wait_for(_call(handler, change), self.config.handler_timeout)
             except Exception:
                 logger.exception("capebase: handler %s failed on change %s", name, record.id)
         async with self.engine.begin() as connection:
             await connection.execute(
-                update(changes).where(changes.c.id == record.id)
-                .values(handlers_pending=False)
+                update(changes).where(changes.c.id == record.id).values(handlers_pending=False)
             )
 
     async def _claim(self, change_id: int) -> bool:
@@ -350,8 +380,11 @@ class Hub:
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 update(changes)
-                .where(changes.c.id == change_id, changes.c.handlers_pending.is_(True),
-                       or_(changes.c.claimed_by.is_(None), changes.c.claimed_at < expired))
+                .where(
+                    changes.c.id == change_id,
+                    changes.c.handlers_pending.is_(True),
+                    or_(changes.c.claimed_by.is_(None), changes.c.claimed_at < expired),
+                )
                 .values(claimed_by=self.process_id, claimed_at=now())
             )
         return bool(result.rowcount)
@@ -372,12 +405,21 @@ class Hub:
             return
         expired = now() - timedelta(seconds=self.config.handler_lease)
         async with self.engine.connect() as connection:
-            rows = (await connection.execute(
-                select(changes)
-                .where(changes.c.handlers_pending.is_(True),
-                       or_(changes.c.claimed_by.is_(None), changes.c.claimed_at < expired))
-                .order_by(changes.c.id).limit(self.config.replay_batch)
-            )).mappings().all()
+            rows = (
+                (
+                    await connection.execute(
+                        select(changes)
+                        .where(
+                            changes.c.handlers_pending.is_(True),
+                            or_(changes.c.claimed_by.is_(None), changes.c.claimed_at < expired),
+                        )
+                        .order_by(changes.c.id)
+                        .limit(self.config.replay_batch)
+                    )
+                )
+                .mappings()
+                .all()
+            )
         for row in rows:
             await self._handler_queue.put(ChangeRecord.from_row(row))
 
@@ -394,10 +436,20 @@ class Hub:
             await connection.execute(meta.insert().values(key="pruned_through", value=str(highest)))
 
 
+async def _call(handler: ChangeHandler, change: ModelChange[Any]) -> None:
+    """Await an async handler; run a plain one in a thread so it cannot block the loop."""
+    if inspect.iscoroutinefunction(handler):
+        await handler(change)
+        return
+    result = await asyncio.to_thread(handler, change)
+    if inspect.isawaitable(result):
+        await result
+
+
 async def _pruned_through(connection: AsyncConnection) -> int:
-    value = (await connection.execute(
-        select(meta.c.value).where(meta.c.key == "pruned_through")
-    )).scalar()
+    value = (
+        await connection.execute(select(meta.c.value).where(meta.c.key == "pruned_through"))
+    ).scalar()
     return int(value) if value is not None else 0
 
 

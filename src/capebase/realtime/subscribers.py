@@ -66,7 +66,9 @@ def parse_stream_filters(
         op = op or "eq"
         field = fields.get(name)
         if field is None:
-            raise QueryError(f"Unknown filter field {name!r}; filterable fields: {', '.join(fields)}")
+            raise QueryError(
+                f"Unknown filter field {name!r}; filterable fields: {', '.join(fields)}"
+            )
         if op not in STREAM_OPERATORS:
             raise QueryError(
                 f"Operator {op!r} is not available on streams; use one of: "

@@ -37,10 +37,11 @@ def resume_point(header: str | None, query: Mapping[str, str]) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        value = int(raw)  # type: ignore[arg-type]
+        value = int(str(raw))
     except ValueError as exc:
-        raise QueryError(f"last_event_id must be an integer change id, got {raw!r}",
-                         status_code=422) from exc
+        raise QueryError(
+            f"last_event_id must be an integer change id, got {raw!r}", status_code=422
+        ) from exc
     if value < 0:
         raise QueryError("last_event_id must not be negative", status_code=422)
     return value
@@ -75,16 +76,16 @@ async def stream_items(
             yield item
     while True:
         try:
-            item = await asyncio.wait_for(subscriber.queue.get(), heartbeat)
+            queued: Any = await asyncio.wait_for(subscriber.queue.get(), heartbeat)
         except TimeoutError:
             yield HEARTBEAT
             continue
-        if item is CLOSE:
+        if queued is CLOSE:
             if subscriber.overflowed:
                 yield Overflowed(delivered)
             return
-        change_id, _text = item
+        change_id, _text = queued
         if delivered is not None and change_id <= delivered:
             continue  # already sent by the replay
         delivered = change_id
-        yield item
+        yield queued

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...auth.context import AuthContext
 from ..hub import Reset, TooManySubscriptionsError
@@ -41,13 +41,21 @@ def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                         yield ServerSentEvent(comment="heartbeat")
                     elif isinstance(item, Reset):
                         yield ServerSentEvent(
-                            data=json.dumps({"event": "reset", "id": item.id, "reason": item.reason}),
-                            event="reset", id=str(item.id),
+                            data=json.dumps(
+                                {"event": "reset", "id": item.id, "reason": item.reason}
+                            ),
+                            event="reset",
+                            id=str(item.id),
                         )
                     elif isinstance(item, Overflowed):
                         yield ServerSentEvent(
-                            data=json.dumps({"event": "overflow", "last_id": item.last_id,
-                                             "reason": "subscriber too slow; reconnect to resume"}),
+                            data=json.dumps(
+                                {
+                                    "event": "overflow",
+                                    "last_id": item.last_id,
+                                    "reason": "subscriber too slow; reconnect to resume",
+                                }
+                            ),
                             event="overflow",
                         )
                     else:

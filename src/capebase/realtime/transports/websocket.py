@@ -40,8 +40,9 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
         await websocket.accept()
         watcher = asyncio.create_task(_wait_for_disconnect(websocket))
         try:
-            async for item in _race(stream_items(cape, subscriber, resume,
-                                                 cape.realtime_config.heartbeat), watcher):
+            async for item in _race(
+                stream_items(cape, subscriber, resume, cape.realtime_config.heartbeat), watcher
+            ):
                 if item is HEARTBEAT:
                     await websocket.send_text('{"event":"heartbeat"}')
                 elif isinstance(item, Reset):
@@ -49,8 +50,9 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                         json.dumps({"event": "reset", "id": item.id, "reason": item.reason})
                     )
                 elif isinstance(item, Overflowed):
-                    await websocket.close(code=TRY_AGAIN_LATER,
-                                          reason=f"too slow; resume after {item.last_id}")
+                    await websocket.close(
+                        code=TRY_AGAIN_LATER, reason=f"too slow; resume after {item.last_id}"
+                    )
                     return
                 else:
                     await websocket.send_text(item[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -15,6 +16,8 @@ class AuthContext:
         id: the user's unique id, or ``None`` for an anonymous caller.
         role: the user's role, used by rules with ``role=``.
         context: extra values rules can match with ``context_fields=`` or ``where=``.
+        expires_at: when the credential behind this context expires (aware datetime);
+            open streams end at that moment. ``None``: they never expire on their own.
 
     ``AuthContext()`` is the anonymous caller.
     """
@@ -22,6 +25,7 @@ class AuthContext:
     id: str | None = None
     role: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # Ids arrive from JWTs, databases and headers as ints, UUIDs or strings; rules compare

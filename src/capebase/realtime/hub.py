@@ -157,6 +157,17 @@ class Hub:
         if index is not None:
             index.remove(subscriber)
 
+    def disconnect_user(self, user_id: str) -> int:
+        """End every stream of ``user_id`` (disabled user, logout); returns how many."""
+        count = 0
+        for index in self._indexes.values():
+            for subscriber in index:
+                if subscriber.ctx.id == user_id and not subscriber.closed:
+                    subscriber.revoked = True
+                    subscriber.close()
+                    count += 1
+        return count
+
     def _refresh_pins(self) -> None:
         """Rules can change at run time; re-file every subscriber when they did."""
         if self._index_version == self.policy.version:

@@ -94,7 +94,7 @@ CLOSE = object()
 class Subscriber:
     """One open stream. Its queue is bounded; when it is full the subscriber is dropped."""
 
-    __slots__ = ("closed", "ctx", "filters", "overflowed", "queue", "view")
+    __slots__ = ("closed", "ctx", "filters", "overflowed", "queue", "revoked", "view")
 
     def __init__(
         self, view: ModelView, ctx: AuthContext, filters: list[StreamFilter], queue_size: int
@@ -105,6 +105,7 @@ class Subscriber:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
         self.closed = False
         self.overflowed = False
+        self.revoked = False
 
     def passes_filters(self, image: dict[str, Any] | None) -> bool:
         """Whether ``image`` exists and satisfies every filter of this stream."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ...auth.context import AuthContext
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 
 HEARTBEAT = object()
 """Yielded when a stream was idle for a heartbeat interval."""
+
+
+EXPIRED = object()
+"""Yielded, last, when the subscriber's credentials expired or the user was disconnected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +68,10 @@ async def stream_items(
 ) -> AsyncIterator[Any]:
     """The stream: replayed messages, then live ones; HEARTBEAT when idle; Reset; Overflowed.
 
-    Items are ``(id, json_text)`` tuples, ``Reset``, ``HEARTBEAT`` or a final ``Overflowed``.
+    Items are ``(id, json_text)`` tuples, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed``
+    or ``EXPIRED`` (the context's ``expires_at`` passed, or the hub disconnected the user).
     """
+    expires_at = subscriber.ctx.expires_at
     delivered = last_id
     if last_id is not None:
         async for item in cape.hub.replay(subscriber, last_id):
@@ -75,14 +82,24 @@ async def stream_items(
             delivered = item[0]
             yield item
     while True:
+        wait = heartbeat
+        if expires_at is not None:
+            remaining = (expires_at - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                yield EXPIRED
+                return
+            wait = min(wait, remaining)
         try:
-            queued: Any = await asyncio.wait_for(subscriber.queue.get(), heartbeat)
+            queued: Any = await asyncio.wait_for(subscriber.queue.get(), wait)
         except TimeoutError:
-            yield HEARTBEAT
+            if expires_at is None or datetime.now(UTC) < expires_at:
+                yield HEARTBEAT
             continue
         if queued is CLOSE:
             if subscriber.overflowed:
                 yield Overflowed(delivered)
+            elif subscriber.revoked:
+                yield EXPIRED
             return
         change_id, _text = queued
         if delivered is not None and change_id <= delivered:

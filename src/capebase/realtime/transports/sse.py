@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...auth.context import AuthContext
 from ..hub import Reset, TooManySubscriptionsError
-from .common import HEARTBEAT, Overflowed, open_subscription, resume_point, stream_items
+from .common import EXPIRED, HEARTBEAT, Overflowed, open_subscription, resume_point, stream_items
 
 if TYPE_CHECKING:
     from ...app import CapeBase
@@ -39,6 +39,11 @@ def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                 async for item in stream_items(cape, subscriber, resume, heartbeat):
                     if item is HEARTBEAT:
                         yield ServerSentEvent(comment="heartbeat")
+                    elif item is EXPIRED:
+                        yield ServerSentEvent(
+                            data='{"event":"expired","reason":"credentials expired or revoked"}',
+                            event="expired",
+                        )
                     elif isinstance(item, Reset):
                         yield ServerSentEvent(
                             data=json.dumps(

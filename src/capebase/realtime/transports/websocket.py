@@ -12,7 +12,7 @@ from fastapi import Depends, WebSocket, WebSocketDisconnect
 from ...auth.context import AuthContext
 from ...errors import QueryError
 from ..hub import Reset, TooManySubscriptionsError
-from .common import HEARTBEAT, Overflowed, open_subscription, resume_point, stream_items
+from .common import EXPIRED, HEARTBEAT, Overflowed, open_subscription, resume_point, stream_items
 
 if TYPE_CHECKING:
     from ...app import CapeBase
@@ -45,6 +45,9 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             ):
                 if item is HEARTBEAT:
                     await websocket.send_text('{"event":"heartbeat"}')
+                elif item is EXPIRED:
+                    await websocket.close(code=POLICY_VIOLATION, reason="credentials expired")
+                    return
                 elif isinstance(item, Reset):
                     await websocket.send_text(
                         json.dumps({"event": "reset", "id": item.id, "reason": item.reason})

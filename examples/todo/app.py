@@ -81,6 +81,6 @@ async def filter_todos(
 async def log_change(change: ModelChange[Todo]) -> None:
     """Log each committed change.
 
-    Registration works today; capebase starts calling handlers when real-time delivery lands.
+    capebase calls it after each commit, outside the request that made the change.
     """
     logger.info("%s todo %s: %r", change.event, change.payload.id, change.payload.task)

@@ -24,6 +24,7 @@ from .errors import ConfigurationError
 from .policy import Explanation, Policy
 from .policy.rules import WhereClause
 from .realtime import capture as _capture  # noqa: F401  registers capture after the policy hooks
+from .realtime.backends import BrokerBackend, broker_from_url
 from .realtime.changelog import metadata as changelog_metadata
 from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
@@ -47,6 +48,8 @@ class CapeBase:
         create_tables: create missing tables at startup; turn off when Alembic owns the schema.
         crud: paging and filter limits of the generated routes.
         realtime: change capture, stream and retention settings.
+        broker: how app processes wake each other: ``memory://`` (one process, default),
+            ``postgresql://…`` (LISTEN/NOTIFY) or ``redis://…``, or a BrokerBackend instance.
         engine_options: extra keyword arguments for SQLAlchemy's ``create_async_engine``.
     """
 
@@ -60,6 +63,7 @@ class CapeBase:
         create_tables: bool = True,
         crud: CrudConfig | None = None,
         realtime: RealtimeConfig | None = None,
+        broker: str | BrokerBackend = "memory://",
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(app, FastAPI):
@@ -80,7 +84,13 @@ class CapeBase:
         self._generated_routes: list[Any] = []
         self.handlers = HandlerRegistry()
         self.realtime_config = realtime or RealtimeConfig()
-        self.hub = Hub(self.engine, self.policy, self.handlers, self.realtime_config)
+        self.hub = Hub(
+            self.engine,
+            self.policy,
+            self.handlers,
+            self.realtime_config,
+            broker_from_url(broker),
+        )
         self._started = False
         install_error_handlers(app)
         self._install_lifespan()

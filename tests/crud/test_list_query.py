@@ -22,7 +22,7 @@ def at(month: int, day: int = 1) -> datetime:
 
 ROWS = [
     Item(id=1, owner_id="alice", name="Apple", qty=1, active=True, note=None, created_at=at(1)),
-    Item(id=2, owner_id="alice", name="apple pie", qty=5, active=False, note="50% off",
+    Item(id=2, owner_id="alice", name="apple pie", qty=5, active=False, note="50% off \\",
          created_at=at(2)),
     Item(id=3, owner_id="bob", name="Banana", qty=10, active=True, note="a_b", created_at=at(3)),
     Item(id=4, owner_id="bob", name="banana split", qty=0, active=False, note="100%",
@@ -68,7 +68,10 @@ def q(query: str) -> list[tuple[str, str]]:
     return pairs
 
 
-async def check(client: httpx.AsyncClient, cases: list[tuple[str, list[int]]]) -> None:
+Cases = list[tuple[str, list[int]]]
+
+
+async def check(client: httpx.AsyncClient, cases: Cases) -> None:
     """Run every case and report all mismatches at once."""
     wrong = []
     for query, expected in cases:
@@ -78,198 +81,196 @@ async def check(client: httpx.AsyncClient, cases: list[tuple[str, list[int]]]) -
     assert wrong == []
 
 
-async def test_equality_is_exact_for_every_type(client: httpx.AsyncClient) -> None:
+EQUALITY: Cases = [
+    ("name=Apple", [1]),
+    ("id=3", [3]),
+    ("qty=5", [2]),
+    ("active=true", [1, 3, 5, 6]),
+    ("active=false", [2, 4]),
+    ("active=1", [1, 3, 5, 6]),
+    ("created_at=2024-01-01T10:00:00Z", [1]),
+    ("owner_id=alice", [1, 2]),
+    ("note=a_b", [3]),
+    ("name=Nothing", []),
+]
+
+
+# MariaDB's default collations compare 'Apple' = 'apple' = 'Apple ' and 'Cafe' = 'Café';
+# a filter (or an owner check built on the same equality) must not.
+EXACT_TEXT: Cases = [
+    ("name=apple", []),
+    ("name=APPLE", []),
+    ("owner_id=ALICE", []),
+    ("name=Cafe", []),
+    ("name=Café", [6]),
+    ("note=Apple", []),
+    ("note=Apple ", [6]),
+    ("name__in=apple,banana", []),
+    ("name__in=Apple,Banana", [1, 3]),
+    ("name__ne=apple", ALL),
+    ("owner_id__nin=ALICE,BOB", ALL),
+]
+
+
+COMPARISONS: Cases = [
+    ("name__ne=Apple", [2, 3, 4, 5, 6]),
+    ("qty__ne=0", [1, 2, 3, 5, 6]),
+    ("active__ne=true", [2, 4]),
+    ("qty__gt=5", [3, 5]),
+    ("qty__gte=5", [2, 3, 5]),
+    ("qty__lt=3", [1, 4]),
+    ("qty__lte=3", [1, 4, 6]),
+    ("id__gt=4", [5, 6]),
+    ("qty__gte=1&qty__lte=7", [1, 2, 5, 6]),
+]
+
+
+# Datetime values may carry any offset; values without one are UTC.
+DATETIMES: Cases = [
+    ("created_at__gt=2024-03-01T00:00:00Z", [3, 4, 5, 6]),
+    ("created_at__gte=2024-03-01T10:00:00Z", [3, 4, 5, 6]),
+    ("created_at__lt=2024-03-01T10:00:00Z", [1, 2]),
+    ("created_at__lte=2024-02-01T10:00:00+00:00", [1, 2]),
+    ("created_at__lt=2024-03-01T12:00:00+02:00", [1, 2]),
+    ("created_at__lte=2024-03-01T05:00:00-05:00", [1, 2, 3]),
+    ("created_at__lt=2024-02-01T10:00:01", [1, 2]),
+    ("created_at=2024-05-01T12:00:00+02:00", [5]),
+    ("created_at__ne=2024-05-01T10:00:00Z", [1, 2, 3, 4, 6]),
+    ("created_at__in=2024-01-01T10:00:00Z,2024-05-01T10:00:00Z", [1, 5]),
+]
+
+
+IN_AND_NIN: Cases = [
+    ("qty__in=1,10", [1, 3]),
+    ("qty__nin=1,10", [2, 4, 5, 6]),
+    ("id__in=2,4", [2, 4]),
+    ("id__in=2", [2]),
+    ("name__nin=Apple,Banana", [2, 4, 5, 6]),
+    ("active__in=false", [2, 4]),
+    ("owner_id__in=bob,carol&qty__nin=0", [3, 5, 6]),
+]
+
+
+LIKE_AND_ILIKE: Cases = [
+    ("name__like=A%", [1]),
+    ("name__like=a%", [2]),
+    ("name__like=%an%", [3, 4]),
+    ("name__like=%AN%", []),
+    ("name__like=B_nana", [3]),
+    ("name__like=b_nana", []),
+    ("name__like=%e", [1, 2]),
+    ("name__like=Caf_", [6]),
+    ("name__ilike=a%", [1, 2]),
+    ("name__ilike=%BANANA%", [3, 4]),
+    ("name__ilike=APPLE", [1]),
+    ("name__ilike=b_NANA", [3]),
+    ("name__ilike=cafe", []),
+    ("name__icontains=AFE", []),
+    ("name__icontains=AFé", [6]),
+]
+
+
+# PostgreSQL and MySQL treat ``\`` as LIKE's escape character, SQLite has none by default.
+LIKE_ESCAPE: Cases = [
+    ("note__like=%0\\%", [4]),
+    ("note__like=a\\_b", [3]),
+    ("note__ilike=A\\_B", [3]),
+    ("note__like=a_b", [3, 5]),
+]
+
+
+CONTAINS_AND_STARTSWITH: Cases = [
+    ("name__contains=an", [3, 4]),
+    ("name__contains=AN", []),
+    ("name__contains=pp", [1, 2]),
+    ("name__contains=af", [6]),
+    ("name__contains=afe", []),
+    ("name__icontains=AN", [3, 4]),
+    ("name__icontains=PIE", [2]),
+    ("name__icontains=apple", [1, 2]),
+    ("name__startswith=B", [3]),
+    ("name__startswith=b", [4]),
+    ("name__startswith=Ch", [5]),
+    ("name__startswith=ch", []),
+]
+
+
+# ``%`` and ``_`` (and the escape character) in the value match only themselves.
+LITERAL_WILDCARDS: Cases = [
+    ("note__contains=%", [2, 4]),
+    ("note__contains=0%", [2, 4]),
+    ("note__contains=_", [3]),
+    ("note__contains=/", [5]),
+    ("note__contains=a/b", [5]),
+    ("note__contains=\\", [2]),
+    ("note__contains=f \\", [2]),
+    ("note__startswith=50%", [2]),
+    ("note__startswith=%", []),
+    ("note__startswith=a_", [3]),
+    ("note__startswith=a/", [5]),
+    ("name__startswith=Cherry_", [5]),
+    ("name__icontains=Y_1", [5]),
+    ("note__icontains=A_B", [3]),
+    ("note__icontains=%", [2, 4]),
+]
+
+
+ISNULL: Cases = [
+    ("note__isnull=true", [1]),
+    ("note__isnull=false", [2, 3, 4, 5, 6]),
+    ("note__isnull=1", [1]),
+    ("qty__isnull=true", []),
+    ("qty__isnull=false", ALL),
+]
+
+
+COMBINED: Cases = [
+    ("active=true&qty__gte=5", [3, 5]),
+    ("owner_id=bob&name__startswith=b", [4]),
+    ("owner_id=alice&owner_id=bob", []),
+    ("note__isnull=false&note__contains=%&qty__gt=1", [2]),
+]
+
+
+ORDERING: Cases = [
+    ("order_by=-qty", [3, 5, 2, 6, 1, 4]),
+    ("order_by=qty", [4, 1, 6, 2, 5, 3]),
+    ("order_by=+qty", [4, 1, 6, 2, 5, 3]),
+    ("order_by=-created_at", [6, 5, 4, 3, 2, 1]),
+    ("order_by=-id", [6, 5, 4, 3, 2, 1]),
+    # ties on active are broken by the next key, then by the primary key
+    ("order_by=active,-qty", [2, 4, 3, 5, 6, 1]),
+    ("order_by=-active,qty", [1, 6, 5, 3, 4, 2]),
+    ("order_by=active", [2, 4, 1, 3, 5, 6]),
+    ("order_by=-active", [1, 3, 5, 6, 2, 4]),
+    ("order_by=owner_id,-id", [2, 1, 4, 3, 6, 5]),
+    ("order_by=-qty&active=true", [3, 5, 6, 1]),
+    ("order_by=", ALL),
+]
+
+
+PAGING: Cases = [
+    ("limit=2", [1, 2]),
+    ("limit=2&offset=2", [3, 4]),
+    ("limit=2&offset=5", [6]),
+    ("offset=4", [5, 6]),
+    ("offset=6", []),
+    ("limit=0", []),
+    ("order_by=-qty&limit=3", [3, 5, 2]),
+    ("order_by=-qty&limit=3&offset=3", [6, 1, 4]),
+    ("active=true&limit=2&offset=1", [3, 5]),
+]
+
+
+async def test_every_filter_operator(client: httpx.AsyncClient) -> None:
     await check(client, [
-        ("name=Apple", [1]),
-        ("id=3", [3]),
-        ("qty=5", [2]),
-        ("active=true", [1, 3, 5, 6]),
-        ("active=false", [2, 4]),
-        ("active=1", [1, 3, 5, 6]),
-        ("created_at=2024-01-01T10:00:00Z", [1]),
-        ("owner_id=alice", [1, 2]),
-        ("note=a_b", [3]),
-        ("name=Nothing", []),
+        *EQUALITY, *EXACT_TEXT, *COMPARISONS, *DATETIMES, *IN_AND_NIN, *LIKE_AND_ILIKE,
+        *LIKE_ESCAPE, *CONTAINS_AND_STARTSWITH, *LITERAL_WILDCARDS, *ISNULL, *COMBINED,
     ])
 
 
-async def test_text_equality_is_case_accent_and_space_sensitive(
-    client: httpx.AsyncClient,
-) -> None:
-    """MariaDB's default collations compare 'Apple' = 'apple' = 'Apple ' and 'Cafe' = 'Café';
-    a filter (or an owner check built on the same equality) must not."""
-    await check(client, [
-        ("name=apple", []),
-        ("name=APPLE", []),
-        ("owner_id=ALICE", []),
-        ("name=Cafe", []),
-        ("name=Café", [6]),
-        ("note=Apple", []),
-        ("note=Apple ", [6]),
-        ("name__in=apple,banana", []),
-        ("name__in=Apple,Banana", [1, 3]),
-        ("name__ne=apple", ALL),
-        ("owner_id__nin=ALICE,BOB", ALL),
-    ])
-
-
-async def test_comparison_operators(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("name__ne=Apple", [2, 3, 4, 5, 6]),
-        ("qty__ne=0", [1, 2, 3, 5, 6]),
-        ("active__ne=true", [2, 4]),
-        ("qty__gt=5", [3, 5]),
-        ("qty__gte=5", [2, 3, 5]),
-        ("qty__lt=3", [1, 4]),
-        ("qty__lte=3", [1, 4, 6]),
-        ("id__gt=4", [5, 6]),
-        ("qty__gte=1&qty__lte=7", [1, 2, 5, 6]),
-    ])
-
-
-async def test_datetime_comparisons_understand_offsets(client: httpx.AsyncClient) -> None:
-    """Datetime values may carry any offset; values without one are UTC."""
-    await check(client, [
-        ("created_at__gt=2024-03-01T00:00:00Z", [3, 4, 5, 6]),
-        ("created_at__gte=2024-03-01T10:00:00Z", [3, 4, 5, 6]),
-        ("created_at__lt=2024-03-01T10:00:00Z", [1, 2]),
-        ("created_at__lte=2024-02-01T10:00:00+00:00", [1, 2]),
-        ("created_at__lt=2024-03-01T12:00:00+02:00", [1, 2]),
-        ("created_at__lte=2024-03-01T05:00:00-05:00", [1, 2, 3]),
-        ("created_at__lt=2024-02-01T10:00:01", [1, 2]),
-        ("created_at=2024-05-01T12:00:00+02:00", [5]),
-        ("created_at__ne=2024-05-01T10:00:00Z", [1, 2, 3, 4, 6]),
-        ("created_at__in=2024-01-01T10:00:00Z,2024-05-01T10:00:00Z", [1, 5]),
-    ])
-
-
-async def test_in_and_nin(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("qty__in=1,10", [1, 3]),
-        ("qty__nin=1,10", [2, 4, 5, 6]),
-        ("id__in=2,4", [2, 4]),
-        ("id__in=2", [2]),
-        ("name__nin=Apple,Banana", [2, 4, 5, 6]),
-        ("active__in=false", [2, 4]),
-        ("owner_id__in=bob,carol&qty__nin=0", [3, 5, 6]),
-    ])
-
-
-async def test_like_is_case_sensitive_and_ilike_is_not(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("name__like=A%", [1]),
-        ("name__like=a%", [2]),
-        ("name__like=%an%", [3, 4]),
-        ("name__like=%AN%", []),
-        ("name__like=B_nana", [3]),
-        ("name__like=b_nana", []),
-        ("name__like=%e", [1, 2]),
-        ("name__like=Caf_", [6]),
-        ("name__ilike=a%", [1, 2]),
-        ("name__ilike=%BANANA%", [3, 4]),
-        ("name__ilike=APPLE", [1]),
-        ("name__ilike=b_NANA", [3]),
-    ])
-
-
-async def test_like_escapes_with_backslash_on_every_database(client: httpx.AsyncClient) -> None:
-    r"""PostgreSQL and MySQL treat ``\`` as LIKE's escape character, SQLite has none by default."""
-    await check(client, [
-        ("note__like=%0\\%", [4]),
-        ("note__like=a\\_b", [3]),
-        ("note__ilike=A\\_B", [3]),
-        ("note__like=a_b", [3, 5]),
-    ])
-
-
-async def test_contains_and_startswith(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("name__contains=an", [3, 4]),
-        ("name__contains=AN", []),
-        ("name__contains=pp", [1, 2]),
-        ("name__contains=af", [6]),
-        ("name__contains=afe", []),
-        ("name__icontains=AN", [3, 4]),
-        ("name__icontains=PIE", [2]),
-        ("name__icontains=apple", [1, 2]),
-        ("name__startswith=B", [3]),
-        ("name__startswith=b", [4]),
-        ("name__startswith=Ch", [5]),
-        ("name__startswith=ch", []),
-    ])
-
-
-async def test_contains_and_startswith_take_wildcards_literally(
-    client: httpx.AsyncClient,
-) -> None:
-    """``%`` and ``_`` (and the escape character) in the value match only themselves."""
-    await check(client, [
-        ("note__contains=%", [2, 4]),
-        ("note__contains=0%", [2, 4]),
-        ("note__contains=_", [3]),
-        ("note__contains=/", [5]),
-        ("note__contains=a/b", [5]),
-        ("note__contains=\\", []),
-        ("note__startswith=50%", [2]),
-        ("note__startswith=%", []),
-        ("note__startswith=a_", [3]),
-        ("note__startswith=a/", [5]),
-        ("name__startswith=Cherry_", [5]),
-        ("name__icontains=Y_1", [5]),
-        ("note__icontains=A_B", [3]),
-        ("note__icontains=%", [2, 4]),
-    ])
-
-
-async def test_isnull(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("note__isnull=true", [1]),
-        ("note__isnull=false", [2, 3, 4, 5, 6]),
-        ("note__isnull=1", [1]),
-        ("qty__isnull=true", []),
-        ("qty__isnull=false", ALL),
-    ])
-
-
-async def test_filters_combine_with_and(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("active=true&qty__gte=5", [3, 5]),
-        ("owner_id=bob&name__startswith=b", [4]),
-        ("owner_id=alice&owner_id=bob", []),
-        ("note__isnull=false&note__contains=%&qty__gt=1", [2]),
-    ])
-
-
-async def test_order_by(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("order_by=-qty", [3, 5, 2, 6, 1, 4]),
-        ("order_by=qty", [4, 1, 6, 2, 5, 3]),
-        ("order_by=+qty", [4, 1, 6, 2, 5, 3]),
-        ("order_by=-created_at", [6, 5, 4, 3, 2, 1]),
-        ("order_by=-id", [6, 5, 4, 3, 2, 1]),
-        # ties on active are broken by the next key, then by the primary key
-        ("order_by=active,-qty", [2, 4, 3, 5, 6, 1]),
-        ("order_by=-active,qty", [1, 6, 5, 3, 4, 2]),
-        ("order_by=active", [2, 4, 1, 3, 5, 6]),
-        ("order_by=-active", [1, 3, 5, 6, 2, 4]),
-        ("order_by=owner_id,-id", [2, 1, 4, 3, 6, 5]),
-        ("order_by=-qty&active=true", [3, 5, 6, 1]),
-        ("order_by=", ALL),
-    ])
-
-
-async def test_limit_and_offset(client: httpx.AsyncClient) -> None:
-    await check(client, [
-        ("limit=2", [1, 2]),
-        ("limit=2&offset=2", [3, 4]),
-        ("limit=2&offset=5", [6]),
-        ("offset=4", [5, 6]),
-        ("offset=6", []),
-        ("limit=0", []),
-        ("order_by=-qty&limit=3", [3, 5, 2]),
-        ("order_by=-qty&limit=3&offset=3", [6, 1, 4]),
-        ("active=true&limit=2&offset=1", [3, 5]),
-    ])
+async def test_order_by_limit_and_offset(client: httpx.AsyncClient) -> None:
+    await check(client, [*ORDERING, *PAGING])
 
 
 async def test_default_and_maximum_page_size(db_url: str) -> None:
@@ -287,6 +288,17 @@ async def test_default_and_maximum_page_size(db_url: str) -> None:
 
 
 async def test_count_header_counts_every_match_not_the_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/crud_item", params={"id": 2})
+    assert response.json() == [{
+        "id": 2,
+        "owner_id": "alice",
+        "name": "apple pie",
+        "qty": 5,
+        "active": False,
+        "note": "50% off \\",
+        "created_at": "2024-02-01T10:00:00Z",
+    }]
+
     response = await client.get("/crud_item", params={"count": "true", "limit": 2})
     assert response.status_code == 200
     assert response.headers["X-Total-Count"] == "6"
@@ -334,19 +346,6 @@ async def test_list_and_count_see_only_readable_rows(db_url: str) -> None:
         assert response.headers["X-Total-Count"] == "1"
 
 
-async def test_rows_come_back_with_every_column(client: httpx.AsyncClient) -> None:
-    response = await client.get("/crud_item", params={"id": 2})
-    assert response.json() == [{
-        "id": 2,
-        "owner_id": "alice",
-        "name": "apple pie",
-        "qty": 5,
-        "active": False,
-        "note": "50% off",
-        "created_at": "2024-02-01T10:00:00Z",
-    }]
-
-
 BAD_QUERIES = [
     # unknown field or operator: 400, naming it
     ("nope=1", 400, "nope"),
@@ -368,6 +367,7 @@ BAD_QUERIES = [
     ("id__in=1,x", 422, "id"),
     ("qty__in=", 422, "qty"),
     ("qty__nin=", 422, "qty"),
+    ("qty__in=1,2,3,4", 422, "at most 3"),
     ("note__isnull=perhaps", 422, "note"),
     ("limit=-1", 422, "limit"),
     ("limit=abc", 422, "limit"),
@@ -382,14 +382,16 @@ BAD_QUERIES = [
 ]
 
 
-@pytest.mark.parametrize(("query", "status", "named"), BAD_QUERIES)
-async def test_bad_queries_are_client_errors(
-    db_url: str, query: str, status: int, named: str
-) -> None:
+async def test_bad_queries_are_client_errors(db_url: str) -> None:
     app, cape = make_cape(db_url, crud=CrudConfig(max_in_values=3))
     cape.publish(Item)
     cape.permission_required(Item, actions=["read"])
+    wrong = []
     async with app_client(app) as client:
-        response = await client.get("/crud_item", params=q(query))
-    assert response.status_code == status, response.text
-    assert named in str(response.json()["detail"])
+        for query, status, named in BAD_QUERIES:
+            response = await client.get("/crud_item", params=q(query))
+            detail = str(response.json().get("detail"))
+            if response.status_code != status or named not in detail:
+                wrong.append(f"{query!r}: expected {status} naming {named!r}, "
+                             f"got {response.status_code} {detail}")
+    assert wrong == []

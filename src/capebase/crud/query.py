@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Column, ColumnElement, String, Table, not_
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    DateTime,
+    Enum,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    not_,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import expression
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from ..errors import QueryError
 from ..policy.sqlexpr import equals, one_of
@@ -19,6 +36,10 @@ OPERATORS = (
     "like", "ilike", "contains", "icontains", "startswith", "isnull",
 )
 _BOOL = TypeAdapter(bool)
+# The values each integer type holds on every database (SQLite's INTEGER is wider, but a filter
+# should not accept a value the same model could not store on PostgreSQL or MySQL).
+_INT_BITS: tuple[tuple[type[Integer], int], ...] = ((SmallInteger, 16), (BigInteger, 64), (Integer, 32))
+LIKE_ESCAPE = "\\"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +51,80 @@ class FilterField:
     is_text: bool
 
 
+def storage_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """The type a column is stored as: SQLModel's ``AutoString`` and ``UTCDateTime`` are
+    TypeDecorators over ``String`` and ``DateTime``."""
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl_instance
+    return type_
+
+
 def filter_fields(table: Table) -> dict[str, FilterField]:
     """The filterable columns of ``table``, built once per published model."""
     fields = {}
     for column in table.c:
-        try:
-            python_type: Any = column.type.python_type
-        except NotImplementedError:
-            python_type = str
-        adapter = TypeAdapter(python_type)
+        stored = storage_type(column.type)
         fields[column.key] = FilterField(
             column=column,
-            parse=adapter.validate_strings,
-            is_text=isinstance(column.type, String),
+            parse=_value_parser(stored),
+            # LIKE on a native ENUM fails on PostgreSQL; enums take eq/ne/in/nin only.
+            is_text=isinstance(stored, String) and not isinstance(stored, Enum),
         )
     return fields
+
+
+def _value_parser(stored: TypeEngine[Any]) -> Callable[[str], Any]:
+    """The function turning one query-string value into a value of the column's type.
+
+    It raises ``ValueError`` (pydantic's ValidationError is one) for a value the column could
+    not hold, so the database never sees it: drivers fail on those with errors that are not the
+    client's to read (PostgreSQL rejects NUL characters and out-of-range integers).
+    """
+    if isinstance(stored, Boolean):
+        return _BOOL.validate_strings
+    if isinstance(stored, Integer):
+        bits = next(bits for kind, bits in _INT_BITS if isinstance(stored, kind))
+        return _integer_parser(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    if isinstance(stored, DateTime):
+        return _datetime_parser(is_aware=bool(stored.timezone))
+    try:
+        python_type: Any = stored.python_type
+    except NotImplementedError:
+        python_type = str
+    if python_type is str:
+        return _text
+    return TypeAdapter(python_type).validate_strings
+
+
+def _text(raw: str) -> str:
+    if "\x00" in raw:
+        raise ValueError("text values cannot contain NUL characters")
+    return raw
+
+
+def _integer_parser(low: int, high: int) -> Callable[[str], int]:
+    adapter = TypeAdapter(int)
+
+    def parse(raw: str) -> int:
+        value: int = adapter.validate_strings(raw)
+        if not low <= value <= high:
+            raise ValueError(f"out of range for this column ({low} to {high})")
+        return value
+
+    return parse
+
+
+def _datetime_parser(*, is_aware: bool) -> Callable[[str], datetime]:
+    """Datetimes without an offset are UTC; naive columns are compared in UTC."""
+    adapter = TypeAdapter(datetime)
+
+    def parse(raw: str) -> datetime:
+        value: datetime = adapter.validate_strings(raw)
+        if is_aware:
+            return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+    return parse
 
 
 def parse_filters(
@@ -59,8 +139,9 @@ def parse_filters(
     for key, raw in params:
         if key in RESERVED:
             continue
-        name, _, op = key.partition("__")
-        op = op or "eq"
+        name, separator, op = key.partition("__")
+        if not separator:
+            op = "eq"
         field = fields.get(name)
         if field is None:
             known = ", ".join(fields)
@@ -80,7 +161,7 @@ def _condition(name: str, op: str, raw: str, field: FilterField, max_in: int) ->
     if op in TEXT_OPERATORS:
         if not field.is_text:
             raise QueryError(f"Operator {op!r} applies to text fields only; {name!r} is not text")
-        return _text_condition(column, op, raw)
+        return _text_condition(column, op, _parse(name, raw, _text))
     if op in ("in", "nin"):
         items = [item for item in raw.split(",")] if raw != "" else []
         if len(items) > max_in:
@@ -101,15 +182,70 @@ def _condition(name: str, op: str, raw: str, field: FilterField, max_in: int) ->
 
 
 def _text_condition(column: Column[Any], op: str, raw: str) -> ColumnElement[bool]:
+    return strict_text(_match(column, op, raw), _match(binary_collated(column), op, raw))
+
+
+def _match(column: ColumnElement[Any], op: str, raw: str) -> ColumnElement[bool]:
+    # ``like``/``ilike`` patterns escape with a backslash on every database, as PostgreSQL and
+    # MySQL do by default and SQLite does not.
     if op == "like":
-        return column.like(raw)
+        return column.like(raw, escape=LIKE_ESCAPE)
     if op == "ilike":
-        return column.ilike(raw)
+        return column.ilike(raw, escape=LIKE_ESCAPE)
     if op == "contains":
         return column.contains(raw, autoescape=True)
     if op == "icontains":
         return column.icontains(raw, autoescape=True)
     return column.startswith(raw, autoescape=True)
+
+
+class binary_collated(expression.FunctionElement[str]):  # noqa: N801 - reads like a SQL function
+    """A text column compared character by character, case and accents included.
+
+    On MySQL/MariaDB this renders ``CONVERT(col USING utf8mb4) COLLATE utf8mb4_bin``: the default
+    collations there make ``LIKE 'a%'`` match ``'Apple'`` and ``'%e'`` match ``'Café'``. Elsewhere
+    it is the column itself.
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "binary_collated"
+
+
+@compiles(binary_collated)
+def _compile_collated_default(element: binary_collated, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return compiler.process(column, **kw)
+
+
+@compiles(binary_collated, "mysql")
+def _compile_collated_mysql(element: binary_collated, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"CONVERT({compiler.process(column, **kw)} USING utf8mb4) COLLATE utf8mb4_bin"
+
+
+class strict_text(expression.FunctionElement[bool]):  # noqa: N801 - reads like a SQL function
+    """``strict_text(plain, strict)``: ``plain`` where text comparison is exact already, and
+    ``(plain AND strict)`` on MySQL, where ``strict`` is the same test on ``binary_collated``
+    text; ``plain`` keeps an index usable for prefix matches."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "strict_text"
+    # Already a condition: SQLite and MySQL must not render it as ``(...) = 1``.
+    _is_implicitly_boolean = True
+
+
+@compiles(strict_text)
+def _compile_strict_default(element: strict_text, compiler: SQLCompiler, **kw: Any) -> str:
+    plain, _strict = list(element.clauses)
+    return f"({compiler.process(plain, **kw)})"
+
+
+@compiles(strict_text, "mysql")
+def _compile_strict_mysql(element: strict_text, compiler: SQLCompiler, **kw: Any) -> str:
+    plain, strict = list(element.clauses)
+    return f"({compiler.process(plain, **kw)} AND {compiler.process(strict, **kw)})"
 
 
 def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
@@ -118,6 +254,8 @@ def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
     except ValidationError as exc:
         reason = exc.errors()[0]["msg"] if exc.errors() else "invalid value"
         raise QueryError(f"Invalid value {raw!r} for {name!r}: {reason}", status_code=422) from exc
+    except ValueError as exc:
+        raise QueryError(f"Invalid value {raw!r} for {name!r}: {exc}", status_code=422) from exc
 
 
 def parse_order_by(raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]]) -> list[Any]:

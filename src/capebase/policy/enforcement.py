@@ -6,9 +6,11 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, event, inspect, select
-from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
-from sqlalchemy.sql import visitors
+from sqlalchemy import ColumnElement, Table, and_, event, inspect, literal, select, tuple_
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm.context import FromStatement
+from sqlalchemy.orm.util import LoaderCriteriaOption
+from sqlalchemy.sql import elements, selectable, visitors
 
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields
@@ -16,6 +18,40 @@ from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from .registry import Policy
 from .sqlexpr import with_row_values
+
+_USE_ORM = (
+    "Use ORM statements on mapped classes (select(Model), update(Model), ...), or "
+    "`async with cape.get_privileged_session()` for SQL the policy cannot see into."
+)
+
+
+class _PolicyCriteria(LoaderCriteriaOption):
+    """``with_loader_criteria`` whose predicate is also adapted to aliases of the model.
+
+    SQLAlchemy adapts a plain (non-lambda) criteria expression to the aliases eager loaders
+    create, but not to a user's ``aliased(Model)``; without this a self-join would filter the
+    base table twice and the alias not at all. A lambda would adapt, but its cache key ignores
+    the values it closes over, which here differ per caller.
+    """
+
+    # Cache keys come from these (the predicate, with its values as bind parameters) and the
+    # class; SQLAlchemy wants them declared on the class itself.
+    _traverse_internals = LoaderCriteriaOption._traverse_internals
+
+    def _resolve_where_criteria(self, ext_info: Any) -> ColumnElement[bool]:
+        criteria = super()._resolve_where_criteria(ext_info)
+        if ext_info.is_aliased_class:
+            adapted: ColumnElement[bool] = ext_info._adapter.traverse(criteria)
+            return adapted
+        return criteria
+
+
+def read_criteria(policy: Policy, ctx: AuthContext, models: Iterable[type[Any]]) -> list[Any]:
+    """Loader options restricting every occurrence of ``models`` to rows ``ctx`` may read."""
+    return [
+        _PolicyCriteria(model, policy.sql_filter(model, "read", ctx), include_aliases=True)
+        for model in models
+    ]
 
 
 @event.listens_for(CapeSyncSession, "do_orm_execute")
@@ -27,25 +63,78 @@ def _filter_statement(state: ORMExecuteState) -> None:
     if not state.is_orm_statement:
         raise UnfilterableStatementError(
             "A user session cannot run raw SQL or Core statements on tables: the permission "
-            "policy cannot be applied to them. Use ORM statements (select(Model), "
-            "update(Model), ...) or `async with cape.get_privileged_session()`."
+            f"policy cannot be applied to them. {_USE_ORM}"
         )
+    statement: Any = state.statement
+    if not (state.is_relationship_load or state.is_column_load):
+        _require_filterable(statement)
+    models = _models_in(statement, state.all_mappers)
     if state.is_select:
+        statement = statement.options(*read_criteria(scope.policy, ctx, models))
         if state.is_column_load:
-            return  # refreshes attributes of an object this session could already read
-        models = _models_in(state.statement, state.all_mappers)
-        state.statement = state.statement.options(
-            *(
-                with_loader_criteria(
-                    model, scope.policy.sql_filter(model, "read", ctx), include_aliases=True
-                )
-                for model in models
+            # SQLAlchemy leaves loader criteria out of refreshes (and loads of expired or
+            # deferred attributes), but an object can enter a session without being read, e.g.
+            # through make_transient_to_detached(); so the refreshed entity is filtered here.
+            statement = statement.where(
+                *(scope.policy.sql_filter(m.class_, "read", ctx) for m in state.all_mappers)
             )
-        )
+        state.statement = statement
     elif state.is_update or state.is_delete:
-        state.statement = _restrict_bulk(state, scope.policy, ctx)
+        restricted = _restrict_bulk(state, scope.policy, ctx)
+        # What a bulk statement reads (subqueries in its WHERE or SET) is filtered like a
+        # SELECT, so it cannot copy or probe rows the caller may not read.
+        state.statement = restricted.options(*read_criteria(scope.policy, ctx, models))
     elif state.is_insert:
         _check_bulk_insert(state, scope.policy, ctx)
+
+
+def _require_filterable(statement: Any) -> None:
+    """Raise UnfilterableStatementError if ``statement`` reads anything the policy can't filter:
+    SQL text, or a table used as a Core ``Table`` rather than through its mapped class."""
+    if isinstance(statement, FromStatement):
+        raise UnfilterableStatementError(
+            f"select(...).from_statement(...) cannot be filtered in a user session. {_USE_ORM}"
+        )
+    tables: set[Any] = set()
+    covered: set[Any] = set()
+    for element in visitors.iterate(statement):
+        if isinstance(element, elements.TextClause | selectable.TextualSelect) or (
+            isinstance(element, elements.ColumnClause)
+            and element.is_literal
+            and element.name != "*"
+        ):
+            raise UnfilterableStatementError(
+                f"text() and literal_column() SQL cannot be filtered in a user session. {_USE_ORM}"
+            )
+        entity = getattr(element, "_annotations", {}).get("parententity")
+        if entity is not None:
+            covered.update(_entity_tables(entity.mapper))
+        if isinstance(element, selectable.TableClause):
+            tables.add(_plain(element))
+        elif isinstance(element, elements.ColumnClause) and isinstance(
+            element.table, selectable.TableClause
+        ):
+            tables.add(_plain(element.table))
+    uncovered = sorted(getattr(t, "name", str(t)) for t in tables - covered)
+    if uncovered:
+        raise UnfilterableStatementError(
+            f"Table(s) {', '.join(uncovered)} are used as Core tables, which a user session "
+            f"cannot filter; use their mapped classes instead. {_USE_ORM}"
+        )
+
+
+@cache
+def _entity_tables(mapper: Mapper[Any]) -> frozenset[Any]:
+    """The tables an entity brings into a statement: its own, and its relationships'
+    association tables (which no rule governs)."""
+    tables = set(mapper.tables)
+    tables.update(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
+    return frozenset(tables)
+
+
+def _plain(element: Any) -> Any:
+    deannotate = getattr(element, "_deannotate", None)
+    return deannotate() if deannotate is not None else element
 
 
 def _models_in(statement: Any, mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
@@ -81,8 +170,9 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     For UPDATE the new image must pass too: each column the statement SETs is replaced, in the
     predicate, by the expression it is set to, so the database checks both images at once.
     """
-    statement = state.statement
+    statement: Any = state.statement
     model = statement.entity_description["entity"]
+    table: Table = model.__table__
     if state.is_executemany:
         raise UnfilterableStatementError(
             f"Bulk UPDATE/DELETE of {model.__name__} by primary key lists cannot be checked in a "
@@ -92,57 +182,83 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     action = "update" if state.is_update else "delete"
     predicate = policy.sql_filter(model, action, ctx)
     if action == "update":
-        values: Mapping[Any, Any] = getattr(statement, "_values", None) or {}
-        new_image = _substitute_columns(predicate, model.__table__, values)
-        predicate = and_(predicate, new_image)
+        assignments = {_key(col): expr for col, expr in (statement._values or {}).items()}
+        # Execution parameters named after columns are SET values too: update(M).where(...)
+        # executed with {"owner": "bob"} sets owner.
+        parameters: Any = state.parameters or {}
+        for name, value in parameters.items():
+            if name in table.c:
+                assignments[name] = literal(value, type_=table.c[name].type)
+        new_image = _substitute_columns(predicate, table, assignments)
+        if new_image is not None:
+            predicate = and_(predicate, new_image)
     return statement.where(predicate)
 
 
+def _key(column: Any) -> str:
+    return column if isinstance(column, str) else str(column.key)
+
+
 def _substitute_columns(
-    predicate: ColumnElement[bool], table: Table, values: Mapping[Any, Any]
-) -> ColumnElement[bool]:
-    by_key = {getattr(col, "key", col): expr for col, expr in values.items()}
+    predicate: ColumnElement[bool], table: Table, values: Mapping[str, Any]
+) -> ColumnElement[bool] | None:
+    """``predicate`` over the row as ``values`` leave it; ``None`` if they change nothing in it."""
+    substituted = False
 
     def replace(element: Any) -> Any:
-        if isinstance(element, visitors.ExternallyTraversible) and getattr(
-            element, "table", None
-        ) is table and getattr(element, "key", None) in by_key:
-            return by_key[element.key]
+        nonlocal substituted
+        if (
+            isinstance(element, elements.ColumnClause)
+            and _plain(element.table) is table
+            and element.key in values
+        ):
+            substituted = True
+            value = values[element.key]
+            # A plain Python value in .values() arrives already wrapped as a bind parameter.
+            return value if isinstance(value, elements.ClauseElement) else literal(value)
         return None
 
     result: ColumnElement[bool] = visitors.replacement_traverse(predicate, {}, replace)
-    return result
+    return result if substituted else None
 
 
 def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> None:
-    statement = state.statement
+    statement: Any = state.statement
     model = statement.entity_description["entity"]
     filled = {name: marker.value_from(ctx) for name, marker in auth_fields(model).items()}
-    if getattr(statement, "_multi_values", None) or getattr(statement, "select", None) is not None:
+    if statement._multi_values or statement.select is not None:
         raise UnfilterableStatementError(
             f"INSERT ... VALUES lists and INSERT ... SELECT into {model.__name__} cannot be "
             "checked in a user session; pass the rows as parameters: "
             "session.execute(insert(Model), [{...}, ...])"
         )
+    if getattr(statement, "_post_values_clause", None) is not None:
+        raise UnfilterableStatementError(
+            f"INSERT ... ON CONFLICT / ON DUPLICATE KEY into {model.__name__} cannot be checked "
+            "in a user session (it may update a row the caller may not update); insert, or "
+            "load and change the row."
+        )
     rows: list[dict[str, Any]]
-    if isinstance(state.parameters, list):
-        rows = [dict(row) for row in state.parameters]
+    parameters: Any = state.parameters
+    if isinstance(parameters, list):
+        rows = [dict(row) for row in parameters]
     else:
-        fixed = {getattr(col, "key", col): _literal_value(v) for col, v in
-                 (getattr(statement, "_values", None) or {}).items()}
-        rows = [{**fixed, **dict(state.parameters or {})}]
+        fixed = {_key(col): _literal_value(v) for col, v in (statement._values or {}).items()}
+        rows = [{**fixed, **dict(parameters or {})}]
     for row in rows:
         row.update({k: v for k, v in filled.items() if v is not None})
         _check_image(state.session, policy, model, "create", ctx, row)
-    if isinstance(state.parameters, list):
+    if isinstance(parameters, list):
         state.parameters = rows
     elif filled:
-        state.parameters = rows[0]
+        # Parameters override the statement's own VALUES, so the filled fields win.
+        given = parameters or {}  # None for insert(...).values(...) run without parameters
+        state.parameters = {k: v for k, v in rows[0].items() if k in filled or k in given}
 
 
 def _literal_value(value: Any) -> Any:
     effective = getattr(value, "effective_value", value)
-    if isinstance(effective, ColumnElement):
+    if isinstance(effective, elements.ClauseElement):
         raise UnfilterableStatementError(
             "INSERT values computed by SQL expressions cannot be checked in a user session"
         )
@@ -163,9 +279,9 @@ def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> N
         if session.is_modified(obj, include_collections=False):
             dirty.setdefault(type(obj), []).append(obj)
     for model, objects in dirty.items():
-        _check_stored(session, policy, model, "update", ctx, objects)
-        for obj in objects:
-            _check_image(session, policy, model, "update", ctx, row_image(obj))
+        stored = _check_stored(session, policy, model, "update", ctx, objects)
+        for obj, old in zip(objects, stored, strict=True):
+            _check_image(session, policy, model, "update", ctx, _new_image(obj, old))
     deleted: dict[type[Any], list[Any]] = {}
     for obj in session.deleted:
         deleted.setdefault(type(obj), []).append(obj)
@@ -189,6 +305,20 @@ def row_image(obj: Any) -> dict[str, Any]:
     """The current column values of a mapped object, by column key."""
     state = inspect(obj)
     return {attr.key: state.dict.get(attr.key) for attr in state.mapper.column_attrs}
+
+
+def _new_image(obj: Any, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The row an UPDATE of ``obj`` leaves: the stored row with the changed attributes applied.
+
+    Attributes not loaded (expired, deferred) keep their stored value rather than looking NULL.
+    """
+    state = inspect(obj)
+    image = dict(stored)
+    for attr in state.mapper.column_attrs:
+        history = state.attrs[attr.key].history
+        if history.added or history.deleted:
+            image[attr.key] = history.added[0] if history.added else None
+    return image
 
 
 def _check_image(
@@ -230,8 +360,9 @@ def _check_stored(
     action: str,
     ctx: AuthContext,
     objects: list[Any],
-) -> None:
-    """Check the stored rows behind ``objects`` against the predicate, in one query.
+) -> list[dict[str, Any]]:
+    """Check the stored rows behind ``objects`` against the predicate, in one query, and
+    return them (by column key, in the order of ``objects``).
 
     The database, not the object's in-memory history, is the old image: a detached object
     re-attached with made-up values must not be able to pass as its own old image.
@@ -247,14 +378,15 @@ def _check_stored(
     if len(pk_columns) == 1:
         key_filter = pk_columns[0].in_([i[0] for i in idents])
     else:
-        from sqlalchemy import tuple_
-
         key_filter = tuple_(*pk_columns).in_(idents)
     statement = (
-        select(*pk_columns)
-        .where(key_filter, policy.sql_filter(model, action, ctx))
-        .with_for_update()
+        select(table).where(key_filter, policy.sql_filter(model, action, ctx)).with_for_update()
     )
-    allowed = {tuple(row) for row in session.execute(statement, execution_options={INTERNAL: True})}
+    result = session.execute(statement, execution_options={INTERNAL: True}).mappings()
+    allowed = {
+        tuple(row[c.key] for c in pk_columns): {c.key: row[c.key] for c in table.c}
+        for row in result
+    }
     if any(ident not in allowed for ident in idents):
         raise PermissionDeniedError(action, model.__name__, is_anonymous=ctx.is_anonymous)
+    return [allowed[ident] for ident in idents]

@@ -165,7 +165,7 @@ class Policy:
 
 
 def _probe_where(rule: Rule) -> None:
-    """Call a ``where`` callable once with a stand-in context and warn if Python can't evaluate it."""
+    """Call a ``where`` callable once with a stand-in context; warn if Python can't evaluate it."""
     probe = AuthContext(id="probe", role="probe", context=_ProbeContext())
     try:
         expression = rule.where(probe) if rule.where else None

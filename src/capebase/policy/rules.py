@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Column, ColumnElement, Table, false, true
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import Column, ColumnElement, Table, false, inspect, true
+from sqlalchemy.sql import elements
 
 from ..auth.context import AuthContext
 from ..errors import ConfigurationError
 from .evaluate import NotEvaluable, evaluate
-from .sqlexpr import equals, one_of
+from .sqlexpr import equals, exact_text, one_of
+
+logger = logging.getLogger("capebase.policy")
 
 Action = Literal["create", "read", "update", "delete"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
@@ -49,9 +55,9 @@ class Rule:
             owner = self._coerce(self.owner_field, ctx.id)
             if owner is _NO_MATCH:
                 return false()
-            conditions.append(equals(self.table.c[self.owner_field], owner))
+            conditions.append(equals(self._column(self.owner_field), owner))
         for field, key in self.context_fields.items():
-            column = self.table.c[field]
+            column = self._column(field)
             if key not in ctx.context:
                 return false()
             raw = ctx.context[key]
@@ -66,7 +72,10 @@ class Rule:
                     return false()
                 conditions.append(equals(column, value))
         if self.where is not None:
-            conditions.append(self.where(ctx))
+            expression = self.where_expression(ctx)
+            if expression is None:
+                return false()
+            conditions.append(exact_text(expression))
         if not conditions:
             return true()
         return conditions[0] if len(conditions) == 1 else _and(conditions)
@@ -91,11 +100,38 @@ class Rule:
             elif value != self._coerce(field, raw):
                 return False
         if self.where is not None:
+            expression = self.where_expression(ctx)
+            if expression is None:
+                return False
             try:
-                return evaluate(self.where(ctx), row) is True
+                return evaluate(expression, row, self.table) is True
             except NotEvaluable:
                 return None
         return True
+
+    def where_expression(self, ctx: AuthContext) -> ColumnElement[bool] | None:
+        """The ``where`` callable's expression for ``ctx``; ``None`` when ``ctx`` lacks a
+        context key it reads (the rule then matches nothing, as ``context_fields`` would)."""
+        if self.where is None:
+            return None
+        try:
+            expression: Any = self.where(ctx)
+        except LookupError as exc:
+            logger.debug("%s: no match for %r, missing %s", self.describe(), ctx.id, exc)
+            return None
+        if isinstance(expression, bool):
+            return true() if expression else false()
+        if not isinstance(expression, elements.ColumnElement):
+            raise ConfigurationError(
+                f"{self.describe()}: where= returned {type(expression).__name__}; it must return "
+                "a SQLAlchemy boolean expression, e.g. Doc.level <= ctx.context['clearance']"
+            )
+        return expression
+
+    def _column(self, field: str) -> ColumnElement[Any]:
+        """The model's ORM attribute for column ``field``, so that SQLAlchemy can adapt the
+        predicate to aliases and eager-load joins of the model."""
+        return _orm_columns(self.model)[field]
 
     def pins(self, ctx: AuthContext) -> list[tuple[str, Any]] | None:
         """Column values one of which every row this rule lets ``ctx`` see must have.
@@ -124,18 +160,24 @@ class Rule:
             python_type = column.type.python_type
         except NotImplementedError:
             return value
-        if isinstance(value, python_type) and not (
-            isinstance(value, bool) and python_type is not bool
-        ):
+        # A value the column's type cannot hold matches no row: passing it on would let the
+        # database coerce it its own way (or fail), and the Python predicate could not agree.
+        if isinstance(value, bool) != (python_type is bool):
+            return _NO_MATCH
+        if isinstance(value, python_type):
             return value
         try:
+            if python_type is int:
+                if isinstance(value, float):
+                    return int(value) if value.is_integer() else _NO_MATCH
+                return int(value) if isinstance(value, str) else _NO_MATCH
+            if python_type is str:
+                return str(value) if isinstance(value, int | float | uuid.UUID) else _NO_MATCH
             if python_type is uuid.UUID:
                 return uuid.UUID(str(value))
-            if python_type in (int, str, float):
-                return python_type(value)
-        except (TypeError, ValueError):
+            return _adapter(python_type).validate_python(value)
+        except (TypeError, ValueError, ValidationError):
             return _NO_MATCH
-        return value
 
     def describe(self) -> str:
         """A one-line account of the rule, for ``explain`` and logs."""
@@ -145,10 +187,28 @@ class Rule:
         if self.owner_field:
             parts.append(f"owner_field={self.owner_field}")
         if self.context_fields:
-            parts.append("context_fields=" + ",".join(f"{f}<-{k}" for f, k in self.context_fields.items()))
+            fields = ",".join(f"{f}<-{k}" for f, k in self.context_fields.items())
+            parts.append(f"context_fields={fields}")
         if self.where is not None:
             parts.append("where=" + getattr(self.where, "__name__", "callable"))
         return " ".join(parts)
+
+
+@cache
+def _adapter(python_type: type[Any]) -> TypeAdapter[Any]:
+    return TypeAdapter(python_type)
+
+
+@cache
+def _orm_columns(model: type[Any]) -> dict[str, ColumnElement[Any]]:
+    """Column key → the ORM-annotated column of ``model``'s attribute for it."""
+    mapper = inspect(model)
+    columns: dict[str, ColumnElement[Any]] = {}
+    for prop in mapper.column_attrs:
+        for column in prop.columns:
+            if isinstance(column, Column) and column.table is mapper.local_table:
+                columns[column.key] = getattr(model, prop.key).__clause_element__()
+    return columns
 
 
 def _and(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:

@@ -25,6 +25,10 @@ class RealtimeConfig:
         handler_timeout: seconds one handler call may take before it is cancelled and logged.
         replay_batch: change-log rows read per query when replaying or dispatching.
         max_subscriptions: open streams per process; more get 429 / close code 1013.
+        late_commit_window: seconds a skipped change id is watched for a late commit (ids are
+            handed out before commit); streams may miss a transaction slower than this between
+            its first write and its commit (handlers never do).
+        broker_channel: the broker channel (Redis) or NOTIFY channel (PostgreSQL) to use.
     """
 
     capture: bool = True
@@ -36,13 +40,23 @@ class RealtimeConfig:
     handler_timeout: float = 30.0
     replay_batch: int = 500
     max_subscriptions: int = 100_000
+    late_commit_window: float = 30.0
+    broker_channel: str = "capebase_changes"
 
     def __post_init__(self) -> None:
         for name in ("queue_size", "replay_batch", "max_subscriptions"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"RealtimeConfig.{name} must be at least 1")
-        for name in ("heartbeat", "poll_interval", "handler_lease", "handler_timeout"):
+        for name in (
+            "heartbeat",
+            "poll_interval",
+            "handler_lease",
+            "handler_timeout",
+            "late_commit_window",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"RealtimeConfig.{name} must be positive (seconds)")
+        if not self.broker_channel.replace("_", "").isalnum():
+            raise ConfigurationError("RealtimeConfig.broker_channel must be letters, digits and _")
         if self.retention <= timedelta(0):
             raise ConfigurationError("RealtimeConfig.retention must be a positive timedelta")

@@ -1,44 +1,49 @@
 """The hub: reads committed changes from the change log and delivers them.
 
-One dispatcher task per process reads the log in id order when a local commit (or the poll
-timer) wakes it, checks each change once per candidate subscriber against the subscriber's
-read rule and filters, and queues the resulting message. Handlers run in their own task and
-claim each change in the log first, so a change is handled once, and again after a crash.
+One dispatcher task per process reads the log in id order when a local commit, a broker
+message from another process, or the poll timer wakes it; it checks each change once per
+candidate subscriber against the subscriber's read rule and filters, and queues the resulting
+message. Handlers run in ``HandlerRunner``.
+
+Change ids are handed out before commit, so a later id can commit first. Ids the dispatcher
+skipped are watched as "holes" for ``late_commit_window`` seconds and delivered if they appear;
+resume tokens name the holes a client has not seen, so resuming elsewhere skips nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..auth.context import AuthContext
 from ..errors import CapeBaseError
 from ..policy.registry import Policy
 from ..policy.sqlexpr import with_row_values
-from .change import ModelChange
-from .changelog import ChangeRecord, changes, meta, now
+from .backends import BrokerBackend
+from .changelog import ChangeRecord, changes
 from .config import RealtimeConfig
-from .handlers import ChangeHandler, HandlerRegistry
+from .handler_runner import HandlerRunner
+from .handlers import HandlerRegistry
 from .index import SubscriberIndex, pins_for
+from .resume import ResumePoint
+from .retention import prune, pruned_through
 from .subscribers import StreamFilter, Subscriber
 from .views import Message, ModelView
+from .wakeups import BrokerLink
 
 logger = logging.getLogger("capebase.realtime")
 
-HOLE_TIMEOUT = 10.0
-"""Seconds a missing change id is watched for a late commit before it is taken as rolled back."""
 MAX_HOLES = 10_000
-SWEEP_INTERVAL = 5.0
+MAINTENANCE_INTERVAL = 5.0
+STARTUP_HOLE_WINDOW = 1000
 
 
 class TooManySubscriptionsError(CapeBaseError):
@@ -64,6 +69,7 @@ class Hub:
         policy: Policy,
         handlers: HandlerRegistry,
         config: RealtimeConfig,
+        broker: BrokerBackend,
     ) -> None:
         self.engine = engine
         self.policy = policy
@@ -76,9 +82,8 @@ class Hub:
         self._index_version = -1
         self._holes: dict[int, float] = {}
         self._wake = asyncio.Event()
-        self._handler_queue: asyncio.Queue[ChangeRecord] = asyncio.Queue(
-            maxsize=config.replay_batch
-        )
+        self.runner = HandlerRunner(engine, handlers, config, self.views, self.process_id)
+        self.link = BrokerLink(broker, config.broker_channel, self._wake.set)
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -91,11 +96,12 @@ class Hub:
 
     def has_handlers(self, table: str) -> bool:
         """Whether a handler is registered for ``table``."""
-        return any(m.__table__.name == table for m in self.handlers.models())
+        return self.runner.has_handlers(table)
 
     def notify(self) -> None:
-        """A transaction with changes committed: wake the dispatcher."""
+        """A transaction with changes committed: wake this dispatcher and the other processes."""
         self._wake.set()
+        self.link.announce()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -108,11 +114,27 @@ class Hub:
         """Start following the log from its end, and handle what earlier runs left pending."""
         async with self.engine.connect() as connection:
             self.cursor = (await connection.execute(select(func.max(changes.c.id)))).scalar() or 0
+            # Transactions that took their ids before we started may still commit: watch the
+            # ids missing just below the end of the log as holes.
+            recent = set(
+                (
+                    await connection.execute(
+                        select(changes.c.id).where(changes.c.id > self.cursor - STARTUP_HOLE_WINDOW)
+                    )
+                ).scalars()
+            )
+        seen_at = time.monotonic()
+        for missing in range(max(1, self.cursor - STARTUP_HOLE_WINDOW + 1), self.cursor):
+            if missing not in recent:
+                self._holes[missing] = seen_at
+        await self.link.connect()
         self._running = True
         self._tasks = [
             asyncio.create_task(self._dispatch_forever(), name="capebase-dispatch"),
-            asyncio.create_task(self._handle_forever(), name="capebase-handlers"),
-            asyncio.create_task(self._sweep_forever(), name="capebase-sweep"),
+            asyncio.create_task(self.runner.run_forever(), name="capebase-handlers"),
+            asyncio.create_task(self._maintain_forever(), name="capebase-maintenance"),
+            asyncio.create_task(self.link.publish_forever(), name="capebase-broker-publish"),
+            asyncio.create_task(self.link.listen_forever(), name="capebase-broker-listen"),
         ]
 
     async def stop(self) -> None:
@@ -127,6 +149,25 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.link.disconnect()
+
+    async def _maintain_forever(self) -> None:
+        """Sweep for unhandled changes and prune the log, every few seconds."""
+        while True:
+            try:
+                await self.sweep()
+                await self.prune()
+            except Exception:
+                logger.exception("capebase: change-log maintenance failed; retrying")
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    async def sweep(self) -> None:
+        """Queue pending handler work no live claim covers."""
+        await self.runner.sweep()
+
+    async def prune(self) -> None:
+        """Drop changes older than the retention window (their handlers done)."""
+        await prune(self.engine, self.config.retention)
 
     @property
     def subscriber_count(self) -> int:
@@ -178,21 +219,45 @@ class Hub:
                 index.remove(subscriber)
                 index.add(subscriber, pins_for(self.policy, subscriber))
 
-    async def replay(
-        self, subscriber: Subscriber, last_id: int
-    ) -> AsyncIterator[tuple[int, str] | Reset]:
-        """The messages ``subscriber`` missed after ``last_id``, up to where live delivery began.
+    def unsettled(self) -> list[int]:
+        """Skipped change ids still watched for a late commit."""
+        return list(self._holes)
 
-        Yields a single Reset when the log no longer reaches back to ``last_id``.
+    async def replay(
+        self, subscriber: Subscriber, point: ResumePoint
+    ) -> AsyncIterator[tuple[int, str] | Reset]:
+        """What ``subscriber`` missed since ``point``, up to where its live delivery began.
+
+        Yields a single Reset when the log no longer reaches back to ``point``.
         """
         upto = self.cursor
+        last_id = point.last_id
         table = subscriber.view.table.name
         async with self.engine.connect() as connection:
-            pruned = await _pruned_through(connection)
+            pruned = await pruned_through(connection)
             if last_id < pruned or last_id > upto:
                 reason = "expired" if last_id < pruned else "unknown"
                 yield Reset(upto, f"last event id {last_id} is {reason}; reload and follow live")
                 return
+            if point.holes:
+                late = (
+                    await connection.execute(
+                        select(changes)
+                        .where(changes.c.table_name == table, changes.c.id.in_(point.holes))
+                        .order_by(changes.c.id)
+                    )
+                ).mappings()
+                found = set()
+                for row in late:
+                    record = ChangeRecord.from_row(row)
+                    found.add(record.id)
+                    text = await self._message_for(subscriber, record, Message(record), connection)
+                    if text is not None:
+                        yield (record.id, text)
+                # Still not committed: watch them here too, so a late commit reaches this stream.
+                seen_at = time.monotonic()
+                for hole in set(point.holes) - found:
+                    self._holes.setdefault(hole, seen_at)
             position = last_id
             while position < upto:
                 rows = (
@@ -268,7 +333,7 @@ class Hub:
                 self._holes[missing] = seen_at
 
     async def _fill_holes(self, connection: AsyncConnection) -> None:
-        expired = time.monotonic() - HOLE_TIMEOUT
+        expired = time.monotonic() - self.config.late_commit_window
         for hole in [h for h, seen in self._holes.items() if seen < expired]:
             del self._holes[hole]
         if not self._holes:
@@ -303,8 +368,7 @@ class Hub:
                 if text is not None:
                     subscriber.offer((record.id, text))
         if record.handlers_pending:
-            with contextlib.suppress(asyncio.QueueFull):  # the sweep picks it up later
-                self._handler_queue.put_nowait(record)
+            self.runner.offer(record)
 
     async def _message_for(
         self,
@@ -344,127 +408,3 @@ class Hub:
             )
             verdict = bool((await connection.execute(select(predicate))).scalar())
         return verdict
-
-    # -- handlers ----------------------------------------------------------------------------
-
-    async def _handle_forever(self) -> None:
-        while True:
-            record = await self._handler_queue.get()
-            try:
-                await self._handle(record)
-            except Exception:
-                logger.exception(
-                    "capebase: could not record handler progress for change %s", record.id
-                )
-
-    async def _handle(self, record: ChangeRecord) -> None:
-        model = next((m for m in self.handlers.models() if m.__table__.name == record.table), None)
-        if model is None or not await self._claim(record.id):
-            return
-        view = self.views.get(record.table) or _view_for(model)
-        image = view.decode(record.new if record.new is not None else record.old) or {}
-        change: ModelChange[Any] = ModelChange(
-            id=record.id,
-            table=record.table,
-            event=record.op,  # type: ignore[arg-type]
-            payload=view.instance(image),
-            old=record.old,
-            timestamp=record.created_at,
-            actor_id=record.actor_id,
-            actor_role=record.actor_role,
-            new=record.new,
-        )
-        for handler in self.handlers.for_model(model):
-            name = getattr(handler, "__qualname__", repr(handler))
-            try:
-                await asyncio.wait_for(_call(handler, change), self.config.handler_timeout)
-            except Exception:
-                logger.exception("capebase: handler %s failed on change %s", name, record.id)
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(changes).where(changes.c.id == record.id).values(handlers_pending=False)
-            )
-
-    async def _claim(self, change_id: int) -> bool:
-        """Take change ``change_id`` for this process unless another holds a live lease."""
-        expired = now() - timedelta(seconds=self.config.handler_lease)
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(changes)
-                .where(
-                    changes.c.id == change_id,
-                    changes.c.handlers_pending.is_(True),
-                    or_(changes.c.claimed_by.is_(None), changes.c.claimed_at < expired),
-                )
-                .values(claimed_by=self.process_id, claimed_at=now())
-            )
-        return bool(result.rowcount)
-
-    async def _sweep_forever(self) -> None:
-        """Queue changes whose handlers never ran (crash, full queue, late commit)."""
-        while True:
-            try:
-                await self.sweep()
-                await self.prune()
-            except Exception:
-                logger.exception("capebase: change-log sweep failed; retrying")
-            await asyncio.sleep(SWEEP_INTERVAL)
-
-    async def sweep(self) -> None:
-        """Queue every pending change no live claim covers."""
-        if not self.handlers.models():
-            return
-        expired = now() - timedelta(seconds=self.config.handler_lease)
-        async with self.engine.connect() as connection:
-            rows = (
-                (
-                    await connection.execute(
-                        select(changes)
-                        .where(
-                            changes.c.handlers_pending.is_(True),
-                            or_(changes.c.claimed_by.is_(None), changes.c.claimed_at < expired),
-                        )
-                        .order_by(changes.c.id)
-                        .limit(self.config.replay_batch)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        for row in rows:
-            await self._handler_queue.put(ChangeRecord.from_row(row))
-
-    async def prune(self) -> None:
-        """Delete changes older than the retention window whose handlers are done."""
-        cutoff = now() - self.config.retention
-        async with self.engine.begin() as connection:
-            old = (changes.c.created_at < cutoff) & changes.c.handlers_pending.is_(False)
-            highest = (await connection.execute(select(func.max(changes.c.id)).where(old))).scalar()
-            if highest is None:
-                return
-            await connection.execute(delete(changes).where(old, changes.c.id <= highest))
-            await connection.execute(delete(meta).where(meta.c.key == "pruned_through"))
-            await connection.execute(meta.insert().values(key="pruned_through", value=str(highest)))
-
-
-async def _call(handler: ChangeHandler, change: ModelChange[Any]) -> None:
-    """Await an async handler; run a plain one in a thread so it cannot block the loop."""
-    if inspect.iscoroutinefunction(handler):
-        await handler(change)
-        return
-    result = await asyncio.to_thread(handler, change)
-    if inspect.isawaitable(result):
-        await result
-
-
-async def _pruned_through(connection: AsyncConnection) -> int:
-    value = (
-        await connection.execute(select(meta.c.value).where(meta.c.key == "pruned_through"))
-    ).scalar()
-    return int(value) if value is not None else 0
-
-
-def _view_for(model: type[Any]) -> ModelView:
-    from ..crud.schemas import read_schema_for
-
-    return ModelView(model=model, table=model.__table__, read_schema=read_schema_for(model))

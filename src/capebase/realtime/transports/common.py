@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ...auth.context import AuthContext
-from ...errors import QueryError
 from ..hub import Reset
+from ..resume import ResumePoint, format_token
 from ..subscribers import CLOSE, Subscriber, parse_stream_filters
 
 if TYPE_CHECKING:
@@ -27,29 +27,21 @@ EXPIRED = object()
 
 @dataclass(frozen=True, slots=True)
 class Overflowed:
-    """The subscriber fell behind and was dropped; it should resume from ``last_id``."""
+    """The subscriber fell behind and was dropped; it should resume from ``token``."""
 
-    last_id: int | None
+    token: str | None
 
 
-def resume_point(header: str | None, query: Mapping[str, str]) -> int | None:
-    """The id to resume after, from ``Last-Event-ID`` or ``?last_event_id=``.
+def resume_point(header: str | None, query: Mapping[str, str]) -> ResumePoint | None:
+    """Where to resume, from ``Last-Event-ID`` or ``?last_event_id=`` (``None``: live only).
 
     Raises:
-        QueryError: 422 when it is not an integer.
+        QueryError: 422 when the token is malformed.
     """
     raw = header if header not in (None, "") else query.get("last_event_id")
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return None
-    try:
-        value = int(str(raw))
-    except ValueError as exc:
-        raise QueryError(
-            f"last_event_id must be an integer change id, got {raw!r}", status_code=422
-        ) from exc
-    if value < 0:
-        raise QueryError("last_event_id must not be negative", status_code=422)
-    return value
+    return ResumePoint.parse(raw)
 
 
 def open_subscription(
@@ -63,24 +55,37 @@ def open_subscription(
     return cape.hub.subscribe(view, ctx, filters)
 
 
-async def stream_items(
-    cape: CapeBase, subscriber: Subscriber, last_id: int | None, heartbeat: float
-) -> AsyncIterator[Any]:
-    """The stream: replayed messages, then live ones; HEARTBEAT when idle; Reset; Overflowed.
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One change for the client: its JSON text and the token to resume after it."""
 
-    Items are ``(id, json_text)`` tuples, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed``
-    or ``EXPIRED`` (the context's ``expires_at`` passed, or the hub disconnected the user).
+    change_id: int
+    text: str
+    token: str
+
+
+async def stream_items(
+    cape: CapeBase, subscriber: Subscriber, point: ResumePoint | None, heartbeat: float
+) -> AsyncIterator[Any]:
+    """The stream: replayed deliveries, then live ones; HEARTBEAT when idle; Reset.
+
+    Items are ``Delivery``, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed`` or ``EXPIRED``
+    (the context's ``expires_at`` passed, or the hub disconnected the user).
     """
+    hub = cape.hub
     expires_at = subscriber.ctx.expires_at
-    delivered = last_id
-    if last_id is not None:
-        async for item in cape.hub.replay(subscriber, last_id):
+    highest = point.last_id if point else None
+    replayed: set[int] = set()
+    if point is not None:
+        async for item in hub.replay(subscriber, point):
             if isinstance(item, Reset):
                 yield item
-                delivered = None
+                highest = None
                 break
-            delivered = item[0]
-            yield item
+            change_id, text = item
+            replayed.add(change_id)
+            highest = change_id if highest is None else max(highest, change_id)
+            yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
     while True:
         wait = heartbeat
         if expires_at is not None:
@@ -97,12 +102,19 @@ async def stream_items(
             continue
         if queued is CLOSE:
             if subscriber.overflowed:
-                yield Overflowed(delivered)
+                token = _token(hub.unsettled(), highest, replayed) if highest else None
+                yield Overflowed(token)
             elif subscriber.revoked:
                 yield EXPIRED
             return
-        change_id, _text = queued
-        if delivered is not None and change_id <= delivered:
-            continue  # already sent by the replay
-        delivered = change_id
-        yield queued
+        change_id, text = queued
+        if change_id in replayed:
+            continue  # a late commit the replay already sent
+        highest = change_id if highest is None else max(highest, change_id)
+        yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
+
+
+def _token(unsettled: list[int], highest: int | None, replayed: set[int]) -> str:
+    if highest is None:
+        return ""
+    return format_token(highest, (h for h in unsettled if h not in replayed))

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -17,6 +18,9 @@ from .common import EXPIRED, HEARTBEAT, Overflowed, open_subscription, resume_po
 if TYPE_CHECKING:
     from ...app import CapeBase
     from ...crud.router import PublishedModel
+
+SHUTDOWN_GRACE = 5.0
+"""Seconds a stream gets to end by itself at server shutdown before it is cut."""
 
 
 def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
@@ -57,18 +61,32 @@ def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                             data=json.dumps(
                                 {
                                     "event": "overflow",
-                                    "last_id": item.last_id,
+                                    "resume": item.token,
                                     "reason": "subscriber too slow; reconnect to resume",
                                 }
                             ),
                             event="overflow",
                         )
                     else:
-                        change_id, text = item
-                        yield ServerSentEvent(data=text, id=str(change_id))
+                        yield ServerSentEvent(data=item.text, id=item.token)
             finally:
                 cape.hub.unsubscribe(subscriber)
 
-        return EventSourceResponse(events(), ping=None, headers={"Cache-Control": "no-store"})
+        shutdown = anyio.Event()
+
+        async def end_on_shutdown() -> None:
+            # sse-starlette sets ``shutdown`` when the server is stopping; ending the stream
+            # ourselves finishes the response properly instead of cutting the connection.
+            await shutdown.wait()
+            subscriber.close()
+
+        return EventSourceResponse(
+            events(),
+            ping=None,
+            headers={"Cache-Control": "no-store"},
+            data_sender_callable=end_on_shutdown,
+            shutdown_event=shutdown,
+            shutdown_grace_period=SHUTDOWN_GRACE,
+        )
 
     return subscribe_sse

@@ -12,7 +12,15 @@ from fastapi import Depends, WebSocket, WebSocketDisconnect
 from ...auth.context import AuthContext
 from ...errors import QueryError
 from ..hub import Reset, TooManySubscriptionsError
-from .common import EXPIRED, HEARTBEAT, Overflowed, open_subscription, resume_point, stream_items
+from .common import (
+    EXPIRED,
+    HEARTBEAT,
+    Delivery,
+    Overflowed,
+    open_subscription,
+    resume_point,
+    stream_items,
+)
 
 if TYPE_CHECKING:
     from ...app import CapeBase
@@ -31,11 +39,12 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
         try:
             resume = resume_point(websocket.headers.get("last-event-id"), websocket.query_params)
             subscriber = open_subscription(cape, published, ctx, websocket.query_params)
-        except QueryError as exc:
-            await websocket.close(code=POLICY_VIOLATION, reason=str(exc)[:120])
-            return
-        except TooManySubscriptionsError as exc:
-            await websocket.close(code=TRY_AGAIN_LATER, reason=str(exc)[:120])
+        except (QueryError, TooManySubscriptionsError) as exc:
+            # Accept first: a close before accept is an HTTP 403 to the client, which shows
+            # neither the close code nor the reason (browsers hide the status too).
+            code = POLICY_VIOLATION if isinstance(exc, QueryError) else TRY_AGAIN_LATER
+            await websocket.accept()
+            await websocket.close(code=code, reason=str(exc)[:120])
             return
         await websocket.accept()
         watcher = asyncio.create_task(_wait_for_disconnect(websocket))
@@ -54,11 +63,11 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                     )
                 elif isinstance(item, Overflowed):
                     await websocket.close(
-                        code=TRY_AGAIN_LATER, reason=f"too slow; resume after {item.last_id}"
+                        code=TRY_AGAIN_LATER, reason=f"too slow; resume from {item.token}"
                     )
                     return
                 else:
-                    await websocket.send_text(item[1])
+                    await websocket.send_text(_with_resume(item))
             if not watcher.done():
                 await websocket.close(code=1001, reason="server shutting down")
         except WebSocketDisconnect:
@@ -77,6 +86,13 @@ async def _wait_for_disconnect(websocket: WebSocket) -> None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+
+
+def _with_resume(item: Delivery) -> str:
+    """The shared JSON text, plus ``"resume"`` when the token says more than the id does."""
+    if item.token == str(item.change_id):
+        return item.text
+    return f'{item.text[:-1]},"resume":"{item.token}"}}'
 
 
 async def _race(items: Any, watcher: asyncio.Task[None]) -> Any:

@@ -220,7 +220,14 @@ class TestServers:
 
     def flush_redis(self) -> None:
         if self._redis is not None and self._redis_db is not None:
-            self._redis.execute_command("SELECT", self._redis_db)
+            try:
+                self._redis.execute_command("SELECT", self._redis_db)
+            except redis.ConnectionError:
+                # Redis restarted under us (the outage tests do that): reconnect once.
+                self._redis.close()
+                self._redis = None
+                self._connect_redis().execute_command("SELECT", self._redis_db)
+            assert self._redis is not None
             self._redis.flushdb()
 
     def _claim_redis_db(self, client: redis.Redis) -> int:
@@ -338,4 +345,14 @@ class TestServers:
         # One admin connection per server runs one statement at a time; the spare's CREATE and
         # the previous test's DROP queue up here.
         async with self._locks[server]:
-            return await operation()
+            try:
+                return await operation()
+            except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                    asyncpg.exceptions.InterfaceError, asyncmy.errors.OperationalError):
+                # The server restarted under us (the outage tests do that): reconnect once.
+                if server == "postgresql":
+                    self._pg = None
+                else:
+                    self._maria = None
+                await self._connect(server)
+                return await operation()

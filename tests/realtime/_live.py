@@ -30,11 +30,11 @@ TIMEOUT = 5.0
 
 
 async def wait_until(
-    predicate: Callable[[], Any], *, timeout: float = TIMEOUT, what: str = "a condition"
+    predicate: Callable[[], Any], *, within: float = TIMEOUT, what: str = "a condition"
 ) -> Any:
-    """Poll ``predicate`` (sync or async) until it is truthy; fail after ``timeout`` seconds."""
+    """Poll ``predicate`` (sync or async) until it is truthy; fail after ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         result = predicate()
         if inspect.isawaitable(result):
@@ -42,7 +42,7 @@ async def wait_until(
         if result:
             return result
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.01)
 
 
@@ -136,11 +136,11 @@ class Recorded:
         """``(event, title)`` of each change message (DELETE payloads carry no title)."""
         return [(m["event"], m["payload"].get("title")) for m in self.messages]
 
-    async def wait_for_title(self, title: str, timeout: float = TIMEOUT) -> None:
+    async def wait_for_title(self, title: str, within: float = TIMEOUT) -> None:
         await wait_until(
             lambda: any(m["payload"].get("title") == title for m in self.messages)
             or self.ended.is_set(),
-            timeout=timeout,
+            within=within,
             what=f"a message about {title!r}",
         )
         if not any(m["payload"].get("title") == title for m in self.messages):

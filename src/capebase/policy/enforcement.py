@@ -17,7 +17,7 @@ from ..auth.fields import auth_fields
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from .registry import Policy
-from .sqlexpr import with_row_values
+from .sqlexpr import NO_OPTIONS, with_row_values
 
 _USE_ORM = (
     "Use ORM statements on mapped classes (select(Model), update(Model), ...), or "
@@ -127,7 +127,7 @@ def _require_filterable(statement: Any) -> None:
 def _entity_tables(mapper: Mapper[Any]) -> frozenset[Any]:
     """The tables an entity brings into a statement: its own, and its relationships'
     association tables (which no rule governs)."""
-    tables = set(mapper.tables)
+    tables: set[Any] = set(mapper.tables)
     tables.update(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
     return frozenset(tables)
 
@@ -182,10 +182,13 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     action = "update" if state.is_update else "delete"
     predicate = policy.sql_filter(model, action, ctx)
     if action == "update":
-        assignments = {_key(col): expr for col, expr in (statement._values or {}).items()}
+        parameters: Mapping[str, Any] = state.parameters or {}  # type: ignore[assignment]
+        assignments = {
+            _key(col): _set_value(expr, parameters)
+            for col, expr in (statement._values or {}).items()
+        }
         # Execution parameters named after columns are SET values too: update(M).where(...)
         # executed with {"owner": "bob"} sets owner.
-        parameters: Any = state.parameters or {}
         for name, value in parameters.items():
             if name in table.c:
                 assignments[name] = literal(value, type_=table.c[name].type)
@@ -193,6 +196,20 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
         if new_image is not None:
             predicate = and_(predicate, new_image)
     return statement.where(predicate)
+
+
+def _set_value(value: Any, parameters: Mapping[str, Any]) -> Any:
+    """A SET value as an expression the WHERE clause may repeat.
+
+    The bind parameter ``.values(owner="bob")`` creates belongs to the SET clause, and SQLAlchemy
+    refuses to render it twice; a fresh one with the same value is used instead.
+    """
+    if isinstance(value, elements.BindParameter):
+        raw = parameters.get(value.key, value.effective_value)
+        return literal(raw, type_=value.type)
+    if isinstance(value, elements.ClauseElement):
+        return value
+    return literal(value)
 
 
 def _key(column: Any) -> str:
@@ -205,7 +222,7 @@ def _substitute_columns(
     """``predicate`` over the row as ``values`` leave it; ``None`` if they change nothing in it."""
     substituted = False
 
-    def replace(element: Any) -> Any:
+    def replace(element: Any, **_kw: Any) -> Any:
         nonlocal substituted
         if (
             isinstance(element, elements.ColumnClause)
@@ -213,12 +230,10 @@ def _substitute_columns(
             and element.key in values
         ):
             substituted = True
-            value = values[element.key]
-            # A plain Python value in .values() arrives already wrapped as a bind parameter.
-            return value if isinstance(value, elements.ClauseElement) else literal(value)
+            return values[element.key]
         return None
 
-    result: ColumnElement[bool] = visitors.replacement_traverse(predicate, {}, replace)
+    result: ColumnElement[bool] = visitors.replacement_traverse(predicate, NO_OPTIONS, replace)
     return result if substituted else None
 
 

@@ -146,9 +146,18 @@ class Policy:
             return Explanation(False, action, name, None, considered,
                                f"no rule for {action} applies to role {ctx.role!r}")
         if row is None:
-            rule = applicable[0]
-            return Explanation(True, action, name, rule.describe(), considered,
-                               f"{rule.describe()} applies; rows are filtered by its conditions")
+            for rule in applicable:
+                predicate = rule.sql(ctx)
+                if isinstance(predicate, True_):
+                    return Explanation(True, action, name, rule.describe(), considered,
+                                       f"allowed on every row by {rule.describe()}")
+                if not isinstance(predicate, False_):
+                    return Explanation(True, action, name, rule.describe(), considered,
+                                       f"{rule.describe()} applies; rows are filtered by its "
+                                       "conditions")
+            return Explanation(False, action, name, None, considered,
+                               "the applicable rules match no row for this caller (anonymous "
+                               "caller with owner_field, or a context key it lacks)")
         undecided: list[Rule] = []
         for rule in applicable:
             verdict = rule.matches(ctx, row)

@@ -6,7 +6,6 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Literal, get_args
 
 from pydantic import TypeAdapter, ValidationError
@@ -194,20 +193,28 @@ class Rule:
         return " ".join(parts)
 
 
-@cache
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+_ORM_COLUMNS: dict[Any, dict[str, ColumnElement[Any]]] = {}
+
+
 def _adapter(python_type: type[Any]) -> TypeAdapter[Any]:
-    return TypeAdapter(python_type)
+    adapter = _ADAPTERS.get(python_type)
+    if adapter is None:
+        adapter = _ADAPTERS[python_type] = TypeAdapter(python_type)
+    return adapter
 
 
-@cache
 def _orm_columns(model: type[Any]) -> dict[str, ColumnElement[Any]]:
     """Column key → the ORM-annotated column of ``model``'s attribute for it."""
-    mapper = inspect(model)
-    columns: dict[str, ColumnElement[Any]] = {}
-    for prop in mapper.column_attrs:
-        for column in prop.columns:
-            if isinstance(column, Column) and column.table is mapper.local_table:
-                columns[column.key] = getattr(model, prop.key).__clause_element__()
+    columns = _ORM_COLUMNS.get(model)
+    if columns is None:
+        mapper = inspect(model)
+        columns = {}
+        for prop in mapper.column_attrs:
+            for column in prop.columns:
+                if isinstance(column, Column) and column.table is mapper.local_table:
+                    columns[column.key] = getattr(model, prop.key).__clause_element__()
+        _ORM_COLUMNS[model] = columns
     return columns
 
 

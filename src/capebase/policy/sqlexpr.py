@@ -11,6 +11,9 @@ from sqlalchemy.sql import elements, expression, operators, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import String, TypeDecorator, TypeEngine
 
+NO_OPTIONS: dict[str, Any] = {}
+"""Empty options for ``visitors.replacement_traverse``."""
+
 
 class exact_equals(expression.FunctionElement[bool]):
     """``column = value`` compared byte for byte on every database.
@@ -76,7 +79,7 @@ def exact_text(expr: ColumnElement[bool]) -> ColumnElement[bool]:
     means in Python and on the other databases.
     """
 
-    def replace(element: Any) -> Any:
+    def replace(element: Any, **_kw: Any) -> Any:
         if not isinstance(element, elements.BinaryExpression):
             return None
         left, right, op = element.left, element.right, element.operator
@@ -95,7 +98,7 @@ def exact_text(expr: ColumnElement[bool]) -> ColumnElement[bool]:
             return matched if op is operators.in_op else not_(matched)
         return None
 
-    result: ColumnElement[bool] = visitors.replacement_traverse(expr, {}, replace)
+    result: ColumnElement[bool] = visitors.replacement_traverse(expr, NO_OPTIONS, replace)
     return result
 
 
@@ -115,12 +118,12 @@ def with_row_values(
     The database can then evaluate a predicate over a row image that is not stored (yet).
     """
 
-    def replace(element: Any) -> Any:
+    def replace(element: Any, **_kw: Any) -> Any:
         if isinstance(element, expression.ColumnClause) and _plain(element.table) is table:
             return literal(row.get(element.key), type_=element.type)
         return None
 
-    result: ColumnElement[bool] = visitors.replacement_traverse(expr, {}, replace)
+    result: ColumnElement[bool] = visitors.replacement_traverse(expr, NO_OPTIONS, replace)
     return result
 
 

@@ -1,0 +1,261 @@
+"""PasswordAuth: the optional built-in auth — users, passwords, tokens — as a CapeBase provider."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from pwdlib import PasswordHash
+
+from ...errors import ConfigurationError, NotFoundError
+from ..context import AuthContext
+from .config import PasswordAuthConfig
+from .errors import (
+    InvalidCredentialsError,
+    InvalidTokenError,
+    LockedOutError,
+    install_auth_error_handlers,
+)
+from .lockout import LoginLimiter
+from .models import User, utc_now
+from .passwords import Passwords
+from .schemas import TokenResponse, normalize_email, normalize_username
+from .store import IssuedRefresh, TokenReuseError, UserStore
+from .tokens import Keyring
+
+if TYPE_CHECKING:
+    from ...app import CapeBase
+
+
+class PasswordAuth:
+    """Email/username + password sign-in with JWT access tokens and rotating refresh tokens.
+
+    Pass it to CapeBase, which then uses it as the auth provider and mounts its routes::
+
+        cape = CapeBase(app, db_path, auth=PasswordAuth(secret=os.environ["CAPEBASE_SECRET"]))
+
+    Routes (under ``prefix``, default ``/auth``): ``POST /signup`` (JSON), ``POST /token``
+    (OAuth2 password form: the /docs "Authorize" button works), ``POST /refresh``,
+    ``POST /logout`` and ``GET /me``. Requests authenticate with ``Authorization: Bearer``;
+    streams (SSE, WebSocket) may instead pass ``?access_token=`` or an ``access_token`` cookie.
+
+    Args:
+        config: the settings; or pass them as keyword arguments (see ``PasswordAuthConfig``).
+        **settings: ``PasswordAuthConfig`` fields, e.g. ``secret=...``.
+
+    Raises:
+        ConfigurationError: invalid settings, or both ``config`` and keyword settings.
+    """
+
+    def __init__(self, config: PasswordAuthConfig | None = None, /, **settings: Any) -> None:
+        if config is not None and settings:
+            raise ConfigurationError("Pass PasswordAuth a PasswordAuthConfig or settings, not both")
+        self.config = config if config is not None else PasswordAuthConfig(**settings)
+        self.keyring = Keyring(
+            secret=self.config.secret,
+            previous_secrets=self.config.previous_secrets,
+            algorithm=self.config.algorithm,
+            issuer=self.config.issuer,
+            audience=self.config.audience,
+            lifetime=self.config.access_token_lifetime,
+        )
+        self.limiter = LoginLimiter(
+            max_per_account=self.config.max_failed_logins,
+            max_per_address=self.config.max_failed_logins_per_address,
+            lockout_seconds=self.config.lockout_time.total_seconds(),
+        )
+        self.passwords = Passwords(self.config.password_hash or PasswordHash.recommended())
+        self._cape: CapeBase | None = None
+        self._store: UserStore | None = None
+
+        from .provider import make_provider, token_sources
+        from .routes import build_router
+
+        self.token_sources = token_sources(self.config.prefix)
+        self.provider = make_provider(self)
+        """The FastAPI dependency CapeBase uses: the request's AuthContext (anonymous without a
+        token, 401 for a bad one)."""
+        self.router: APIRouter = build_router(self)
+        """The auth routes; CapeBase mounts them."""
+
+    # -- wiring (called by CapeBase) ---------------------------------------------------------
+
+    def install(self, cape: CapeBase) -> None:
+        """Attach to ``cape``: mount the routes and map auth errors to HTTP. Called by CapeBase.
+
+        Raises:
+            ConfigurationError: already attached to another CapeBase.
+        """
+        if self._cape is not None:
+            raise ConfigurationError("This PasswordAuth is already used by another CapeBase")
+        self._cape = cape
+        self._store = UserStore(cape.engine)
+        install_auth_error_handlers(cape.app)
+        cape.app.include_router(self.router)
+
+    async def startup(self) -> None:
+        """Create the auth tables (unless CapeBase's ``create_tables`` is off) and the initial
+        admin. Called by CapeBase's lifespan."""
+        if self.cape.create_tables:
+            await self.store.create_tables()
+        if self.config.initial_admin is not None:
+            email, password = self.config.initial_admin
+            if await self.store.find_login(normalize_email(email)) is None:
+                await self.create_user(email, password, role=self.config.admin_role)
+
+    @property
+    def cape(self) -> CapeBase:
+        """The CapeBase this auth is attached to."""
+        if self._cape is None:
+            raise ConfigurationError(
+                "PasswordAuth is not attached: pass it as CapeBase(..., auth=PasswordAuth(...))"
+            )
+        return self._cape
+
+    @property
+    def store(self) -> UserStore:
+        """Database access to users and refresh tokens."""
+        self.cape  # noqa: B018  raises the helpful error when not attached
+        assert self._store is not None  # set together with _cape
+        return self._store
+
+    # -- admin API ---------------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        email: str,
+        password: str,
+        *,
+        username: str | None = None,
+        role: str | None = None,
+        is_active: bool = True,
+    ) -> User:
+        """Create a user (no password-length rule applies here: admins choose).
+
+        Raises:
+            ValueError: the email or username is malformed.
+            AccountExistsError: the email or username is taken.
+        """
+        user = User(
+            email=normalize_email(email),
+            username=None if username is None else normalize_username(username),
+            password_hash=await self.passwords.hash(password),
+            role=role,
+            is_active=is_active,
+        )
+        return await self.store.add_user(user)
+
+    async def set_active(self, user_id: str, is_active: bool) -> None:
+        """Enable or disable a user. Disabling ends their sign-ins and open streams at once
+        (streams of this process; other processes end theirs when the token expires).
+
+        Raises:
+            NotFoundError: no such user.
+        """
+        if not await self.store.update_user(user_id, is_active=is_active):
+            raise NotFoundError("User", user_id)
+        if not is_active:
+            await self.store.end_all_sessions(user_id, utc_now())
+            self.cape.hub.disconnect_user(user_id)
+
+    async def set_role(self, user_id: str, role: str | None) -> None:
+        """Change a user's role; it applies to their next request, and their open streams end
+        so that they reconnect under the new role.
+
+        Raises:
+            NotFoundError: no such user.
+        """
+        if not await self.store.update_user(user_id, role=role):
+            raise NotFoundError("User", user_id)
+        self.cape.hub.disconnect_user(user_id)
+
+    # -- what the routes and the provider do -------------------------------------------------
+
+    async def authenticate(self, login: str, password: str, address: str) -> User:
+        """The active user ``login`` (email or username) if ``password`` is theirs.
+
+        Raises:
+            LockedOutError: too many failures for this account or address.
+            InvalidCredentialsError: anything else; the same for unknown users, wrong
+                passwords and disabled accounts, and as slow for each.
+        """
+        account = login.strip().lower()
+        wait = self.limiter.retry_after(account, address)
+        if wait > 0:
+            raise LockedOutError(wait)
+        user = await self.store.find_login(account)
+        ok, new_hash = await self.passwords.verify(
+            password, user.password_hash if user is not None else None
+        )
+        if user is None or not ok or not user.is_active:
+            self.limiter.record_failure(account, address)
+            raise InvalidCredentialsError()
+        self.limiter.record_success(account)
+        if new_hash is not None:
+            await self.store.update_user(user.id, password_hash=new_hash)
+        return user
+
+    async def sign_in(self, user: User) -> TokenResponse:
+        """Open a sign-in for ``user``: a new refresh-token family and an access token."""
+        now = utc_now()
+        issued = await self.store.start_session(user, now, self._refresh_expiry(now))
+        return self._tokens(issued, now)
+
+    async def refresh(self, refresh_token: str) -> TokenResponse:
+        """Exchange a refresh token for new tokens; the old refresh token stops working.
+
+        Raises:
+            InvalidTokenError: unknown, expired or revoked; a token that was already used
+                revokes its whole sign-in and ends the user's streams (it was likely stolen).
+        """
+        now = utc_now()
+        try:
+            issued = await self.store.rotate(refresh_token, now, self._refresh_expiry(now))
+        except TokenReuseError as exc:
+            self.cape.hub.disconnect_user(exc.user_id)
+            raise
+        return self._tokens(issued, now)
+
+    async def sign_out(self, refresh_token: str | None, access_token: str | None) -> None:
+        """End the sign-in of ``refresh_token`` (or of ``access_token``) and the user's streams.
+
+        Raises:
+            InvalidTokenError: neither token names a sign-in.
+        """
+        session_id = None
+        if refresh_token is None:
+            if access_token is None:
+                raise InvalidTokenError()
+            session_id = self.keyring.verify(access_token).session_id
+        user_id = await self.store.end_session(refresh_token, session_id, utc_now())
+        self.cape.hub.disconnect_user(user_id)
+
+    async def context_for(self, access_token: str) -> AuthContext:
+        """The AuthContext of a valid access token whose user is active and sign-in open.
+
+        The role is the user's current one (not the token's), so role changes and disabling
+        apply from the next request.
+
+        Raises:
+            InvalidTokenError: bad, expired or revoked token, or a disabled user.
+        """
+        claims = self.keyring.verify(access_token)
+        found = await self.store.session_user(claims.user_id, claims.session_id)
+        if found is None or not found[0]:
+            raise InvalidTokenError()
+        return AuthContext(id=claims.user_id, role=found[1], expires_at=claims.expires_at)
+
+    def _refresh_expiry(self, now: datetime) -> datetime:
+        return now + self.config.refresh_token_lifetime
+
+    def _tokens(self, issued: IssuedRefresh, now: datetime) -> TokenResponse:
+        access = self.keyring.issue(issued.user.id, issued.user.role, issued.session_id, now)
+        return TokenResponse(
+            access_token=access,
+            expires_in=self.keyring.lifetime_seconds,
+            refresh_token=issued.token,
+        )
+
+
+__all__ = ["PasswordAuth"]

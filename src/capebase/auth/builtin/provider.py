@@ -1,0 +1,98 @@
+"""Where the built-in auth finds a request's token, and the provider that turns it into an
+AuthContext.
+
+A bad token is a 401 (close code 1008 on a WebSocket), never an anonymous caller; no token at all
+is the anonymous caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from fastapi import Depends, WebSocketException
+from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
+
+from ..context import AuthContext
+from .errors import BAD_TOKEN, InvalidTokenError
+
+if TYPE_CHECKING:
+    from .auth import PasswordAuth
+
+TOKEN_PARAMETER = "access_token"
+"""The query parameter and cookie a stream may carry its access token in."""
+
+POLICY_VIOLATION = 1008
+
+
+class TokenSources(OAuth2PasswordBearer):
+    """The access token of a request, from wherever it may come.
+
+    ``Authorization: Bearer <token>`` anywhere. On streams only — a WebSocket, or a request
+    that accepts ``text/event-stream`` as EventSource does — also ``?access_token=`` or an
+    ``access_token`` cookie: browsers cannot set headers there. Elsewhere a cookie is ignored,
+    so that a cross-site form cannot write with it.
+    """
+
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _invalid(request)
+            return token.strip()
+        if not _is_stream(request):
+            return None
+        token = request.query_params.get(TOKEN_PARAMETER)
+        if token is None:
+            token = request.cookies.get(TOKEN_PARAMETER)
+            # A browser sends cookies with a cross-site WebSocket handshake, and CORS does not
+            # apply to WebSockets: accept a cookie only from a page of the same host.
+            if token is not None and not _same_origin(request):
+                raise _invalid(request)
+        if token is not None and not token:
+            raise _invalid(request)
+        return token
+
+
+def token_sources(prefix: str) -> TokenSources:
+    """The token finder, announcing ``{prefix}/token`` to OpenAPI as the password flow."""
+    return TokenSources(tokenUrl=f"{prefix.lstrip('/')}/token", auto_error=False)
+
+
+def make_provider(auth: PasswordAuth) -> Callable[..., Awaitable[AuthContext]]:
+    """The FastAPI dependency returning the AuthContext of a request, for ``auth``."""
+    scheme = auth.token_sources
+
+    async def password_auth_context(
+        request: HTTPConnection, token: str | None = Depends(scheme)
+    ) -> AuthContext:
+        if token is None:
+            return AuthContext()
+        try:
+            return await auth.context_for(token)
+        except InvalidTokenError:
+            raise _invalid(request) from None
+
+    return password_auth_context
+
+
+def _invalid(request: HTTPConnection) -> Exception:
+    if request.scope["type"] == "websocket":
+        return WebSocketException(code=POLICY_VIOLATION, reason=BAD_TOKEN)
+    return InvalidTokenError()
+
+
+def _is_stream(request: HTTPConnection) -> bool:
+    if request.scope["type"] == "websocket":
+        return True
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def _same_origin(request: HTTPConnection) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or request.scope["type"] != "websocket":
+        return True  # not a browser's cross-site WebSocket (SSE is guarded by CORS)
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()

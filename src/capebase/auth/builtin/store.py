@@ -1,0 +1,189 @@
+"""The built-in auth's database access: users and refresh-token families.
+
+It uses plain SQLAlchemy sessions, not capebase's: the permission policy does not apply to these
+tables, and their changes (password hashes included) never reach the change log or its streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .errors import AccountExistsError, InvalidTokenError
+from .models import RefreshToken, User, as_utc, metadata, new_id
+from .tokens import new_refresh_token, refresh_token_digest
+
+
+class TokenReuseError(InvalidTokenError):
+    """A refresh token that was already rotated came back: its family has been revoked."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedRefresh:
+    """A new refresh token (shown to the client once) and the sign-in it belongs to."""
+
+    token: str
+    session_id: str
+    user: User
+
+
+class UserStore:
+    """Reads and writes ``capebase_users`` and ``capebase_refresh_tokens`` on ``engine``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def create_tables(self) -> None:
+        """Create the two tables if they are missing."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def add_user(self, user: User) -> User:
+        """Insert ``user``.
+
+        Raises:
+            AccountExistsError: its email or username is taken.
+        """
+        taken = User.email == user.email
+        if user.username is not None:
+            taken = taken | (User.username == user.username)
+        async with self._sessions() as session:
+            if (await session.execute(select(User.id).where(taken))).first() is not None:
+                raise AccountExistsError()
+            session.add(user)
+            try:
+                await session.commit()
+            except IntegrityError as exc:  # a concurrent sign-up took it since the check
+                raise AccountExistsError() from exc
+        return user
+
+    async def find_login(self, login: str) -> User | None:
+        """The user whose email (when ``login`` has an ``@``) or username is ``login``."""
+        column = User.email if "@" in login else User.username
+        async with self._sessions() as session:
+            return (await session.execute(select(User).where(column == login))).scalar()
+
+    async def get(self, user_id: str) -> User | None:
+        """The user with id ``user_id``."""
+        async with self._sessions() as session:
+            return await session.get(User, user_id)
+
+    async def update_user(self, user_id: str, **values: Any) -> bool:
+        """Set columns of one user; False when there is no such user."""
+        async with self._sessions() as session, session.begin():
+            result: Any = await session.execute(
+                update(User).where(User.id == user_id).values(**values)
+            )
+            return bool(result.rowcount)
+
+    async def session_user(self, user_id: str, session_id: str) -> tuple[bool, str | None] | None:
+        """``(is_active, role)`` of ``user_id`` if sign-in ``session_id`` is still open."""
+        is_open = exists().where(
+            RefreshToken.family_id == session_id,
+            RefreshToken.user_id == user_id,
+            RefreshToken.revoked_at.is_(None),  # type: ignore[union-attr]  # a column here
+        )
+        query = select(User.is_active, User.role).where(User.id == user_id, is_open)
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        return None if row is None else (bool(row[0]), row[1])
+
+    # -- refresh tokens ----------------------------------------------------------------------
+
+    async def start_session(self, user: User, now: datetime, expires_at: datetime) -> IssuedRefresh:
+        """Open a sign-in for ``user``: a new family with its first refresh token."""
+        token, family = new_refresh_token(), new_id()
+        async with self._sessions() as session, session.begin():
+            session.add(_token_row(user.id, family, token, now, expires_at))
+        return IssuedRefresh(token=token, session_id=family, user=user)
+
+    async def rotate(self, token: str, now: datetime, expires_at: datetime) -> IssuedRefresh:
+        """Revoke ``token`` and issue the next one of its family.
+
+        Raises:
+            TokenReuseError: ``token`` was already rotated; the family is now revoked.
+            InvalidTokenError: unknown, expired or revoked token, or a disabled user.
+        """
+        async with self._sessions() as session, session.begin():
+            row = await _find(session, token)
+            if row is None:
+                raise InvalidTokenError()
+            if row.revoked_at is not None:
+                reused_by = row.user_id
+                await _revoke(session, RefreshToken.family_id == row.family_id, now)
+            else:
+                reused_by = None
+                user = await session.get(User, row.user_id)
+                if as_utc(row.expires_at) <= now or user is None or not user.is_active:
+                    raise InvalidTokenError()
+                # Conditional on still being unrevoked, so two concurrent refreshes with one
+                # token cannot both succeed.
+                claimed = RefreshToken.id == row.id
+                if await _revoke(session, claimed, now) != 1:
+                    raise InvalidTokenError()
+                successor = new_refresh_token()
+                session.add(_token_row(user.id, row.family_id, successor, now, expires_at))
+        if reused_by is not None:
+            raise TokenReuseError(reused_by)
+        return IssuedRefresh(token=successor, session_id=row.family_id, user=user)
+
+    async def end_session(self, token: str | None, session_id: str | None, now: datetime) -> str:
+        """Revoke the family of ``token`` (or sign-in ``session_id``); returns its user's id.
+
+        Raises:
+            InvalidTokenError: no such token or sign-in.
+        """
+        async with self._sessions() as session, session.begin():
+            if token is not None:
+                row = await _find(session, token)
+            else:
+                query = select(RefreshToken).where(RefreshToken.family_id == session_id)
+                row = (await session.execute(query.limit(1))).scalar()
+            if row is None:
+                raise InvalidTokenError()
+            await _revoke(session, RefreshToken.family_id == row.family_id, now)
+            return row.user_id
+
+    async def end_all_sessions(self, user_id: str, now: datetime) -> None:
+        """Revoke every refresh token of ``user_id``."""
+        async with self._sessions() as session, session.begin():
+            await _revoke(session, RefreshToken.user_id == user_id, now)
+
+
+async def _find(session: AsyncSession, token: str) -> RefreshToken | None:
+    digest = refresh_token_digest(token)
+    query = select(RefreshToken).where(RefreshToken.token_hash == digest)
+    return (await session.execute(query)).scalar()
+
+
+async def _revoke(session: AsyncSession, condition: Any, now: datetime) -> int:
+    result: Any = await session.execute(
+        update(RefreshToken)
+        .where(condition, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount)
+
+
+def _token_row(
+    user_id: str, family: str, token: str, now: datetime, expires_at: datetime
+) -> RefreshToken:
+    return RefreshToken(
+        user_id=user_id,
+        family_id=family,
+        token_hash=refresh_token_digest(token),
+        created_at=now,
+        expires_at=expires_at,
+    )

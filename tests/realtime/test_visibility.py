@@ -1,0 +1,174 @@
+"""Each subscriber gets exactly the changes its read rules and filters allow, view-relative,
+over SSE and WebSocket alike."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, update
+
+from tests.realtime._app import Task, make_app, who
+from tests.realtime._live import Recorded, dispatched, serve, sse, ws
+
+SUBSCRIBERS: dict[str, dict[str, str]] = {
+    "alice": who("alice"),  # owner rule
+    "bob": who("bob"),  # owner rule
+    "admin": who("root", role="admin"),  # role rule
+    "carol": who("carol", org="o2"),  # context_fields rule
+    "dave": who("dave", clearance=3),  # where rule
+    "anonymous": who(),  # public rows only
+}
+
+
+def events(got: Recorded) -> list[tuple[str, int]]:
+    """``(event, id)`` of each message, checking that DELETEs carry the primary key only."""
+    for message in got.messages:
+        assert message["table"] == "rt_task"
+        if message["event"] == "DELETE":
+            assert message["payload"] == {"id": message["payload"]["id"]}
+        if message["event"] == "INSERT":
+            assert message["old"] is None
+    return got.events()
+
+
+async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) -> None:
+    app, cape = make_app(db_url)
+    async with serve(app) as live, AsyncExitStack() as streams:
+        got: dict[str, list[Recorded]] = {
+            name: [await streams.enter_async_context(sse(live, headers)),
+                   await streams.enter_async_context(ws(live, headers))]
+            for name, headers in SUBSCRIBERS.items()
+        }
+        async with cape.get_privileged_session() as session:
+            public = Task(title="public", owner_id="system", level=9, public=True)
+            t1 = Task(title="t1", owner_id="alice", org_id="o1", level=5)
+            session.add(public)
+            await session.flush()
+            session.add(t1)
+            await session.flush()
+            t2 = Task(title="t2", owner_id="bob", org_id="o2", level=1)
+            session.add(t2)
+            await session.commit()
+            t1.level = 2  # enters dave's view
+            await session.commit()
+            await session.execute(update(Task).where(Task.id == t2.id).values(org_id="o3"))
+            await session.commit()  # leaves carol's view
+            t1.owner_id = "bob"  # leaves alice's view, enters bob's
+            await session.commit()
+            await session.execute(delete(Task).where(Task.id == t2.id))
+            await session.commit()  # checked against the old row: carol sees nothing
+            end = Task(title="end", owner_id="system", level=9, public=True)
+            session.add(end)
+            await session.commit()
+        await dispatched(cape)
+        for streams_of in got.values():
+            for stream in streams_of:
+                await stream.wait_for_title("end")
+
+    p, a, b, e = public.id, t1.id, t2.id, end.id
+    assert p is not None and a is not None and b is not None and e is not None
+    expected = {
+        "alice": [("INSERT", p), ("INSERT", a), ("UPDATE", a), ("DELETE", a), ("INSERT", e)],
+        "bob": [("INSERT", p), ("INSERT", b), ("UPDATE", b), ("INSERT", a), ("DELETE", b),
+                ("INSERT", e)],
+        "admin": [("INSERT", p), ("INSERT", a), ("INSERT", b), ("UPDATE", a), ("UPDATE", b),
+                  ("UPDATE", a), ("DELETE", b), ("INSERT", e)],
+        "carol": [("INSERT", p), ("INSERT", b), ("DELETE", b), ("INSERT", e)],
+        "dave": [("INSERT", p), ("INSERT", b), ("INSERT", a), ("UPDATE", b), ("UPDATE", a),
+                 ("DELETE", b), ("INSERT", e)],
+        "anonymous": [("INSERT", p), ("INSERT", e)],
+    }
+    for name, (over_sse, over_ws) in got.items():
+        assert events(over_sse) == expected[name], f"{name} over SSE"
+        assert over_ws.messages == over_sse.messages, f"{name}: WebSocket == SSE"
+    # The update that brought t1 into bob's view carries the new row and no old values.
+    entered = got["bob"][0].messages[3]
+    assert entered["payload"]["owner_id"] == "bob" and entered["old"] is None
+    # An UPDATE carries the old values; the ids are the change ids, in order.
+    updated = got["admin"][0].messages[3]
+    assert (updated["old"]["level"], updated["payload"]["level"]) == (5, 2)
+    assert got["admin"][0].ids == sorted(got["admin"][0].ids)
+    assert got["admin"][0].tokens == [str(i) for i in got["admin"][0].ids]
+
+
+async def test_stream_filters_narrow_the_view(db_url: str) -> None:
+    app, cape = make_app(db_url)
+    alice = who("alice")
+    async with serve(app) as live, AsyncExitStack() as stack:
+        complete = [await stack.enter_async_context(open_(live, alice, is_complete="true"))
+                    for open_ in (sse, ws)]
+        by_id = [await stack.enter_async_context(open_(live, alice, id__in="1,2,3"))
+                 for open_ in (sse, ws)]
+        async with httpx.AsyncClient(base_url=live.url) as client:
+
+            async def call(method: str, path: str, headers: dict[str, str] = alice,
+                           **body: Any) -> Any:
+                response = await client.request(method, path, headers=headers,
+                                                json=body or None)
+                assert response.status_code < 300, response.text
+                return response.json() if response.content else None
+
+            assert (await call("POST", "/rt_task", title="t1"))["id"] == 1
+            assert (await call("POST", "/rt_task", title="t2", is_complete=True))["id"] == 2
+            # bob's row matches both filters, but alice may not read it
+            assert (await call("POST", "/rt_task", who("bob"), title="b",
+                               is_complete=True))["id"] == 3
+            assert (await call("POST", "/rt_task", title="t4", is_complete=True))["id"] == 4
+            await call("PATCH", "/rt_task/1", is_complete=True)  # enters ?is_complete=true
+            await call("PATCH", "/rt_task/2", is_complete=False)  # leaves it
+            await call("DELETE", "/rt_task/4")
+            await call("PATCH", "/rt_task/1", title="end")
+        await dispatched(cape)
+        for stream in [*complete, *by_id]:
+            await stream.wait_for_title("end")
+
+    for stream in complete:
+        assert events(stream) == [("INSERT", 2), ("INSERT", 4), ("INSERT", 1), ("DELETE", 2),
+                                  ("DELETE", 4), ("UPDATE", 1)]
+    for stream in by_id:
+        assert events(stream) == [("INSERT", 1), ("INSERT", 2), ("UPDATE", 1), ("UPDATE", 2),
+                                  ("UPDATE", 1)]
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ({"nope": "1"}, 400),  # unknown field
+        ({"title__like": "x"}, 400),  # operator not available on streams
+        ({"is_complete__bogus": "1"}, 400),  # unknown operator
+        ({"id": "abc"}, 422),  # a value that does not parse
+        ({"last_event_id": "abc"}, 422),  # a resume token that does not parse
+    ],
+)
+async def test_bad_filters_are_refused(
+    sqlite_url: str, query: dict[str, str], status: int
+) -> None:
+    app, cape = make_app(sqlite_url)
+    async with serve(app) as live:
+        async with sse(live, who("alice"), **query) as over_sse:
+            await over_sse.ended.wait()
+        async with ws(live, who("alice"), **query) as over_ws:
+            await over_ws.ended.wait()
+        assert cape.hub.subscriber_count == 0
+    assert over_sse.status == status
+    assert over_sse.controls and "detail" in over_sse.controls[0]
+    assert over_ws.status == 101 and over_ws.close_code == 1008
+    assert not over_ws.messages and over_ws.error is None
+
+
+async def test_websocket_streams_use_the_auth_provider(db_url: str) -> None:
+    """Header auth reaches WebSocket handshakes: alice sees hers, anonymous only public rows."""
+    app, cape = make_app(db_url)
+    async with serve(app) as live, ws(live, who("alice")) as mine, ws(live) as anyone:
+        async with cape.get_privileged_session() as session:
+            session.add_all([Task(title="alice's", owner_id="alice"),
+                             Task(title="bob's", owner_id="bob"),
+                             Task(title="public", owner_id="bob", public=True)])
+            await session.commit()
+        await mine.wait_for_title("public")
+        await anyone.wait_for_title("public")
+    assert mine.titles() == [("INSERT", "alice's"), ("INSERT", "public")]
+    assert anyone.titles() == [("INSERT", "public")]

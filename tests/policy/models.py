@@ -1,8 +1,10 @@
-"""Table models of the policy tests, in a registry of their own (see tests/models.py for why)."""
+"""Table models of the policy tests, in a registry of their own (see tests/models.py for why).
 
-from __future__ import annotations
+No ``from __future__ import annotations``: SQLModel reads relationship annotations at runtime.
+"""
 
 from datetime import UTC, datetime
+from typing import Optional
 
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Relationship, SQLModel
@@ -60,7 +62,7 @@ class Team(PolicyModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     owner: str = Field(max_length=40)
     name: str = Field(default="", max_length=100)
-    notes: list[Note] = Relationship(back_populates="team")
+    notes: list["Note"] = Relationship(back_populates="team")
 
 
 class Note(PolicyModel, table=True):
@@ -73,7 +75,7 @@ class Note(PolicyModel, table=True):
     body: str = Field(default="", max_length=100)
     locked: bool | None = None
     team_id: int | None = Field(default=None, foreign_key="pol_team.id")
-    team: Team | None = Relationship(back_populates="notes")
+    team: Optional["Team"] = Relationship(back_populates="notes")  # noqa: UP045 - SQLModel
 
 
 class Bare(PolicyModel, table=True):

@@ -112,7 +112,9 @@ async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
                 try:
                     await stream.wait_for_title("live")
                 except AssertionError:
-                    print("DEBUG", [*expired, *unknown, *current].index(stream), stream)
+                    for x in [*expired, *unknown, *current]:
+                        print("DEBUG", x)
+                    print("DEBUG cursor", cape.hub.cursor, cape.engine.pool.status())
                     raise
 
     def resets(got: Recorded) -> list[tuple[str, int]]:

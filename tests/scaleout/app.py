@@ -41,6 +41,7 @@ cape.permission_required(ScaleNote, owner_field="user_id", actions=["create", "u
 
 
 @cape.subscribe(ScaleNote)
-async def record_handled(change: ModelChange[ScaleNote]) -> None:
+def record_handled(change: ModelChange[ScaleNote]) -> None:
+    """A plain (sync) handler: capebase runs it in a thread."""
     with open(os.environ["CAPE_HANDLED"], "a") as handled:
         handled.write(f"{change.id} {os.getpid()}\n")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -33,16 +33,31 @@ class Cluster:
     """uvicorn processes serving tests/scaleout/app.py on one database."""
 
     def __init__(self, db_url: str, broker: str, handled: Path, count: int) -> None:
-        self.env = {**os.environ, "CAPE_DB": db_url, "CAPE_BROKER": broker,
-                    "CAPE_HANDLED": str(handled)}
+        self.env = {
+            **os.environ,
+            "CAPE_DB": db_url,
+            "CAPE_BROKER": broker,
+            "CAPE_HANDLED": str(handled),
+        }
         self.ports = [_free_port() for _ in range(count)]
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * count
 
     def start(self, index: int) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.scaleout.app:app", "--host", "127.0.0.1",
-             "--port", str(self.ports[index]), "--log-level", "warning"],
-            cwd=ROOT, env=self.env,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tests.scaleout.app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports[index]),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env,
         )
         self.processes[index] = process
         deadline = time.monotonic() + 20
@@ -96,13 +111,14 @@ class Stream:
         self.open = asyncio.Event()
 
     async def _read(self, url: str, headers: dict[str, str]) -> None:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(5, read=60)) as client:
-            async with aconnect_sse(client, "GET", f"{url}/scalenote/subscribe",
-                                    headers=headers) as source:
-                self.open.set()
-                async for event in source.aiter_sse():
-                    if event.event == "message":
-                        self.events.append((event.id, json.loads(event.data)))
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(5, read=60)) as client,
+            aconnect_sse(client, "GET", f"{url}/scalenote/subscribe", headers=headers) as source,
+        ):
+            self.open.set()
+            async for event in source.aiter_sse():
+                if event.event == "message":
+                    self.events.append((event.id, json.loads(event.data)))
 
     @asynccontextmanager
     async def reading(self, url: str, last_event_id: str | None = None) -> AsyncIterator[Stream]:
@@ -121,8 +137,8 @@ class Stream:
         return [int(message["id"]) for _, message in self.events]  # type: ignore[call-overload]
 
 
-async def _wait_for(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def _wait_for(condition: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
@@ -199,17 +215,36 @@ async def test_resume_on_another_process_loses_and_repeats_nothing(
 
 
 def _restart_redis() -> None:
-    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False,
-                   capture_output=True)
+    subprocess.run(
+        ["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False, capture_output=True
+    )
     time.sleep(1.0)
-    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port",
-                    "6379", "--save", "", "--appendonly", "no"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _restart_postgresql() -> None:
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart",
-                    "-m", "fast"], check=True, capture_output=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.mark.parametrize(
@@ -220,7 +255,12 @@ def _restart_postgresql() -> None:
     ],
 )
 async def test_a_server_restart_during_writes_loses_no_committed_change(
-    db_kind: str, broker_kind: str, restart, db_url: str, redis_url: str, tmp_path: Path  # type: ignore[no-untyped-def]
+    db_kind: str,
+    broker_kind: str,
+    restart,
+    db_url: str,
+    redis_url: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     """Writes go on through the restart (some fail while a database is down); a subscriber
     that resumes afterwards has every change whose write was acknowledged."""
@@ -254,12 +294,13 @@ async def test_a_server_restart_during_writes_loses_no_committed_change(
                 committed.append(row)
             resumed = Stream()
             wanted = {r for r in committed if r > 0} - {
-                int(m["payload"]["id"]) for _, m in stream.events  # type: ignore[call-overload,index]
+                int(m["payload"]["id"])
+                for _, m in stream.events  # type: ignore[call-overload,index]
             }
             async with resumed.reading(group.url(1), last_event_id=token):
                 await _wait_for(
                     lambda: wanted <= {int(m["payload"]["id"]) for _, m in resumed.events},  # type: ignore[call-overload,index]
-                    timeout=30,
+                    within=30,
                 )
         rows_seen = [int(m["payload"]["id"]) for _, m in resumed.events]  # type: ignore[call-overload,index]
         assert len(rows_seen) == len(set(rows_seen)), "a change was delivered twice"

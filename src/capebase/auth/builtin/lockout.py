@@ -51,20 +51,22 @@ class LoginLimiter:
         self.clock = clock
         self._counters: OrderedDict[tuple[str, str], _Counter] = OrderedDict()
 
-    def retry_after(self, account: str, address: str) -> float:
-        """Seconds until ``account`` from ``address`` may try again; 0 when it may now."""
+    def retry_after(self, account: str | None, address: str) -> float:
+        """Seconds until ``account`` (``None``: any) from ``address`` may try again; 0: now."""
         now = self.clock()
-        waits = [
-            counter.locked_until - now
-            for counter in (self._counters.get(("account", account)),
-                            self._counters.get(("address", address)))
-            if counter is not None
+        keys = [("address", address)] if account is None else [
+            ("account", account), ("address", address)
         ]
+        waits = [c.locked_until - now for c in map(self._counters.get, keys) if c is not None]
         return max([0.0, *waits])
 
     def record_failure(self, account: str, address: str) -> None:
         """Count a failed sign-in of ``account`` from ``address``."""
         self._fail(("account", account), self.max_per_account)
+        self._fail(("address", address), self.max_per_address)
+
+    def record_address_failure(self, address: str) -> None:
+        """Count a failure against ``address`` only (a sign-up with a taken email)."""
         self._fail(("address", address), self.max_per_address)
 
     def record_success(self, account: str) -> None:

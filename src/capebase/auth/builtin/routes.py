@@ -51,7 +51,7 @@ def build_router(auth: PasswordAuth) -> APIRouter:
             address = _address(request)
             # Sign-up must say when an email is taken; so that this cannot be used to list
             # accounts quickly, conflicts count against the address's sign-in budget.
-            wait = auth.limiter.retry_after("", address)
+            wait = auth.limiter.retry_after(None, address)
             if wait > 0:
                 raise LockedOutError(wait)
             try:

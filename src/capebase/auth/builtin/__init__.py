@@ -1,0 +1,30 @@
+"""The optional built-in auth: users with passwords, JWT access tokens, rotating refresh tokens.
+
+Use it as ``CapeBase(app, db_path, auth=PasswordAuth(secret=...))``. Create the first admin with
+``PasswordAuth(initial_admin=(email, password))`` or from the command line::
+
+    python -m capebase.auth.builtin create-admin --db sqlite:///app.db --email admin@example.com
+"""
+
+from .auth import PasswordAuth
+from .config import PasswordAuthConfig
+from .errors import (
+    AccountExistsError,
+    AuthError,
+    InvalidCredentialsError,
+    InvalidTokenError,
+    LockedOutError,
+)
+from .models import RefreshToken, User
+
+__all__ = [
+    "AccountExistsError",
+    "AuthError",
+    "InvalidCredentialsError",
+    "InvalidTokenError",
+    "LockedOutError",
+    "PasswordAuth",
+    "PasswordAuthConfig",
+    "RefreshToken",
+    "User",
+]

@@ -1,7 +1,7 @@
 """capebase: a FastAPI app plus SQLModel models become a permission-checked real-time backend."""
 
 from .app import CapeBase
-from .auth import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthContext, from_context
+from .auth import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthContext, PasswordAuth, from_context
 from .crud import CrudConfig
 from .errors import (
     CapeBaseError,
@@ -12,23 +12,28 @@ from .errors import (
     QueryError,
     UnfilterableStatementError,
 )
+from .observability import AuditConfig, MetricsConfig, secret_field
 from .policy import Explanation
 from .realtime import ModelChange
 
 __all__ = [
     "FROM_AUTH_ID",
     "FROM_AUTH_ROLE",
+    "AuditConfig",
     "AuthContext",
     "CapeBase",
     "CapeBaseError",
     "ConfigurationError",
     "CrudConfig",
     "Explanation",
+    "MetricsConfig",
     "ModelChange",
     "NotFoundError",
     "NotStartedError",
+    "PasswordAuth",
     "PermissionDeniedError",
     "QueryError",
     "UnfilterableStatementError",
     "from_context",
+    "secret_field",
 ]

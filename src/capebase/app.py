@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
@@ -21,6 +21,9 @@ from .crud.router import PublishedModel, build_router, describe_model
 from .db.engine import create_engine
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
+from .observability import wiring as observability
+from .observability.audit import Audit, retained_config
+from .observability.config import AuditConfig, MetricsConfig
 from .policy import Explanation, Policy
 from .policy.rules import WhereClause
 from .realtime import capture as _capture  # noqa: F401  registers capture after the policy hooks
@@ -30,6 +33,9 @@ from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
 from .realtime.hub import Hub
 from .realtime.views import ModelView
+
+if TYPE_CHECKING:
+    from .auth.builtin import PasswordAuth
 
 logger = logging.getLogger("capebase")
 
@@ -45,12 +51,19 @@ class CapeBase:
             get the default async driver (aiosqlite, asyncpg, asyncmy).
         get_auth_context: a FastAPI dependency returning the caller's ``AuthContext``
             (``auth_provider`` is an alias). Without one every caller is anonymous.
+        auth: the built-in auth, e.g. ``PasswordAuth(secret=...)``: it becomes the provider
+            and its routes (``/auth/token``…) are mounted. Not together with get_auth_context.
         create_tables: create missing tables at startup; turn off when Alembic owns the schema.
         crud: paging and filter limits of the generated routes.
         realtime: change capture, stream and retention settings.
         broker: how app processes wake each other: ``memory://`` (one process, default),
             ``postgresql://…`` (LISTEN/NOTIFY) or ``redis://…``, or a BrokerBackend instance.
         engine_options: extra keyword arguments for SQLAlchemy's ``create_async_engine``.
+        metrics: ``True`` or a ``MetricsConfig`` to record Prometheus metrics and serve them
+            at ``/metrics``; off by default.
+        audit: ``True`` or an ``AuditConfig`` to serve the audit trail at
+            ``/_capebase/audit`` (role "admin" by default) and keep changes for its
+            retention. ``cape.audit`` reads the trail in Python either way.
     """
 
     def __init__(
@@ -65,12 +78,21 @@ class CapeBase:
         realtime: RealtimeConfig | None = None,
         broker: str | BrokerBackend = "memory://",
         engine_options: Mapping[str, Any] | None = None,
+        auth: PasswordAuth | None = None,
+        metrics: MetricsConfig | bool = False,
+        audit: AuditConfig | bool = False,
     ) -> None:
         if not isinstance(app, FastAPI):
             raise ConfigurationError("CapeBase(app=...) needs a FastAPI application")
         if get_auth_context is not None and auth_provider is not None:
             raise ConfigurationError("Pass get_auth_context or auth_provider, not both")
-        provider = get_auth_context or auth_provider or anonymous
+        if auth is not None and (get_auth_context is not None or auth_provider is not None):
+            raise ConfigurationError(
+                "Pass auth= (the built-in auth, which is then the provider) or "
+                "get_auth_context=, not both"
+            )
+        provider = auth.provider if auth is not None else get_auth_context or auth_provider
+        provider = provider or anonymous
         self.app = app
         self.policy = Policy()
         self.crud_config = crud or CrudConfig()
@@ -84,15 +106,23 @@ class CapeBase:
         self._generated_routes: list[Any] = []
         self.handlers = HandlerRegistry()
         self.realtime_config = realtime or RealtimeConfig()
+        audit_settings = observability.audit_config(audit)
+        self.audit = Audit(self.engine, audit_settings)
         self.hub = Hub(
             self.engine,
             self.policy,
             self.handlers,
-            self.realtime_config,
+            retained_config(self.realtime_config, audit_settings),
             broker_from_url(broker),
         )
         self._started = False
         install_error_handlers(app)
+        self.metrics = observability.install(
+            self, observability.metrics_config(metrics), audit_settings
+        )
+        self.auth = auth
+        if auth is not None:
+            auth.install(self)
         self._install_lifespan()
 
     # -- models and rules ------------------------------------------------------------------
@@ -262,6 +292,8 @@ class CapeBase:
             async with self.engine.begin() as connection:
                 for metadata in [changelog_metadata, *self._metadatas()]:
                     await connection.run_sync(metadata.create_all)
+        if self.auth is not None:
+            await self.auth.startup()
         await self.hub.start()
         self._started = True
 

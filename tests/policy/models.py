@@ -75,7 +75,7 @@ class Note(PolicyModel, table=True):
     body: str = Field(default="", max_length=100)
     locked: bool | None = None
     team_id: int | None = Field(default=None, foreign_key="pol_team.id")
-    team: Optional["Team"] = Relationship(back_populates="notes")  # noqa: UP045 - SQLModel
+    team: Optional["Team"] = Relationship(back_populates="notes")
 
 
 class Bare(PolicyModel, table=True):

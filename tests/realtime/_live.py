@@ -46,10 +46,16 @@ async def wait_until(
         await asyncio.sleep(0.01)
 
 
-def free_socket() -> socket.socket:
-    """A listening-ready TCP socket on a free 127.0.0.1 port."""
+def free_socket(send_buffer: int | None = None) -> socket.socket:
+    """A listening-ready TCP socket on a free 127.0.0.1 port.
+
+    ``send_buffer`` fixes the kernel send buffer of the connections it accepts (Linux copies
+    it from the listening socket), so a client that stops reading stalls the server sooner.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     return sock
 
@@ -78,9 +84,9 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[LiveServer]:
+async def serve(app: FastAPI, *, send_buffer: int | None = None) -> AsyncIterator[LiveServer]:
     """Run ``app`` under uvicorn (lifespan on) on a free port until the block ends."""
-    sock = free_socket()
+    sock = free_socket(send_buffer)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=10

@@ -3,7 +3,6 @@ filtered by the subscriber's rules; ``reset`` when the log no longer covers the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -89,6 +88,8 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
 
 
 async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
+    """Also pins a bug: SQLite reused the ids of pruned changes (no AUTOINCREMENT), so the
+    change after a prune of the whole log got an id the hub had passed and was never sent."""
     app, cape = make_app(db_url, retention=timedelta(milliseconds=1))
     alice = AuthContext(id="alice")
     async with serve(app) as live:
@@ -109,13 +110,7 @@ async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
                 session.add(Task(title="live"))
                 await session.commit()
             for stream in [*expired, *unknown, *current]:
-                try:
-                    await stream.wait_for_title("live")
-                except AssertionError:
-                    for x in [*expired, *unknown, *current]:
-                        print("DEBUG", x)
-                    print("DEBUG cursor", cape.hub.cursor, cape.engine.pool.status())
-                    raise
+                await stream.wait_for_title("live")
 
     def resets(got: Recorded) -> list[tuple[str, int]]:
         return [(c["event"], c["id"]) for c in got.controls]

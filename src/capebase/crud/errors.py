@@ -6,10 +6,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import NotFoundError, PermissionDeniedError, QueryError
+from ..observability.observer import count_http_denial
 
 
-async def _permission_denied(_request: Request, exc: Exception) -> JSONResponse:
+async def _permission_denied(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PermissionDeniedError)
+    count_http_denial(request, exc)
     if exc.is_anonymous:
         return JSONResponse(
             {"detail": "Authentication required"},

@@ -8,26 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    ColumnElement,
-    DateTime,
-    Enum,
-    Integer,
-    SmallInteger,
-    String,
-    Table,
-    not_,
-)
+from sqlalchemy import Boolean, Column, ColumnElement, DateTime, Enum, String, Table, not_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import expression
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeEngine
 
 from ..errors import QueryError
 from ..policy.sqlexpr import equals, one_of
+from .values import integer_range, storage_type, text_problem
 
 RESERVED = frozenset({"order_by", "limit", "offset", "count"})
 TEXT_OPERATORS = frozenset({"like", "ilike", "contains", "icontains", "startswith"})
@@ -36,9 +25,6 @@ OPERATORS = (
     "like", "ilike", "contains", "icontains", "startswith", "isnull",
 )
 _BOOL = TypeAdapter(bool)
-# The values each integer type holds on every database (SQLite's INTEGER is wider, but a filter
-# should not accept a value the same model could not store on PostgreSQL or MySQL).
-_INT_BITS: tuple[tuple[type[Integer], int], ...] = ((SmallInteger, 16), (BigInteger, 64), (Integer, 32))
 LIKE_ESCAPE = "\\"
 
 
@@ -49,14 +35,6 @@ class FilterField:
     column: Column[Any]
     parse: Callable[[str], Any]
     is_text: bool
-
-
-def storage_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
-    """The type a column is stored as: SQLModel's ``AutoString`` and ``UTCDateTime`` are
-    TypeDecorators over ``String`` and ``DateTime``."""
-    while isinstance(type_, TypeDecorator):
-        type_ = type_.impl_instance
-    return type_
 
 
 def filter_fields(table: Table) -> dict[str, FilterField]:
@@ -77,14 +55,13 @@ def _value_parser(stored: TypeEngine[Any]) -> Callable[[str], Any]:
     """The function turning one query-string value into a value of the column's type.
 
     It raises ``ValueError`` (pydantic's ValidationError is one) for a value the column could
-    not hold, so the database never sees it: drivers fail on those with errors that are not the
-    client's to read (PostgreSQL rejects NUL characters and out-of-range integers).
+    not hold, so the database never sees it (see ``values``).
     """
     if isinstance(stored, Boolean):
         return _BOOL.validate_strings
-    if isinstance(stored, Integer):
-        bits = next(bits for kind, bits in _INT_BITS if isinstance(stored, kind))
-        return _integer_parser(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    bounds = integer_range(stored)
+    if bounds is not None:
+        return _integer_parser(*bounds)
     if isinstance(stored, DateTime):
         return _datetime_parser(is_aware=bool(stored.timezone))
     try:
@@ -97,8 +74,9 @@ def _value_parser(stored: TypeEngine[Any]) -> Callable[[str], Any]:
 
 
 def _text(raw: str) -> str:
-    if "\x00" in raw:
-        raise ValueError("text values cannot contain NUL characters")
+    problem = text_problem(raw)
+    if problem is not None:
+        raise ValueError(problem)
     return raw
 
 
@@ -153,7 +131,9 @@ def parse_filters(
     return conditions
 
 
-def _condition(name: str, op: str, raw: str, field: FilterField, max_in: int) -> ColumnElement[bool]:
+def _condition(
+    name: str, op: str, raw: str, field: FilterField, max_in: int
+) -> ColumnElement[bool]:
     column = field.column
     if op == "isnull":
         wanted = _parse(name, raw, _BOOL.validate_strings)
@@ -176,8 +156,9 @@ def _condition(name: str, op: str, raw: str, field: FilterField, max_in: int) ->
         return equals(column, value)
     if op == "ne":
         return not_(equals(column, value))
-    comparisons = {"gt": column > value, "gte": column >= value,
-                   "lt": column < value, "lte": column <= value}
+    comparisons: dict[str, ColumnElement[bool]] = {
+        "gt": column > value, "gte": column >= value, "lt": column < value, "lte": column <= value
+    }
     return comparisons[op]
 
 
@@ -199,7 +180,7 @@ def _match(column: ColumnElement[Any], op: str, raw: str) -> ColumnElement[bool]
     return column.startswith(raw, autoescape=True)
 
 
-class binary_collated(expression.FunctionElement[str]):  # noqa: N801 - reads like a SQL function
+class binary_collated(expression.FunctionElement[str]):
     """A text column compared character by character, case and accents included.
 
     On MySQL/MariaDB this renders ``CONVERT(col USING utf8mb4) COLLATE utf8mb4_bin``: the default
@@ -224,7 +205,7 @@ def _compile_collated_mysql(element: binary_collated, compiler: SQLCompiler, **k
     return f"CONVERT({compiler.process(column, **kw)} USING utf8mb4) COLLATE utf8mb4_bin"
 
 
-class strict_text(expression.FunctionElement[bool]):  # noqa: N801 - reads like a SQL function
+class strict_text(expression.FunctionElement[bool]):
     """``strict_text(plain, strict)``: ``plain`` where text comparison is exact already, and
     ``(plain AND strict)`` on MySQL, where ``strict`` is the same test on ``binary_collated``
     text; ``plain`` keeps an index usable for prefix matches."""
@@ -258,7 +239,9 @@ def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
         raise QueryError(f"Invalid value {raw!r} for {name!r}: {exc}", status_code=422) from exc
 
 
-def parse_order_by(raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]]) -> list[Any]:
+def parse_order_by(
+    raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]]
+) -> list[Any]:
     """``order_by=-inserted_at,id`` → ORDER BY clauses; the primary key breaks ties.
 
     Raises:
@@ -274,7 +257,9 @@ def parse_order_by(raw: str | None, fields: dict[str, FilterField], pk: list[Col
         name = part.lstrip("-+")
         field = fields.get(name)
         if field is None:
-            raise QueryError(f"Unknown order_by field {name!r}; sortable fields: {', '.join(fields)}")
+            raise QueryError(
+                f"Unknown order_by field {name!r}; sortable fields: {', '.join(fields)}"
+            )
         used.add(name)
         clauses.append(field.column.desc() if descending else field.column.asc())
     clauses.extend(column.asc() for column in pk if column.key not in used)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Table, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from ..auth.context import AuthContext
 from ..errors import ConfigurationError, NotFoundError, PermissionDeniedError
+from ..observability.secret_fields import secret_keys
 from ..policy.enforcement import check_in_database, row_image
+from ..policy.sqlexpr import equals
 from .query import FilterField, filter_fields, parse_filters, parse_order_by
 from .schemas import (
     create_schema_for,
@@ -24,6 +27,7 @@ from .schemas import (
     row_serializer,
     update_schema_for,
 )
+from .values import ValueChecks, integer_range, storage_type
 
 if TYPE_CHECKING:
     from ..app import CapeBase
@@ -65,6 +69,8 @@ class PublishedModel:
     row_json: TypeAdapter[Any]
     rows_json: TypeAdapter[Any]
     fields: dict[str, FilterField]
+    value_checks: ValueChecks
+    key_range: tuple[int, int] | None
 
     @property
     def name(self) -> str:
@@ -99,7 +105,8 @@ def describe_model(
     unknown = [r for r in chosen if r not in ROUTE_NAMES]
     if unknown:
         raise ConfigurationError(
-            f"Unknown route {unknown[0]!r} for {model.__name__}; choose from {', '.join(ROUTE_NAMES)}"
+            f"Unknown route {unknown[0]!r} for {model.__name__}; "
+            f"choose from {', '.join(ROUTE_NAMES)}"
         )
     row_json = row_serializer(model)
     return PublishedModel(
@@ -113,7 +120,10 @@ def describe_model(
         read_schema=read_schema_for(model),
         row_json=row_json,
         rows_json=TypeAdapter(list[row_json._type]),  # type: ignore[name-defined]
-        fields=filter_fields(table),
+        # Secret columns can be neither filtered nor sorted on: either would reveal their values.
+        fields={k: f for k, f in filter_fields(table).items() if k not in secret_keys(table)},
+        value_checks=ValueChecks(table),
+        key_range=integer_range(pk_columns[0].type),
     )
 
 
@@ -121,7 +131,8 @@ def _pk_path(published: PublishedModel) -> tuple[str, Any]:
     """The item path and the Python type of its key; typed convertors keep ``/todo/filter``
     from ever matching ``/todo/{id}`` when the key is an int or UUID."""
     try:
-        python_type = published.pk.type.python_type
+        # storage_type: SQLModel's str columns are TypeDecorators, whose python_type is object
+        python_type = storage_type(published.pk.type).python_type
     except NotImplementedError:
         python_type = str
     key = published.pk.key
@@ -180,11 +191,13 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             ctx_param,
             pyinspect.Parameter("limit", pyinspect.Parameter.KEYWORD_ONLY, annotation=int | None,
                                 default=Query(None, ge=0, le=config.max_page_size,
-                                              description=f"Page size (default {config.default_page_size})")),
+                                              description="Page size (default "
+                                              f"{config.default_page_size})")),
             pyinspect.Parameter("offset", pyinspect.Parameter.KEYWORD_ONLY, annotation=int,
                                 default=Query(0, ge=0)),
             pyinspect.Parameter("order_by", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
-                                default=Query(None, description="Comma-separated fields, '-' for descending")),
+                                default=Query(None, description="Comma-separated fields, "
+                                              "'-' for descending")),
             pyinspect.Parameter("count", pyinspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                 default=Query(False, description="Add the X-Total-Count header")),
         ]
@@ -197,7 +210,9 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
                 "ne, gt, gte, lt, lte, in, nin, like, ilike, contains, icontains, startswith, "
                 f"isnull. Fields: {', '.join(published.fields)}."
             ),
-            responses={400: {"model": ErrorBody, "description": "Unknown filter field or operator"}},
+            responses={
+                400: {"model": ErrorBody, "description": "Unknown filter field or operator"}
+            },
         )
     if "get" in published.routes:
         router.add_api_route(
@@ -274,9 +289,9 @@ class _Handlers:
 
     async def get_row(self, *, ctx: AuthContext, **path: Any) -> Response:
         p = self.published
-        key = path[p.pk.key]
+        key = self._key(path)
         statement = self.select_all.where(
-            p.pk == key, self.cape.policy.sql_filter(p.model, "read", ctx)
+            equals(p.pk, key), self.cape.policy.sql_filter(p.model, "read", ctx)
         )
         async with self.cape.engine.connect() as connection:
             row = (await connection.execute(statement)).mappings().first()
@@ -288,44 +303,68 @@ class _Handlers:
         p = self.published
         if not self.cape.policy.allows_some(p.model, "create", ctx):
             raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
-        values = body.model_dump()
-        obj = p.model(**{k: v for k, v in values.items() if k in p.table.c})
+        values = {k: v for k, v in body.model_dump().items() if k in p.table.c}
+        self._check_values(values)
+        obj = p.model(**values)
         async with self.cape.get_session(ctx) as session:
             session.add(obj)
-            await _commit(session, p)
-            image = row_image(obj)
+            image = await _save(session, p, obj)
         return Response(p.row_json.dump_json(image), media_type="application/json",
                         status_code=201)
 
     async def update_row(self, *, body: BaseModel, ctx: AuthContext, **path: Any) -> Response:
         p = self.published
-        key = path[p.pk.key]
+        key = self._key(path)
         changes = body.model_dump(exclude_unset=True)
+        self._check_values(changes)
         async with self.cape.get_session(ctx) as session:
-            obj = await session.get(p.model, key)
-            if obj is None:
-                raise NotFoundError(p.name, key)
+            obj = await self._load(session, key)
             await self._require(session, "update", ctx, row_image(obj))
             for field, value in changes.items():
                 if field in p.table.c:
                     setattr(obj, field, value)
-            await _commit(session, p)
-            image = row_image(obj)
+            image = await _save(session, p, obj)
         return Response(p.row_json.dump_json(image), media_type="application/json")
 
     async def delete_row(self, *, ctx: AuthContext, **path: Any) -> Response:
         p = self.published
-        key = path[p.pk.key]
+        key = self._key(path)
         async with self.cape.get_session(ctx) as session:
-            obj = await session.get(p.model, key)
-            if obj is None:
-                raise NotFoundError(p.name, key)
+            obj = await self._load(session, key)
             await self._require(session, "delete", ctx, row_image(obj))
             await session.delete(obj)
             await _commit(session, p)
         return Response(status_code=204)
 
-    async def _require(self, session: Any, action: str, ctx: AuthContext, row: dict[str, Any]) -> None:
+    def _key(self, path: dict[str, Any]) -> Any:
+        """The primary key from the path; 404 for an integer no row can have, which the
+        database driver would otherwise reject with an error."""
+        p = self.published
+        key = path[p.pk.key]
+        if p.key_range is not None and not p.key_range[0] <= key <= p.key_range[1]:
+            raise NotFoundError(p.name, key)
+        return key
+
+    async def _load(self, session: Any, key: Any) -> Any:
+        """The row with primary key ``key`` that the session's user can read, or 404."""
+        p = self.published
+        obj = await session.get(p.model, key)
+        # MySQL finds 'abc' for the key 'ABC' under its default collations.
+        if obj is None or getattr(obj, p.pk.key) != key:
+            raise NotFoundError(p.name, key)
+        return obj
+
+    def _check_values(self, values: dict[str, Any]) -> None:
+        problems = self.published.value_checks.problems(values)
+        if problems:
+            raise RequestValidationError([
+                {"type": "value_error", "loc": ("body", field), "msg": reason, "input": value}
+                for field, value, reason in problems
+            ])
+
+    async def _require(
+        self, session: Any, action: str, ctx: AuthContext, row: dict[str, Any]
+    ) -> None:
         """Deny early, before any change is made: the flush checks again, on the stored row."""
         p = self.published
         verdict = self.cape.policy.check_row(p.model, action, ctx, row)
@@ -337,19 +376,43 @@ class _Handlers:
             raise PermissionDeniedError(action, p.name, is_anonymous=ctx.is_anonymous)
 
 
-async def _commit(session: Any, published: PublishedModel) -> None:
+async def _save(session: Any, published: PublishedModel, obj: Any) -> dict[str, Any]:
+    """Commit ``obj`` and return its row as stored: server defaults filled in, values as the
+    database keeps them (MySQL's DATETIME drops microseconds, for one)."""
+
+    async def flush_and_read() -> None:
+        await session.flush()
+        await session.refresh(obj)
+
+    await _commit(session, published, before=flush_and_read)
+    return row_image(obj)
+
+
+async def _commit(
+    session: Any,
+    published: PublishedModel,
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     try:
+        if before is not None:
+            await before()
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
-        from fastapi import HTTPException
-
         raise HTTPException(
             status_code=409,
             detail=f"{published.name} conflicts with stored data: {_constraint_message(exc)}",
         ) from exc
+    except DataError as exc:
+        # What the value checks cannot know, such as MySQL's VARCHAR(255) for a plain str.
+        await session.rollback()
+        raise HTTPException(
+            status_code=422,
+            detail=f"{published.name} has a value the database cannot store: "
+            f"{_constraint_message(exc)}",
+        ) from exc
 
 
-def _constraint_message(exc: IntegrityError) -> str:
+def _constraint_message(exc: IntegrityError | DataError) -> str:
     message = str(exc.orig).strip().splitlines()[0] if exc.orig else "constraint violated"
     return message[:200]

@@ -10,6 +10,7 @@ from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict
 
 from ..auth.fields import auth_fields
+from ..observability.secret_fields import secret_keys
 
 
 def primary_key_fields(model: type[Any]) -> list[str]:
@@ -32,7 +33,7 @@ def create_schema_for(model: type[Any]) -> type[BaseModel]:
     fields: dict[str, Any] = {
         name: (info.annotation, _plain_field(info)) for name, info in _input_fields(model).items()
     }
-    return create_model(  # type: ignore[no-any-return,call-overload]
+    return create_model(
         f"{model.__name__}Create", __config__=ConfigDict(extra="forbid"), **fields
     )
 
@@ -45,25 +46,26 @@ def update_schema_for(model: type[Any]) -> type[BaseModel]:
         field.default = None
         field.default_factory = None
         fields[name] = (info.annotation, field)
-    return create_model(  # type: ignore[no-any-return,call-overload]
+    return create_model(
         f"{model.__name__}Update", __config__=ConfigDict(extra="forbid"), **fields
     )
 
 
 def read_schema_for(model: type[Any]) -> type[BaseModel]:
-    """``{Model}Read``: the response model shown in OpenAPI, one field per column."""
-    columns = set(model.__table__.c.keys())
+    """``{Model}Read``: the response model shown in OpenAPI, one field per non-secret column."""
+    columns = set(model.__table__.c.keys()) - secret_keys(model.__table__)
     fields: dict[str, Any] = {
         name: (info.annotation, ...)
         for name, info in model.model_fields.items()
         if name in columns
     }
-    return create_model(f"{model.__name__}Read", **fields)  # type: ignore[no-any-return,call-overload]
+    return create_model(f"{model.__name__}Read", **fields)
 
 
 def row_serializer(model: type[Any]) -> TypeAdapter[Any]:
-    """A TypeAdapter that turns row dicts straight into JSON bytes, with no model instances."""
-    columns = set(model.__table__.c.keys())
+    """A TypeAdapter that turns row dicts straight into JSON bytes, with no model instances
+    (secret columns are left out)."""
+    columns = set(model.__table__.c.keys()) - secret_keys(model.__table__)
     row_type = TypedDict(  # type: ignore[misc]  # a TypedDict built from the model's fields
         f"{model.__name__}Row",
         {name: info.annotation for name, info in model.model_fields.items() if name in columns},
@@ -78,7 +80,10 @@ def forbid_extra(schema: type[BaseModel]) -> type[BaseModel]:
     return type(
         schema.__name__,
         (schema,),
-        {"model_config": {**schema.model_config, "extra": "forbid"}, "__module__": schema.__module__},
+        {
+            "model_config": {**schema.model_config, "extra": "forbid"},
+            "__module__": schema.__module__,
+        },
     )
 
 

@@ -40,7 +40,9 @@ class MetricsConfig:
         if self.guard is not None and not callable(self.guard):
             raise ConfigurationError("MetricsConfig.guard must be a FastAPI dependency (callable)")
         if self.registry is not None and not isinstance(self.registry, CollectorRegistry):
-            raise ConfigurationError("MetricsConfig.registry must be a prometheus CollectorRegistry")
+            raise ConfigurationError(
+                "MetricsConfig.registry must be a prometheus_client CollectorRegistry"
+            )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import Any
 
@@ -11,11 +11,13 @@ from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.context import FromStatement
 from sqlalchemy.orm.util import LoaderCriteriaOption
 from sqlalchemy.sql import elements, selectable, visitors
+from sqlalchemy.sql.annotation import Annotated
 
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
+from ..observability.observer import count_denial
 from .registry import Policy
 from .sqlexpr import NO_OPTIONS, with_row_values
 
@@ -97,7 +99,7 @@ def _require_filterable(statement: Any) -> None:
         )
     tables: set[Any] = set()
     covered: set[Any] = set()
-    for element in visitors.iterate(statement):
+    for element in _walk(statement):
         if isinstance(element, elements.TextClause | selectable.TextualSelect) or (
             isinstance(element, elements.ColumnClause)
             and element.is_literal
@@ -111,16 +113,33 @@ def _require_filterable(statement: Any) -> None:
             covered.update(_entity_tables(entity.mapper))
         if isinstance(element, selectable.TableClause):
             tables.add(_plain(element))
-        elif isinstance(element, elements.ColumnClause) and isinstance(
-            element.table, selectable.TableClause
+        elif (
+            isinstance(element, elements.ColumnClause)
+            and not isinstance(element, Annotated)  # ORM attributes and relationship joins
+            and isinstance(element.table, selectable.TableClause)
         ):
-            tables.add(_plain(element.table))
+            tables.add(element.table)
     uncovered = sorted(getattr(t, "name", str(t)) for t in tables - covered)
     if uncovered:
         raise UnfilterableStatementError(
             f"Table(s) {', '.join(uncovered)} are used as Core tables, which a user session "
             f"cannot filter; use their mapped classes instead. {_USE_ORM}"
         )
+
+
+def _walk(statement: Any) -> Iterator[Any]:
+    """Every element of ``statement``, like ``visitors.iterate``, except the tables behind
+    columns: a column's table is judged from the column (see ``_require_filterable``)."""
+    stack = [statement]
+    seen: set[int] = set()
+    while stack:
+        element = stack.pop()
+        if id(element) in seen:
+            continue
+        seen.add(id(element))
+        yield element
+        if not isinstance(element, elements.ColumnClause):
+            stack.extend(element.get_children())
 
 
 @cache
@@ -349,7 +368,10 @@ def _check_image(
     if verdict is None:
         verdict = check_in_database(session, policy, model, action, ctx, row)
     if not verdict:
-        raise PermissionDeniedError(action, model.__name__, is_anonymous=ctx.is_anonymous)
+        raise count_denial(
+            session,
+            PermissionDeniedError(action, model.__name__, is_anonymous=ctx.is_anonymous),
+        )
 
 
 def check_in_database(
@@ -388,7 +410,10 @@ def _check_stored(
     for obj in objects:
         identity = inspect(obj).identity
         if identity is None:
-            raise PermissionDeniedError(action, model.__name__, is_anonymous=ctx.is_anonymous)
+            raise count_denial(
+                session,
+                PermissionDeniedError(action, model.__name__, is_anonymous=ctx.is_anonymous),
+            )
         idents.append(tuple(identity))
     if len(pk_columns) == 1:
         key_filter = pk_columns[0].in_([i[0] for i in idents])
@@ -403,5 +428,8 @@ def _check_stored(
         for row in result
     }
     if any(ident not in allowed for ident in idents):
-        raise PermissionDeniedError(action, model.__name__, is_anonymous=ctx.is_anonymous)
+        raise count_denial(
+            session,
+            PermissionDeniedError(action, model.__name__, is_anonymous=ctx.is_anonymous),
+        )
     return [allowed[ident] for ident in idents]

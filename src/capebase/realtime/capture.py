@@ -15,6 +15,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from ..db.sessions import INTERNAL, CapeSyncSession, SessionScope, scope_of
 from ..errors import UnfilterableStatementError
+from ..observability.request_id import current_request_id
+from ..observability.secret_fields import without_secrets
 from ..policy.enforcement import row_image
 from .changelog import changes, encode_image, encode_pk, now
 
@@ -167,12 +169,13 @@ def _record(
         "table_name": table.name,
         "op": op,
         "pk": encode_pk(pk),
-        "old": encode_image(old),
-        "new": encode_image(new),
+        "old": encode_image(without_secrets(table, old)),
+        "new": encode_image(without_secrets(table, new)),
         "actor_id": ctx.id if ctx else None,
         "actor_role": ctx.role if ctx else None,
         "created_at": now(),
         "handlers_pending": scope.sink.has_handlers(table.name),
+        "request_id": current_request_id(),
     }
 
 

@@ -44,8 +44,13 @@ changes = Table(
     Column("handlers_pending", Boolean, nullable=False, default=False),
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("request_id", String(64), nullable=True),
     Index("ix_capebase_changes_table_id", "table_name", "id"),
+    Index("ix_capebase_changes_table_pk", "table_name", "pk"),  # audit history of one row
     Index("ix_capebase_changes_pending", "handlers_pending", "id"),
+    # Without AUTOINCREMENT SQLite reuses the ids of deleted rows: after pruning the newest
+    # changes, the next change would get an id the hub has already passed.
+    sqlite_autoincrement=True,
 )
 
 meta = Table(

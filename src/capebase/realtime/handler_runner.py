@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..observability.observer import observer_for
 from .change import ModelChange
 from .changelog import ChangeRecord, changes, now
 from .config import RealtimeConfig
@@ -80,10 +81,14 @@ class HandlerRunner:
             actor_role=record.actor_role,
             new=record.new,
         )
+        observer = observer_for(self.engine)
         for handler in self.handlers.for_model(model):
             name = getattr(handler, "__qualname__", repr(handler))
             try:
-                await asyncio.wait_for(_call(handler, change), self.config.handler_timeout)
+                await asyncio.wait_for(
+                    observer.timed_handler(record.table, name, _call(handler, change)),
+                    self.config.handler_timeout,
+                )
             except Exception:
                 logger.exception("capebase: handler %s failed on change %s", name, record.id)
         async with self.engine.begin() as connection:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..auth.context import AuthContext
 from ..errors import CapeBaseError
+from ..observability.observer import observer_for
 from ..policy.registry import Policy
 from ..policy.sqlexpr import with_row_values
 from .backends import BrokerBackend
@@ -189,6 +190,7 @@ class Hub:
         subscriber = Subscriber(view, ctx, filters, self.config.queue_size)
         self._refresh_pins()
         self._indexes[view.table.name].add(subscriber, pins_for(self.policy, subscriber))
+        observer_for(self.engine).subscription_opened(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -197,6 +199,7 @@ class Hub:
         index = self._indexes.get(subscriber.view.table.name)
         if index is not None:
             index.remove(subscriber)
+        observer_for(self.engine).subscription_closed(subscriber)
 
     def disconnect_user(self, user_id: str) -> int:
         """End every stream of ``user_id`` (disabled user, logout); returns how many."""
@@ -355,6 +358,8 @@ class Hub:
             await self._deliver(record, connection)
 
     async def _deliver(self, record: ChangeRecord, connection: AsyncConnection) -> None:
+        observer = observer_for(self.engine)
+        observer.change_dispatched(record)
         view = self.views.get(record.table)
         if view is not None:
             self._refresh_pins()
@@ -367,6 +372,7 @@ class Hub:
                 text = await self._message_for(subscriber, record, message, connection, old, new)
                 if text is not None:
                     subscriber.offer((record.id, text))
+                    observer.change_offered(subscriber, record)
         if record.handlers_pending:
             self.runner.offer(record)
 

@@ -1,4 +1,4 @@
-"""``python -m capebase.auth.builtin create-admin``: create (or promote) the first admin."""
+"""``python -m capebase.auth.builtin create-admin``: create the first admin."""
 
 from __future__ import annotations
 
@@ -68,8 +68,6 @@ async def _create(db: str, email: str, username: str | None, password: str, role
         store = UserStore(engine)
         await store.create_tables()
         hashed = await Passwords(PasswordHash.recommended()).hash(password)
-        await store.add_user(
-            User(email=email, username=username, password_hash=hashed, role=role)
-        )
+        await store.add_user(User(email=email, username=username, password_hash=hashed, role=role))
     finally:
         await engine.dispose()

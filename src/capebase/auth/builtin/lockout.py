@@ -1,7 +1,7 @@
 """Brute-force protection for sign-in: failure counters per account and per client address.
 
 The counters live in this process's memory. That is exact for one process; with several, each
-keeps its own, so an attacker gets up to ``limit × processes`` tries per lockout period.
+keeps its own, so an attacker gets up to ``limit x processes`` tries per lockout period.
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ class LoginLimiter:
     def retry_after(self, account: str | None, address: str) -> float:
         """Seconds until ``account`` (``None``: any) from ``address`` may try again; 0: now."""
         now = self.clock()
-        keys = [("address", address)] if account is None else [
-            ("account", account), ("address", address)
-        ]
+        keys = (
+            [("address", address)]
+            if account is None
+            else [("account", account), ("address", address)]
+        )
         waits = [c.locked_until - now for c in map(self._counters.get, keys) if c is not None]
         return max([0.0, *waits])
 

@@ -45,21 +45,23 @@ class TokenSources(OAuth2PasswordBearer):
             return token.strip()
         if not _is_stream(request):
             return None
-        token = request.query_params.get(TOKEN_PARAMETER)
-        if token is None:
-            token = request.cookies.get(TOKEN_PARAMETER)
+        found = request.query_params.get(TOKEN_PARAMETER)
+        if found is None:
+            found = request.cookies.get(TOKEN_PARAMETER)
             # A browser sends cookies with a cross-site WebSocket handshake, and CORS does not
             # apply to WebSockets: accept a cookie only from a page of the same host.
-            if token is not None and not _same_origin(request):
+            if found is not None and not _same_origin(request):
                 raise _invalid(request)
-        if token is not None and not token:
+        if found is not None and not found:
             raise _invalid(request)
-        return token
+        return found
 
 
 def token_sources(prefix: str) -> TokenSources:
     """The token finder, announcing ``{prefix}/token`` to OpenAPI as the password flow."""
-    return TokenSources(tokenUrl=f"{prefix.lstrip('/')}/token", auto_error=False)
+    return TokenSources(
+        tokenUrl=f"{prefix.lstrip('/')}/token", scheme_name="OAuth2PasswordBearer", auto_error=False
+    )
 
 
 def make_provider(auth: PasswordAuth) -> Callable[..., Awaitable[AuthContext]]:

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .models import as_utc
+
 MAX_PASSWORD_LENGTH = 1024
 """Longer passwords are refused before hashing (hashing cost grows with length)."""
 
@@ -70,6 +72,11 @@ class UserRead(BaseModel):
     role: str | None
     is_active: bool
     created_at: datetime
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
 
 
 class TokenResponse(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from .errors import AccountExistsError, InvalidTokenError
 from .models import RefreshToken, User, as_utc, metadata, new_id
@@ -56,11 +57,11 @@ class UserStore:
         Raises:
             AccountExistsError: its email or username is taken.
         """
-        taken = User.email == user.email
+        taken = col(User.email) == user.email
         if user.username is not None:
-            taken = taken | (User.username == user.username)
+            taken = taken | (col(User.username) == user.username)
         async with self._sessions() as session:
-            if (await session.execute(select(User.id).where(taken))).first() is not None:
+            if (await session.execute(select(col(User.id)).where(taken))).first() is not None:
                 raise AccountExistsError()
             session.add(user)
             try:
@@ -71,7 +72,7 @@ class UserStore:
 
     async def find_login(self, login: str) -> User | None:
         """The user whose email (when ``login`` has an ``@``) or username is ``login``."""
-        column = User.email if "@" in login else User.username
+        column = col(User.email) if "@" in login else col(User.username)
         async with self._sessions() as session:
             return (await session.execute(select(User).where(column == login))).scalar()
 
@@ -84,18 +85,18 @@ class UserStore:
         """Set columns of one user; False when there is no such user."""
         async with self._sessions() as session, session.begin():
             result: Any = await session.execute(
-                update(User).where(User.id == user_id).values(**values)
+                update(User).where(col(User.id) == user_id).values(**values)
             )
             return bool(result.rowcount)
 
     async def session_user(self, user_id: str, session_id: str) -> tuple[bool, str | None] | None:
         """``(is_active, role)`` of ``user_id`` if sign-in ``session_id`` is still open."""
         is_open = exists().where(
-            RefreshToken.family_id == session_id,
-            RefreshToken.user_id == user_id,
-            RefreshToken.revoked_at.is_(None),  # type: ignore[union-attr]  # a column here
+            col(RefreshToken.family_id) == session_id,
+            col(RefreshToken.user_id) == user_id,
+            col(RefreshToken.revoked_at).is_(None),
         )
-        query = select(User.is_active, User.role).where(User.id == user_id, is_open)
+        query = select(col(User.is_active), col(User.role)).where(col(User.id) == user_id, is_open)
         async with self.engine.connect() as connection:
             row = (await connection.execute(query)).first()
         return None if row is None else (bool(row[0]), row[1])
@@ -120,24 +121,11 @@ class UserStore:
             row = await _find(session, token)
             if row is None:
                 raise InvalidTokenError()
-            if row.revoked_at is not None:
-                reused_by = row.user_id
-                await _revoke(session, RefreshToken.family_id == row.family_id, now)
-            else:
-                reused_by = None
-                user = await session.get(User, row.user_id)
-                if as_utc(row.expires_at) <= now or user is None or not user.is_active:
-                    raise InvalidTokenError()
-                # Conditional on still being unrevoked, so two concurrent refreshes with one
-                # token cannot both succeed.
-                claimed = RefreshToken.id == row.id
-                if await _revoke(session, claimed, now) != 1:
-                    raise InvalidTokenError()
-                successor = new_refresh_token()
-                session.add(_token_row(user.id, row.family_id, successor, now, expires_at))
-        if reused_by is not None:
-            raise TokenReuseError(reused_by)
-        return IssuedRefresh(token=successor, session_id=row.family_id, user=user)
+            if row.revoked_at is None:
+                return await _rotate(session, row, now, expires_at)
+            # Revoke (and commit) before raising: raising inside the transaction would undo it.
+            await _revoke(session, col(RefreshToken.family_id) == row.family_id, now)
+        raise TokenReuseError(row.user_id)
 
     async def end_session(self, token: str | None, session_id: str | None, now: datetime) -> str:
         """Revoke the family of ``token`` (or sign-in ``session_id``); returns its user's id.
@@ -149,29 +137,44 @@ class UserStore:
             if token is not None:
                 row = await _find(session, token)
             else:
-                query = select(RefreshToken).where(RefreshToken.family_id == session_id)
+                query = select(RefreshToken).where(col(RefreshToken.family_id) == session_id)
                 row = (await session.execute(query.limit(1))).scalar()
             if row is None:
                 raise InvalidTokenError()
-            await _revoke(session, RefreshToken.family_id == row.family_id, now)
+            await _revoke(session, col(RefreshToken.family_id) == row.family_id, now)
             return row.user_id
 
     async def end_all_sessions(self, user_id: str, now: datetime) -> None:
         """Revoke every refresh token of ``user_id``."""
         async with self._sessions() as session, session.begin():
-            await _revoke(session, RefreshToken.user_id == user_id, now)
+            await _revoke(session, col(RefreshToken.user_id) == user_id, now)
+
+
+async def _rotate(
+    session: AsyncSession, row: RefreshToken, now: datetime, expires_at: datetime
+) -> IssuedRefresh:
+    user = await session.get(User, row.user_id)
+    if as_utc(row.expires_at) <= now or user is None or not user.is_active:
+        raise InvalidTokenError()
+    # Conditional on still being unrevoked, so two concurrent refreshes with one token cannot
+    # both succeed.
+    if await _revoke(session, col(RefreshToken.id) == row.id, now) != 1:
+        raise InvalidTokenError()
+    successor = new_refresh_token()
+    session.add(_token_row(user.id, row.family_id, successor, now, expires_at))
+    return IssuedRefresh(token=successor, session_id=row.family_id, user=user)
 
 
 async def _find(session: AsyncSession, token: str) -> RefreshToken | None:
     digest = refresh_token_digest(token)
-    query = select(RefreshToken).where(RefreshToken.token_hash == digest)
+    query = select(RefreshToken).where(col(RefreshToken.token_hash) == digest)
     return (await session.execute(query)).scalar()
 
 
 async def _revoke(session: AsyncSession, condition: Any, now: datetime) -> int:
     result: Any = await session.execute(
         update(RefreshToken)
-        .where(condition, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(condition, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=now)
     )
     return int(result.rowcount)

@@ -80,7 +80,9 @@ class Keyring:
             "iat": issued_at,
             "exp": issued_at + self.lifetime_seconds,
         }
-        return jwt.encode(claims, self._secret, algorithm=self.algorithm, headers={"kid": self._kid})
+        return jwt.encode(
+            claims, self._secret, algorithm=self.algorithm, headers={"kid": self._kid}
+        )
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of ``token`` after checking its signature, expiry, issuer and audience.

@@ -1,0 +1,98 @@
+"""What a column can hold, checked before a value reaches the database, the same on every one.
+
+Drivers reject some values with errors that are not the client's to read (PostgreSQL refuses NUL
+characters and integers beyond the column's width), and SQLite stores values PostgreSQL and
+MySQL refuse (overlong strings). Checking here gives every database the same 422.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Integer, SmallInteger, String, Table
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# Widths as PostgreSQL and MySQL store them; SQLite's INTEGER is wider, but the same model
+# should accept the same values on every database.
+_INT_BITS: tuple[tuple[type[Integer], int], ...] = (
+    (SmallInteger, 16),
+    (BigInteger, 64),
+    (Integer, 32),
+)
+
+ValueCheck = Callable[[Any], str | None]
+"""Returns why a value does not fit a column, or None when it does."""
+
+
+def storage_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """The type a column is stored as: SQLModel's ``AutoString`` and ``UTCDateTime`` are
+    TypeDecorators over ``String`` and ``DateTime``."""
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl_instance
+    return type_
+
+
+def integer_range(type_: TypeEngine[Any]) -> tuple[int, int] | None:
+    """The smallest and largest value of an integer type, or None for other types."""
+    stored = storage_type(type_)
+    if not isinstance(stored, Integer):
+        return None
+    bits = next(bits for kind, bits in _INT_BITS if isinstance(stored, kind))
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text on every database, or None."""
+    if "\x00" in value:
+        return "text cannot contain NUL characters"
+    return None
+
+
+def value_check(column: Column[Any]) -> ValueCheck | None:
+    """The check for values of ``column``, or None when every value of its Python type fits."""
+    bounds = integer_range(column.type)
+    if bounds is not None:
+        low, high = bounds
+
+        def check_integer(value: Any) -> str | None:
+            if isinstance(value, int) and not low <= value <= high:
+                return f"out of range for this column ({low} to {high})"
+            return None
+
+        return check_integer
+    stored = storage_type(column.type)
+    if isinstance(stored, String):
+        length = stored.length
+
+        def check_text(value: Any) -> str | None:
+            if not isinstance(value, str):
+                return None
+            if length is not None and len(value) > length:
+                return f"longer than this column's {length} characters"
+            return text_problem(value)
+
+        return check_text
+    return None
+
+
+class ValueChecks:
+    """The value checks of one table, built once when a model is published."""
+
+    def __init__(self, table: Table) -> None:
+        self._checks = {
+            column.key: check
+            for column in table.c
+            if (check := value_check(column)) is not None
+        }
+
+    def problems(self, values: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+        """``(field, value, reason)`` for each value in ``values`` its column cannot hold."""
+        found = []
+        for field, value in values.items():
+            check = self._checks.get(field)
+            if check is not None and value is not None:
+                reason = check(value)
+                if reason is not None:
+                    found.append((field, value, reason))
+        return found

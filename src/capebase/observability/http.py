@@ -1,0 +1,117 @@
+"""HTTP metrics: a pure ASGI middleware (streams and WebSockets pass through untouched) and
+the scrape endpoint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import Metrics, is_multiprocess
+from .observer import SCOPE_KEY, Observer, transport
+
+UNMATCHED = "<unmatched>"
+"""The route label of requests no route matched (404s, redirects): raw paths would make the
+label unbounded."""
+
+
+class HttpMetricsMiddleware:
+    """Counts, times and tracks in-flight HTTP requests by route template, method and status.
+
+    The request's route is the template of the route that handled it (``/todo/{id:int}``);
+    while a request is in flight it is the template of the first route matching its path.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, observer: Observer, routes: list[BaseRoute]
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.observer = observer
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            reset = transport.set("websocket")
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                transport.reset(reset)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        in_flight = self.metrics.http_in_flight.labels(method, self._match(scope))
+        in_flight.inc()
+        scope[SCOPE_KEY] = self.observer
+        status = 500  # what the client gets if the app raises before responding
+        started = time.perf_counter()
+        reset = transport.set("sse")
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            transport.reset(reset)
+            in_flight.dec()
+            route = scope.get("route")
+            labels = (method, getattr(route, "path", None) or UNMATCHED, str(status))
+            self.metrics.http_requests.labels(*labels).inc()
+            self.metrics.http_duration.labels(*labels).observe(time.perf_counter() - started)
+
+    def _match(self, scope: Scope) -> str:
+        """The route template the router will pick, found the way it finds it."""
+        partial = None
+        for route in self.routes:
+            match, _child = route.matches(scope)
+            if match is Match.FULL:
+                return getattr(route, "path", None) or UNMATCHED
+            if match is Match.PARTIAL and partial is None:
+                partial = route
+        return getattr(partial, "path", None) or UNMATCHED
+
+
+def metrics_router(
+    path: str,
+    registry: CollectorRegistry | None,
+    guard: Callable[..., Any] | None,
+    include_in_schema: bool,
+) -> APIRouter:
+    """The scrape endpoint: ``registry``'s series, or every worker's in multiprocess mode."""
+    if is_multiprocess():
+        registry = CollectorRegistry()
+        # prometheus_client leaves this constructor unannotated.
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    assert registry is not None
+    exposed = registry
+    router = APIRouter()
+
+    def scrape_metrics() -> Response:
+        # A plain function: FastAPI runs it in a worker thread, so reading multiprocess
+        # files or many series never blocks the event loop.
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
+
+    router.add_api_route(
+        path,
+        scrape_metrics,
+        methods=["GET"],
+        dependencies=[Depends(guard)] if guard is not None else None,
+        include_in_schema=include_in_schema,
+        summary="Prometheus metrics",
+        response_class=Response,
+    )
+    return router
+
+

@@ -1,0 +1,104 @@
+"""The hooks the rest of capebase calls to report what it does; no-ops unless metrics are on.
+
+Sessions, the hub and the handler runner find their CapeBase's observer through the engine
+they run on (``observer_for(engine)``), so nothing has to carry it around; an engine with no
+observer registered gets ``NO_OBSERVER``, whose every hook does nothing.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Coroutine
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..errors import PermissionDeniedError
+
+if TYPE_CHECKING:
+    from fastapi import Request
+    from sqlalchemy.orm import Session
+
+    from ..realtime.changelog import ChangeRecord
+    from ..realtime.subscribers import Subscriber
+
+SCOPE_KEY = "capebase.observer"
+"""ASGI scope key under which the metrics middleware leaves the observer for error handlers."""
+
+_COUNTED = "_capebase_counted"
+
+transport: ContextVar[str] = ContextVar("capebase_transport", default="other")
+"""The stream transport of the current request ("sse" or "websocket"), set by the middleware."""
+
+
+class Observer:
+    """What capebase reports. This base class ignores everything (metrics off)."""
+
+    __slots__ = ()
+
+    def permission_denied(self, model: str, action: str) -> None:
+        """The policy denied ``action`` on ``model``."""
+
+    def subscription_opened(self, subscriber: Subscriber) -> None:
+        """A stream opened."""
+
+    def subscription_closed(self, subscriber: Subscriber) -> None:
+        """A stream closed (may be reported more than once per stream)."""
+
+    def change_dispatched(self, record: ChangeRecord) -> None:
+        """The dispatcher read ``record`` from the change log and is delivering it."""
+
+    def change_offered(self, subscriber: Subscriber, record: ChangeRecord) -> None:
+        """``record`` was offered to ``subscriber``'s queue (which may have overflowed)."""
+
+    def timed_handler(
+        self, table: str, handler: str, call: Coroutine[Any, Any, None]
+    ) -> Coroutine[Any, Any, None]:
+        """``call`` (one handler run), wrapped to measure it; here returned as it is."""
+        return call
+
+
+NO_OBSERVER = Observer()
+
+_observers: weakref.WeakKeyDictionary[Engine, Observer] = weakref.WeakKeyDictionary()
+
+
+def register_observer(engine: AsyncEngine | Engine, observer: Observer) -> None:
+    """Report what happens on ``engine`` (sessions, hub, handlers) to ``observer``."""
+    _observers[_sync(engine)] = observer
+
+
+def observer_for(engine: AsyncEngine | Engine | None) -> Observer:
+    """The observer registered for ``engine``, or ``NO_OBSERVER``."""
+    if engine is None or not _observers:
+        return NO_OBSERVER
+    return _observers.get(_sync(engine), NO_OBSERVER)
+
+
+def count_denial(session: Session, error: PermissionDeniedError) -> PermissionDeniedError:
+    """Count a denial raised inside ``session`` and return ``error`` for the caller to raise.
+
+    The error is marked, so the HTTP error handler does not count it a second time.
+    """
+    engine = getattr(session.bind, "engine", None)  # an Engine's is itself, a Connection's
+    observer_for(engine if isinstance(engine, Engine) else None).permission_denied(
+        error.model, error.action
+    )
+    vars(error)[_COUNTED] = True
+    return error
+
+
+def count_http_denial(request: Request, error: PermissionDeniedError) -> None:
+    """Count a denial that became a 401/403 response, unless a session already counted it."""
+    if vars(error).get(_COUNTED):
+        return
+    observer = request.scope.get(SCOPE_KEY)
+    if isinstance(observer, Observer):
+        observer.permission_denied(error.model, error.action)
+    vars(error)[_COUNTED] = True
+
+
+def _sync(engine: AsyncEngine | Engine) -> Engine:
+    return engine.sync_engine if isinstance(engine, AsyncEngine) else engine

@@ -1,0 +1,69 @@
+"""Wiring metrics, request ids and the audit endpoint into a CapeBase's app and engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError
+from .audit import audit_router
+from .config import AuditConfig, MetricsConfig
+from .database import instrument_engine
+from .http import HttpMetricsMiddleware, metrics_router
+from .metrics import Metrics, MetricsObserver, metrics_for
+from .observer import register_observer
+from .request_id import RequestIdMiddleware
+
+if TYPE_CHECKING:
+    from ..app import CapeBase
+
+
+def metrics_config(value: MetricsConfig | bool | None) -> MetricsConfig | None:
+    """The metrics settings ``CapeBase(metrics=...)`` asks for (``None``: metrics off)."""
+    if value is True:
+        return MetricsConfig()
+    if value is False or value is None:
+        return None
+    if not isinstance(value, MetricsConfig):
+        raise ConfigurationError("CapeBase(metrics=...) takes True, False or a MetricsConfig")
+    return value
+
+
+def audit_config(value: AuditConfig | bool | None) -> AuditConfig | None:
+    """The audit settings ``CapeBase(audit=...)`` asks for (``None``: no endpoint, and the
+    change log follows ``RealtimeConfig.retention`` alone)."""
+    if value is True:
+        return AuditConfig()
+    if value is False or value is None:
+        return None
+    if not isinstance(value, AuditConfig):
+        raise ConfigurationError("CapeBase(audit=...) takes True, False or an AuditConfig")
+    return value
+
+
+def install(
+    cape: CapeBase, metrics: MetricsConfig | None, audit: AuditConfig | None
+) -> Metrics | None:
+    """Add the request-id middleware, and the metrics and audit endpoints when configured.
+
+    Returns the series recorded, or ``None`` when metrics are off.
+    """
+    app = cape.app
+    app.add_middleware(RequestIdMiddleware)
+    if audit is not None and audit.path is not None:
+        app.include_router(audit_router(cape.audit, audit, cape.auth_dependency))
+    if metrics is None:
+        return None
+    series = metrics_for(metrics.registry)
+    observer = MetricsObserver(series)
+    register_observer(cape.engine, observer)
+    instrument_engine(cape.engine, series)
+    # Added last, so outermost: it also times the request-id middleware and error handling.
+    app.add_middleware(
+        HttpMetricsMiddleware, metrics=series, observer=observer, routes=app.router.routes
+    )
+    app.include_router(
+        metrics_router(
+            metrics.path, series.registry, metrics.guard, metrics.include_in_schema
+        )
+    )
+    return series

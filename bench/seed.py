@@ -48,7 +48,7 @@ class Database:
                 "user_id": user_name(owner_of(i)),
                 "task": f"seed task {i}",
                 "is_complete": i % 3 == 0,
-                "inserted_at": (SEED_START + timedelta(seconds=i)).replace(tzinfo=None),
+                "inserted_at": SEED_START + timedelta(seconds=i),
             }
             for i in range(1, ROWS + 1)
         ]

@@ -65,3 +65,16 @@ class Note(TestModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     body: str
+
+
+class CreateItem(SQLModel):
+    """A user's create schema for Item that does not forbid extra fields itself."""
+
+    name: str
+    note: str | None = None
+
+
+class UpdateItem(SQLModel):
+    """A user's update schema for Item: only ``active`` may change."""
+
+    active: bool = False

@@ -25,8 +25,8 @@ POOL_SIZE = 10
 
 def _row_json(row: Any) -> dict[str, Any]:
     inserted = row[4]
-    if isinstance(inserted, str):  # SQLite stores datetimes as text
-        inserted = datetime.fromisoformat(inserted)
+    if isinstance(inserted, str):  # SQLite stores UTC datetimes as text, without an offset
+        inserted = datetime.fromisoformat(inserted).replace(tzinfo=timezone.utc)  # noqa: UP017
     return {
         "id": row[0],
         "user_id": row[1],
@@ -46,7 +46,6 @@ class Database:
 
     def __init__(self) -> None:
         self.pool: Any = None
-        self.mark = "?" if IS_SQLITE else "$"
 
     def sql(self, text: str) -> str:
         """``text`` with ``{}`` placeholders numbered for the driver."""
@@ -144,7 +143,8 @@ async def create_todo(request: Request) -> Response:
     if not isinstance(body, dict) or not isinstance(body.get("task"), str):
         return _json({"detail": "task is required"}, 422)
     inserted = datetime.now(timezone.utc)  # noqa: UP017
-    stored: Any = inserted.replace(tzinfo=None) if not IS_SQLITE else inserted.isoformat()
+    # SQLite gets the text SQLAlchemy writes there; PostgreSQL a timestamptz.
+    stored: Any = inserted.strftime("%Y-%m-%d %H:%M:%S.%f") if IS_SQLITE else inserted
     rows = await db.fetch(
         "INSERT INTO todo (user_id, task, is_complete, inserted_at) VALUES ({}, {}, {}, {}) "
         f"RETURNING {COLUMNS}",

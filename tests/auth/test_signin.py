@@ -69,8 +69,8 @@ async def test_me_needs_a_token_and_shows_the_user(db_url: str) -> None:
         # A query token counts on streams only; a plain request stays anonymous.
         query = await client.get("/auth/me", params={"access_token": tokens["access_token"]})
         assert query.status_code == 401
-        cookie = await client.get("/auth/me", cookies={"access_token": tokens["access_token"]})
-        assert cookie.status_code == 401
+        client.cookies.set("access_token", tokens["access_token"])
+        assert (await client.get("/auth/me")).status_code == 401
 
 
 async def test_the_token_is_the_request_identity_for_published_models(db_url: str) -> None:

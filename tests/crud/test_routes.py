@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 from capebase import CapeBase, ConfigurationError
 from capebase.testing import app_client
 from tests.apps import as_user, make_cape
-from tests.models import Item, Note, Slug, Tag
+from tests.models import CreateItem, Item, Note, Slug, Tag, UpdateItem
 
 ALICE = as_user("alice")
 BOB = as_user("bob")
@@ -295,17 +295,6 @@ def test_publish_refuses_bad_arguments(sqlite_url: str) -> None:
         cape.publish(Item)
     with pytest.raises(ConfigurationError):
         cape.publish(SQLModel)  # not a table
-
-
-class CreateItem(SQLModel):
-    """A user's create schema that does not forbid extra fields itself."""
-
-    name: str
-    note: str | None = None
-
-
-class UpdateItem(SQLModel):
-    active: bool = False
 
 
 async def test_custom_schemas(db_url: str) -> None:

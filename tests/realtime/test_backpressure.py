@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from typing import Any
 
@@ -50,7 +51,7 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
         raw.connect(("127.0.0.1", live.port))
         raw.setblocking(False)
         async with ws_connect(
-            f"{live.ws_url}/rt_task/subscribe", sock=raw, max_queue=1, proxy=None,
+            f"{live.ws_url}/rt_task/subscribe", sock=raw, max_queue=1, proxy=None, compression=None,
             additional_headers=who("slow-ws", role="admin"),
         ) as slow_ws:
             batches = 0
@@ -75,7 +76,9 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
             slow_messages: list[dict[str, Any]] = []
             slow_tokens: list[str] = []
             controls: list[dict[str, Any]] = []
+            print("DEBUG start sse read", time.monotonic())
             async for event in EventSource(slow_sse).aiter_sse():
+                if len(slow_messages) % 50 == 0 or event.event != "message": print("DEBUG ev", time.monotonic(), len(slow_messages), event.event)
                 if not event.data:
                     continue
                 if event.event == "overflow":
@@ -114,6 +117,6 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
 async def write_batch(cape: Any, number: int) -> None:
     async with cape.get_privileged_session() as session:
         await session.execute(insert(Task), [
-            {"title": f"{number}-{i}-" + "x" * 200, "owner_id": "writer"} for i in range(BATCH)
+            {"title": f"{number}-{i}-" + os.urandom(100).hex(), "owner_id": "writer"} for i in range(BATCH)
         ])
         await session.commit()

@@ -29,6 +29,7 @@ class RealtimeConfig:
             handed out before commit); streams may miss a transaction slower than this between
             its first write and its commit (handlers never do).
         broker_channel: the broker channel (Redis) or NOTIFY channel (PostgreSQL) to use.
+        shutdown_grace: seconds shutdown waits for handlers of already-committed changes.
     """
 
     capture: bool = True
@@ -42,6 +43,7 @@ class RealtimeConfig:
     max_subscriptions: int = 100_000
     late_commit_window: float = 30.0
     broker_channel: str = "capebase_changes"
+    shutdown_grace: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("queue_size", "replay_batch", "max_subscriptions"):
@@ -53,6 +55,7 @@ class RealtimeConfig:
             "handler_lease",
             "handler_timeout",
             "late_commit_window",
+            "shutdown_grace",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"RealtimeConfig.{name} must be positive (seconds)")

@@ -63,6 +63,12 @@ class HandlerRunner:
                 logger.exception(
                     "capebase: could not record handler progress for change %s", record.id
                 )
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every queued change has been handled (used at shutdown)."""
+        await self._queue.join()
 
     async def _handle(self, record: ChangeRecord) -> None:
         model = next((m for m in self.handlers.models() if m.__table__.name == record.table), None)

@@ -139,8 +139,20 @@ class Hub:
         ]
 
     async def stop(self) -> None:
-        """Close every stream and cancel and await every task."""
+        """Close every stream, let handlers finish what was committed, then stop every task.
+
+        Changes committed just before shutdown are dispatched and handled here, within
+        ``RealtimeConfig.shutdown_grace`` seconds; whatever is left is handled at the next start.
+        """
         self._running = False
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self._finish_pending(), self.config.shutdown_grace)
+            except Exception:
+                logger.warning(
+                    "capebase: shutdown left changes unhandled; the next start handles them",
+                    exc_info=True,
+                )
         for index in self._indexes.values():
             for subscriber in index:
                 subscriber.close()
@@ -151,6 +163,10 @@ class Hub:
                 await task
         self._tasks = []
         await self.link.disconnect()
+
+    async def _finish_pending(self) -> None:
+        await self.dispatch_pending()
+        await self.runner.drain()
 
     async def _maintain_forever(self) -> None:
         """Sweep for unhandled changes and prune the log, every few seconds."""

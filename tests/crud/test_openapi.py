@@ -1,0 +1,105 @@
+"""The OpenAPI document of the generated routes: operation ids, request and response models,
+status codes and path parameter types. It does not depend on the database."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tests.apps import make_cape
+from tests.models import CreateItem, Item, Note, Slug, Tag, UpdateItem
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_schema(part: dict[str, Any]) -> Any:
+    return part["content"]["application/json"]["schema"]
+
+
+def openapi(sqlite_url: str) -> dict[str, Any]:
+    app, cape = make_cape(sqlite_url)
+    cape.publish(Item)
+    cape.publish(Slug)
+    cape.publish(Note)
+    cape.publish(Tag, routes=["list", "get", "create"], create_schema=CreateItem,
+                 update_schema=UpdateItem)
+    return app.openapi()
+
+
+def test_operation_ids_are_unique_and_named_after_the_table(sqlite_url: str) -> None:
+    document = openapi(sqlite_url)
+    ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    for table in ("crud_item", "crud_slug", "crud_note"):
+        for action in ("list", "get", "create", "update", "delete"):
+            assert f"{action}_{table}" in ids
+    assert {"list_crud_tag", "get_crud_tag", "create_crud_tag"} <= set(ids)
+    assert "update_crud_tag" not in ids and "delete_crud_tag" not in ids
+
+
+def test_request_and_response_models(sqlite_url: str) -> None:
+    document = openapi(sqlite_url)
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    collection, item = paths["/crud_item"], paths["/crud_item/{id}"]
+
+    assert json_schema(collection["get"]["responses"]["200"]) == {
+        "type": "array", "items": ref("ItemRead"), "title": "Response List Crud Item"
+    }
+    assert json_schema(item["get"]["responses"]["200"]) == ref("ItemRead")
+    assert json_schema(collection["post"]["requestBody"]) == ref("ItemCreate")
+    assert collection["post"]["requestBody"]["required"] is True
+    assert json_schema(collection["post"]["responses"]["201"]) == ref("ItemRead")
+    assert "200" not in collection["post"]["responses"]
+    assert json_schema(item["patch"]["requestBody"]) == ref("ItemUpdate")
+    assert json_schema(item["patch"]["responses"]["200"]) == ref("ItemRead")
+    assert "content" not in item["delete"]["responses"]["204"]
+    assert "200" not in item["delete"]["responses"]
+    for status in ("401", "403", "404"):
+        assert status in item["patch"]["responses"]
+        assert status in item["delete"]["responses"]
+    assert {"401", "403", "409", "422"} <= set(collection["post"]["responses"])
+    assert "404" in item["get"]["responses"]
+    assert "400" in collection["get"]["responses"]
+
+    read, create, update = schemas["ItemRead"], schemas["ItemCreate"], schemas["ItemUpdate"]
+    columns = {"id", "owner_id", "name", "qty", "active", "note", "created_at"}
+    assert set(read["properties"]) == columns
+    assert set(read["required"]) == columns
+    assert set(create["properties"]) == columns - {"id", "owner_id"}
+    assert create["required"] == ["name"]
+    assert create["additionalProperties"] is False
+    assert set(update["properties"]) == columns - {"id", "owner_id"}
+    assert "required" not in update
+    assert update["additionalProperties"] is False
+    assert update["properties"]["qty"]["type"] == "integer"  # null is refused, as the column is
+
+    tag = paths["/crud_tag"]
+    assert json_schema(tag["post"]["requestBody"]) == ref("CreateItem")
+    assert json_schema(tag["post"]["responses"]["201"]) == ref("TagRead")
+
+
+def test_list_parameters(sqlite_url: str) -> None:
+    parameters = {
+        p["name"]: p for p in openapi(sqlite_url)["paths"]["/crud_item"]["get"]["parameters"]
+    }
+    assert {"limit", "offset", "order_by", "count"} <= set(parameters)
+    assert parameters["limit"]["schema"]["anyOf"][0]["maximum"] == 1000
+    assert parameters["offset"]["schema"]["minimum"] == 0
+
+
+def test_path_parameters_have_the_key_type(sqlite_url: str) -> None:
+    paths = openapi(sqlite_url)["paths"]
+
+    def key_schema(path: str) -> dict[str, Any]:
+        (parameter,) = paths[path]["get"]["parameters"]
+        assert parameter["in"] == "path"
+        assert parameter["required"] is True
+        schema: dict[str, Any] = parameter["schema"]
+        return schema
+
+    assert key_schema("/crud_item/{id}")["type"] == "integer"
+    assert key_schema("/crud_slug/{id}")["type"] == "string"
+    assert "format" not in key_schema("/crud_slug/{id}")
+    assert key_schema("/crud_note/{id}") == {"type": "string", "format": "uuid", "title": "Id"}

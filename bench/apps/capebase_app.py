@@ -21,8 +21,7 @@ from sqlmodel import Field, SQLModel
 from capebase import FROM_AUTH_ID, AuthContext, CapeBase
 from capebase.realtime.config import RealtimeConfig
 
-from .common import database_url, raise_fd_limit, variant
-from .model import utc_now
+from .common import database_url, raise_fd_limit, utc_now, variant
 
 VARIANTS = ("default", "open", "nocapture", "rt-owner", "rt-public")
 

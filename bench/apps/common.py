@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import resource
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_URL = "sqlite+aiosqlite:///bench.db"
+
+
+def utc_now() -> datetime:
+    """Creation time, timezone-aware as the README's examples are."""
+    return datetime.now(timezone.utc)  # noqa: UP017  (the README's spelling)
 
 
 def database_url() -> str:

@@ -2,6 +2,7 @@
 an owner rule: a ``PolicyConfig`` (public read, owner-only update/delete, created rows must
 belong to the caller) and ``CreateConfig`` filling ``user_id`` from the caller.
 
+``select_schema`` makes create and update return the row, as every other contender does.
 FastCRUD's list endpoint also runs a COUNT query (its ``total_count``): that is its behaviour.
 """
 
@@ -15,7 +16,7 @@ from fastcrud import CreateConfig, FilterConfig, PolicyConfig, crud_router
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from .common import database_url, tune_sqlite
-from .model import Todo, TodoCreate, TodoUpdate
+from .model import Todo, TodoCreate, TodoRead, TodoUpdate
 
 engine = create_async_engine(database_url())
 tune_sqlite(engine)
@@ -56,6 +57,7 @@ app.include_router(
         tags=["todo"],
         filter_config=FilterConfig(user_id=None),
         create_config=CreateConfig(auto_fields={"user_id": require_user}),
+        select_schema=TodoRead,
         policy=policy,
     )
 )

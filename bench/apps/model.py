@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Field, SQLModel
 
-
-def utc_now() -> datetime:
-    """Creation time, timezone-aware as the README's examples are."""
-    return datetime.now(timezone.utc)  # noqa: UP017  (the README's spelling)
+from .common import utc_now
 
 
 class Todo(SQLModel, table=True):

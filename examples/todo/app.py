@@ -1,36 +1,64 @@
-"""The todo demo app: the README's Todo model, rules and custom route, served over SQLite.
+"""The todo demo app: the README's Todo model and rules, the built-in auth, and a web page.
 
-The auth provider trusts two request headers and is for trying the API locally only:
+``make demo`` serves it (see ``__main__.py``). What it shows:
 
-    X-User-Id: alice       acts as user "alice" (no X-User-Id header: anonymous)
-    X-User-Role: admin     gives that user the "admin" role
+- ``/``: a page (``static/``) to sign up or sign in, add, toggle and delete todos, and watch
+  them change live as other users edit theirs;
+- ``/todo``: the REST routes and the SSE stream ``cape.publish(Todo)`` generates;
+- ``/auth/...``: the built-in password auth (``PasswordAuth``);
+- ``/demo/...``: two small helpers for the page: the demo accounts and user names.
 
-Set TODO_DEMO_DB to a file path or an SQLAlchemy URL to use another database
-(default: todo-demo.db in the current directory).
+Settings (environment variables):
+
+    TODO_DEMO_DB      a file path or an SQLAlchemy URL (default: todo-demo.db here)
+    CAPEBASE_SECRET   the token signing key; without it a random one is generated at each
+                      start, so sign-ins do not survive a restart
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Annotated
+from pathlib import Path
 
-from fastapi import Depends, FastAPI, Header
+from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
-from capebase import FROM_AUTH_ID, AuthContext, CapeBase, ModelChange
+from capebase import FROM_AUTH_ID, CapeBase, ModelChange
+from capebase.auth import PasswordAuth
+from capebase.auth.builtin import AccountExistsError, User
 
 logger = logging.getLogger("examples.todo")
+
+STATIC = Path(__file__).parent / "static"
+
+DEMO_ACCOUNTS = (("alice", "alice-password"), ("bob", "bob-password"))
+"""(username, password) of the accounts created at startup; their email is user@example.com."""
+
+SECRET_VARIABLE = "CAPEBASE_SECRET"
 
 
 def database_url() -> str:
     """TODO_DEMO_DB as a URL: a value with ``://`` is used as is, anything else is a file path."""
     value = os.environ.get("TODO_DEMO_DB", "todo-demo.db")
     return value if "://" in value else f"sqlite+aiosqlite:///{value}"
+
+
+def signing_secret() -> tuple[str, bool]:
+    """The token signing key, and whether it was generated for this process only."""
+    value = os.environ.get(SECRET_VARIABLE)
+    if value:
+        return value, False
+    return secrets.token_urlsafe(64), True
 
 
 class Todo(SQLModel, table=True):
@@ -44,21 +72,39 @@ class Todo(SQLModel, table=True):
     inserted_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))  # noqa: UP017
 
 
-async def demo_auth(
-    x_user_id: Annotated[str | None, Header()] = None,
-    x_user_role: Annotated[str | None, Header()] = None,
-) -> AuthContext:
-    """DEMO ONLY — anyone can claim any user or role by sending a header. Never deploy this:
-    a real provider verifies a session cookie or a signed token (see the README)."""
-    if not x_user_id:
-        return AuthContext()  # anonymous
-    return AuthContext(id=x_user_id, role=x_user_role or None)
+class CreateTodo(SQLModel):
+    """The body of ``POST /todo``: an empty or very long task is a 422."""
+
+    task: str = Field(min_length=1, max_length=200)
+    is_complete: bool = False
 
 
-app = FastAPI(title="capebase todo demo")
-cape = CapeBase(app=app, db_path=database_url(), get_auth_context=demo_auth)
+class UpdateTodo(SQLModel):
+    """The body of ``PATCH /todo/{id}``: any of the task and its completion."""
 
-cape.publish(Todo)
+    task: str | None = Field(default=None, min_length=1, max_length=200)
+    is_complete: bool | None = None
+
+
+@asynccontextmanager
+async def create_demo_accounts(_app: FastAPI) -> AsyncIterator[None]:
+    """Create the demo accounts unless they exist (runs after CapeBase made the tables)."""
+    for username, password in DEMO_ACCOUNTS:
+        try:
+            await auth.create_user(f"{username}@example.com", password, username=username)
+            logger.info("created demo account %s", username)
+        except AccountExistsError:
+            pass
+    yield
+
+
+SECRET, SECRET_IS_GENERATED = signing_secret()
+
+app = FastAPI(title="capebase todo demo", lifespan=create_demo_accounts)
+auth = PasswordAuth(secret=SECRET)
+cape = CapeBase(app=app, db_path=database_url(), auth=auth)
+
+cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)
 
 # Everyone (anonymous included) may read; users create, update and delete their own todos;
 # admins may do anything.
@@ -79,8 +125,48 @@ async def filter_todos(
 
 @cape.subscribe(Todo)
 async def log_change(change: ModelChange[Todo]) -> None:
-    """Log each committed change.
-
-    capebase calls it after each commit, outside the request that made the change.
-    """
+    """Log each committed change (capebase calls it after the commit, outside the request)."""
     logger.info("%s todo %s: %r", change.event, change.payload.id, change.payload.task)
+
+
+# -- what the page needs besides the generated API -------------------------------------------
+
+
+class DemoAccount(BaseModel):
+    """A demo account the sign-in form offers to fill in."""
+
+    username: str
+    password: str
+
+
+class UserName(BaseModel):
+    """Who a ``Todo.user_id`` is, as the page shows it."""
+
+    id: str
+    name: str
+
+
+@app.get("/demo/accounts", tags=["demo"])
+async def demo_accounts() -> list[DemoAccount]:
+    """The demo accounts and their passwords (a demo convenience: never do this for real)."""
+    return [DemoAccount(username=u, password=p) for u, p in DEMO_ACCOUNTS]
+
+
+@app.get("/demo/users", tags=["demo"])
+async def user_names() -> list[UserName]:
+    """Every user's id and username (or the part of the email before the @), so the page can
+    say whose a todo is. Todos are public here, and so are their owners' names."""
+    query = select(col(User.id), col(User.username), col(User.email)).order_by(col(User.email))
+    async with cape.engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [UserName(id=id_, name=username or email.split("@")[0]) for id_, username, email in rows]
+
+
+@app.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    """The demo page."""
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+# Under /static, not /: a mount at / would shadow the generated /todo routes.
+app.mount("/static", StaticFiles(directory=STATIC), name="static")

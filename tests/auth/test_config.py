@@ -94,7 +94,8 @@ async def test_prefix_and_signup_switch(sqlite_url: str) -> None:
         assert (await client.post("/identity/signup", json={})).status_code in (404, 405)
         await built.auth.create_user("a@example.com", "correct horse battery")
         response = await client.post(
-            "/identity/token", data={"username": "a@example.com", "password": "correct horse battery"}
+            "/identity/token",
+            data={"username": "a@example.com", "password": "correct horse battery"},
         )
         assert response.status_code == 200
         assert (await login(client, "a@example.com")).status_code == 404

@@ -155,7 +155,10 @@ async def test_openapi_offers_the_password_flow(sqlite_url: str) -> None:
     async with running(sqlite_url) as (_built, client):
         schema = (await client.get("/openapi.json")).json()
     scheme = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]
-    assert scheme == {"type": "oauth2", "flows": {"password": {"scopes": {}, "tokenUrl": "auth/token"}}}
+    assert scheme == {
+        "type": "oauth2",
+        "flows": {"password": {"scopes": {}, "tokenUrl": "auth/token"}},
+    }
     token_body = schema["paths"]["/auth/token"]["post"]["requestBody"]["content"]
     assert "application/x-www-form-urlencoded" in token_body
     assert schema["paths"]["/auth_memo"]["get"]["security"] == [{"OAuth2PasswordBearer": []}]

@@ -38,7 +38,9 @@ async def test_a_taken_email_or_username_is_a_conflict(db_url: str, second: dict
         assert (await signup(client, "alice@example.com", username="alice")).status_code == 201
         response = await client.post("/auth/signup", json={"password": PASSWORD, **second})
         assert response.status_code == 409
-        assert response.json() == {"detail": "An account with this email or username already exists"}
+        assert response.json() == {
+            "detail": "An account with this email or username already exists"
+        }
 
 
 @pytest.mark.parametrize(

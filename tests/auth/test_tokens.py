@@ -48,7 +48,9 @@ def _bad_tokens(good: str) -> dict[str, str]:
         "tampered-signature": f"{head}.{body}.{flipped}",
         "alg-none": _unsigned(claims),
         "alg-None": _unsigned(claims, "None"),
-        "alg-none-pyjwt": jwt.encode(claims, None, algorithm="none", headers={"kid": key_id(SECRET)}),
+        "alg-none-pyjwt": jwt.encode(
+            claims, None, algorithm="none", headers={"kid": key_id(SECRET)}
+        ),
         "other-hmac-alg": forge(claims, algorithm="HS384"),
         "wrong-issuer": forge(claims, iss="someone-else"),
         "wrong-audience": forge(claims, aud="another-app"),
@@ -95,9 +97,12 @@ async def test_a_retired_key_verifies_while_listed(db_url: str) -> None:
 
     async with running(db_url, secret=SECRET, previous_secrets=[OLD_SECRET]) as (_built, client):
         assert (await client.get("/auth/me", headers=bearer(old))).status_code == 200
-        new = (await client.post("/auth/token", data={
-            "username": "alice@example.com", "password": "correct horse battery"
-        })).json()["access_token"]
+        new = (
+            await client.post(
+                "/auth/token",
+                data={"username": "alice@example.com", "password": "correct horse battery"},
+            )
+        ).json()["access_token"]
         assert jwt.get_unverified_header(new)["kid"] == key_id(SECRET)
         assert (await client.get("/auth/me", headers=bearer(new))).status_code == 200
 

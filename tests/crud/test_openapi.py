@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from tests.apps import make_cape
 from tests.models import CreateItem, Item, Note, Slug, Tag, UpdateItem
 
@@ -18,8 +20,9 @@ def json_schema(part: dict[str, Any]) -> Any:
     return part["content"]["application/json"]["schema"]
 
 
-def openapi(sqlite_url: str) -> dict[str, Any]:
-    app, cape = make_cape(sqlite_url)
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    app, cape = make_cape("sqlite+aiosqlite://")  # never connected: OpenAPI needs no database
     cape.publish(Item)
     cape.publish(Slug)
     cape.publish(Note)
@@ -28,8 +31,7 @@ def openapi(sqlite_url: str) -> dict[str, Any]:
     return app.openapi()
 
 
-def test_operation_ids_are_unique_and_named_after_the_table(sqlite_url: str) -> None:
-    document = openapi(sqlite_url)
+def test_operation_ids_are_unique_and_named_after_the_table(document: dict[str, Any]) -> None:
     ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     for table in ("crud_item", "crud_slug", "crud_note"):
@@ -39,8 +41,7 @@ def test_operation_ids_are_unique_and_named_after_the_table(sqlite_url: str) -> 
     assert "update_crud_tag" not in ids and "delete_crud_tag" not in ids
 
 
-def test_request_and_response_models(sqlite_url: str) -> None:
-    document = openapi(sqlite_url)
+def test_request_and_response_models(document: dict[str, Any]) -> None:
     paths, schemas = document["paths"], document["components"]["schemas"]
     collection, item = paths["/crud_item"], paths["/crud_item/{id}"]
 
@@ -80,17 +81,17 @@ def test_request_and_response_models(sqlite_url: str) -> None:
     assert json_schema(tag["post"]["responses"]["201"]) == ref("TagRead")
 
 
-def test_list_parameters(sqlite_url: str) -> None:
+def test_list_parameters(document: dict[str, Any]) -> None:
     parameters = {
-        p["name"]: p for p in openapi(sqlite_url)["paths"]["/crud_item"]["get"]["parameters"]
+        p["name"]: p for p in document["paths"]["/crud_item"]["get"]["parameters"]
     }
     assert {"limit", "offset", "order_by", "count"} <= set(parameters)
     assert parameters["limit"]["schema"]["anyOf"][0]["maximum"] == 1000
     assert parameters["offset"]["schema"]["minimum"] == 0
 
 
-def test_path_parameters_have_the_key_type(sqlite_url: str) -> None:
-    paths = openapi(sqlite_url)["paths"]
+def test_path_parameters_have_the_key_type(document: dict[str, Any]) -> None:
+    paths = document["paths"]
 
     def key_schema(path: str) -> dict[str, Any]:
         (parameter,) = paths[path]["get"]["parameters"]

@@ -218,28 +218,30 @@ class SSEStream(Stream):
         self.headers, self.params = dict(headers or {}), dict(params or {})
 
     async def _read(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(30)) as client:
-            async with aconnect_sse(
+        async with (
+            httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(30)) as client,
+            aconnect_sse(
                 client, "GET", self.path, headers=self.headers, params=self.params
-            ) as source:
-                self.got.status = source.response.status_code
-                if source.response.status_code != 200:
-                    await source.response.aread()
-                    self.got.controls.append(source.response.json())
-                    self.opened.set()
-                    return
+            ) as source,
+        ):
+            self.got.status = source.response.status_code
+            if source.response.status_code != 200:
+                await source.response.aread()
+                self.got.controls.append(source.response.json())
                 self.opened.set()
-                async for event in source.aiter_sse():
-                    if not event.data:
-                        # httpx_sse dispatches the blank line after a comment (our heartbeat)
-                        # as an empty event once an id was seen; the SSE spec drops it.
-                        continue
-                    data = json.loads(event.data)
-                    if event.event == "message":
-                        self.got._record(data, event.id)
-                    else:
-                        assert data["event"] == event.event, event
-                        self.got._record(data)
+                return
+            self.opened.set()
+            async for event in source.aiter_sse():
+                if not event.data:
+                    # httpx_sse dispatches the blank line after a comment (our heartbeat) as
+                    # an empty event once an id was seen; the SSE spec drops it.
+                    continue
+                data = json.loads(event.data)
+                if event.event == "message":
+                    self.got._record(data, event.id)
+                else:
+                    assert data["event"] == event.event, event
+                    self.got._record(data)
 
 
 class WSStream(Stream):

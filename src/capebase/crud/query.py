@@ -141,7 +141,15 @@ def _condition(
     if op in TEXT_OPERATORS:
         if not field.is_text:
             raise QueryError(f"Operator {op!r} applies to text fields only; {name!r} is not text")
-        return _text_condition(column, op, _parse(name, raw, _text))
+        value = _parse(name, raw, _text)
+        if op in ("like", "ilike") and _ends_with_escape(value):
+            # PostgreSQL fails on such a pattern, SQLite matches nothing, MySQL reads a "\".
+            raise QueryError(
+                f"Invalid value {raw!r} for {name!r}: a {op} pattern cannot end with the "
+                f"escape character {LIKE_ESCAPE!r}; write {LIKE_ESCAPE * 2!r} for a literal one",
+                status_code=422,
+            )
+        return _text_condition(column, op, value)
     if op in ("in", "nin"):
         items = [item for item in raw.split(",")] if raw != "" else []
         if len(items) > max_in:
@@ -160,6 +168,11 @@ def _condition(
         "gt": column > value, "gte": column >= value, "lt": column < value, "lte": column <= value
     }
     return comparisons[op]
+
+
+def _ends_with_escape(pattern: str) -> bool:
+    """Whether the pattern's last character is an unescaped escape character."""
+    return (len(pattern) - len(pattern.rstrip(LIKE_ESCAPE))) % 2 == 1
 
 
 def _text_condition(column: Column[Any], op: str, raw: str) -> ColumnElement[bool]:

@@ -4,7 +4,7 @@ the scrape endpoint."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
@@ -66,21 +66,46 @@ class HttpMetricsMiddleware:
         finally:
             transport.reset(reset)
             in_flight.dec()
-            route = scope.get("route")
-            labels = (method, getattr(route, "path", None) or UNMATCHED, str(status))
+            labels = (method, route_template(scope), str(status))
             self.metrics.http_requests.labels(*labels).inc()
             self.metrics.http_duration.labels(*labels).observe(time.perf_counter() - started)
 
     def _match(self, scope: Scope) -> str:
-        """The route template the router will pick, found the way it finds it."""
+        """The template of the route the router will pick, found the way it finds it."""
         partial = None
-        for route in self.routes:
+        for route in _flattened(self.routes):
             match, _child = route.matches(scope)
             if match is Match.FULL:
-                return getattr(route, "path", None) or UNMATCHED
+                return _path(route)
             if match is Match.PARTIAL and partial is None:
                 partial = route
-        return getattr(partial, "path", None) or UNMATCHED
+        return _path(partial)
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that handled a request, once routing is done."""
+    # FastAPI keeps the routes of an included router as they were declared and records the
+    # route as served (with the include prefix) in its own scope entry; prefer that.
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(effective, "path", None)
+    if isinstance(path, str):
+        return path
+    return _path(scope.get("route"))
+
+
+def _flattened(routes: list[BaseRoute]) -> Iterator[Any]:
+    """The routes a request is matched against, with FastAPI's included routers opened."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            yield from contexts()
+        else:
+            yield route
+
+
+def _path(route: Any) -> str:
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED
 
 
 def metrics_router(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 
 HEARTBEAT = object()
 """Yielded when a stream was idle for a heartbeat interval."""
+
+REPLAY_BUFFER = 64
+"""Replayed messages read ahead of the client."""
 
 
 EXPIRED = object()
@@ -77,15 +81,16 @@ async def stream_items(
     highest = point.last_id if point else None
     replayed: set[int] = set()
     if point is not None:
-        async for item in hub.replay(subscriber, point):
-            if isinstance(item, Reset):
-                yield item
-                highest = None
-                break
-            change_id, text = item
-            replayed.add(change_id)
-            highest = change_id if highest is None else max(highest, change_id)
-            yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
+        async with contextlib.aclosing(_in_own_task(hub.replay(subscriber, point))) as replay:
+            async for item in replay:
+                if isinstance(item, Reset):
+                    yield item
+                    highest = None
+                    break
+                change_id, text = item
+                replayed.add(change_id)
+                highest = change_id if highest is None else max(highest, change_id)
+                yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
     while True:
         wait = heartbeat
         if expires_at is not None:
@@ -112,6 +117,46 @@ async def stream_items(
             continue  # a late commit the replay already sent
         highest = change_id if highest is None else max(highest, change_id)
         yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
+
+
+async def _in_own_task(items: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """``items``, produced by a task of their own through a small bounded queue.
+
+    The replay reads the database. A client that disconnects mid-query cancels the stream, and
+    under anyio (sse-starlette) it is cancelled again at every await: SQLAlchemy then terminates
+    the connection instead of returning it, which with aiosqlite leaves a task pending forever.
+    The reading task gets a single plain cancel instead and closes its generator itself.
+    """
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=REPLAY_BUFFER)
+
+    async def pump() -> None:
+        try:
+            async for item in items:
+                await queue.put((True, item))
+        except Exception as exc:
+            await queue.put((False, exc))
+            return
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                await close()
+        await queue.put((False, None))
+
+    task = asyncio.create_task(pump(), name="capebase-replay")
+    try:
+        while True:
+            is_item, value = await queue.get()
+            if not is_item:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        task.cancel()
+        # When we are being cancelled this wait is cut short at once; the task still ends by
+        # itself, right after its current query.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task})
 
 
 def _token(unsettled: list[int], highest: int | None, replayed: set[int]) -> str:

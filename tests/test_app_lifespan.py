@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import MetaData, Table, event, inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from capebase import CapeBase
+import capebase
+from capebase import CapeBase, ConfigurationError
 from capebase.realtime.changelog import metadata as changelog_metadata
 from capebase.testing import app_client
 from tests.apps import header_auth, make_cape
@@ -101,3 +103,17 @@ async def test_a_user_lifespan_still_runs_inside_capebase(db_url: str) -> None:
         assert names == ["seeded at startup"]
     assert events == ["user startup", "user shutdown", "engine disposed"]
 
+
+async def test_create_tables_false_without_capebase_tables_says_how_to_fix(
+    sqlite_url: str,
+) -> None:
+    """Regression: startup failed with a raw "no such table: capebase_changes" error."""
+    app, _cape = make_cape(sqlite_url, create_tables=False)
+    with pytest.raises(ConfigurationError, match=r"capebase\.metadata"):
+        async with app_client(app):
+            pass
+
+
+def test_capebase_metadata_is_the_change_log_metadata() -> None:
+    assert capebase.metadata is changelog_metadata
+    assert "capebase_changes" in capebase.metadata.tables

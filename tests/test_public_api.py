@@ -23,8 +23,10 @@ EXPECTED = [
     "PasswordAuth",
     "PermissionDeniedError",
     "QueryError",
+    "RealtimeConfig",
     "UnfilterableStatementError",
     "from_context",
+    "metadata",
     "secret_field",
 ]
 

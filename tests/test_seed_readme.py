@@ -32,7 +32,7 @@ import sqlmodel
 from fastapi import Depends, Request
 from sqlalchemy.orm import registry
 
-from capebase import AuthContext, ConfigurationError, ModelChange
+from capebase import AuthContext, ModelChange
 from capebase.testing import app_client
 from tests._databases import DbKind
 from tests.apps import as_user, header_auth
@@ -248,16 +248,11 @@ async def test_quick_start_with_basic_publish(readme: Readme) -> None:
         assert [t["task"] for t in response.json()] == ["re-plan"]
 
 
-@pytest.mark.xfail(
-    raises=ConfigurationError,
-    strict=True,
-    reason="Block 2 publishes Todo twice (basic usage, then 'Or with optional custom schemas'); "
-    "the second call raises 'Todo is already published'. Left for the lead: let a second "
-    "publish replace the first, or list this among DESIGN.md's known seed slips.",
-)
 async def test_setup_block_exactly_as_written(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Block 2 publishes Todo twice (plain, then with custom schemas): the second replaces the
+    first, so the custom schemas apply."""
     readme = Readme(sqlite_url, "sqlite", tmp_path, monkeypatch)
     await readme.run(MODEL)
     readme.define(auth_provider=header_auth)

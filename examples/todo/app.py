@@ -13,6 +13,8 @@ Settings (environment variables):
     TODO_DEMO_DB      a file path or an SQLAlchemy URL (default: todo-demo.db here)
     CAPEBASE_SECRET   the token signing key; without it a random one is generated at each
                       start, so sign-ins do not survive a restart
+    TODO_DEMO_TOKEN_LIFETIME   seconds an access token lasts (default 900); the page refreshes
+                      it before it expires, so a short one shows refreshing at work
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -101,7 +103,10 @@ async def create_demo_accounts(_app: FastAPI) -> AsyncIterator[None]:
 SECRET, SECRET_IS_GENERATED = signing_secret()
 
 app = FastAPI(title="capebase todo demo", lifespan=create_demo_accounts)
-auth = PasswordAuth(secret=SECRET)
+auth = PasswordAuth(
+    secret=SECRET,
+    access_token_lifetime=timedelta(seconds=int(os.environ.get("TODO_DEMO_TOKEN_LIFETIME", "900"))),
+)
 cape = CapeBase(app=app, db_path=database_url(), auth=auth)
 
 cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)

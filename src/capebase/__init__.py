@@ -15,6 +15,8 @@ from .errors import (
 from .observability import AuditConfig, MetricsConfig, secret_field
 from .policy import Explanation
 from .realtime import ModelChange
+from .realtime.changelog import metadata
+from .realtime.config import RealtimeConfig
 
 __all__ = [
     "FROM_AUTH_ID",
@@ -33,7 +35,9 @@ __all__ = [
     "PasswordAuth",
     "PermissionDeniedError",
     "QueryError",
+    "RealtimeConfig",
     "UnfilterableStatementError",
     "from_context",
+    "metadata",
     "secret_field",
 ]

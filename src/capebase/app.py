@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
@@ -103,7 +103,7 @@ class CapeBase:
         self.auth_dependency = _context_dependency(self._provider)
         self._db_dependency = self._make_db_dependency()
         self._published: dict[type[Any], PublishedModel] = {}
-        self._generated_routes: list[Any] = []
+        self._generated_routes: dict[type[Any], list[Any]] = {}
         self.handlers = HandlerRegistry()
         self.realtime_config = realtime or RealtimeConfig()
         audit_settings = observability.audit_config(audit)
@@ -160,6 +160,8 @@ class CapeBase:
     ) -> ModelT | Callable[[ModelT], ModelT]:
         """Generate REST routes for ``model`` at ``/{tablename}``.
 
+        Publishing a model again replaces its routes.
+
         Usable as ``cape.publish(Todo)``, ``@cape.publish`` or ``@cape.publish(routes=[...])``.
 
         Args:
@@ -171,7 +173,7 @@ class CapeBase:
             update_schema: the body of ``PATCH`` (default: the create fields, all optional).
 
         Raises:
-            ConfigurationError: not a table model, composite key, unknown route, published twice.
+            ConfigurationError: not a table model, composite key, unknown route.
         """
         if model is None:
 
@@ -181,18 +183,28 @@ class CapeBase:
                 )
 
             return decorate
-        if model in self._published:
-            raise ConfigurationError(f"{model.__name__} is already published")
         published = describe_model(model, routes, create_schema, update_schema)
+        if model in self._published:
+            # Publishing again replaces the earlier routes (the seed README publishes Todo
+            # plainly, then again with custom schemas).
+            logger.info("capebase: %s published again; its routes are replaced", model.__name__)
+            self._unpublish(model)
         self._published[model] = published
         if "subscribe" in published.routes:
             self.hub.add_view(ModelView(model, published.table, published.read_schema))
         router = build_router(self, published)
         before = len(self.app.router.routes)
         self.app.include_router(router)
-        self._generated_routes.extend(self.app.router.routes[before:])
+        self._generated_routes[model] = list(self.app.router.routes[before:])
         self._move_generated_routes_last()
+        self.app.openapi_schema = None
         return model
+
+    def _unpublish(self, model: type[Any]) -> None:
+        stale = set(map(id, self._generated_routes.pop(model, [])))
+        self.app.router.routes[:] = [r for r in self.app.router.routes if id(r) not in stale]
+        self._published.pop(model, None)
+        self.hub.remove_view(model.__table__.name)
 
     def permission_required(
         self,
@@ -292,6 +304,8 @@ class CapeBase:
             async with self.engine.begin() as connection:
                 for metadata in [changelog_metadata, *self._metadatas()]:
                     await connection.run_sync(metadata.create_all)
+        else:
+            await self._check_own_tables()
         if self.auth is not None:
             await self.auth.startup()
         await self.hub.start()
@@ -303,9 +317,27 @@ class CapeBase:
         await self.hub.stop()
         await self.engine.dispose()
 
+    async def _check_own_tables(self) -> None:
+        """With ``create_tables=False`` the schema is the user's: say clearly what is missing."""
+
+        def missing(connection: Any) -> list[str]:
+            names = set(inspect(connection).get_table_names())
+            return [t for t in changelog_metadata.tables if t not in names]
+
+        async with self.engine.connect() as connection:
+            absent = await connection.run_sync(missing)
+        if absent:
+            raise ConfigurationError(
+                f"capebase's tables {', '.join(absent)} do not exist and create_tables=False. "
+                "Add capebase.metadata to your Alembic target_metadata (e.g. "
+                "target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or use "
+                "CapeBase(create_tables=True)."
+            )
+
     def _metadatas(self) -> list[MetaData]:
         found: list[MetaData] = [SQLModel.metadata]
-        for model in [*self._published, *self.policy_models()]:
+        models = [*self._published, *self.policy_models(), *self.handlers.models()]
+        for model in models:
             metadata = model.__table__.metadata
             if all(metadata is not m for m in found):
                 found.append(metadata)
@@ -333,7 +365,7 @@ class CapeBase:
         """Keep generated routes after the user's, so ``/todo/filter`` is never shadowed by
         ``/todo/{id}`` whichever was declared first."""
         routes = self.app.router.routes
-        generated = set(map(id, self._generated_routes))
+        generated = {id(route) for routes in self._generated_routes.values() for route in routes}
         routes[:] = [r for r in routes if id(r) not in generated] + [
             r for r in routes if id(r) in generated
         ]

@@ -51,7 +51,8 @@ async def test_wrong_password_and_unknown_user_look_the_same(db_url: str) -> Non
         wrong = await login(client, "alice@example.com", "wrong password!")
         unknown = await login(client, "nobody@example.com")
         unknown_name = await login(client, "nobody")
-        for response in (wrong, unknown, unknown_name):
+        huge = await login(client, "alice@example.com", "x" * 5000)
+        for response in (wrong, unknown, unknown_name, huge):
             assert response.status_code == 401
             assert response.json() == BAD_CREDENTIALS
             assert response.headers["www-authenticate"] == "Bearer"

@@ -102,7 +102,8 @@ def clearance(ctx: AuthContext) -> ColumnElement[bool]:
 def test_where_with_a_missing_context_key_denies(cape: CapeBase) -> None:
     cape.permission_required(LevelDoc, where=clearance, actions=["read"])
     row = {"id": 1, "level": 1, "title": "t"}
-    assert cape.explain(AuthContext(id="x", context={"clearance": 2}), "read", LevelDoc, row).allowed
+    cleared = AuthContext(id="x", context={"clearance": 2})
+    assert cape.explain(cleared, "read", LevelDoc, row).allowed
     assert not cape.explain(AuthContext(id="x"), "read", LevelDoc, row).allowed
     assert not cape.explain(AuthContext(id="x"), "read", LevelDoc).allowed
 

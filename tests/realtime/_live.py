@@ -144,8 +144,10 @@ class Recorded:
 
     async def wait_for_title(self, title: str, within: float = TIMEOUT) -> None:
         await wait_until(
-            lambda: any(m["payload"].get("title") == title for m in self.messages)
-            or self.ended.is_set(),
+            lambda: (
+                any(m["payload"].get("title") == title for m in self.messages)
+                or self.ended.is_set()
+            ),
             within=within,
             what=f"a message about {title!r}",
         )
@@ -290,4 +292,3 @@ def ws(live: LiveServer, headers: Mapping[str, str] | None = None, **params: Any
 
 def _params(params: Mapping[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in params.items()}
-

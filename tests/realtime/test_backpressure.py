@@ -51,7 +51,10 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
         raw.setblocking(False)
         await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", live.port))
         async with ws_connect(
-            f"{live.ws_url}/rt_task/subscribe", sock=raw, max_queue=1, proxy=None,
+            f"{live.ws_url}/rt_task/subscribe",
+            sock=raw,
+            max_queue=1,
+            proxy=None,
             compression=None,
             additional_headers=who("slow-ws", role="admin"),
         ) as slow_ws:
@@ -68,8 +71,10 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
             await write_batch(cape, batches)
             await dispatched(cape)
             total = (batches + 1) * BATCH
-            await wait_until(lambda: len(fast_sse.messages) == len(fast_ws.messages) == total,
-                             what="the fast subscribers to get the last batch")
+            await wait_until(
+                lambda: len(fast_sse.messages) == len(fast_ws.messages) == total,
+                what="the fast subscribers to get the last batch",
+            )
 
             # The slow SSE client reads now: a prefix of the stream, then `overflow`, then the end.
             slow_messages: list[dict[str, Any]] = []
@@ -92,8 +97,9 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
                 pass
             assert slow_ws.close_code == 1013
 
-        assert len(slow_messages) < total and slow_messages == fast_sse.messages[
-            : len(slow_messages)]
+        assert (
+            len(slow_messages) < total and slow_messages == fast_sse.messages[: len(slow_messages)]
+        )
         assert len(ws_messages) < total and ws_messages == fast_ws.messages[: len(ws_messages)]
         assert fast_ws.messages == fast_sse.messages
         assert [c["event"] for c in controls] == ["overflow"]
@@ -102,8 +108,10 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
         # The dropped subscriber resumes where it stopped and misses nothing.
         resume = controls[0]["resume"] or "0"
         async with sse(live, {**who("slow-sse", role="admin"), "Last-Event-ID": resume}) as back:
-            await wait_until(lambda: len(slow_messages) + len(back.messages) >= total,
-                             what="the resumed stream to catch up")
+            await wait_until(
+                lambda: len(slow_messages) + len(back.messages) >= total,
+                what="the resumed stream to catch up",
+            )
         assert slow_messages + back.messages == fast_sse.messages
         await wait_until(lambda: cape.hub.subscriber_count == 2, what="dropped streams to go")
 
@@ -111,7 +119,9 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
 async def write_batch(cape: Any, number: int) -> None:
     async with cape.get_privileged_session() as session:
         # Random titles: a compressing transport must not make the events small.
-        rows = [{"title": f"{number}-{i}-{os.urandom(100).hex()}", "owner_id": "writer"}
-                for i in range(BATCH)]
+        rows = [
+            {"title": f"{number}-{i}-{os.urandom(100).hex()}", "owner_id": "writer"}
+            for i in range(BATCH)
+        ]
         await session.execute(insert(Task), rows)
         await session.commit()

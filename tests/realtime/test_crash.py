@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,8 +40,13 @@ async def claims(db_url: str) -> list[dict[str, Any]]:
     try:
         async with cape.engine.connect() as connection:
             rows = await connection.execute(
-                select(changes.c.id, changes.c.op, changes.c.handlers_pending,
-                       changes.c.claimed_by, changes.c.claimed_at).order_by(changes.c.id)
+                select(
+                    changes.c.id,
+                    changes.c.op,
+                    changes.c.handlers_pending,
+                    changes.c.claimed_by,
+                    changes.c.claimed_at,
+                ).order_by(changes.c.id)
             )
             return [dict(row._mapping) for row in rows]
     finally:
@@ -56,11 +60,14 @@ async def restart_and_collect(db_url: str, expected: int) -> list[tuple[int, str
     async def record(change: ModelChange[Any]) -> None:
         got.append((change.id, change.event, change.payload.title))
 
-    app, cape = build(db_url, record)
+    app, _ = build(db_url, record)
     async with serve(app):
         # The sweep that retries dead claims runs at startup and every few seconds.
-        await wait_until(lambda: len(got) >= expected, within=15,
-                         what="the restarted process to handle the changes")
+        await wait_until(
+            lambda: len(got) >= expected,
+            within=15,
+            what="the restarted process to handle the changes",
+        )
     return got
 
 
@@ -68,13 +75,18 @@ async def test_changes_committed_by_a_killed_writer_are_handled_after_restart(
     db_url: str,
 ) -> None:
     writer = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.realtime._crash_app", "write",
-        cwd=ROOT, env=environment(db_url),
+        sys.executable,
+        "-m",
+        "tests.realtime._crash_app",
+        "write",
+        cwd=ROOT,
+        env=environment(db_url),
     )
     await killed(writer)
     logged = await claims(db_url)
     assert [(r["op"], r["handlers_pending"], r["claimed_by"]) for r in logged] == [
-        ("INSERT", True, None), ("UPDATE", True, None)
+        ("INSERT", True, None),
+        ("UPDATE", True, None),
     ], "committed, never dispatched"
 
     got = await restart_and_collect(db_url, expected=2)
@@ -89,9 +101,18 @@ async def test_a_change_whose_handler_died_with_its_process_is_handled_after_res
     sock.listen()
     port = sock.getsockname()[1]
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "--factory", "tests.realtime._crash_app:dying_app",
-        "--fd", str(sock.fileno()), "--log-level", "warning",
-        cwd=ROOT, env=environment(db_url), pass_fds=[sock.fileno()],
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "tests.realtime._crash_app:dying_app",
+        "--fd",
+        str(sock.fileno()),
+        "--log-level",
+        "warning",
+        cwd=ROOT,
+        env=environment(db_url),
+        pass_fds=[sock.fileno()],
     )
     sock.close()  # the server has its own copy
     try:
@@ -104,8 +125,7 @@ async def test_a_change_whose_handler_died_with_its_process_is_handled_after_res
                     return False
 
             await wait_until(up, within=STARTUP, what="the app subprocess to serve")
-            response = await client.post("/rt_task", json={"title": "fatal"},
-                                         headers=who("alice"))
+            response = await client.post("/rt_task", json={"title": "fatal"}, headers=who("alice"))
             assert response.status_code == 201  # committed before the handler runs
         await killed(server)
     finally:
@@ -119,7 +139,8 @@ async def test_a_change_whose_handler_died_with_its_process_is_handled_after_res
     claimed_at = change["claimed_at"].replace(tzinfo=change["claimed_at"].tzinfo or UTC)
     await wait_until(
         lambda: datetime.now(UTC) > claimed_at + timedelta(seconds=HANDLER_LEASE),
-        within=HANDLER_LEASE + 5, what="the dead claim to expire",
+        within=HANDLER_LEASE + 5,
+        what="the dead claim to expire",
     )
     got = await restart_and_collect(db_url, expected=1)
     assert got == [(change["id"], "INSERT", "fatal")]

@@ -53,8 +53,8 @@ async def test_handlers_see_orm_and_bulk_changes_of_user_and_privileged_sessions
         # Bulk statements, as a user: two rows inserted, updated, then one deleted.
         async with cape.get_session(alice) as session:
             await session.execute(
-                insert(Task), [{"title": "bulk1", "owner_id": "alice"},
-                               {"title": "bulk2", "owner_id": "alice"}]
+                insert(Task),
+                [{"title": "bulk1", "owner_id": "alice"}, {"title": "bulk2", "owner_id": "alice"}],
             )
             await session.commit()
             await session.execute(
@@ -72,12 +72,19 @@ async def test_handlers_see_orm_and_bulk_changes_of_user_and_privileged_sessions
             await session.execute(delete(Task).where(Task.title == "bulk2"))
             await session.commit()
         last = await dispatched(cape)
-        await wait_until(lambda: len(seen_sync) == last and seen and seen[-1].id == last,
-                         what="every handler to run on every change")
+        await wait_until(
+            lambda: len(seen_sync) == last and seen and seen[-1].id == last,
+            what="every handler to run on every change",
+        )
 
     summary = [(c.event, c.payload.title, c.old) for c in seen]
-    base = {"owner_id": "alice", "is_complete": False, "org_id": "none", "level": 0,
-            "public": False}
+    base = {
+        "owner_id": "alice",
+        "is_complete": False,
+        "org_id": "none",
+        "level": 0,
+        "public": False,
+    }
     orm, bulk1, bulk2 = seen[0].payload.id, seen[3].payload.id, seen[4].payload.id
     priv, priv_bulk = seen[8].payload.id, seen[9].payload.id
     assert summary == [
@@ -92,28 +99,33 @@ async def test_handlers_see_orm_and_bulk_changes_of_user_and_privileged_sessions
         ("INSERT", "priv", None),
         ("INSERT", "priv-bulk", None),
         ("UPDATE", "priv", {**base, "id": priv, "title": "priv", "owner_id": "bob"}),
-        ("UPDATE", "priv-bulk", {**base, "id": priv_bulk, "title": "priv-bulk",
-                                 "owner_id": "bob"}),
+        ("UPDATE", "priv-bulk", {**base, "id": priv_bulk, "title": "priv-bulk", "owner_id": "bob"}),
         ("DELETE", "bulk2", {**base, "id": bulk2, "title": "bulk2", "level": 3}),
     ]
     assert [c.id for c in seen] == sorted({c.id for c in seen}), "in change-id order, once each"
     assert all(isinstance(c.payload, Task) for c in seen)
     assert seen[1].payload.is_complete is True  # UPDATE payloads are the new row
     assert seen[10].payload.org_id == "o9"
-    assert [(c.actor_id, c.event) for c in seen[:3]] == [("alice", e) for e in
-                                                         ("INSERT", "UPDATE", "DELETE")]
+    assert [(c.actor_id, c.event) for c in seen[:3]] == [
+        ("alice", e) for e in ("INSERT", "UPDATE", "DELETE")
+    ]
     assert seen[8].actor_id is None  # privileged
     assert seen_sync == [(c.id, c.event) for c in seen], "the plain handler saw every change"
-    failures = [r for r in caplog.records
-                if r.levelno >= logging.ERROR and r.exc_info and isinstance(r.exc_info[1], Boom)]
+    failures = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.exc_info and isinstance(r.exc_info[1], Boom)
+    ]
     assert sorted(str(r.exc_info[1]) for r in failures if r.exc_info) == sorted(
         f"handler failed on {c.id}" for c in seen
     ), "each failure is logged with its exception"
 
     async with cape.engine.connect() as connection:
-        pending = (await connection.execute(
-            select(func.count()).where(changes.c.handlers_pending.is_(True))
-        )).scalar()
+        pending = (
+            await connection.execute(
+                select(func.count()).where(changes.c.handlers_pending.is_(True))
+            )
+        ).scalar()
     await cape.engine.dispose()
     assert pending == 0, "a failing handler still completes the change"
 
@@ -136,8 +148,9 @@ async def test_rollback_leaves_no_event_and_no_change_log_row(db_url: str) -> No
             async with cape.get_session(AuthContext(id="alice")) as session:
                 session.add(Task(title="rolled back"))
                 await session.flush()
-                await session.execute(insert(Task).values(title="bulk rolled back",
-                                                          owner_id="alice"))
+                await session.execute(
+                    insert(Task).values(title="bulk rolled back", owner_id="alice")
+                )
                 await session.execute(update(Task).values(title="renamed, rolled back"))
                 await session.execute(delete(Task).where(Task.title == "kept"))
                 await session.rollback()
@@ -151,9 +164,9 @@ async def test_rollback_leaves_no_event_and_no_change_log_row(db_url: str) -> No
             await stream.wait_for_title("after")
             await wait_until(lambda: len(handled) == 2, what="the later change to be handled")
         async with cape.engine.connect() as connection:
-            logged = (await connection.execute(
-                select(changes.c.op, changes.c.new).order_by(changes.c.id)
-            )).all()
+            logged = (
+                await connection.execute(select(changes.c.op, changes.c.new).order_by(changes.c.id))
+            ).all()
 
     assert stream.titles() == [("INSERT", "after")]
     assert handled == [("INSERT", "kept"), ("INSERT", "after")]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from capebase import AuthContext
+from capebase import AuthContext, CapeBase
 from capebase.realtime.subscribers import Subscriber
 from tests._databases import DbKind
 from tests.realtime._app import Task, make_app, who
@@ -54,18 +54,15 @@ def live_subscribers() -> int:
     return sum(isinstance(o, Subscriber) for o in gc.get_objects())
 
 
-async def quiet(live: LiveServer, cape: object) -> None:
+async def quiet(live: LiveServer, cape: CapeBase) -> None:
     """Wait until the server has no connection and the hub no subscriber."""
     await wait_until(
-        lambda: not live.server.server_state.connections
-        and cape.hub.subscriber_count == 0,  # type: ignore[attr-defined]
+        lambda: not live.server.server_state.connections and cape.hub.subscriber_count == 0,
         what="every connection and subscription to end",
     )
 
 
-async def test_connect_disconnect_cycles_leave_nothing_behind(
-    db_url: str, db_kind: DbKind
-) -> None:
+async def test_connect_disconnect_cycles_leave_nothing_behind(db_url: str, db_kind: DbKind) -> None:
     app, cape = make_app(db_url)
     cycles = CYCLES[db_kind]
     async with serve(app) as live, httpx.AsyncClient(base_url=live.url, timeout=10) as client:
@@ -92,63 +89,73 @@ async def test_connect_disconnect_cycles_leave_nothing_behind(
 
         await asyncio.gather(*(worker(offset) for offset in range(CONCURRENCY)))
         await quiet(live, cape)
-        try:
-            await wait_until(lambda: len(asyncio.all_tasks()) <= baseline,
-                             what="per-stream tasks to end")
-        except AssertionError:
-            import collections
-            print("DEBUG", baseline, collections.Counter(t.get_coro().__qualname__ for t in asyncio.all_tasks()))
-            print("DEBUG threads", __import__("threading").active_count())
-            raise
+        await wait_until(
+            lambda: len(asyncio.all_tasks()) <= baseline, what="per-stream tasks to end"
+        )
         assert len(asyncio.all_tasks()) == baseline
-        assert cape.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert cape.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # QueuePool
         assert live_subscribers() == 0, "no subscriber (nor its queue) is left in memory"
 
 
 async def test_idle_streams_get_heartbeats(db_url: str) -> None:
     app, cape = make_app(db_url, heartbeat=0.1)
-    async with serve(app) as live, httpx.AsyncClient(base_url=live.url, timeout=10) as client:
-        async with (
-            client.stream("GET", "/rt_task/subscribe", headers=who("alice")) as response,
-            ws_connect(f"{live.ws_url}/rt_task/subscribe", proxy=None,
-                       additional_headers=who("alice")) as websocket,
-        ):
-            comments = 0
-            async with asyncio.timeout(5):
-                async for line in response.aiter_lines():
-                    if line.startswith(":"):
-                        comments += 1
-                        if comments == 1:  # a change in between does not stop them
-                            async with cape.get_session(AuthContext(id="alice")) as session:
-                                session.add(Task(title="one"))
-                                await session.commit()
-                        if comments == 3:
-                            break
-            received = []
-            async with asyncio.timeout(5):
-                while [m["event"] for m in received].count("heartbeat") < 3:
-                    received.append(json.loads(await websocket.recv()))
+    async with (
+        serve(app) as live,
+        httpx.AsyncClient(base_url=live.url, timeout=10) as client,
+        client.stream("GET", "/rt_task/subscribe", headers=who("alice")) as response,
+        ws_connect(
+            f"{live.ws_url}/rt_task/subscribe", proxy=None, additional_headers=who("alice")
+        ) as websocket,
+    ):
+        comments = 0
+        async with asyncio.timeout(5):
+            async for line in response.aiter_lines():
+                if line.startswith(":"):
+                    comments += 1
+                    if comments == 1:  # a change in between does not stop them
+                        async with cape.get_session(AuthContext(id="alice")) as session:
+                            session.add(Task(title="one"))
+                            await session.commit()
+                    if comments == 3:
+                        break
+        received = []
+        async with asyncio.timeout(5):
+            while [m["event"] for m in received].count("heartbeat") < 3:
+                received.append(json.loads(await websocket.recv()))
     assert comments == 3
-    assert received[0]["event"] in ("heartbeat", "INSERT")
-    assert {m["event"] for m in received} <= {"heartbeat", "INSERT"}
+    assert {m["event"] for m in received} == {"heartbeat", "INSERT"}
 
 
 async def test_shutdown_ends_open_streams_cleanly(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app, cape = make_app(db_url)
-    async with serve(app) as live:
-        async with sse(live, who("alice")) as over_sse, ws(live, who("alice")) as over_ws:
-            async with cape.get_session(AuthContext(id="alice")) as session:
-                session.add(Task(title="before"))
-                await session.commit()
-            await over_sse.wait_for_title("before")
-            await over_ws.wait_for_title("before")
-            await live.stop()  # as on SIGTERM
-            await asyncio.wait_for(over_sse.ended.wait(), 5)
-            await asyncio.wait_for(over_ws.ended.wait(), 5)
+    async with (
+        serve(app) as live,
+        sse(live, who("alice")) as over_sse,
+        ws(live, who("alice")) as over_ws,
+    ):
+        async with cape.get_session(AuthContext(id="alice")) as session:
+            session.add(Task(title="before"))
+            await session.commit()
+        await over_sse.wait_for_title("before")
+        await over_ws.wait_for_title("before")
+        await live.stop()  # as on SIGTERM
+        await asyncio.wait_for(over_sse.ended.wait(), 5)
+        await asyncio.wait_for(over_ws.ended.wait(), 5)
     assert over_sse.error is None, "the SSE response ended properly, not cut off"
     assert over_ws.error is None and over_ws.close_code in (1001, 1012)
     assert cape.hub.subscriber_count == 0
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_streams_beyond_max_subscriptions_are_refused(sqlite_url: str) -> None:
+    app, cape = make_app(sqlite_url, max_subscriptions=1)
+    async with serve(app) as live, sse(live, who("alice")) as first:
+        async with sse(live, who("bob")) as over_sse, ws(live, who("bob")) as over_ws:
+            await over_sse.ended.wait()
+            await over_ws.ended.wait()
+        assert first.status == 200 and cape.hub.subscriber_count == 1
+    assert over_sse.status == 429
+    assert over_ws.status == 101 and over_ws.close_code == 1013  # try again later

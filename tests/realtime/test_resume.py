@@ -55,9 +55,7 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
             await session.commit()
         async with cape.get_privileged_session() as session:
             await session.execute(update(Task).where(Task.id == mine.id).values(owner_id="bob"))
-            await session.execute(
-                update(Task).where(Task.id == theirs.id).values(owner_id="alice")
-            )
+            await session.execute(update(Task).where(Task.id == theirs.id).values(owner_id="alice"))
             await session.commit()
             session.add(Task(title="public", owner_id="carol", public=True))
             await session.commit()
@@ -66,8 +64,10 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
         await dispatched(cape)
 
         async with AsyncExitStack() as stack:
-            resumed = {name: await stack.enter_async_context(stream)
-                       for name, stream in resumers(live, token).items()}
+            resumed = {
+                name: await stack.enter_async_context(stream)
+                for name, stream in resumers(live, token).items()
+            }
             from_start = await stack.enter_async_context(sse(live, ALICE, last_event_id="0"))
             async with cape.get_session(alice) as session:
                 session.add(Task(title="end"))  # live, after the replay
@@ -76,8 +76,14 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
             for stream in [*resumed.values(), from_start]:
                 await stream.wait_for_title("end")
 
-    missed = [("INSERT", "missed"), ("DELETE", None), ("INSERT", "bob's 2"),
-              ("INSERT", "public"), ("DELETE", None), ("INSERT", "end")]
+    missed = [
+        ("INSERT", "missed"),
+        ("DELETE", None),
+        ("INSERT", "bob's 2"),
+        ("INSERT", "public"),
+        ("DELETE", None),
+        ("INSERT", "end"),
+    ]
     assert always.titles() == [("INSERT", "mine"), ("INSERT", "seen"), *missed]
     after = always.tokens.index(token) + 1
     for name, got in resumed.items():
@@ -100,12 +106,13 @@ async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
         last = await dispatched(cape)
         await cape.hub.prune()  # everything is older than the retention window now
         async with AsyncExitStack() as stack:
-            expired = [await stack.enter_async_context(s)
-                       for s in resumers(live, "1").values()]
-            unknown = [await stack.enter_async_context(s)
-                       for s in resumers(live, str(last + 100)).values()]
-            current = [await stack.enter_async_context(s)
-                       for s in resumers(live, str(last)).values()]
+            expired = [await stack.enter_async_context(s) for s in resumers(live, "1").values()]
+            unknown = [
+                await stack.enter_async_context(s) for s in resumers(live, str(last + 100)).values()
+            ]
+            current = [
+                await stack.enter_async_context(s) for s in resumers(live, str(last)).values()
+            ]
             async with cape.get_session(alice) as session:
                 session.add(Task(title="live"))
                 await session.commit()
@@ -122,5 +129,3 @@ async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
     assert "unknown" in unknown[0].controls[0]["reason"]
     for got in current:
         assert not got.controls and got.titles() == [("INSERT", "live")]
-
-

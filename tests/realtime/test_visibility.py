@@ -8,8 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import delete, update
 
+from capebase import AuthContext, CapeBase
 from tests.realtime._app import Task, make_app, who
 from tests.realtime._live import Recorded, dispatched, serve, sse, ws
 
@@ -38,8 +41,10 @@ async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) ->
     app, cape = make_app(db_url)
     async with serve(app) as live, AsyncExitStack() as streams:
         got: dict[str, list[Recorded]] = {
-            name: [await streams.enter_async_context(sse(live, headers)),
-                   await streams.enter_async_context(ws(live, headers))]
+            name: [
+                await streams.enter_async_context(sse(live, headers)),
+                await streams.enter_async_context(ws(live, headers)),
+            ]
             for name, headers in SUBSCRIBERS.items()
         }
         async with cape.get_privileged_session() as session:
@@ -72,13 +77,34 @@ async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) ->
     assert p is not None and a is not None and b is not None and e is not None
     expected = {
         "alice": [("INSERT", p), ("INSERT", a), ("UPDATE", a), ("DELETE", a), ("INSERT", e)],
-        "bob": [("INSERT", p), ("INSERT", b), ("UPDATE", b), ("INSERT", a), ("DELETE", b),
-                ("INSERT", e)],
-        "admin": [("INSERT", p), ("INSERT", a), ("INSERT", b), ("UPDATE", a), ("UPDATE", b),
-                  ("UPDATE", a), ("DELETE", b), ("INSERT", e)],
+        "bob": [
+            ("INSERT", p),
+            ("INSERT", b),
+            ("UPDATE", b),
+            ("INSERT", a),
+            ("DELETE", b),
+            ("INSERT", e),
+        ],
+        "admin": [
+            ("INSERT", p),
+            ("INSERT", a),
+            ("INSERT", b),
+            ("UPDATE", a),
+            ("UPDATE", b),
+            ("UPDATE", a),
+            ("DELETE", b),
+            ("INSERT", e),
+        ],
         "carol": [("INSERT", p), ("INSERT", b), ("DELETE", b), ("INSERT", e)],
-        "dave": [("INSERT", p), ("INSERT", b), ("INSERT", a), ("UPDATE", b), ("UPDATE", a),
-                 ("DELETE", b), ("INSERT", e)],
+        "dave": [
+            ("INSERT", p),
+            ("INSERT", b),
+            ("INSERT", a),
+            ("UPDATE", b),
+            ("UPDATE", a),
+            ("DELETE", b),
+            ("INSERT", e),
+        ],
         "anonymous": [("INSERT", p), ("INSERT", e)],
     }
     for name, (over_sse, over_ws) in got.items():
@@ -98,24 +124,29 @@ async def test_stream_filters_narrow_the_view(db_url: str) -> None:
     app, cape = make_app(db_url)
     alice = who("alice")
     async with serve(app) as live, AsyncExitStack() as stack:
-        complete = [await stack.enter_async_context(open_(live, alice, is_complete="true"))
-                    for open_ in (sse, ws)]
-        by_id = [await stack.enter_async_context(open_(live, alice, id__in="1,2,3"))
-                 for open_ in (sse, ws)]
+        complete = [
+            await stack.enter_async_context(open_(live, alice, is_complete="true"))
+            for open_ in (sse, ws)
+        ]
+        by_id = [
+            await stack.enter_async_context(open_(live, alice, id__in="1,2,3"))
+            for open_ in (sse, ws)
+        ]
         async with httpx.AsyncClient(base_url=live.url) as client:
 
-            async def call(method: str, path: str, headers: dict[str, str] = alice,
-                           **body: Any) -> Any:
-                response = await client.request(method, path, headers=headers,
-                                                json=body or None)
+            async def call(
+                method: str, path: str, headers: dict[str, str] = alice, **body: Any
+            ) -> Any:
+                response = await client.request(method, path, headers=headers, json=body or None)
                 assert response.status_code < 300, response.text
                 return response.json() if response.content else None
 
             assert (await call("POST", "/rt_task", title="t1"))["id"] == 1
             assert (await call("POST", "/rt_task", title="t2", is_complete=True))["id"] == 2
             # bob's row matches both filters, but alice may not read it
-            assert (await call("POST", "/rt_task", who("bob"), title="b",
-                               is_complete=True))["id"] == 3
+            assert (await call("POST", "/rt_task", who("bob"), title="b", is_complete=True))[
+                "id"
+            ] == 3
             assert (await call("POST", "/rt_task", title="t4", is_complete=True))["id"] == 4
             await call("PATCH", "/rt_task/1", is_complete=True)  # enters ?is_complete=true
             await call("PATCH", "/rt_task/2", is_complete=False)  # leaves it
@@ -126,11 +157,22 @@ async def test_stream_filters_narrow_the_view(db_url: str) -> None:
             await stream.wait_for_title("end")
 
     for stream in complete:
-        assert events(stream) == [("INSERT", 2), ("INSERT", 4), ("INSERT", 1), ("DELETE", 2),
-                                  ("DELETE", 4), ("UPDATE", 1)]
+        assert events(stream) == [
+            ("INSERT", 2),
+            ("INSERT", 4),
+            ("INSERT", 1),
+            ("DELETE", 2),
+            ("DELETE", 4),
+            ("UPDATE", 1),
+        ]
     for stream in by_id:
-        assert events(stream) == [("INSERT", 1), ("INSERT", 2), ("UPDATE", 1), ("UPDATE", 2),
-                                  ("UPDATE", 1)]
+        assert events(stream) == [
+            ("INSERT", 1),
+            ("INSERT", 2),
+            ("UPDATE", 1),
+            ("UPDATE", 2),
+            ("UPDATE", 1),
+        ]
 
 
 @pytest.mark.parametrize(
@@ -143,9 +185,7 @@ async def test_stream_filters_narrow_the_view(db_url: str) -> None:
         ({"last_event_id": "abc"}, 422),  # a resume token that does not parse
     ],
 )
-async def test_bad_filters_are_refused(
-    sqlite_url: str, query: dict[str, str], status: int
-) -> None:
+async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], status: int) -> None:
     app, cape = make_app(sqlite_url)
     async with serve(app) as live:
         async with sse(live, who("alice"), **query) as over_sse:
@@ -164,11 +204,49 @@ async def test_websocket_streams_use_the_auth_provider(db_url: str) -> None:
     app, cape = make_app(db_url)
     async with serve(app) as live, ws(live, who("alice")) as mine, ws(live) as anyone:
         async with cape.get_privileged_session() as session:
-            session.add_all([Task(title="alice's", owner_id="alice"),
-                             Task(title="bob's", owner_id="bob"),
-                             Task(title="public", owner_id="bob", public=True)])
+            session.add_all(
+                [
+                    Task(title="alice's", owner_id="alice"),
+                    Task(title="bob's", owner_id="bob"),
+                    Task(title="public", owner_id="bob", public=True),
+                ]
+            )
             await session.commit()
         await mine.wait_for_title("public")
         await anyone.wait_for_title("public")
     assert mine.titles() == [("INSERT", "alice's"), ("INSERT", "public")]
     assert anyone.titles() == [("INSERT", "public")]
+
+
+async def test_a_bearer_token_provider_works_for_websockets(sqlite_url: str) -> None:
+    """The README's provider (HTTPBearer): a valid token streams as its user over WS and SSE;
+    a bad one is refused with 401 before any subscription exists."""
+    bearer = HTTPBearer(auto_error=False)
+
+    async def bearer_auth(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> AuthContext:
+        if credentials is None:
+            return AuthContext()
+        if credentials.credentials != "alice-token":
+            raise HTTPException(status_code=401, detail="Invalid token")
+        return AuthContext(id="alice")
+
+    app = FastAPI()
+    cape = CapeBase(app=app, db_path=sqlite_url, get_auth_context=bearer_auth)
+    cape.publish(Task)
+    cape.permission_required(Task, owner_field="owner_id", actions=["*"])
+    good, bad = {"Authorization": "Bearer alice-token"}, {"Authorization": "Bearer nope"}
+    async with serve(app) as live, ws(live, good) as over_ws, sse(live, good) as over_sse:
+        async with ws(live, bad) as refused_ws, sse(live, bad) as refused_sse:
+            await refused_ws.ended.wait()
+            await refused_sse.ended.wait()
+        async with cape.get_privileged_session() as session:
+            session.add_all(
+                [Task(title="bob's", owner_id="bob"), Task(title="alice's", owner_id="alice")]
+            )
+            await session.commit()
+        await over_ws.wait_for_title("alice's")
+        await over_sse.wait_for_title("alice's")
+    assert over_ws.titles() == over_sse.titles() == [("INSERT", "alice's")]
+    assert refused_ws.status == refused_sse.status == 401

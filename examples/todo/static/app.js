@@ -2,14 +2,15 @@
 // generated REST routes, and follow every change live over Server-Sent Events.
 "use strict";
 
-const REFRESH_MARGIN_MS = 60_000; // refresh the access token this long before it expires
-const MAX_RETRY_MS = 10_000; // longest wait between two attempts to reopen the stream
+const REFRESH_MARGIN_MS = 60_000; // refresh the access token this long before it expires…
+const REFRESH_MARGIN_SHARE = 0.2; // …or, for short-lived tokens, this share of their lifetime
+const MAX_RETRY_MS = 5_000; // longest wait between two attempts to reopen the stream
 const MESSAGE_MS = 8_000; // how long a message stays up
 
 const $ = (selector) => document.querySelector(selector);
 
 const state = {
-  session: loadSession(), // {accessToken, refreshToken, expiresAt, user} or null
+  session: loadSession(), // {accessToken, refreshToken, expiresAt, refreshAt, user} or null
   todos: new Map(), // id -> todo
   users: new Map(), // user id -> name
   shown: new Set(), // ids of todos rendered before (a new one is highlighted once)
@@ -34,10 +35,13 @@ function saveSession(session) {
 }
 
 function fromTokens(tokens, user) {
+  const now = Date.now();
+  const lifetime = tokens.expires_in * 1000;
   return {
     accessToken: tokens.access_token,
     refreshToken: tokens.refresh_token,
-    expiresAt: Date.now() + tokens.expires_in * 1000,
+    expiresAt: now + lifetime,
+    refreshAt: now + lifetime - Math.min(REFRESH_MARGIN_MS, lifetime * REFRESH_MARGIN_SHARE),
     user,
   };
 }
@@ -48,7 +52,7 @@ let refreshing = null; // the refresh in flight, shared by everyone who needs it
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
   if (!state.session) return;
-  const wait = Math.max(5_000, state.session.expiresAt - Date.now() - REFRESH_MARGIN_MS);
+  const wait = Math.max(1_000, state.session.refreshAt - Date.now());
   refreshTimer = setTimeout(() => refreshTokens().catch(() => {}), wait);
 }
 
@@ -74,7 +78,7 @@ function refreshTokens() {
 
 async function freshAccessToken() {
   if (!state.session) return null;
-  if (state.session.expiresAt - Date.now() < REFRESH_MARGIN_MS) await refreshTokens();
+  if (Date.now() >= state.session.refreshAt) await refreshTokens();
   return state.session ? state.session.accessToken : null;
 }
 
@@ -153,19 +157,20 @@ function describeError(response, context) {
 const FIELD_NAMES = { task: "The task", email: "The email", username: "The username", password: "The password" };
 
 function describeInvalid(problem) {
-  const field = Array.isArray(problem.loc) ? problem.loc[problem.loc.length - 1] : "";
+  const field = Array.isArray(problem.loc) ? String(problem.loc[problem.loc.length - 1]) : "";
   const name = FIELD_NAMES[field] || `"${field}"`;
-  if (problem.type === "string_too_short") {
-    const least = problem.ctx && problem.ctx.min_length;
-    return least === 1 || least === undefined
-      ? `${name} cannot be empty.`
-      : `${name} needs at least ${least} characters.`;
+  const limits = problem.ctx || {};
+  if (problem.type === "string_too_short" && limits.min_length === 1) return `${name} cannot be empty.`;
+  if (problem.type === "string_too_short" && limits.min_length) {
+    return `${name} needs at least ${limits.min_length} characters.`;
   }
-  if (problem.type === "string_too_long") {
-    return `${name} is too long (at most ${problem.ctx && problem.ctx.max_length} characters).`;
+  if (problem.type === "string_too_long" && limits.max_length) {
+    return `${name} is too long (at most ${limits.max_length} characters).`;
   }
   if (problem.type === "missing") return `${name} is required.`;
   const message = String(problem.msg || "is not valid").replace(/^Value error, /, "");
+  // The server's own sentence when it names the field ("Password should have ..."), else ours.
+  if (message.toLowerCase().startsWith(field.toLowerCase())) return `${message}.`;
   return `${name}: ${message}.`;
 }
 
@@ -381,8 +386,14 @@ function renderTodo(todo, isMine) {
 
   const owner = document.createElement("span");
   owner.className = "owner";
-  owner.textContent = isMine ? "yours" : `🔒 ${ownerName(todo.user_id)}'s`;
-  if (!isMine) owner.title = "Only its owner (or an admin) can change it";
+  owner.textContent = isMine ? "yours" : `${ownerName(todo.user_id)}'s`;
+  if (!isMine) {
+    const lock = document.createElement("span");
+    lock.className = "read-only";
+    lock.textContent = "read-only";
+    lock.title = "Only its owner (or an admin) may change it: try, and see what the server says";
+    owner.append(" ", lock);
+  }
 
   const time = document.createElement("time");
   time.dateTime = todo.inserted_at;

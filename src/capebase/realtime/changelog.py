@@ -24,8 +24,13 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
+"""capebase's own tables; add it to Alembic's target_metadata when create_tables=False."""
+
+# MySQL/MariaDB DATETIME keeps whole seconds unless asked for microseconds.
+_TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 changes = Table(
     "capebase_changes",
@@ -40,10 +45,10 @@ changes = Table(
     Column("new", Text, nullable=True),
     Column("actor_id", String(255), nullable=True),
     Column("actor_role", String(255), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", _TIMESTAMP, nullable=False),
     Column("handlers_pending", Boolean, nullable=False, default=False),
     Column("claimed_by", String(64), nullable=True),
-    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_at", _TIMESTAMP, nullable=True),
     Column("request_id", String(64), nullable=True),
     Index("ix_capebase_changes_table_id", "table_name", "id"),
     Index("ix_capebase_changes_table_pk", "table_name", "pk"),  # audit history of one row

@@ -111,6 +111,13 @@ class Hub:
         self.views[view.table.name] = view
         self._indexes.setdefault(view.table.name, SubscriberIndex())
 
+    def remove_view(self, table: str) -> None:
+        """Stop streaming ``table``: its open streams end."""
+        self.views.pop(table, None)
+        index = self._indexes.pop(table, None)
+        for subscriber in index or ():
+            subscriber.close()
+
     async def start(self) -> None:
         """Start following the log from its end, and handle what earlier runs left pending."""
         async with self.engine.connect() as connection:

@@ -10,6 +10,7 @@ from .auth import PasswordAuth
 from .config import PasswordAuthConfig
 from .errors import (
     AccountExistsError,
+    AuthenticationRequiredError,
     AuthError,
     InvalidCredentialsError,
     InvalidTokenError,
@@ -20,6 +21,7 @@ from .models import RefreshToken, User
 __all__ = [
     "AccountExistsError",
     "AuthError",
+    "AuthenticationRequiredError",
     "InvalidCredentialsError",
     "InvalidTokenError",
     "LockedOutError",

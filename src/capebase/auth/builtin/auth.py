@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from ...errors import ConfigurationError, NotFoundError
 from ..context import AuthContext
 from .config import PasswordAuthConfig
 from .errors import (
+    AccountExistsError,
     InvalidCredentialsError,
     InvalidTokenError,
     LockedOutError,
@@ -20,7 +22,7 @@ from .errors import (
 from .lockout import LoginLimiter
 from .models import User, utc_now
 from .passwords import Passwords
-from .schemas import TokenResponse, normalize_email, normalize_username
+from .schemas import MAX_PASSWORD_LENGTH, TokenResponse, normalize_email, normalize_username
 from .store import IssuedRefresh, TokenReuseError, UserStore
 from .tokens import Keyring
 
@@ -99,25 +101,26 @@ class PasswordAuth:
         admin. Called by CapeBase's lifespan."""
         if self.cape.create_tables:
             await self.store.create_tables()
+        await self.passwords.prepare()
         if self.config.initial_admin is not None:
             email, password = self.config.initial_admin
             if await self.store.find_login(normalize_email(email)) is None:
-                await self.create_user(email, password, role=self.config.admin_role)
+                # Another process starting at the same moment may win the race: that is fine.
+                with contextlib.suppress(AccountExistsError):
+                    await self.create_user(email, password, role=self.config.admin_role)
 
     @property
     def cape(self) -> CapeBase:
         """The CapeBase this auth is attached to."""
         if self._cape is None:
-            raise ConfigurationError(
-                "PasswordAuth is not attached: pass it as CapeBase(..., auth=PasswordAuth(...))"
-            )
+            raise _not_attached()
         return self._cape
 
     @property
     def store(self) -> UserStore:
         """Database access to users and refresh tokens."""
-        self.cape  # noqa: B018  raises the helpful error when not attached
-        assert self._store is not None  # set together with _cape
+        if self._store is None:
+            raise _not_attached()
         return self._store
 
     # -- admin API ---------------------------------------------------------------------------
@@ -184,6 +187,9 @@ class PasswordAuth:
         wait = self.limiter.retry_after(account, address)
         if wait > 0:
             raise LockedOutError(wait)
+        if len(password) > MAX_PASSWORD_LENGTH:  # no account has one; do not spend a hash on it
+            self.limiter.record_failure(account, address)
+            raise InvalidCredentialsError()
         user = await self.store.find_login(account)
         ok, new_hash = await self.passwords.verify(
             password, user.password_hash if user is not None else None
@@ -256,6 +262,12 @@ class PasswordAuth:
             expires_in=self.keyring.lifetime_seconds,
             refresh_token=issued.token,
         )
+
+
+def _not_attached() -> ConfigurationError:
+    return ConfigurationError(
+        "PasswordAuth is not attached: pass it as CapeBase(..., auth=PasswordAuth(...))"
+    )
 
 
 __all__ = ["PasswordAuth"]

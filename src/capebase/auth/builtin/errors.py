@@ -3,7 +3,8 @@
     CapeBaseError
     └── AuthError
         ├── InvalidCredentialsError   wrong login or password, or a disabled account (401)
-        ├── InvalidTokenError         a missing, malformed, expired, forged or revoked token (401)
+        ├── InvalidTokenError         a malformed, expired, forged or revoked token (401)
+        ├── AuthenticationRequiredError  no token where a signed-in user is needed (401)
         ├── AccountExistsError        sign-up with a taken email or username (409)
         └── LockedOutError            too many failed sign-ins; ``retry_after`` seconds (429)
 
@@ -40,6 +41,13 @@ class InvalidTokenError(AuthError):
 
     def __init__(self) -> None:
         super().__init__(BAD_TOKEN)
+
+
+class AuthenticationRequiredError(AuthError):
+    """The route needs a signed-in user and the request carried no token."""
+
+    def __init__(self) -> None:
+        super().__init__("Authentication required")
 
 
 class AccountExistsError(AuthError):

@@ -26,6 +26,11 @@ class Passwords:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
         self._dummy: str | None = None
 
+    async def prepare(self) -> None:
+        """Make the dummy hash now, so that the first unknown login is not slower than others."""
+        if self._dummy is None:
+            self._dummy = await self.hash(secrets.token_urlsafe(16))
+
     async def hash(self, password: str) -> str:
         """A new hash of ``password``."""
         async with self._slots:
@@ -38,8 +43,8 @@ class Passwords:
         unknown account takes as long to reject as a wrong password.
         """
         if hashed is None:
-            if self._dummy is None:
-                self._dummy = await self.hash(secrets.token_urlsafe(16))
+            await self.prepare()
+            assert self._dummy is not None  # set by prepare()
             await self._verify(password, self._dummy)
             return False, None
         return await self._verify(password, hashed)

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
 
 from ..context import AuthContext
-from .errors import AccountExistsError, AuthError, LockedOutError
+from .errors import AccountExistsError, AuthenticationRequiredError, LockedOutError
 from .schemas import LogoutRequest, RefreshRequest, SignupRequest, TokenResponse, UserRead
 
 if TYPE_CHECKING:
@@ -19,13 +19,6 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Invalid credentials or token (the message never says which)"},
 }
-
-
-class AuthenticationRequiredError(AuthError):
-    """The route needs a signed-in user and the request carried no token (401)."""
-
-    def __init__(self) -> None:
-        super().__init__("Authentication required")
 
 
 def build_router(auth: PasswordAuth) -> APIRouter:

@@ -1,0 +1,306 @@
+"""Each rule compiles to a SQL predicate and to a Python predicate; the two must agree.
+
+Hypothesis generates rows, callers and rule sets (owner, role, context_fields in list, dict and
+IN form, and ``where`` trees of comparisons, and/or/not, IN/NOT IN and IS NULL over nullable
+columns). The rows are stored in a real database and selected with ``Policy.sql_filter``; for
+every row ``Policy.check_row`` must give the same answer, or ``None`` when the rules use
+something Python cannot evaluate exactly (never a guess). The database's own evaluation of an
+unstored row image (``with_row_values``, used for writes and realtime checks) must agree too.
+
+Text values differ only by case and by leading or trailing spaces: MariaDB compares text
+case-insensitively and ignoring trailing spaces unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import os
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from capebase import AuthContext
+from capebase.policy import Policy
+from capebase.policy.sqlexpr import with_row_values
+
+from .models import Prop
+
+EXAMPLES = int(os.environ.get("CAPEBASE_POLICY_EXAMPLES", "120"))
+PROPERTY_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same examples every run: CI stays deterministic
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+TEXTS = ["a", "A", "a ", " a", "b", "ab", ""]
+text = st.sampled_from(TEXTS)
+small_int = st.integers(-1, 3)
+
+
+def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+rows_strategy = st.lists(
+    st.fixed_dictionaries(
+        {
+            "owner": maybe(text),
+            "org": maybe(text),
+            "name": maybe(text),
+            "team": maybe(small_int),
+            "level": maybe(small_int),
+            "flag": maybe(st.booleans()),
+        }
+    ),
+    max_size=8,
+)
+
+contexts = st.builds(
+    AuthContext,
+    id=maybe(text),
+    role=st.sampled_from([None, "admin", "user"]),
+    context=st.fixed_dictionaries(
+        {},
+        optional={
+            "org": text | st.lists(maybe(text), max_size=3),
+            # Context values arrive as text, ints, floats, booleans...: only values the column
+            # can hold may match.
+            "team": small_int
+            | st.sampled_from(["1", "x", "2.0", 2.5, 2.0, True])
+            | st.lists(small_int, max_size=3),
+            "clearance": maybe(small_int),
+            "names": st.lists(maybe(text), max_size=3),
+        },
+    ),
+)
+
+# -- where trees ------------------------------------------------------------------------------
+# A tree is data; ``build`` turns it into the SQLAlchemy expression a where= callable returns.
+
+NUMERIC = ("team", "level")
+TEXTUAL = ("owner", "org", "name")
+OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+
+numeric_leaf = st.tuples(
+    st.just("num"),
+    st.sampled_from(NUMERIC),
+    st.sampled_from(list(OPS)),
+    st.one_of(
+        st.tuples(st.just("const"), maybe(small_int)),
+        st.just(("ctx", "clearance")),
+        st.tuples(st.just("col"), st.sampled_from(NUMERIC)),
+    ),
+)
+text_leaf = st.tuples(
+    st.just("text"),
+    st.sampled_from(TEXTUAL),
+    st.sampled_from(["eq", "ne"]),
+    st.one_of(
+        st.tuples(st.just("const"), maybe(text)),
+        st.just(("id",)),
+        st.tuples(st.just("col"), st.sampled_from(TEXTUAL)),
+    ),
+)
+null_leaf = st.tuples(
+    st.just("null"), st.sampled_from(NUMERIC + TEXTUAL + ("flag",)), st.booleans()
+)
+in_leaf = st.one_of(
+    st.tuples(
+        st.just("in"),
+        st.sampled_from(NUMERIC),
+        st.booleans(),
+        st.tuples(st.just("const"), st.lists(maybe(small_int), max_size=3)),
+    ),
+    st.tuples(
+        st.just("in"),
+        st.sampled_from(TEXTUAL),
+        st.booleans(),
+        st.tuples(st.just("const"), st.lists(maybe(text), max_size=3)) | st.just(("ctx", "names")),
+    ),
+)
+flag_leaf = st.tuples(
+    st.just("flag"), st.sampled_from(["bare", "not", "eq_true", "is_true", "is_not_false"])
+)
+# Python must not evaluate these: collation-dependent ordering, SQL functions, LIKE.
+opaque_leaf = st.tuples(
+    st.just("opaque"),
+    st.sampled_from(["text_order", "lower", "like"]),
+    st.sampled_from(TEXTUAL),
+    text,
+)
+
+leaves = numeric_leaf | text_leaf | null_leaf | in_leaf | flag_leaf | opaque_leaf
+where_trees = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.tuples(st.just("and"), st.lists(children, min_size=1, max_size=3)),
+        st.tuples(st.just("or"), st.lists(children, min_size=1, max_size=3)),
+        st.tuples(st.just("not"), children),
+    ),
+    max_leaves=6,
+)
+
+
+def operand(spec: tuple[Any, ...], ctx: AuthContext) -> Any:
+    if spec[0] == "const":
+        return spec[1]
+    if spec[0] == "ctx":
+        return ctx.context[spec[1]]  # a missing key: the rule matches nothing
+    if spec[0] == "id":
+        return ctx.id
+    return getattr(Prop, spec[1])
+
+
+def build(tree: tuple[Any, ...], ctx: AuthContext) -> ColumnElement[bool]:
+    kind = tree[0]
+    if kind in ("num", "text"):
+        _, column, op, right = tree
+        result: ColumnElement[bool] = OPS[op](getattr(Prop, column), operand(right, ctx))
+        return result
+    if kind == "null":
+        column = getattr(Prop, tree[1])
+        return column.is_(None) if tree[2] else column.is_not(None)
+    if kind == "in":
+        _, name, negate, values = tree
+        column = getattr(Prop, name)
+        listed = list(operand(values, ctx))
+        return column.not_in(listed) if negate else column.in_(listed)
+    if kind == "flag":
+        flag: Any = Prop.flag
+        return {
+            "bare": lambda: flag,
+            "not": lambda: not_(flag),
+            "eq_true": lambda: flag == True,  # noqa: E712 - an SQL comparison
+            "is_true": lambda: flag.is_(True),
+            "is_not_false": lambda: flag.is_not(False),
+        }[tree[1]]()
+    if kind == "opaque":
+        _, how, name, value = tree
+        column = getattr(Prop, name)
+        if how == "text_order":
+            return column < value  # type: ignore[no-any-return]
+        if how == "lower":
+            return func.lower(column) == value  # type: ignore[no-any-return]
+        return column.like(f"{value}%")  # type: ignore[no-any-return]
+    if kind == "not":
+        return not_(build(tree[1], ctx))
+    combine = and_ if kind == "and" else or_
+    return combine(*(build(child, ctx) for child in tree[1]))
+
+
+def is_opaque(tree: tuple[Any, ...]) -> bool:
+    if tree[0] == "opaque":
+        return True
+    if tree[0] == "not":
+        return is_opaque(tree[1])
+    if tree[0] in ("and", "or"):
+        return any(is_opaque(child) for child in tree[1])
+    return False
+
+
+rule_specs = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from([None, "*", "admin", ("admin", "user")]),
+        "owner_field": st.sampled_from([None, "owner"]),
+        "context_fields": st.sampled_from(
+            [None, ["org"], {"team": "team"}, {"name": "names"}, ["org", "team"]]
+        ),
+        "where": maybe(where_trees),
+    }
+)
+
+
+def make_policy(specs: list[dict[str, Any]]) -> Policy:
+    policy = Policy()
+    for spec in specs:
+        tree = spec["where"]
+        policy.add(
+            Prop,
+            actions=["read"],
+            role=spec["role"],
+            owner_field=spec["owner_field"],
+            context_fields=spec["context_fields"],
+            where=None if tree is None else (lambda ctx, tree=tree: build(tree, ctx)),
+        )
+    return policy
+
+
+async def check_agreement(
+    engine: AsyncEngine,
+    specs: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    callers: list[AuthContext],
+) -> None:
+    policy = make_policy(specs)
+    images = [{"id": i, **row} for i, row in enumerate(rows, start=1)]
+    table = Prop.__table__
+    async with engine.begin() as connection:
+        await connection.execute(delete(Prop))
+        if images:
+            await connection.execute(insert(Prop), images)
+    async with engine.connect() as connection:
+        for ctx in callers:
+            predicate = policy.sql_filter(Prop, "read", ctx)
+            selected = set((await connection.scalars(select(Prop.id).where(predicate))).all())
+            unstored: list[Any] = []
+            if images:
+                probe = select(
+                    *(
+                        with_row_values(predicate, table, image).label(f"r{image['id']}")
+                        for image in images
+                    )
+                )
+                unstored = list((await connection.execute(probe)).one())
+            decidable = not any(
+                spec["where"] is not None and is_opaque(spec["where"]) for spec in specs
+            )
+            for image, by_image in zip(images, unstored or [None] * len(images), strict=True):
+                in_sql = image["id"] in selected
+                verdict = policy.check_row(Prop, "read", ctx, image)
+                context = f"row={image} ctx={ctx} rules={specs}"
+                assert bool(by_image) == in_sql, f"with_row_values disagrees: {context}"
+                if verdict is None:
+                    assert not decidable, f"check_row undecided on plain rules: {context}"
+                else:
+                    assert verdict == in_sql, f"SQL says {in_sql}, Python {verdict}: {context}"
+
+
+def test_sql_and_python_predicates_agree(db_url: str) -> None:
+    with asyncio.Runner() as runner:
+        engine = create_async_engine(db_url)
+        try:
+            runner.run(_create(engine))
+
+            @PROPERTY_SETTINGS
+            @given(
+                specs=st.lists(rule_specs, min_size=1, max_size=3),
+                rows=rows_strategy,
+                callers=st.lists(contexts, min_size=1, max_size=3),
+            )
+            def agree(
+                specs: list[dict[str, Any]], rows: list[dict[str, Any]], callers: list[AuthContext]
+            ) -> None:
+                runner.run(check_agreement(engine, specs, rows, callers))
+
+            agree()
+        finally:
+            runner.run(engine.dispose())
+
+
+async def _create(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(Prop.metadata.create_all, tables=[Prop.__table__])

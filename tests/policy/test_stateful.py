@@ -1,0 +1,424 @@
+"""Random users doing random things, through the REST API and through their own sessions.
+
+A model of the table (``Ledger``) is kept in memory; after every step the stored rows must equal
+it, and every answer (what a list shows, which status a write gets, how many rows a bulk
+statement touched) must be what an independent model of the rules says. So nobody ever reads,
+changes or deletes a row the policy denies them.
+
+The rules, in words:
+- read: your own rows; rows of an org listed in your context (a list means any of them); admins
+  read everything.
+- create: rows you own (the owner is filled from your id) at a level up to your clearance.
+- update: the same condition as create, checked on the row before and after; or rows of the org
+  you manage, before and after; admins update anything.
+- delete: your own rows; admins delete anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio.from_thread
+import httpx
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import ColumnElement, delete, select, update
+
+from capebase import AuthContext, CapeBase
+from capebase.errors import PermissionDeniedError
+from capebase.testing import app_client
+from tests._databases import DbKind
+
+from ._support import as_, make_app, reset, stored
+from .models import Ledger
+
+T = TypeVar("T")
+
+USERS: dict[str, AuthContext] = {
+    "anonymous": AuthContext(),
+    "ann": AuthContext(id="ann", context={"org": ["red"], "clearance": 3, "manages": "blue"}),
+    "Ann": AuthContext(id="Ann", context={"org": "blue", "clearance": 1}),
+    "ann_": AuthContext(id="ann ", context={"org": ["red", "green"], "clearance": 5}),
+    "bob": AuthContext(id="bob", context={"clearance": 2, "manages": "red"}),
+    "root": AuthContext(id="root", role="admin"),
+}
+NAMES = sorted(USERS)
+ORGS = ["red", "green", "blue"]
+OWNERS = ["ann", "Ann", "ann ", "bob", "root", "carl"]
+
+# At most examples * steps operations; 50 * 20 = the 1,000 of `make test`.
+EXAMPLES = int(os.environ.get("CAPEBASE_STATEFUL_EXAMPLES", "50"))
+STEPS = int(os.environ.get("CAPEBASE_STATEFUL_STEPS", "20"))
+
+
+def within_clearance(ctx: AuthContext) -> ColumnElement[bool]:
+    return Ledger.level <= ctx.context["clearance"]
+
+
+def ledger_rules(cape: CapeBase) -> None:
+    cape.permission_required(Ledger, owner_field="owner", actions=["read", "delete"])
+    cape.permission_required(Ledger, context_fields=["org"], actions=["read"])
+    cape.permission_required(
+        Ledger, owner_field="owner", where=within_clearance, actions=["create", "update"]
+    )
+    cape.permission_required(Ledger, context_fields={"org": "manages"}, actions=["update"])
+    cape.permission_required(Ledger, role="admin", actions=["*"])
+
+
+# -- the independent model of the rules ------------------------------------------------------
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def may_read(ctx: AuthContext, row: dict[str, Any]) -> bool:
+    if ctx.role == "admin":
+        return True
+    if ctx.id is not None and row["owner"] == ctx.id:
+        return True
+    return "org" in ctx.context and row["org"] in _listed(ctx.context["org"])
+
+
+def _may_write(ctx: AuthContext, row: dict[str, Any]) -> bool:
+    clearance = ctx.context.get("clearance")
+    return (
+        ctx.id is not None
+        and row["owner"] == ctx.id
+        and clearance is not None
+        and row["level"] <= clearance
+    )
+
+
+def may_create(ctx: AuthContext, row: dict[str, Any]) -> bool:
+    return ctx.role == "admin" or _may_write(ctx, row)
+
+
+def _may_update_image(ctx: AuthContext, row: dict[str, Any]) -> bool:
+    manages = ctx.context.get("manages")
+    if ctx.role == "admin" or _may_write(ctx, row):
+        return True
+    return manages is not None and row["org"] == manages
+
+
+def may_update(ctx: AuthContext, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return _may_update_image(ctx, old) and _may_update_image(ctx, new)
+
+
+def may_delete(ctx: AuthContext, row: dict[str, Any]) -> bool:
+    return ctx.role == "admin" or (ctx.id is not None and row["owner"] == ctx.id)
+
+
+def denied_status(ctx: AuthContext) -> int:
+    return 401 if ctx.is_anonymous else 403
+
+
+SEED = [
+    {"id": 100001, "owner": "ann", "org": "red", "level": 1, "title": "s1"},
+    {"id": 100002, "owner": "Ann", "org": "blue", "level": 1, "title": "s2"},
+    {"id": 100003, "owner": "ann ", "org": "green", "level": 4, "title": "s3"},
+    {"id": 100004, "owner": "bob", "org": "red", "level": 2, "title": "s4"},
+    {"id": 100005, "owner": "carl", "org": "blue", "level": 0, "title": "s5"},
+    {"id": 100006, "owner": "root", "org": "green", "level": 5, "title": "s6"},
+]
+FIELDS = ("owner", "org", "level", "title")
+
+
+@dataclass
+class World:
+    """What the machine drives: the app's client and the portal its event loop runs in."""
+
+    portal: Any
+    cape: CapeBase
+    client: httpx.AsyncClient
+    operations: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return self.portal.call(fn, *args)  # type: ignore[no-any-return]
+
+    def request(
+        self, method: str, url: str, user: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        return self.run(self._request, method, url, user, body)
+
+    async def _request(
+        self, method: str, url: str, user: str, body: dict[str, Any] | None
+    ) -> httpx.Response:
+        return await self.client.request(method, url, json=body, headers=as_(user))
+
+
+@pytest.fixture
+def world(db_url: str) -> Iterator[World]:
+    app, cape = make_app(db_url, USERS)
+    ledger_rules(cape)
+    cape.publish(Ledger)
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app_client(app)) as client,
+    ):
+        yield World(portal, cape, client)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    world: World
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[int, dict[str, Any]] = {}
+
+    def count(self, name: str) -> None:
+        self.world.operations += 1
+        self.world.counts[name] = self.world.counts.get(name, 0) + 1
+
+    @initialize()
+    def seed(self) -> None:
+        self.world.run(reset, self.world.cape, Ledger, SEED)
+        self.rows = {row["id"]: {k: row[k] for k in FIELDS} for row in SEED}
+
+    def pick_id(self, data: st.DataObject) -> int:
+        known = sorted(self.rows)
+        return data.draw(st.sampled_from(known) if known else st.just(999), label="id")
+
+    # -- REST ----------------------------------------------------------------------------------
+
+    @rule(user=st.sampled_from(NAMES), org=st.none() | st.sampled_from(ORGS))
+    def rest_list(self, user: str, org: str | None) -> None:
+        self.count("rest_list")
+        ctx = USERS[user]
+        query = "" if org is None else f"?org={org}"
+        response = self.world.request("GET", f"/pol_ledger{query}", user)
+        assert response.status_code == 200
+        expected = {
+            pk for pk, row in self.rows.items()
+            if may_read(ctx, row) and (org is None or row["org"] == org)
+        }
+        assert {row["id"] for row in response.json()} == expected
+
+    @rule(user=st.sampled_from(NAMES), data=st.data())
+    def rest_get(self, user: str, data: st.DataObject) -> None:
+        self.count("rest_get")
+        pk = self.pick_id(data)
+        response = self.world.request("GET", f"/pol_ledger/{pk}", user)
+        readable = pk in self.rows and may_read(USERS[user], self.rows[pk])
+        assert response.status_code == (200 if readable else 404)
+        if readable:
+            assert {k: response.json()[k] for k in FIELDS} == self.rows[pk]
+
+    @rule(user=st.sampled_from(NAMES), org=st.sampled_from(ORGS), level=st.integers(0, 5))
+    def rest_create(self, user: str, org: str, level: int) -> None:
+        self.count("rest_create")
+        ctx = USERS[user]
+        body = {"org": org, "level": level, "title": "new"}
+        response = self.world.request("POST", "/pol_ledger", user, body)
+        row = {"owner": ctx.id, **body}
+        if may_create(ctx, row):
+            assert response.status_code == 201, response.text
+            self.rows[response.json()["id"]] = row
+        else:
+            assert response.status_code == denied_status(ctx), response.text
+
+    @rule(
+        user=st.sampled_from(NAMES),
+        data=st.data(),
+        changes=st.fixed_dictionaries(
+            {}, optional={"org": st.sampled_from(ORGS), "level": st.integers(0, 5)}
+        ),
+    )
+    def rest_patch(self, user: str, data: st.DataObject, changes: dict[str, Any]) -> None:
+        self.count("rest_patch")
+        ctx = USERS[user]
+        pk = self.pick_id(data)
+        body = {**changes, "title": "patched"}
+        response = self.world.request("PATCH", f"/pol_ledger/{pk}", user, body)
+        old = self.rows.get(pk)
+        if old is None or not may_read(ctx, old):
+            assert response.status_code == 404, response.text
+            return
+        new = {**old, **changes, "title": "patched"}
+        if may_update(ctx, old, new):
+            assert response.status_code == 200, response.text
+            self.rows[pk] = new
+        else:
+            assert response.status_code == denied_status(ctx), response.text
+
+    @rule(user=st.sampled_from(NAMES), data=st.data())
+    def rest_delete(self, user: str, data: st.DataObject) -> None:
+        self.count("rest_delete")
+        ctx = USERS[user]
+        pk = self.pick_id(data)
+        response = self.world.request("DELETE", f"/pol_ledger/{pk}", user)
+        row = self.rows.get(pk)
+        if row is None or not may_read(ctx, row):
+            assert response.status_code == 404
+        elif may_delete(ctx, row):
+            assert response.status_code == 204
+            del self.rows[pk]
+        else:
+            assert response.status_code == denied_status(ctx)
+
+    # -- user sessions --------------------------------------------------------------------------
+
+    @rule(user=st.sampled_from(NAMES))
+    def session_select(self, user: str) -> None:
+        self.count("session_select")
+        ctx = USERS[user]
+        seen = self.world.run(self._select_ids, ctx)
+        assert seen == {pk for pk, row in self.rows.items() if may_read(ctx, row)}
+
+    async def _select_ids(self, ctx: AuthContext) -> set[int]:
+        async with self.world.cape.get_session(ctx) as session:
+            return set((await session.scalars(select(Ledger.id))).all())
+
+    @rule(
+        user=st.sampled_from(NAMES),
+        org=st.sampled_from(ORGS),
+        values=st.fixed_dictionaries(
+            {},
+            optional={
+                "level": st.integers(0, 5),
+                "owner": st.sampled_from(OWNERS),
+                "org": st.sampled_from(ORGS),
+            },
+        ),
+    )
+    def session_bulk_update(self, user: str, org: str, values: dict[str, Any]) -> None:
+        self.count("session_bulk_update")
+        ctx = USERS[user]
+        values = {**values, "title": "bulk"}
+        touched = self.world.run(self._bulk_update, ctx, org, values)
+        expected = {
+            pk
+            for pk, row in self.rows.items()
+            if row["org"] == org
+            and may_read(ctx, row)
+            and may_update(ctx, row, {**row, **values})
+        }
+        assert touched == len(expected)
+        for pk in expected:
+            self.rows[pk] = {**self.rows[pk], **values}
+
+    async def _bulk_update(self, ctx: AuthContext, org: str, values: dict[str, Any]) -> int:
+        async with self.world.cape.get_session(ctx) as session:
+            statement = update(Ledger).where(Ledger.org == org).values(**values)
+            result = await session.execute(statement)
+            await session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @rule(user=st.sampled_from(NAMES), org=st.sampled_from(ORGS))
+    def session_bulk_delete(self, user: str, org: str) -> None:
+        self.count("session_bulk_delete")
+        ctx = USERS[user]
+        deleted = self.world.run(self._bulk_delete, ctx, org)
+        expected = {
+            pk
+            for pk, row in self.rows.items()
+            if row["org"] == org and may_read(ctx, row) and may_delete(ctx, row)
+        }
+        assert deleted == len(expected)
+        for pk in expected:
+            del self.rows[pk]
+
+    async def _bulk_delete(self, ctx: AuthContext, org: str) -> int:
+        async with self.world.cape.get_session(ctx) as session:
+            result = await session.execute(delete(Ledger).where(Ledger.org == org))
+            await session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @rule(
+        user=st.sampled_from(NAMES),
+        data=st.data(),
+        change=st.sampled_from(["level", "owner", "org"]),
+        value_index=st.integers(0, 5),
+    )
+    def session_edit(self, user: str, data: st.DataObject, change: str, value_index: int) -> None:
+        self.count("session_edit")
+        ctx = USERS[user]
+        pk = self.pick_id(data)
+        value: Any = {
+            "level": value_index,
+            "owner": OWNERS[value_index],
+            "org": ORGS[value_index % 3],
+        }[change]
+        outcome = self.world.run(self._edit, ctx, pk, change, value)
+        old = self.rows.get(pk)
+        if old is None or not may_read(ctx, old):
+            assert outcome == "missing"
+            return
+        new = {**old, change: value}
+        if may_update(ctx, old, new):
+            assert outcome == "saved"
+            self.rows[pk] = new
+        else:
+            assert outcome == "denied"
+
+    async def _edit(self, ctx: AuthContext, pk: int, change: str, value: Any) -> str:
+        async with self.world.cape.get_session(ctx) as session:
+            row = await session.get(Ledger, pk)
+            if row is None:
+                return "missing"
+            setattr(row, change, value)
+            try:
+                await session.commit()
+            except PermissionDeniedError:
+                return "denied"
+            return "saved"
+
+    @rule(user=st.sampled_from(NAMES), data=st.data())
+    def session_remove(self, user: str, data: st.DataObject) -> None:
+        self.count("session_remove")
+        ctx = USERS[user]
+        pk = self.pick_id(data)
+        outcome = self.world.run(self._remove, ctx, pk)
+        row = self.rows.get(pk)
+        if row is None or not may_read(ctx, row):
+            assert outcome == "missing"
+        elif may_delete(ctx, row):
+            assert outcome == "saved"
+            del self.rows[pk]
+        else:
+            assert outcome == "denied"
+
+    async def _remove(self, ctx: AuthContext, pk: int) -> str:
+        async with self.world.cape.get_session(ctx) as session:
+            row = await session.get(Ledger, pk)
+            if row is None:
+                return "missing"
+            await session.delete(row)
+            try:
+                await session.commit()
+            except PermissionDeniedError:
+                return "denied"
+            return "saved"
+
+    @invariant()
+    def stored_rows_match_the_model(self) -> None:
+        rows = self.world.run(stored, self.world.cape, Ledger, *FIELDS)
+        assert rows == self.rows
+
+
+def test_random_users_never_exceed_their_permissions(world: World, db_kind: DbKind) -> None:
+    machine = type("Machine", (LedgerMachine,), {"world": world})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+    assert world.operations >= EXAMPLES * STEPS // 2, world.counts

@@ -28,9 +28,11 @@ test: lint
 demo: .venv
 	$(BIN)/python -m examples.todo
 
-# Placeholder until the benchmark issue lands the `bench` package.
+# Benchmarks against hand-written FastAPI, FastCRUD and PocketBase (~17 min; BENCH_ARGS=--quick
+# to try it). Writes bench/RESULTS.md. Needs wrk: apt-get update && apt-get install -y wrk
 bench: .venv
-	$(BIN)/python -m bench
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Build and tool leftovers; the virtualenv stays (rm -rf .venv to rebuild it).
 clean:

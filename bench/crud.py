@@ -12,7 +12,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ class Cell:
             "rps": median([r.rps for r in good]),
             "p50_ms": median([r.p50_ms for r in good]),
             "p99_ms": median([r.p99_ms for r in good]),
+            "cpu_us": median([r.cpu_us_per_request for r in good]),
             "errors": sum(r.errors for r in self.rounds),
         }
         if self.rounds and not good and self.error is None:
@@ -98,6 +99,7 @@ class Running:
     endpoints: Endpoints
     remove_created: Callable[[], int]
     stop: Callable[[], None]
+    cpu_seconds: Callable[[], float]
 
 
 def python_endpoints(contender: Contender) -> Endpoints:
@@ -140,7 +142,7 @@ def start_contenders(kind: str, db: Database, workdir: Path, out: Path,
                     pb.stop()
                     raise
                 running.append(Running(contender, pb.server.url, pb.endpoints(),
-                                       pb.remove_created, pb.stop))
+                                       pb.remove_created, pb.stop, pb.server.cpu_seconds))
             else:
                 port = free_port()
                 server = Server(contender.key, uvicorn_command(contender.app, port), port,
@@ -149,7 +151,7 @@ def start_contenders(kind: str, db: Database, workdir: Path, out: Path,
                                      "BENCH_VARIANT": contender.variant})
                 server.start()
                 running.append(Running(contender, server.url, python_endpoints(contender),
-                                       db.remove_created, server.stop))
+                                       db.remove_created, server.stop, server.cpu_seconds))
             log(f"  started {contender.key}")
         except Exception as exc:  # a contender that cannot run is reported, not fatal
             reason = f"{type(exc).__name__}: {exc}"
@@ -202,11 +204,15 @@ def smoke(run: Running) -> dict[str, str]:
 
 def measure(run: Running, scenario: str, scripts: Path, *, seconds: float,
             connections: int) -> LoadResult:
+    """One wrk run, with the server's CPU time per request (robust to a busy machine)."""
     script = scripts / f"{run.contender.key}-{scenario}.lua"
     if not script.exists():
         script.write_text(lua_script(run.endpoints, scenario))
     try:
-        return run_wrk(run.url, script, seconds=seconds, connections=connections)
+        cpu_before = run.cpu_seconds()
+        result = run_wrk(run.url, script, seconds=seconds, connections=connections)
+        cpu = run.cpu_seconds() - cpu_before
+        return replace(result, cpu_us_per_request=cpu * 1e6 / max(result.requests, 1))
     finally:
         if scenario == "create":
             run.remove_created()
@@ -260,7 +266,8 @@ def run_database(kind: str, chosen: tuple[Contender, ...], *, rounds: int, secon
                             continue
                         cell.rounds.append(result)
                         log(f"  {scenario:6} {run.contender.key:20} {result.rps:8.0f} req/s "
-                            f"p50 {result.p50_ms:6.1f} ms p99 {result.p99_ms:6.1f} ms"
+                            f"p50 {result.p50_ms:6.1f} ms p99 {result.p99_ms:6.1f} ms "
+                            f"{result.cpu_us_per_request:6.0f} us CPU/req"
                             + (f"  {result.errors} errors" if result.errors else ""))
             finally:
                 for run in running:

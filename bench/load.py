@@ -141,6 +141,7 @@ class LoadResult:
     p90_ms: float
     p99_ms: float
     errors: int
+    cpu_us_per_request: float = 0.0  # the server's, filled in by the caller
 
     @property
     def error_rate(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -17,6 +18,16 @@ LOAD_CORE = "1"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+_RUNNING: dict[int, Server] = {}
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every server this process started and has not stopped (errors, Ctrl+C)."""
+    for server in list(_RUNNING.values()):
+        server.stop()
 
 
 class ServerError(RuntimeError):
@@ -68,6 +79,7 @@ class Server:
                 env={**os.environ, **self.env}, cwd=self.cwd, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
+        _RUNNING[id(self)] = self
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -82,6 +94,7 @@ class Server:
 
     def stop(self) -> None:
         process, self.process = self.process, None
+        _RUNNING.pop(id(self), None)
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)

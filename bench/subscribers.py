@@ -110,7 +110,7 @@ class _Stream(asyncio.Protocol):
 
 
 def _request(port: int, user: str, websocket: bool) -> bytes:
-    lines = [f"GET /todo/subscribe HTTP/1.1", f"Host: 127.0.0.1:{port}", f"X-User-Id: {user}"]
+    lines = ["GET /todo/subscribe HTTP/1.1", f"Host: 127.0.0.1:{port}", f"X-User-Id: {user}"]
     if websocket:
         key = base64.b64encode(os.urandom(16)).decode()
         lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import capebase
 from capebase import AuthContext, CapeBase, ConfigurationError, PasswordAuth
@@ -102,3 +103,22 @@ async def test_prefix_and_signup_switch(sqlite_url: str) -> None:
         schema = (await client.get("/openapi.json")).json()
         flow = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]
         assert flow["password"]["tokenUrl"] == "identity/token"
+
+
+async def test_without_create_tables_missing_auth_tables_are_named(sqlite_url: str) -> None:
+    from capebase.auth.builtin import metadata
+    from capebase.testing import app_client
+
+    app = FastAPI()
+    CapeBase(app, sqlite_url, auth=PasswordAuth(secret=SECRET), create_tables=False)
+    engine = create_async_engine(sqlite_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(capebase.metadata.create_all)
+    with pytest.raises(ConfigurationError, match=r"capebase\.auth\.builtin\.metadata"):
+        async with app_client(app):
+            pass
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    await engine.dispose()
+    async with app_client(app) as client:
+        assert (await signup(client, "a@example.com")).status_code == 201

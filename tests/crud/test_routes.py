@@ -298,11 +298,21 @@ def test_publish_refuses_bad_arguments(sqlite_url: str) -> None:
     _app, cape = make_cape(sqlite_url)
     with pytest.raises(ConfigurationError, match="'patch'"):
         cape.publish(Item, routes=["list", "patch"])
-    cape.publish(Item)
-    with pytest.raises(ConfigurationError, match="already published"):
-        cape.publish(Item)
     with pytest.raises(ConfigurationError):
         cape.publish(SQLModel)  # not a table
+
+
+async def test_publishing_again_replaces_the_routes(sqlite_url: str) -> None:
+    """The seed README publishes Todo plainly, then again with custom schemas."""
+    app, cape = make_cape(sqlite_url)
+    cape.publish(Item)
+    cape.publish(Item, routes=["list"])
+    paths = app.openapi()["paths"]
+    assert list(paths["/crud_item"]) == ["get"]
+    assert "/crud_item/{id}" not in paths
+    async with app_client(app) as client:
+        assert (await client.get("/crud_item")).status_code in (200, 404)
+        assert (await client.get("/crud_item/1")).status_code in (404, 405)
 
 
 async def test_custom_schemas(db_url: str) -> None:

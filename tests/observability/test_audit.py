@@ -200,9 +200,8 @@ async def test_changes_carry_the_request_id(sqlite_url: str) -> None:
     assert forged.headers["x-request-id"] == by_title["c"] != "a b\tc"
     assert by_title["d, from a job"] is None
     assert by_title["e"] == "nightly-7"
-    with pytest.raises(ValueError, match="request id"):
-        with use_request_id("no spaces allowed"):
-            pass
+    with pytest.raises(ValueError, match="request id"), use_request_id("no spaces allowed"):
+        pass
 
 
 async def test_audit_retention_keeps_changes_until_both_windows_pass(sqlite_url: str) -> None:

@@ -51,14 +51,14 @@ async def test_failed_statements_are_counted(db_url: str) -> None:
     async with app_client(app) as client:
         before = await scrape(client)
         async with cape.get_privileged_session() as session:
-            with pytest.raises(Exception, match="(?i)no_such_table|doesn't exist|no such table"):
+            with pytest.raises(Exception, match=r"(?i)no_such_table|doesn't exist|no such table"):
                 await session.execute(text("SELECT * FROM no_such_table"))
         async with cape.get_privileged_session() as session:
             session.add(Note(id=1, owner_id="a", title="x"))
             await session.commit()
         async with cape.get_privileged_session() as session:
             session.add(Note(id=1, owner_id="a", title="duplicate"))
-            with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
                 await session.commit()
         after = await scrape(client)
     assert after.value(ERRORS, operation="select", table="<none>") - before.value(

@@ -14,7 +14,7 @@ DENIALS = "capebase_permission_denials_total"
 
 
 async def test_route_denials_count_once(sqlite_url: str) -> None:
-    app, cape = make_app(sqlite_url, metrics=True)
+    app, _cape = make_app(sqlite_url, metrics=True)
     async with app_client(app) as client:
         created = await client.post("/obs_note", json={"title": "mine"}, headers=who("ann"))
         note = created.json()["id"]

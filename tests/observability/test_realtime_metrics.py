@@ -29,7 +29,7 @@ async def scrape_until(client: httpx.AsyncClient, check: Any, what: str) -> Scra
 
 
 async def test_streams_changes_and_deliveries_move(sqlite_url: str) -> None:
-    app, cape = make_app(sqlite_url, metrics=True)
+    app, _cape = make_app(sqlite_url, metrics=True)
     async with serve(app) as live, httpx.AsyncClient(base_url=live.url) as client:
         before = await scrape(client)
         assert before.value(SUBSCRIPTIONS) == 0

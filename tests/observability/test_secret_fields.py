@@ -108,8 +108,8 @@ async def test_the_openapi_read_schema_has_no_secrets(sqlite_url: str) -> None:
     schemas = app.openapi()["components"]["schemas"]
     assert set(schemas["AccountRead"]["properties"]) == {"id", "email"}
     # They can still be written.
-    assert SECRETS <= set(schemas["AccountCreate"]["properties"])
-    assert SECRETS <= set(schemas["AccountUpdate"]["properties"])
+    assert set(schemas["AccountCreate"]["properties"]) >= SECRETS
+    assert set(schemas["AccountUpdate"]["properties"]) >= SECRETS
     assert is_secret(Account.__table__.c.password_hash)
     assert is_secret(Account.__table__.c.api_key)
     assert not is_secret(Account.__table__.c.email)

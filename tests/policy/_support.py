@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from capebase import AuthContext, CapeBase
 
@@ -50,6 +50,16 @@ async def reset(cape: CapeBase, model: type[Any], rows: Iterable[Mapping[str, An
         await session.execute(delete(model))
         session.add_all(model(**row) for row in rows)
         await session.commit()
+        if cape.engine.dialect.name == "postgresql":
+            # Explicit ids do not advance PostgreSQL's sequence; keep new ids clear of them.
+            table = model.__tablename__
+            await session.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT coalesce(max(id), 0) + 1000 FROM {table}))"
+                )
+            )
+            await session.commit()
 
 
 async def stored(cape: CapeBase, model: type[Any], *fields: str) -> dict[Any, dict[str, Any]]:

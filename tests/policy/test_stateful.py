@@ -421,4 +421,5 @@ def test_random_users_never_exceed_their_permissions(world: World, db_kind: DbKi
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
+    print(f"{world.operations} operations: {world.counts}")
     assert world.operations >= EXAMPLES * STEPS // 2, world.counts

@@ -63,6 +63,9 @@ async def quiet(live: LiveServer, cape: CapeBase) -> None:
 
 
 async def test_connect_disconnect_cycles_leave_nothing_behind(db_url: str, db_kind: DbKind) -> None:
+    """Also pins a bug: an SSE client leaving during its replay got the replay cancelled again
+    and again (anyio), so SQLAlchemy terminated the aiosqlite connection and left a task
+    pending forever, one per such disconnect."""
     app, cape = make_app(db_url)
     cycles = CYCLES[db_kind]
     async with serve(app) as live, httpx.AsyncClient(base_url=live.url, timeout=10) as client:

@@ -4,13 +4,22 @@ filtered by the subscriber's rules; ``reset`` when the log no longer covers the 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, update
 
 from capebase import AuthContext
 from tests.realtime._app import Task, make_app, who
-from tests.realtime._live import LiveServer, Recorded, Stream, dispatched, serve, sse, ws
+from tests.realtime._live import (
+    LiveServer,
+    Recorded,
+    Stream,
+    dispatched,
+    serve,
+    sse,
+    wait_until,
+    ws,
+)
 
 ALICE = who("alice")
 
@@ -96,15 +105,23 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
 async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
     """Also pins a bug: SQLite reused the ids of pruned changes (no AUTOINCREMENT), so the
     change after a prune of the whole log got an id the hub had passed and was never sent."""
-    app, cape = make_app(db_url, retention=timedelta(milliseconds=1))
+    # Short enough to wait out, long enough that the hub's own periodic prune never removes
+    # the "live" change below before it is dispatched.
+    retention = timedelta(seconds=0.5)
+    app, cape = make_app(db_url, retention=retention)
     alice = AuthContext(id="alice")
     async with serve(app) as live:
         async with cape.get_session(alice) as session:
             for title in ("one", "two", "three"):
                 session.add(Task(title=title))
                 await session.commit()
+        committed = datetime.now(UTC)
         last = await dispatched(cape)
-        await cape.hub.prune()  # everything is older than the retention window now
+        await wait_until(
+            lambda: datetime.now(UTC) - committed > retention,
+            what="the changes to age past the retention window",
+        )
+        await cape.hub.prune()
         async with AsyncExitStack() as stack:
             expired = [await stack.enter_async_context(s) for s in resumers(live, "1").values()]
             unknown = [

@@ -4,7 +4,7 @@
 
 const REFRESH_MARGIN_MS = 60_000; // refresh the access token this long before it expires…
 const REFRESH_MARGIN_SHARE = 0.2; // …or, for short-lived tokens, this share of their lifetime
-const MAX_RETRY_MS = 5_000; // longest wait between two attempts to reopen the stream
+const MAX_RETRY_MS = 3_000; // longest wait between two attempts to reopen the stream
 const MESSAGE_MS = 8_000; // how long a message stays up
 
 const $ = (selector) => document.querySelector(selector);
@@ -21,7 +21,8 @@ const state = {
 
 function loadSession() {
   try {
-    return JSON.parse(sessionStorage.getItem("capebase-demo-session"));
+    const session = JSON.parse(sessionStorage.getItem("capebase-demo-session"));
+    return session && session.refreshAt ? session : null;
   } catch {
     return null;
   }
@@ -115,7 +116,7 @@ async function send(method, path, { json, form, token } = {}) {
 }
 
 // A request as the signed-in user: refreshes the token first when it is about to expire, and
-// once more on a 401 (the server may have restarted with the token still valid).
+// after a 401 (the server refused the token: it restarted with another secret, say).
 // Throws ApiError with a readable message when the answer is not a success.
 async function api(method, path, { json, context = {} } = {}) {
   let response = await send(method, path, { json, token: await freshAccessToken() });
@@ -356,7 +357,7 @@ function render() {
   $("#todos").replaceChildren(...shown.map((todo) => renderTodo(todo, todo.user_id === me)));
   const empty = $("#empty");
   empty.hidden = shown.length > 0;
-  if (state.filter === "mine" && !me) empty.textContent = "Sign in to see your todos.";
+  if (state.filter === "mine") empty.textContent = me ? "You have no todos yet." : "Sign in to see your todos.";
   else if (state.filter === "completed") empty.textContent = "Nothing completed yet.";
   else empty.textContent = "No todos yet.";
 }
@@ -424,6 +425,7 @@ const stream = {
   buffered: null, // changes that arrive while the list loads
   retryTimer: null,
   retries: 0,
+  refused: false, // the last attempt was answered with an error: refresh the token first
   generation: 0, // bumped by close(): an open() that awaited meanwhile gives up
 
   setState(name, detail = "") {
@@ -440,12 +442,15 @@ const stream = {
     this.open();
   },
 
-  async open() {
+  // quiet: a planned handover (a new token); the page stays "live" unless it fails.
+  async open({ quiet = false } = {}) {
     this.close();
     const generation = this.generation;
-    this.setState(this.hasBeenLive ? "reconnecting" : "connecting");
+    if (!quiet) this.setState(this.hasBeenLive ? "reconnecting" : "connecting");
     let token = null;
     try {
+      if (this.refused && state.session) await refreshTokens();
+      this.refused = false;
       token = await freshAccessToken();
     } catch (error) {
       // A refused refresh token ended the sign-in (and restarted the stream as anonymous).
@@ -480,25 +485,28 @@ const stream = {
 
   async opened(source) {
     if (source !== this.source) return;
-    this.retries = 0;
     this.hasBeenLive = true;
-    if (!this.needsList) return this.setState("live");
-    this.needsList = false;
-    this.buffered = [];
-    try {
-      await loadTodos();
-    } catch (error) {
+    if (this.needsList) {
+      this.needsList = false;
+      this.buffered = [];
+      try {
+        await loadTodos();
+      } catch (error) {
+        if (source !== this.source) return;
+        this.buffered = null;
+        this.needsList = true;
+        showMessage(error.message);
+        return this.retryLater();
+      }
+      if (source !== this.source) return;
+      // Changes that arrived while the list loaded may predate it; applied in order they
+      // still end on the latest image of each row.
+      for (const change of this.buffered) applyChange(change);
       this.buffered = null;
-      this.needsList = true;
-      showMessage(error.message);
-      return this.reopen(source);
+      render();
     }
-    // Changes that arrived while the list loaded may predate it; applied in order they
-    // still end on the latest image of each row.
-    for (const change of this.buffered) applyChange(change);
-    this.buffered = null;
-    render();
-    if (source === this.source) this.setState("live");
+    this.retries = 0;
+    this.setState("live");
   },
 
   received(source, event) {
@@ -526,13 +534,16 @@ const stream = {
       this.setState(this.hasBeenLive ? "reconnecting" : "connecting");
       return;
     }
+    // The browser gave up: the server answered with an error, which EventSource does not
+    // show. If it was a 401 the token is stale, so the next attempt gets a new one first.
+    this.refused = true;
     this.retryLater();
   },
 
   // The server ended the stream on purpose (expired token, too slow): resume right away.
   reopen(source) {
     if (source !== this.source) return;
-    this.open();
+    this.open({ quiet: true });
   },
 
   retryLater() {
@@ -582,6 +593,11 @@ function wire() {
     });
   }
 }
+
+// Back online after a network outage: try at once instead of waiting for the next retry.
+window.addEventListener("online", () => {
+  if ($("#connection").dataset.state !== "live") stream.open();
+});
 
 wire();
 showSignedIn();

@@ -25,7 +25,9 @@ class MetricsConfig:
             CapeBase a registry of its own; pass ``prometheus_client.REGISTRY`` to share the
             process-wide one (CapeBase instances sharing a registry share the series).
             With ``PROMETHEUS_MULTIPROC_DIR`` set, series are recorded in that directory and
-            the endpoint serves every worker's, merged; ``registry`` is then not used.
+            the endpoint serves every worker's, merged; ``registry`` is then not used. Have
+            your process manager call ``prometheus_client.multiprocess.mark_process_dead(pid)``
+            when a worker exits (gunicorn's ``child_exit``), so its gauges stop counting.
         include_in_schema: list the scrape endpoint in the OpenAPI schema.
     """
 

@@ -19,6 +19,8 @@ from .observer import SCOPE_KEY, Observer, transport
 UNMATCHED = "<unmatched>"
 """The route label of requests no route matched (404s, redirects): raw paths would make the
 label unbounded."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+"""Method label values; a client can send any method name, so others are labelled "OTHER"."""
 
 
 class HttpMetricsMiddleware:
@@ -35,6 +37,8 @@ class HttpMetricsMiddleware:
         self.metrics = metrics
         self.observer = observer
         self.routes = routes
+        self._flat: list[Any] = []
+        self._flat_key: tuple[int, ...] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -47,7 +51,7 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
         in_flight = self.metrics.http_in_flight.labels(method, self._match(scope))
         in_flight.inc()
         scope[SCOPE_KEY] = self.observer
@@ -72,14 +76,37 @@ class HttpMetricsMiddleware:
 
     def _match(self, scope: Scope) -> str:
         """The template of the route the router will pick, found the way it finds it."""
+        try:
+            return self._first_match(scope)
+        except Exception:  # a metrics label must never fail the request
+            return UNMATCHED
+
+    def _first_match(self, scope: Scope) -> str:
+        path, method = _route_path(scope), scope["method"]
         partial = None
-        for route in _flattened(self.routes):
-            match, _child = route.matches(scope)
+        for route in self._candidates():
+            regex, methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+            if regex is not None and methods:
+                # An HTTP route: matching its path pattern is all ``matches`` would do here,
+                # without building the child scope.
+                if regex.match(path) is None:
+                    continue
+                match = Match.FULL if method in methods else Match.PARTIAL
+            else:
+                match, _child = route.matches(scope)
             if match is Match.FULL:
                 return _path(route)
             if match is Match.PARTIAL and partial is None:
                 partial = route
         return _path(partial)
+
+    def _candidates(self) -> list[Any]:
+        # The app's routes change when models are published; opening FastAPI's included
+        # routers costs more than matching, so it is redone only then.
+        key = tuple(map(id, self.routes))
+        if key != self._flat_key:
+            self._flat, self._flat_key = list(_flattened(self.routes)), key
+        return self._flat
 
 
 def route_template(scope: Scope) -> str:
@@ -101,6 +128,15 @@ def _flattened(routes: list[BaseRoute]) -> Iterator[Any]:
             yield from contexts()
         else:
             yield route
+
+
+def _route_path(scope: Scope) -> str:
+    """The path routes match against: the request path below the app's ``root_path``."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):]
+    return path
 
 
 def _path(route: Any) -> str:

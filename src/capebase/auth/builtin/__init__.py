@@ -16,7 +16,7 @@ from .errors import (
     InvalidTokenError,
     LockedOutError,
 )
-from .models import RefreshToken, User
+from .models import RefreshToken, User, metadata
 
 __all__ = [
     "AccountExistsError",
@@ -29,4 +29,5 @@ __all__ = [
     "PasswordAuthConfig",
     "RefreshToken",
     "User",
+    "metadata",
 ]

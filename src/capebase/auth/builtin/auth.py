@@ -101,6 +101,12 @@ class PasswordAuth:
         admin. Called by CapeBase's lifespan."""
         if self.cape.create_tables:
             await self.store.create_tables()
+        elif missing := await self.store.missing_tables():
+            raise ConfigurationError(
+                f"The built-in auth's tables {', '.join(missing)} do not exist and "
+                "create_tables=False. Add capebase.auth.builtin.metadata to your Alembic "
+                "target_metadata and migrate, or use CapeBase(create_tables=True)."
+            )
         await self.passwords.prepare()
         if self.config.initial_admin is not None:
             email, password = self.config.initial_admin

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -48,6 +48,16 @@ class UserStore:
         """Create the two tables if they are missing."""
         async with self.engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
+
+    async def missing_tables(self) -> list[str]:
+        """The names of the two tables that do not exist."""
+
+        def missing(connection: Any) -> list[str]:
+            names = set(inspect(connection).get_table_names())
+            return [name for name in metadata.tables if name not in names]
+
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(missing)
 
     # -- users -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
 from .auth.context import AuthContext
-from .auth.provider import AuthProvider, anonymous, check_provider
+from .auth.provider import AuthProvider, accept_any_connection, anonymous, check_provider
 from .crud.config import CrudConfig
 from .crud.errors import install_error_handlers
 from .crud.router import PublishedModel, build_router, describe_model
@@ -374,7 +374,9 @@ class CapeBase:
 def _context_dependency(provider: AuthProvider) -> Callable[..., Awaitable[AuthContext]]:
     """Wrap the user's provider so a wrong return value fails loudly, not as a leak."""
 
-    async def current_auth_context(ctx: Any = Depends(provider)) -> AuthContext:
+    async def current_auth_context(
+        ctx: Any = Depends(accept_any_connection(provider)),
+    ) -> AuthContext:
         if not isinstance(ctx, AuthContext):
             raise ConfigurationError(
                 f"The auth provider {getattr(provider, '__name__', provider)!r} returned "

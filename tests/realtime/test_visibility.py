@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import delete, update
 
@@ -250,3 +250,25 @@ async def test_a_bearer_token_provider_works_for_websockets(sqlite_url: str) -> 
         await over_sse.wait_for_title("alice's")
     assert over_ws.titles() == over_sse.titles() == [("INSERT", "alice's")]
     assert refused_ws.status == refused_sse.status == 401
+
+
+async def test_a_provider_taking_request_works_for_websockets(sqlite_url: str) -> None:
+    """Regression: a provider declared as ``async def auth(request: Request)`` (the seed
+    README's shape) failed on WebSocket with "missing argument 'request'" and a 500."""
+
+    async def request_auth(request: Request) -> AuthContext:
+        user = request.headers.get("x-user")
+        return AuthContext(id=user) if user else AuthContext()
+
+    app = FastAPI()
+    cape = CapeBase(app=app, db_path=sqlite_url, get_auth_context=request_auth)
+    cape.publish(Task)
+    cape.permission_required(Task, owner_field="owner_id", actions=["*"])
+    async with serve(app) as live, ws(live, {"x-user": "alice"}) as over_ws:
+        async with cape.get_privileged_session() as session:
+            session.add_all(
+                [Task(title="bob's", owner_id="bob"), Task(title="alice's", owner_id="alice")]
+            )
+            await session.commit()
+        await over_ws.wait_for_title("alice's")
+    assert over_ws.titles() == [("INSERT", "alice's")]

@@ -26,3 +26,48 @@ def check_provider(provider: Any) -> AuthProvider:
             f"got {type(provider).__name__}"
         )
     return provider  # type: ignore[no-any-return]
+
+
+def accept_any_connection(provider: AuthProvider) -> AuthProvider:
+    """``provider``, taking an ``HTTPConnection`` where it declared a ``Request``.
+
+    FastAPI gives a ``Request`` parameter nothing on a WebSocket, so a provider written as
+    ``async def get_auth_context(request: Request)`` (the usual way, and the seed README's)
+    would fail on ``WS /{table}/subscribe``. Headers, cookies, query parameters and ``state``
+    are on both; only the body is not, and a provider has no use for it.
+    """
+    import functools
+    import inspect
+    import typing
+
+    from starlette.requests import HTTPConnection, Request
+
+    try:
+        hints = typing.get_type_hints(provider)
+        signature = inspect.signature(provider)
+    except (NameError, TypeError, ValueError):
+        return provider
+    if not any(hints.get(name) is Request for name in signature.parameters):
+        return provider
+    parameters = [
+        p.replace(
+            annotation=HTTPConnection
+            if hints.get(p.name) is Request
+            else hints.get(p.name, p.annotation)
+        )
+        for p in signature.parameters.values()
+    ]
+    adapted: Any
+    if inspect.iscoroutinefunction(provider):
+
+        async def adapted(*args: Any, **kwargs: Any) -> Any:
+            return await provider(*args, **kwargs)
+
+    else:
+
+        def adapted(*args: Any, **kwargs: Any) -> Any:
+            return provider(*args, **kwargs)
+
+    functools.update_wrapper(adapted, provider)
+    adapted.__signature__ = signature.replace(parameters=parameters)
+    return adapted  # type: ignore[no-any-return]

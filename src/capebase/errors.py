@@ -6,7 +6,8 @@
     ├── PermissionDeniedError       the policy denies an action (HTTP 403, or 401 when anonymous)
     ├── UnfilterableStatementError  a statement a user session cannot enforce the policy on
     ├── NotFoundError               a row does not exist or is not readable (HTTP 404)
-    └── QueryError                  a list query names an unknown field or operator (HTTP 400)
+    ├── QueryError                  a list query names an unknown field or operator (HTTP 400)
+    └── DatabaseUnavailableError    the database cannot be reached right now (HTTP 503)
 
 HTTP status mapping lives in one place: ``capebase.crud.errors``.
 """
@@ -63,3 +64,11 @@ class QueryError(CapeBaseError):
     def __init__(self, message: str, *, status_code: int = 400) -> None:
         self.status_code = status_code
         super().__init__(message)
+
+
+class DatabaseUnavailableError(CapeBaseError):
+    """The database could not be reached (down, restarting, refusing connections).
+
+    Raised when opening a connection fails for a reason the driver does not report as a
+    database error of its own; HTTP maps it, like the drivers' connection errors, to 503.
+    """

@@ -357,7 +357,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert outcome == "missing"
             return
         new = {**old, change: value}
-        if may_update(ctx, old, new):
+        if new == old or may_update(ctx, old, new):  # an unchanged object is not flushed
             assert outcome == "saved"
             self.rows[pk] = new
         else:

@@ -128,6 +128,8 @@ class Recorded:
     """Resume tokens of change messages: SSE ``id:`` (WebSocket: ``resume`` or the ``id``)."""
     controls: list[dict[str, Any]] = field(default_factory=list)
     """``reset`` and ``overflow`` messages."""
+    ready: list[dict[str, Any]] = field(default_factory=list)
+    """The SSE ``ready`` event that opens a stream without a resume point."""
     heartbeats: int = 0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     status: int | None = None
@@ -158,6 +160,8 @@ class Recorded:
         kind = data.get("event")
         if kind == "heartbeat":
             self.heartbeats += 1
+        elif kind == "ready":
+            self.ready.append(data)
         elif kind in ("reset", "overflow"):
             self.controls.append(data)
         else:

@@ -85,7 +85,7 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
                     continue
                 if event.event == "overflow":
                     controls.append(json.loads(event.data))
-                else:
+                elif event.event == "message":
                     slow_messages.append(json.loads(event.data))
                     slow_tokens.append(event.id)
             # The slow WebSocket client: a prefix, then close code 1013 (try again later).

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DatabaseUnavailableError
+from ..limits import LimitsConfig
 
 # The async driver a plain URL maps to, and which drivers we accept per backend.
 _DEFAULT_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "asyncmy"}
@@ -55,22 +58,36 @@ def normalize_url(db_path: str | URL) -> URL:
     return url.set(drivername=f"{backend}+{driver}")
 
 
-def create_engine(db_path: str | URL, **engine_options: Any) -> AsyncEngine:
+def create_engine(
+    db_path: str | URL, *, limits: LimitsConfig | None = None, **engine_options: Any
+) -> AsyncEngine:
     """Create the AsyncEngine for ``db_path`` with capebase's defaults.
 
     Pools ping connections before use; SQLite runs in WAL mode with a busy timeout, enforces
-    foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL.
+    foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL. ``limits`` sets
+    the connect, pool and statement timeouts (``LimitsConfig()`` when omitted);
+    ``engine_options`` override any of it (``connect_args`` are merged).
 
     Raises:
         ConfigurationError: bad URL, or the driver package is not installed.
     """
     url = normalize_url(db_path)
+    limits = limits or LimitsConfig()
+    backend = url.get_backend_name()
     options: dict[str, Any] = {"pool_pre_ping": True}
-    if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    connect_args = _connect_args(url.get_driver_name(), limits)
+    if backend == "sqlite":
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+        if not _is_sqlite_memory(url):  # StaticPool: there is no pool to wait for
+            options["pool_timeout"] = limits.pool_timeout
     else:
         options["pool_recycle"] = 3600
+        options["pool_timeout"] = limits.pool_timeout
+    poolclass = engine_options.get("poolclass")
+    if poolclass is not None and not issubclass(poolclass, QueuePool):
+        options.pop("pool_timeout", None)  # NullPool, StaticPool...: nothing to wait for
     options.update(engine_options)
+    options["connect_args"] = {**connect_args, **dict(engine_options.get("connect_args", {}))}
     try:
         engine = create_async_engine(url, **options)
     except ModuleNotFoundError as exc:
@@ -79,9 +96,72 @@ def create_engine(db_path: str | URL, **engine_options: Any) -> AsyncEngine:
         raise ConfigurationError(
             f"The {driver} driver is not installed: pip install 'capebase[{extra}]'"
         ) from exc
-    if url.get_backend_name() == "sqlite":
+    # Before any listener of the user's: connection failures become one exception type.
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    elif backend == "mysql" and limits.statement_timeout is not None:
+        event.listen(engine.sync_engine, "connect", _mysql_statement_timeout(limits))
     return engine
+
+
+def _connect_args(driver: str, limits: LimitsConfig) -> dict[str, Any]:
+    """The driver's own connect timeout and, on PostgreSQL, the statement timeout."""
+    timeout_ms = None if limits.statement_timeout is None else int(limits.statement_timeout * 1000)
+    if driver == "asyncpg":
+        args: dict[str, Any] = {"timeout": limits.connect_timeout}
+        if timeout_ms is not None:
+            args["server_settings"] = {"statement_timeout": str(timeout_ms)}
+        return args
+    if driver in ("psycopg", "psycopg_async"):
+        # libpq takes whole seconds and treats less than 2 as 2.
+        args = {"connect_timeout": max(2, math.ceil(limits.connect_timeout))}
+        if timeout_ms is not None:
+            args["options"] = f"-c statement_timeout={timeout_ms}"
+        return args
+    if driver in ("asyncmy", "aiomysql"):
+        return {"connect_timeout": max(1, math.ceil(limits.connect_timeout))}
+    return {}
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+
+
+def _connect_or_unavailable(
+    dialect: Any, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    """Open a DBAPI connection; failures the driver does not wrap as its own errors (asyncpg's
+    refused connection is an ``OSError``, "the database system is starting up" its own class)
+    become ``DatabaseUnavailableError``, which the HTTP layer answers with 503."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except Exception as exc:
+        if isinstance(exc, dialect.loaded_dbapi.Error):
+            raise  # SQLAlchemy wraps it (OperationalError...) and classifies it itself
+        raise DatabaseUnavailableError(
+            f"Cannot connect to the database: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _mysql_statement_timeout(limits: LimitsConfig) -> Any:
+    """A connect listener setting the session's statement timeout; MariaDB and MySQL name
+    it differently, and MySQL's applies to SELECTs only."""
+    seconds = limits.statement_timeout or 0.0
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT VERSION()")
+            version = str(cursor.fetchone()[0])
+            if "mariadb" in version.lower():
+                cursor.execute(f"SET SESSION max_statement_time = {seconds:.3f}")
+            else:
+                cursor.execute(f"SET SESSION max_execution_time = {int(seconds * 1000)}")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -43,6 +43,7 @@ from .wakeups import BrokerLink
 logger = logging.getLogger("capebase.realtime")
 
 MAX_HOLES = 10_000
+YIELD_EVERY = 32
 MAINTENANCE_INTERVAL = 5.0
 STARTUP_HOLE_WINDOW = 1000
 
@@ -342,11 +343,15 @@ class Hub:
                     .mappings()
                     .all()
                 )
-                for row in rows:
+                for position, row in enumerate(rows, 1):
                     record = ChangeRecord.from_row(row)
                     self._note_holes(record.id)
                     self.cursor = record.id
                     await self._deliver(record, connection)
+                    if position % YIELD_EVERY == 0:
+                        # Let the transports drain their queues, so one large transaction
+                        # does not overflow subscribers that are keeping up.
+                        await asyncio.sleep(0)
                 if len(rows) < self.config.replay_batch:
                     return
 

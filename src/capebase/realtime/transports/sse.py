@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...auth.context import AuthContext
 from ..hub import Reset, TooManySubscriptionsError
+from ..resume import format_token
 from .common import EXPIRED, HEARTBEAT, Overflowed, open_subscription, resume_point, stream_items
 
 if TYPE_CHECKING:
@@ -38,8 +39,18 @@ def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             return JSONResponse({"detail": str(exc)}, status_code=429)
         heartbeat = cape.realtime_config.heartbeat
 
+        # A new stream's position, so a client that drops before the first change can still
+        # resume from here (EventSource keeps the last ``id:`` it saw).
+        opened_at = None if resume else format_token(cape.hub.cursor, cape.hub.unsettled())
+
         async def events() -> AsyncIterator[ServerSentEvent]:
             try:
+                if opened_at is not None:
+                    yield ServerSentEvent(
+                        data=json.dumps({"event": "ready", "id": opened_at}),
+                        event="ready",
+                        id=opened_at,
+                    )
                 async for item in stream_items(cape, subscriber, resume, heartbeat):
                     if item is HEARTBEAT:
                         yield ServerSentEvent(comment="heartbeat")

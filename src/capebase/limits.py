@@ -1,0 +1,146 @@
+"""Resource limits: the settings that bound what one request may cost, and their guards.
+
+Each limit has a safe default and answers with a clear 4xx (or a named 5xx for the database):
+
+| limit                                   | where                               | over it      |
+|-----------------------------------------|-------------------------------------|--------------|
+| page size                               | ``CrudConfig.max_page_size``        | 422          |
+| values in ``__in`` / ``__nin``          | ``CrudConfig.max_in_values``        | 422          |
+| filters per request (lists and streams) | ``LimitsConfig.max_filters``        | 422          |
+| request body size                       | ``LimitsConfig.max_body_size``      | 413          |
+| open streams per process                | ``RealtimeConfig.max_subscriptions``| 429 / 1013   |
+| open streams per client                 | ``RealtimeConfig.max_subscriptions_per_client`` | 429 / 1013 |
+| one SQL statement's run time            | ``LimitsConfig.statement_timeout``  | 504          |
+| waiting for a pooled connection         | ``LimitsConfig.pool_timeout``       | 503          |
+| connecting to the database              | ``LimitsConfig.connect_timeout``    | 503          |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ConfigurationError, QueryError
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LimitsConfig:
+    """Limits on what one request may cost, and how long capebase waits for the database.
+
+    Args:
+        max_filters: the most ``?field__op=value`` filters one list request or stream may
+            carry (422 above it).
+        max_body_size: the largest request body, in bytes, any route of the app accepts
+            (413 above it), whether or not the client sends ``Content-Length``. ``None``
+            turns the guard off (when a proxy enforces a limit). A route's own FastAPI
+            ``max_body_size=`` takes precedence over it, larger or smaller.
+        statement_timeout: seconds one SQL statement may run before the database cancels
+            it (the request gets 504). PostgreSQL (``statement_timeout``) and MariaDB
+            (``max_statement_time``) enforce it; MySQL enforces it on SELECTs only
+            (``max_execution_time``); SQLite has no such setting. ``None``: no timeout.
+        connect_timeout: seconds to wait for a new database connection (503 after it).
+        pool_timeout: seconds a request waits for a free pooled connection (503 after it).
+        retry_after: the ``Retry-After`` seconds sent with a 503 while the database is
+            unreachable.
+    """
+
+    max_filters: int = 32
+    max_body_size: int | None = 1024 * 1024
+    statement_timeout: float | None = 30.0
+    connect_timeout: float = 10.0
+    pool_timeout: float = 10.0
+    retry_after: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_filters < 1:
+            raise ConfigurationError("LimitsConfig.max_filters must be at least 1")
+        if self.max_body_size is not None and self.max_body_size < 1:
+            raise ConfigurationError(
+                "LimitsConfig.max_body_size must be a positive number of bytes, or None to "
+                "turn the body-size guard off"
+            )
+        if self.statement_timeout is not None and self.statement_timeout <= 0:
+            raise ConfigurationError(
+                "LimitsConfig.statement_timeout must be positive (seconds), or None for none"
+            )
+        for name in ("connect_timeout", "pool_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"LimitsConfig.{name} must be positive (seconds)")
+        if self.retry_after < 0:
+            raise ConfigurationError("LimitsConfig.retry_after must be 0 or more (seconds)")
+
+
+def check_filter_count(
+    params: Iterable[tuple[str, str]], *, ignored: Iterable[str], limit: int
+) -> None:
+    """Refuse a query string with more than ``limit`` filters (parameters not in ``ignored``).
+
+    Raises:
+        QueryError: 422, naming the limit.
+    """
+    skip = frozenset(ignored)
+    count = sum(1 for key, _ in params if key not in skip)
+    if count > limit:
+        raise QueryError(
+            f"Too many filters: {count} given, at most {limit} (LimitsConfig.max_filters)",
+            status_code=422,
+        )
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: a request body larger than ``max_body_size`` bytes gets 413.
+
+    A declared ``Content-Length`` above the limit is refused before anything is read; a body
+    without one (chunked) is counted as it arrives and refused as soon as it passes the limit.
+    The check happens when the app reads the body, so requests nobody reads cost nothing, and
+    a route's own FastAPI ``max_body_size`` (decided at routing) takes precedence.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            if getattr(scope.get("route"), "max_body_size", None) is not None:
+                return await receive()  # the route set its own limit; FastAPI enforces it
+            if declared is not None and declared > self.max_body_size:
+                raise self._too_large()
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, receive_limited, send)
+
+    def _too_large(self) -> HTTPException:
+        # An HTTPException: FastAPI re-raises it from body parsing, and the app's handler
+        # turns it into the usual ``{"detail": ...}`` body.
+        return HTTPException(
+            status_code=413,
+            detail=f"Request body too large: at most {self.max_body_size} bytes "
+            "(LimitsConfig.max_body_size)",
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    raw = Headers(scope=scope).get("content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None

@@ -212,7 +212,7 @@ def _realtime(add: Any, rt: dict[str, Any]) -> None:
             "idle stream.")
         add("")
         add("| streams | transport | memory / idle stream | idle CPU | delivery p50 | p99 | max "
-            "| delivered | server CPU per change |")
+            "| delivered | server CPU per change (idle subtracted) |")
         add("|---|---|---|---|---|---|---|---|---|")
         for name, step in owner:
             if "error" in step:

@@ -21,6 +21,7 @@ from .crud.router import PublishedModel, build_router, describe_model
 from .db.engine import create_engine
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
+from .limits import BodySizeLimit, LimitsConfig
 from .observability import wiring as observability
 from .observability.audit import Audit, retained_config
 from .observability.config import AuditConfig, MetricsConfig
@@ -55,6 +56,7 @@ class CapeBase:
             and its routes (``/auth/token``…) are mounted. Not together with get_auth_context.
         create_tables: create missing tables at startup; turn off when Alembic owns the schema.
         crud: paging and filter limits of the generated routes.
+        limits: filter-count, body-size and database timeout limits (``LimitsConfig``).
         realtime: change capture, stream and retention settings.
         broker: how app processes wake each other: ``memory://`` (one process, default),
             ``postgresql://…`` (LISTEN/NOTIFY) or ``redis://…``, or a BrokerBackend instance.
@@ -75,6 +77,7 @@ class CapeBase:
         auth_provider: AuthProvider | None = None,
         create_tables: bool = True,
         crud: CrudConfig | None = None,
+        limits: LimitsConfig | None = None,
         realtime: RealtimeConfig | None = None,
         broker: str | BrokerBackend = "memory://",
         engine_options: Mapping[str, Any] | None = None,
@@ -96,8 +99,11 @@ class CapeBase:
         self.app = app
         self.policy = Policy()
         self.crud_config = crud or CrudConfig()
+        self.limits = limits or LimitsConfig()
         self.create_tables = create_tables
-        self.engine: AsyncEngine = create_engine(db_path, **dict(engine_options or {}))
+        self.engine: AsyncEngine = create_engine(
+            db_path, limits=self.limits, **dict(engine_options or {})
+        )
         self._sessions = make_sessionmaker(self.engine)
         self._provider = check_provider(provider)
         self.auth_dependency = _context_dependency(self._provider)
@@ -116,7 +122,9 @@ class CapeBase:
             broker_from_url(broker),
         )
         self._started = False
-        install_error_handlers(app)
+        install_error_handlers(app, retry_after=self.limits.retry_after)
+        if self.limits.max_body_size is not None:
+            app.add_middleware(BodySizeLimit, max_body_size=self.limits.max_body_size)
         self.metrics = observability.install(
             self, observability.metrics_config(metrics), audit_settings
         )

@@ -2,17 +2,15 @@
 
 Each limit has a safe default and answers with a clear 4xx (or a named 5xx for the database):
 
-| limit                                   | where                               | over it      |
-|-----------------------------------------|-------------------------------------|--------------|
-| page size                               | ``CrudConfig.max_page_size``        | 422          |
-| values in ``__in`` / ``__nin``          | ``CrudConfig.max_in_values``        | 422          |
-| filters per request (lists and streams) | ``LimitsConfig.max_filters``        | 422          |
-| request body size                       | ``LimitsConfig.max_body_size``      | 413          |
-| open streams per process                | ``RealtimeConfig.max_subscriptions``| 429 / 1013   |
-| open streams per client                 | ``RealtimeConfig.max_subscriptions_per_client`` | 429 / 1013 |
-| one SQL statement's run time            | ``LimitsConfig.statement_timeout``  | 504          |
-| waiting for a pooled connection         | ``LimitsConfig.pool_timeout``       | 503          |
-| connecting to the database              | ``LimitsConfig.connect_timeout``    | 503          |
+- page size: ``CrudConfig.max_page_size`` (422 above it);
+- values in ``__in`` / ``__nin``: ``CrudConfig.max_in_values`` (422);
+- filters per list request or stream: ``LimitsConfig.max_filters`` (422);
+- request body size: ``LimitsConfig.max_body_size`` (413);
+- open streams per process: ``RealtimeConfig.max_subscriptions`` (429, WebSocket close 1013);
+- open streams per client: ``RealtimeConfig.max_subscriptions_per_client`` (429 / 1013);
+- one SQL statement's run time: ``LimitsConfig.statement_timeout`` (504);
+- waiting for a pooled connection or a new one: ``LimitsConfig.pool_timeout`` and
+  ``connect_timeout`` (503 with ``Retry-After``).
 """
 
 from __future__ import annotations

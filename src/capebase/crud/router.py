@@ -16,10 +16,11 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from ..auth.context import AuthContext
 from ..errors import ConfigurationError, NotFoundError, PermissionDeniedError
+from ..limits import check_filter_count
 from ..observability.secret_fields import secret_keys
 from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
-from .query import FilterField, filter_fields, parse_filters, parse_order_by
+from .query import RESERVED, FilterField, filter_fields, parse_filters, parse_order_by
 from .schemas import (
     create_schema_for,
     forbid_extra,
@@ -51,6 +52,14 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "The row conflicts with stored data"}
+}
+_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "Request body too large (LimitsConfig.max_body_size)"}
+}
+_DATABASE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "The database is unavailable; retry after "
+          "`Retry-After` seconds"},
+    504: {"model": ErrorBody, "description": "A statement ran past LimitsConfig.statement_timeout"},
 }
 
 
@@ -179,7 +188,8 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "Server-Sent Events; `id:` is the change id"},
                        400: {"model": ErrorBody, "description": "Unknown filter"},
-                       429: {"model": ErrorBody, "description": "Too many subscriptions"}},
+                       429: {"model": ErrorBody, "description": "Too many subscriptions"},
+                       **_DATABASE},
         )
         router.add_api_websocket_route(f"{published.path}/subscribe",
                                        websocket_endpoint(cape, published))
@@ -211,14 +221,15 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
                 f"isnull. Fields: {', '.join(published.fields)}."
             ),
             responses={
-                400: {"model": ErrorBody, "description": "Unknown filter field or operator"}
+                400: {"model": ErrorBody, "description": "Unknown filter field or operator"},
+                **_DATABASE,
             },
         )
     if "get" in published.routes:
         router.add_api_route(
             item_path, _with_signature(handlers.get_row, [pk_param, ctx_param]), methods=["GET"],
             response_model=published.read_schema, operation_id=f"get_{name}",
-            summary=f"Get one {name}", responses=_NOT_FOUND,
+            summary=f"Get one {name}", responses={**_NOT_FOUND, **_DATABASE},
         )
     if "create" in published.routes:
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
@@ -227,7 +238,7 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             published.path, _with_signature(handlers.create_row, [body, ctx_param]),
             methods=["POST"], status_code=201, response_model=published.read_schema,
             operation_id=f"create_{name}", summary=f"Create a {name}",
-            responses={**_ERRORS, **_CONFLICT},
+            responses={**_ERRORS, **_CONFLICT, **_TOO_LARGE, **_DATABASE},
         )
     if "update" in published.routes:
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
@@ -236,14 +247,14 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             item_path, _with_signature(handlers.update_row, [pk_param, body, ctx_param]),
             methods=["PATCH"], response_model=published.read_schema,
             operation_id=f"update_{name}", summary=f"Update a {name}",
-            responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT},
+            responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT, **_TOO_LARGE, **_DATABASE},
         )
     if "delete" in published.routes:
         router.add_api_route(
             item_path, _with_signature(handlers.delete_row, [pk_param, ctx_param]),
             methods=["DELETE"], status_code=204, response_class=Response,
             operation_id=f"delete_{name}", summary=f"Delete a {name}",
-            responses={**_ERRORS, **_NOT_FOUND},
+            responses={**_ERRORS, **_NOT_FOUND, **_DATABASE},
         )
     return router
 
@@ -268,9 +279,9 @@ class _Handlers:
     ) -> Response:
         p = self.published
         config = self.cape.crud_config
-        conditions = parse_filters(
-            request.query_params.multi_items(), p.fields, max_in=config.max_in_values
-        )
+        params = request.query_params.multi_items()
+        check_filter_count(params, ignored=RESERVED, limit=self.cape.limits.max_filters)
+        conditions = parse_filters(params, p.fields, max_in=config.max_in_values)
         read = self.cape.policy.sql_filter(p.model, "read", ctx)
         statement = (
             self.select_all.where(read, *conditions)

@@ -25,6 +25,10 @@ class RealtimeConfig:
         handler_timeout: seconds one handler call may take before it is cancelled and logged.
         replay_batch: change-log rows read per query when replaying or dispatching.
         max_subscriptions: open streams per process; more get 429 / close code 1013.
+        max_subscriptions_per_client: open streams per client, more get 429 / close code
+            1013. A client is the caller's user id, or for anonymous callers their network
+            address (behind a proxy, run uvicorn with ``--proxy-headers`` so that it is the
+            client's, not the proxy's).
         late_commit_window: seconds a skipped change id is watched for a late commit (ids are
             handed out before commit); streams may miss a transaction slower than this between
             its first write and its commit (handlers never do).
@@ -41,12 +45,18 @@ class RealtimeConfig:
     handler_timeout: float = 30.0
     replay_batch: int = 500
     max_subscriptions: int = 100_000
+    max_subscriptions_per_client: int = 100
     late_commit_window: float = 30.0
     broker_channel: str = "capebase_changes"
     shutdown_grace: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("queue_size", "replay_batch", "max_subscriptions"):
+        for name in (
+            "queue_size",
+            "replay_batch",
+            "max_subscriptions",
+            "max_subscriptions_per_client",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"RealtimeConfig.{name} must be at least 1")
         for name in (

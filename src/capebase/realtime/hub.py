@@ -83,6 +83,8 @@ class Hub:
         self._indexes: dict[str, SubscriberIndex] = {}
         self._index_version = -1
         self._holes: dict[int, float] = {}
+        self._client_of: dict[Subscriber, str] = {}
+        self._per_client: dict[str, int] = {}
         self._wake = asyncio.Event()
         self.runner = HandlerRunner(engine, handlers, config, self.views, self.process_id)
         self.link = BrokerLink(broker, config.broker_channel, self._wake.set)
@@ -202,16 +204,33 @@ class Hub:
     # -- subscriptions -----------------------------------------------------------------------
 
     def subscribe(
-        self, view: ModelView, ctx: AuthContext, filters: list[StreamFilter]
+        self,
+        view: ModelView,
+        ctx: AuthContext,
+        filters: list[StreamFilter],
+        *,
+        client: str | None = None,
     ) -> Subscriber:
         """Open a subscription; live changes after ``self.cursor`` reach its queue.
 
+        ``client`` names who opens it (a user id, or an address) for the per-client limit.
+
         Raises:
-            TooManySubscriptionsError: the process is at ``max_subscriptions``.
+            TooManySubscriptionsError: the process is at ``max_subscriptions``, or ``client``
+                at ``max_subscriptions_per_client``.
         """
         if self.subscriber_count >= self.config.max_subscriptions:
             raise TooManySubscriptionsError("Too many open subscriptions; retry later")
+        per_client = self.config.max_subscriptions_per_client
+        if client is not None and self._per_client.get(client, 0) >= per_client:
+            raise TooManySubscriptionsError(
+                f"Too many open subscriptions for this client (at most {per_client}, "
+                "RealtimeConfig.max_subscriptions_per_client); close one or retry later"
+            )
         subscriber = Subscriber(view, ctx, filters, self.config.queue_size)
+        if client is not None:
+            self._client_of[subscriber] = client
+            self._per_client[client] = self._per_client.get(client, 0) + 1
         self._refresh_pins()
         self._indexes[view.table.name].add(subscriber, pins_for(self.policy, subscriber))
         observer_for(self.engine).subscription_opened(subscriber)
@@ -223,6 +242,11 @@ class Hub:
         index = self._indexes.get(subscriber.view.table.name)
         if index is not None:
             index.remove(subscriber)
+        client = self._client_of.pop(subscriber, None)
+        if client is not None:
+            left = self._per_client.pop(client) - 1
+            if left:
+                self._per_client[client] = left
         observer_for(self.engine).subscription_closed(subscriber)
 
     def disconnect_user(self, user_id: str) -> int:

@@ -6,12 +6,14 @@ from .crud import CrudConfig
 from .errors import (
     CapeBaseError,
     ConfigurationError,
+    DatabaseUnavailableError,
     NotFoundError,
     NotStartedError,
     PermissionDeniedError,
     QueryError,
     UnfilterableStatementError,
 )
+from .limits import LimitsConfig
 from .observability import AuditConfig, MetricsConfig, secret_field
 from .policy import Explanation
 from .realtime import ModelChange
@@ -27,7 +29,9 @@ __all__ = [
     "CapeBaseError",
     "ConfigurationError",
     "CrudConfig",
+    "DatabaseUnavailableError",
     "Explanation",
+    "LimitsConfig",
     "MetricsConfig",
     "ModelChange",
     "NotFoundError",

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, or_, select
@@ -279,6 +280,7 @@ async def check_agreement(
                     assert verdict == in_sql, f"SQL says {in_sql}, Python {verdict}: {context}"
 
 
+@pytest.mark.timeout(600)
 def test_sql_and_python_predicates_agree(db_url: str) -> None:
     with asyncio.Runner() as runner:
         engine = create_async_engine(db_url)

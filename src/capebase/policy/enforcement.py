@@ -184,7 +184,7 @@ def _reachable(mapper: Mapper[Any]) -> frozenset[type[Any]]:
 
 
 def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> Any:
-    """Add the update/delete predicate to a bulk statement's WHERE.
+    """Add the read and the update/delete predicates to a bulk statement's WHERE.
 
     For UPDATE the new image must pass too: each column the statement SETs is replaced, in the
     predicate, by the expression it is set to, so the database checks both images at once.
@@ -199,7 +199,10 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
             "update(Model).where(...).values(...)."
         )
     action = "update" if state.is_update else "delete"
-    predicate = policy.sql_filter(model, action, ctx)
+    # Read is required too, as everywhere else (a row you cannot see, you cannot change). It is
+    # put in the WHERE clause itself, not only in loader criteria, so that whatever inspects
+    # the statement's WHERE (change capture) sees the rows it really affects.
+    predicate = and_(policy.sql_filter(model, "read", ctx), policy.sql_filter(model, action, ctx))
     if action == "update":
         parameters: Mapping[str, Any] = state.parameters or {}  # type: ignore[assignment]
         assignments = {
@@ -211,7 +214,7 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
         for name, value in parameters.items():
             if name in table.c:
                 assignments[name] = literal(value, type_=table.c[name].type)
-        new_image = _substitute_columns(predicate, table, assignments)
+        new_image = _substitute_columns(policy.sql_filter(model, action, ctx), table, assignments)
         if new_image is not None:
             predicate = and_(predicate, new_image)
     return statement.where(predicate)

@@ -13,6 +13,8 @@ from ..errors import QueryError
 from .views import ModelView
 
 STREAM_OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull")
+NOT_FILTERS = frozenset({"last_event_id", "access_token"})
+"""Query parameters of a stream that are not filters."""
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
@@ -60,7 +62,7 @@ def parse_stream_filters(
 
     filters: list[StreamFilter] = []
     for key, raw in params:
-        if key in ("last_event_id", "access_token"):
+        if key in NOT_FILTERS:
             continue
         name, _, op = key.partition("__")
         op = op or "eq"

@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import HTTPConnection
+
 from ...auth.context import AuthContext
+from ...db.failures import classify
+from ...limits import check_filter_count
 from ..hub import Reset
 from ..resume import ResumePoint, format_token
-from ..subscribers import CLOSE, Subscriber, parse_stream_filters
+from ..subscribers import CLOSE, NOT_FILTERS, Subscriber, parse_stream_filters
 
 if TYPE_CHECKING:
     from ...app import CapeBase
@@ -36,6 +40,13 @@ class Overflowed:
     token: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """The database failed while replaying; the client should resume from ``token`` later."""
+
+    token: str
+
+
 def resume_point(header: str | None, query: Mapping[str, str]) -> ResumePoint | None:
     """Where to resume, from ``Last-Event-ID`` or ``?last_event_id=`` (``None``: live only).
 
@@ -48,15 +59,34 @@ def resume_point(header: str | None, query: Mapping[str, str]) -> ResumePoint | 
     return ResumePoint.parse(raw)
 
 
+def client_key(ctx: AuthContext, connection: HTTPConnection) -> str:
+    """Who counts against ``max_subscriptions_per_client``: the user, or for anonymous
+    callers their network address."""
+    if ctx.id is not None:
+        return f"user:{ctx.id}"
+    address = connection.client.host if connection.client is not None else "unknown"
+    return f"address:{address}"
+
+
 def open_subscription(
-    cape: CapeBase, published: PublishedModel, ctx: AuthContext, query: Any
+    cape: CapeBase,
+    published: PublishedModel,
+    ctx: AuthContext,
+    query: Any,
+    *,
+    client: str | None = None,
 ) -> Subscriber:
-    """Validate the stream's filters and register it with the hub (before any replay)."""
-    filters = parse_stream_filters(
-        query.multi_items(), published.fields, max_in=cape.crud_config.max_in_values
-    )
+    """Validate the stream's filters and register it with the hub (before any replay).
+
+    Raises:
+        QueryError: a bad filter, or more than ``LimitsConfig.max_filters`` of them.
+        TooManySubscriptionsError: the process, or ``client``, has too many streams open.
+    """
+    params = query.multi_items()
+    check_filter_count(params, ignored=NOT_FILTERS, limit=cape.limits.max_filters)
+    filters = parse_stream_filters(params, published.fields, max_in=cape.crud_config.max_in_values)
     view = cape.hub.views[published.table.name]
-    return cape.hub.subscribe(view, ctx, filters)
+    return cape.hub.subscribe(view, ctx, filters, client=client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,24 +103,35 @@ async def stream_items(
 ) -> AsyncIterator[Any]:
     """The stream: replayed deliveries, then live ones; HEARTBEAT when idle; Reset.
 
-    Items are ``Delivery``, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed`` or ``EXPIRED``
-    (the context's ``expires_at`` passed, or the hub disconnected the user).
+    Items are ``Delivery``, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed``, ``EXPIRED``
+    (the context's ``expires_at`` passed, or the hub disconnected the user) or
+    ``Unavailable`` (the database failed during the replay).
     """
     hub = cape.hub
     expires_at = subscriber.ctx.expires_at
     highest = point.last_id if point else None
     replayed: set[int] = set()
     if point is not None:
-        async with contextlib.aclosing(_in_own_task(hub.replay(subscriber, point))) as replay:
-            async for item in replay:
-                if isinstance(item, Reset):
-                    yield item
-                    highest = None
-                    break
-                change_id, text = item
-                replayed.add(change_id)
-                highest = change_id if highest is None else max(highest, change_id)
-                yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
+        resume_from = format_token(point.last_id, point.holes)
+        try:
+            async with contextlib.aclosing(_in_own_task(hub.replay(subscriber, point))) as replay:
+                async for item in replay:
+                    if isinstance(item, Reset):
+                        yield item
+                        highest = None
+                        break
+                    change_id, text = item
+                    replayed.add(change_id)
+                    highest = change_id if highest is None else max(highest, change_id)
+                    resume_from = _token(hub.unsettled(), highest, replayed)
+                    yield Delivery(change_id, text, resume_from)
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
+            # The database went away mid-replay: end the stream with where to resume from,
+            # rather than cutting the connection.
+            yield Unavailable(resume_from)
+            return
     while True:
         wait = heartbeat
         if expires_at is not None:

@@ -14,7 +14,16 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from ...auth.context import AuthContext
 from ..hub import Reset, TooManySubscriptionsError
 from ..resume import format_token
-from .common import EXPIRED, HEARTBEAT, Overflowed, open_subscription, resume_point, stream_items
+from .common import (
+    EXPIRED,
+    HEARTBEAT,
+    Overflowed,
+    Unavailable,
+    client_key,
+    open_subscription,
+    resume_point,
+    stream_items,
+)
 
 if TYPE_CHECKING:
     from ...app import CapeBase
@@ -34,7 +43,9 @@ def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
     ) -> Any:
         resume = resume_point(last_event_id, request.query_params)
         try:
-            subscriber = open_subscription(cape, published, ctx, request.query_params)
+            subscriber = open_subscription(
+                cape, published, ctx, request.query_params, client=client_key(ctx, request)
+            )
         except TooManySubscriptionsError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=429)
         heartbeat = cape.realtime_config.heartbeat
@@ -66,6 +77,19 @@ def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                             ),
                             event="reset",
                             id=str(item.id),
+                        )
+                    elif isinstance(item, Unavailable):
+                        yield ServerSentEvent(
+                            data=json.dumps(
+                                {
+                                    "event": "unavailable",
+                                    "resume": item.token,
+                                    "reason": "database unavailable; reconnect to resume",
+                                }
+                            ),
+                            event="unavailable",
+                            id=item.token,
+                            retry=cape.limits.retry_after * 1000,
                         )
                     elif isinstance(item, Overflowed):
                         yield ServerSentEvent(

@@ -17,6 +17,8 @@ from .common import (
     HEARTBEAT,
     Delivery,
     Overflowed,
+    Unavailable,
+    client_key,
     open_subscription,
     resume_point,
     stream_items,
@@ -38,7 +40,9 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
     ) -> None:
         try:
             resume = resume_point(websocket.headers.get("last-event-id"), websocket.query_params)
-            subscriber = open_subscription(cape, published, ctx, websocket.query_params)
+            subscriber = open_subscription(
+                cape, published, ctx, websocket.query_params, client=client_key(ctx, websocket)
+            )
         except (QueryError, TooManySubscriptionsError) as exc:
             # Accept first: a close before accept is an HTTP 403 to the client, which shows
             # neither the close code nor the reason (browsers hide the status too).
@@ -61,6 +65,18 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                     await websocket.send_text(
                         json.dumps({"event": "reset", "id": item.id, "reason": item.reason})
                     )
+                elif isinstance(item, Unavailable):
+                    await websocket.send_text(
+                        json.dumps(
+                            {
+                                "event": "unavailable",
+                                "resume": item.token,
+                                "reason": "database unavailable; reconnect to resume",
+                            }
+                        )
+                    )
+                    await websocket.close(code=TRY_AGAIN_LATER, reason="database unavailable")
+                    return
                 elif isinstance(item, Overflowed):
                     await websocket.close(
                         code=TRY_AGAIN_LATER, reason=f"too slow; resume from {item.token}"

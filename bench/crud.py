@@ -282,8 +282,9 @@ def run_database(kind: str, chosen: tuple[Contender, ...], *, rounds: int, secon
                         try:
                             result = measure(run, scenario, scripts, seconds=seconds,
                                              connections=connections)
-                        except LoadError as exc:
-                            cell.error = str(exc)
+                        except Exception as exc:  # keep the other cells' rounds
+                            cell.error = f"round {round_no}: {type(exc).__name__}: {exc}"
+                            log(f"  {scenario:6} {run.contender.key:20} failed: {exc}")
                             continue
                         cell.rounds.append(result)
                         log(f"  {scenario:6} {run.contender.key:20} {result.rps:8.0f} req/s "

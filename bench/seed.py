@@ -4,12 +4,14 @@ seed rows (ROWS rows spread over USERS users), and removing what a create run ad
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import create_engine, delete, insert, text
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from .apps.model import Todo
@@ -59,10 +61,19 @@ class Database:
         self.vacuum()
 
     def remove_created(self) -> int:
-        """Delete the rows a create run added, so every run sees the same data."""
-        with self.admin.begin() as connection:
-            result = connection.execute(delete(Todo.__table__).where(Todo.__table__.c.id > ROWS))
-        return result.rowcount
+        """Delete the rows a create run added, so every run sees the same data (retried once:
+        a server restarted by someone else drops the pooled connection)."""
+        statement = delete(Todo.__table__).where(Todo.__table__.c.id > ROWS)  # type: ignore[attr-defined]
+        for attempt in (1, 2):
+            try:
+                with self.admin.begin() as connection:
+                    return int(connection.execute(statement).rowcount)
+            except OperationalError:
+                if attempt == 2:
+                    raise
+                self.admin.dispose()
+                time.sleep(2)
+        return 0
 
     def vacuum(self) -> None:
         if self.kind == "postgresql":
@@ -98,7 +109,7 @@ def postgres_database() -> Database:
         server.dispose()
     bench_url = admin_url.set(database=PG_DATABASE)
     app_url = _with_driver(bench_url, "asyncpg").render_as_string(hide_password=False)
-    return Database("postgresql", app_url, create_engine(bench_url))
+    return Database("postgresql", app_url, create_engine(bench_url, pool_pre_ping=True))
 
 
 def drop_postgres_database() -> None:

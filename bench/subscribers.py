@@ -182,10 +182,10 @@ def _client_main(pipe: Connection, port: int) -> None:
 async def _serve(pipe: Connection, port: int) -> None:
     client = _Client(port)
     loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[Any] = asyncio.Queue()
-    loop.add_reader(pipe.fileno(), lambda: commands.put_nowait(pipe.recv()))
     while True:
-        command, *args = await commands.get()
+        # A blocking read in a thread: an event-loop reader would make the pipe non-blocking,
+        # and a large command (thousands of user names) then arrives in pieces recv() rejects.
+        command, *args = await loop.run_in_executor(None, pipe.recv)
         if command == "connect":
             pipe.send(await client.connect(*args))
         elif command == "count":

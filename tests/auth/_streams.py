@@ -39,7 +39,7 @@ class Got:
     def record(self, data: dict[str, Any]) -> None:
         if data.get("event") in ("expired", "reset", "overflow"):
             self.controls.append(data["event"])
-        elif data.get("event") != "heartbeat":
+        elif data.get("event") not in ("heartbeat", "ready"):
             self.texts.append(data["payload"]["text"])
 
     async def wait_for(self, text: str) -> None:

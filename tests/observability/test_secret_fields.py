@@ -64,6 +64,8 @@ async def test_secret_fields_are_kept_out_of_everything_read(db_url: str) -> Non
             assert stored.api_key == "rotated"
         async with cape.engine.connect() as connection:
             log = (await connection.execute(select(changes.c.old, changes.c.new))).all()
+        # Leave nothing behind: FastAPI's dependency caches keep old apps (so hubs) alive.
+        cape.hub.unsubscribe(stream)
 
     # The change log itself holds no secret value, so nothing built from it can.
     text = json.dumps([list(row) for row in log])

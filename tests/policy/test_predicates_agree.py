@@ -76,7 +76,7 @@ contexts = st.builds(
             "team": small_int
             | st.sampled_from(["1", "x", "2.0", 2.5, 2.0, True])
             | st.lists(small_int, max_size=3),
-            "clearance": maybe(small_int),
+            "clearance": small_int,
             "names": st.lists(maybe(text), max_size=3),
         },
     ),
@@ -101,10 +101,16 @@ numeric_leaf = st.tuples(
     st.sampled_from(NUMERIC),
     st.sampled_from(list(OPS)),
     st.one_of(
-        st.tuples(st.just("const"), maybe(small_int)),
+        # SQLAlchemy only accepts None with = and != (as IS NULL / IS NOT NULL).
+        st.tuples(st.just("const"), small_int),
         st.just(("ctx", "clearance")),
         st.tuples(st.just("col"), st.sampled_from(NUMERIC)),
     ),
+) | st.tuples(
+    st.just("num"),
+    st.sampled_from(NUMERIC),
+    st.sampled_from(["eq", "ne"]),
+    st.just(("const", None)),
 )
 text_leaf = st.tuples(
     st.just("text"),

@@ -114,6 +114,16 @@ class Metrics:
             "Change handler calls that raised or timed out.",
             ["table", "handler"], registry=r,
         )
+        self.broker_connected = Gauge(
+            f"{PREFIX}_broker_connected",
+            "1 while this process is connected to the realtime broker, else 0.",
+            registry=r, multiprocess_mode="liveall",
+        )
+        self.broker_outages = Counter(
+            f"{PREFIX}_broker_outages",
+            "Times the broker became unreachable (delivery then polls the change log).",
+            registry=r,
+        )
         self.dispatch_lag = Gauge(
             f"{PREFIX}_realtime_dispatch_lag_seconds",
             "Age of the change the dispatcher last delivered (now minus when it was written).",
@@ -152,6 +162,11 @@ class MetricsObserver(Observer):
 
     def permission_denied(self, model: str, action: str) -> None:
         self.metrics.denials.labels(model, action).inc()
+
+    def broker_state(self, connected: bool, *, outage: bool = False) -> None:
+        self.metrics.broker_connected.set(1 if connected else 0)
+        if outage:
+            self.metrics.broker_outages.inc()
 
     def subscription_opened(self, subscriber: Subscriber) -> None:
         gauge = self.metrics.subscriptions.labels(transport.get(), subscriber.view.table.name)

@@ -53,6 +53,9 @@ class Observer:
     def change_offered(self, subscriber: Subscriber, record: ChangeRecord) -> None:
         """``record`` was offered to ``subscriber``'s queue (which may have overflowed)."""
 
+    def broker_state(self, connected: bool, *, outage: bool = False) -> None:
+        """The broker link is up or down; ``outage`` marks the start of a new outage."""
+
     def timed_handler(
         self, table: str, handler: str, call: Coroutine[Any, Any, None]
     ) -> Coroutine[Any, Any, None]:

@@ -87,7 +87,12 @@ class Hub:
         self._per_client: dict[str, int] = {}
         self._wake = asyncio.Event()
         self.runner = HandlerRunner(engine, handlers, config, self.views, self.process_id)
-        self.link = BrokerLink(broker, config.broker_channel, self._wake.set)
+        self.link = BrokerLink(
+            broker,
+            config.broker_channel,
+            self._wake.set,
+            lambda connected, outage: observer_for(engine).broker_state(connected, outage=outage),
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -163,9 +168,12 @@ class Hub:
                     "capebase: shutdown left changes unhandled; the next start handles them",
                     exc_info=True,
                 )
-        for index in self._indexes.values():
+        for name, index in self._indexes.items():
             for subscriber in index:
                 subscriber.close()
+            # Streams still draining unsubscribe themselves; an app kept alive after shutdown
+            # (FastAPI caches apps in tests) must not keep its subscribers either.
+            self._indexes[name] = SubscriberIndex()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

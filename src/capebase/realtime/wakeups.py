@@ -22,10 +22,18 @@ MAX_BACKOFF = 30.0
 class BrokerLink:
     """This process's connection to the broker, with reconnects and backoff."""
 
-    def __init__(self, broker: BrokerBackend, channel: str, on_wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        broker: BrokerBackend,
+        channel: str,
+        on_wake: Callable[[], None],
+        on_state: Callable[[bool, bool], None] = lambda _connected, _outage: None,
+    ) -> None:
         self.broker = broker
         self.channel = channel
         self.on_wake = on_wake
+        self.on_state = on_state
+        """Called with (connected, new_outage) on every change of state, for metrics."""
         self.connected = False
         self.outages = 0
         """How many times the link went down; exposed for metrics and tests."""
@@ -40,6 +48,7 @@ class BrokerLink:
         try:
             await self.broker.connect()
             self.connected = True
+            self.on_state(True, False)
         except Exception as exc:
             self._went_down(exc)
 
@@ -90,7 +99,8 @@ class BrokerLink:
                 self._went_down(exc)
 
     def _went_down(self, exc: BaseException) -> None:
-        if self.connected or self.outages == 0:
+        new_outage = self.connected or self.outages == 0
+        if new_outage:
             self.outages += 1
             logger.warning(
                 "capebase: broker unreachable (%s); changes are still committed and logged, "
@@ -98,11 +108,13 @@ class BrokerLink:
                 exc,
             )
         self.connected = False
+        self.on_state(False, new_outage)
 
     def _came_back(self) -> None:
         if not self.connected:
             logger.warning("capebase: broker connection restored; catching up from the log")
         self.connected = True
+        self.on_state(True, False)
         self.on_wake()  # read what was committed while the broker was away
 
 

@@ -182,24 +182,15 @@ async def test_session_get_returns_none_for_hidden_rows(running: Running) -> Non
         assert note is not None and note.body == "a1"
 
 
-@pytest.mark.parametrize(
-    ("ctx", "expected"),
-    [
-        (AuthContext(), {6}),
-        (AuthContext(id="Alice"), {4, 6}),
-        (AuthContext(id="alice "), {5, 6}),
-        (AuthContext(id="ALICE"), {6}),
-        (AuthContext(id="bob"), {2, 6}),
-    ],
-    ids=["anonymous", "Alice", "alice-space", "ALICE", "bob"],
-)
-async def test_owner_matches_exactly(
-    running: Running, ctx: AuthContext, expected: set[int]
-) -> None:
+async def test_owner_matches_exactly(running: Running) -> None:
     """Regression: SQLModel's ``str`` columns are AutoString, not String, so owner comparisons
     skipped the exact form and MariaDB matched ids case- and trailing-space-insensitively."""
-    async with running.session(ctx) as session:
-        assert set((await session.scalars(select(Note.id))).all()) == expected
+    expected = {None: {6}, "Alice": {4, 6}, "alice ": {5, 6}, "ALICE": {6}, "bob": {2, 6}}
+    seen = {}
+    for user in expected:
+        async with running.session(AuthContext(id=user)) as session:
+            seen[user] = set((await session.scalars(select(Note.id))).all())
+    assert seen == expected
 
 
 async def test_refresh_cannot_read_a_row_the_session_never_loaded(running: Running) -> None:
@@ -248,14 +239,20 @@ UNFILTERABLE: dict[str, Callable[[], Any]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(UNFILTERABLE))
-async def test_statements_the_policy_cannot_see_into_raise(running: Running, name: str) -> None:
+async def test_statements_the_policy_cannot_see_into_raise(running: Running) -> None:
+    ran = []
     async with running.session() as session:
-        with pytest.raises(UnfilterableStatementError):
-            await session.execute(UNFILTERABLE[name]())
-        # The session is still usable.
-        assert set((await session.scalars(select(Note.id))).all()) == ALICE_NOTES
+        for name, statement in UNFILTERABLE.items():
+            try:
+                await session.execute(statement())
+            except UnfilterableStatementError:
+                pass
+            else:
+                ran.append(name)
+            # The session is still usable.
+            assert set((await session.scalars(select(Note.id))).all()) == ALICE_NOTES, name
         await session.commit()
+    assert ran == []
     assert await running.notes() == {n["id"]: _note(n) for n in NOTES}
 
 
@@ -289,30 +286,23 @@ async def test_bulk_update_touches_only_permitted_rows(running: Running) -> None
     assert {pk for pk, row in after.items() if row["body"] == "mine"} == {1, 3}
 
 
-@pytest.mark.parametrize(
-    "how",
-    ["values", "ordered_values", "execution parameters", "bindparam", "copied column"],
-)
-async def test_bulk_update_cannot_hand_rows_to_another_user(running: Running, how: str) -> None:
+async def test_bulk_update_cannot_hand_rows_to_another_user(running: Running) -> None:
     """Regression: SET values given as execution parameters, or as bind parameters the WHERE
     clause repeated, escaped the new-image check (or failed to compile)."""
-    statement = update(Note).where(Note.id == 1)
-    params: dict[str, Any] | None = None
-    if how == "values":
-        statement = statement.values(owner="bob")
-    elif how == "ordered_values":
-        statement = statement.ordered_values((Note.owner, "bob"))
-    elif how == "execution parameters":
-        params = {"owner": "bob"}
-    elif how == "bindparam":
-        statement = statement.values(owner=bindparam("new_owner"))
-        params = {"new_owner": "bob"}
-    else:
-        statement = statement.values(owner=Note.body)
+    mine = update(Note).where(Note.id == 1)
+    attempts: dict[str, tuple[Any, dict[str, Any] | None]] = {
+        "values": (mine.values(owner="bob"), None),
+        "ordered_values": (mine.ordered_values((Note.owner, "bob")), None),
+        "execution parameters": (mine, {"owner": "bob"}),
+        "bindparam": (mine.values(owner=bindparam("new_owner")), {"new_owner": "bob"}),
+        "copied column": (mine.values(owner=Note.body), None),
+    }
+    touched = {}
     async with running.session() as session:
-        result = await session.execute(statement, params)
+        for how, (statement, params) in attempts.items():
+            touched[how] = (await session.execute(statement, params)).rowcount  # type: ignore[attr-defined]
         await session.commit()
-    assert result.rowcount == 0  # type: ignore[attr-defined]
+    assert touched == dict.fromkeys(attempts, 0)
     assert (await running.notes())[1]["owner"] == "alice"
     async with running.session() as session:
         allowed = await session.execute(
@@ -557,31 +547,31 @@ def org_rules(cape: CapeBase) -> None:
     cape.permission_required(OrgDoc, context_fields={"org_id": "manages"}, actions=["update"])
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("", [1, 3]),
-        ("org_id=o2", []),
-        ("org_id__in=o1,o2,O1", [1]),
-        ("org_id__ne=o1", [3]),
-        ("title=beta", []),
-        ("title__startswith=a", [1]),
-        ("org_id__isnull=false", [1, 3]),
-        ("id__gte=0&limit=100", [1, 3]),
-    ],
-)
-async def test_list_filters_never_widen_what_a_caller_sees(
-    db_url: str, query: str, expected: list[int]
-) -> None:
+FILTERS = {
+    "": [1, 3],
+    "org_id=o2": [],
+    "org_id__in=o1,o2,O1": [1],
+    "org_id__ne=o1": [3],
+    "title=beta": [],
+    "title__startswith=a": [1],
+    "org_id__isnull=false": [1, 3],
+    "id__gte=0&limit=100": [1, 3],
+}
+
+
+async def test_list_filters_never_widen_what_a_caller_sees(db_url: str) -> None:
     app, cape = make_app(db_url)
     org_rules(cape)
     cape.publish(OrgDoc)
+    seen = {}
     async with app_client(app) as client:
         await reset(cape, OrgDoc, ORG_DOCS)
-        response = await client.get(f"/pol_org_doc?count=true&{query}", headers=as_("matched"))
-        assert response.status_code == 200, response.text
-        assert [row["id"] for row in response.json()] == expected
-        assert response.headers["X-Total-Count"] == str(len(expected))
+        for query in FILTERS:
+            response = await client.get(f"/pol_org_doc?count=true&{query}", headers=as_("matched"))
+            assert response.status_code == 200, response.text
+            seen[query] = [row["id"] for row in response.json()]
+            assert response.headers["X-Total-Count"] == str(len(seen[query])), query
+    assert seen == FILTERS
 
 
 async def test_db_dependency_acts_as_the_request_user(db_url: str) -> None:

@@ -40,7 +40,7 @@ from capebase.errors import PermissionDeniedError
 from capebase.testing import app_client
 from tests._databases import DbKind
 
-from ._support import as_, make_app, reset, stored
+from ._support import as_, make_app, reset
 from .models import Ledger
 
 T = TypeVar("T")
@@ -406,8 +406,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def stored_rows_match_the_model(self) -> None:
-        rows = self.world.run(stored, self.world.cape, Ledger, *FIELDS)
-        assert rows == self.rows
+        assert self.world.run(self._stored) == self.rows
+
+    async def _stored(self) -> dict[int, dict[str, Any]]:
+        # Straight from the engine: the cheapest read that bypasses the policy.
+        table = Ledger.__table__
+        async with self.world.cape.engine.connect() as connection:
+            rows = (await connection.execute(select(table))).mappings().all()
+        return {row["id"]: {k: row[k] for k in FIELDS} for row in rows}
 
 
 @pytest.mark.timeout(600)

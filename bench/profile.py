@@ -146,7 +146,8 @@ def run(*, kinds: tuple[str, ...], seconds: float, out: Path,
             try:
                 server.start()
                 running = Running(capebase, server.url, python_endpoints(capebase),
-                                  db.remove_created, server.stop, server.cpu_seconds)
+                                  db.remove_created, server.stop, server.cpu_seconds,
+                                  server.log)
                 for scenario in SCENARIOS:
                     script = Path(tmp) / f"{scenario}.lua"
                     script.write_text(lua_script(running.endpoints, scenario))

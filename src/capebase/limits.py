@@ -126,11 +126,14 @@ class BodySizeLimit:
 
     def _too_large(self) -> HTTPException:
         # An HTTPException: FastAPI re-raises it from body parsing, and the app's handler
-        # turns it into the usual ``{"detail": ...}`` body.
+        # turns it into the usual ``{"detail": ...}`` body. The rest of the body is never
+        # read, so the connection cannot carry another request: close it, which also stops
+        # a client that streams an endless body.
         return HTTPException(
             status_code=413,
             detail=f"Request body too large: at most {self.max_body_size} bytes "
             "(LimitsConfig.max_body_size)",
+            headers={"Connection": "close"},
         )
 
 

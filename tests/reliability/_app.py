@@ -47,7 +47,9 @@ async def header_auth(
     return AuthContext(id=x_user or None, role=x_role or None, context=context)
 
 
-def who(user: str | None = None, role: str | None = None, orgs: str | None = None) -> dict[str, str]:
+def who(
+    user: str | None = None, role: str | None = None, orgs: str | None = None
+) -> dict[str, str]:
     """The headers that make a request or a stream act as this caller."""
     headers: dict[str, str] = {}
     if user is not None:

@@ -43,6 +43,13 @@ class ErrorBody(BaseModel):
     detail: Any
 
 
+class InvalidInputBody(BaseModel):
+    """The body of a 422: FastAPI's list of field errors (body, path or query parameters), or
+    one message (a filter value, a resume token, a limit)."""
+
+    detail: list[dict[str, Any]] | str
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Authentication required"},
     403: {"model": ErrorBody, "description": "Permission denied"},
@@ -53,10 +60,12 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "The row conflicts with stored data"}
 }
-_TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorBody, "description": "Request body too large (LimitsConfig.max_body_size)"}
+_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be parsed"},
+    413: {"model": ErrorBody, "description": "Request body too large (LimitsConfig.max_body_size)"},
 }
 _DATABASE: dict[int | str, dict[str, Any]] = {
+    422: {"model": InvalidInputBody, "description": "Invalid input"},
     503: {"model": ErrorBody, "description": "The database is unavailable; retry after "
           "`Retry-After` seconds"},
     504: {"model": ErrorBody, "description": "A statement ran past LimitsConfig.statement_timeout"},
@@ -238,7 +247,7 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             published.path, _with_signature(handlers.create_row, [body, ctx_param]),
             methods=["POST"], status_code=201, response_model=published.read_schema,
             operation_id=f"create_{name}", summary=f"Create a {name}",
-            responses={**_ERRORS, **_CONFLICT, **_TOO_LARGE, **_DATABASE},
+            responses={**_ERRORS, **_CONFLICT, **_BODY, **_DATABASE},
         )
     if "update" in published.routes:
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
@@ -247,7 +256,7 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             item_path, _with_signature(handlers.update_row, [pk_param, body, ctx_param]),
             methods=["PATCH"], response_model=published.read_schema,
             operation_id=f"update_{name}", summary=f"Update a {name}",
-            responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT, **_TOO_LARGE, **_DATABASE},
+            responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT, **_BODY, **_DATABASE},
         )
     if "delete" in published.routes:
         router.add_api_route(

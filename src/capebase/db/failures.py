@@ -48,17 +48,16 @@ def classify(error: BaseException) -> Failure | None:
 def _by_code(error: BaseException | None) -> Failure | None:
     if error is None:
         return None
+    args = getattr(error, "args", ())
+    if args and isinstance(args[0], int):  # MySQL drivers: (error number, message)
+        if args[0] in TIMEOUT_MYSQL_CODES:
+            return "timeout"
+        if args[0] in UNAVAILABLE_MYSQL_CODES:
+            return "unavailable"
     sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     if isinstance(sqlstate, str):
         if sqlstate in TIMEOUT_SQLSTATES:
             return "timeout"
         if sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES):
-            return "unavailable"
-        return None
-    args = getattr(error, "args", ())
-    if args and isinstance(args[0], int):
-        if args[0] in TIMEOUT_MYSQL_CODES:
-            return "timeout"
-        if args[0] in UNAVAILABLE_MYSQL_CODES:
             return "unavailable"
     return None

@@ -1,6 +1,7 @@
 """The permission policy: rules, their SQL and Python forms, and their enforcement."""
 
-from . import enforcement as _enforcement  # noqa: F401  registers the session hooks
+from . import enforcement as _enforcement  # noqa: F401  registers the flush hook
+from . import statements as _statements  # noqa: F401  registers the statement hook
 from .registry import Explanation, Policy
 from .rules import ACTIONS, Action, Rule
 

@@ -1,305 +1,23 @@
-"""Enforcement of the policy inside user sessions: filtered statements and checked flushes."""
+"""Flush checks in user sessions: creates, updates (both images) and deletes, before any SQL.
+
+Statements a session runs are filtered in ``statements``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from functools import cache
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, event, inspect, literal, select, tuple_
-from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
-from sqlalchemy.orm.context import FromStatement
-from sqlalchemy.orm.util import LoaderCriteriaOption
-from sqlalchemy.sql import elements, selectable, visitors
-from sqlalchemy.sql.annotation import Annotated
+from sqlalchemy import Table, event, inspect, select, tuple_
+from sqlalchemy.orm import Session, UOWTransaction
 
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
-from ..errors import PermissionDeniedError, UnfilterableStatementError
+from ..errors import PermissionDeniedError
 from ..observability.observer import count_denial
 from .registry import Policy
-from .sqlexpr import NO_OPTIONS, with_row_values
-
-_USE_ORM = (
-    "Use ORM statements on mapped classes (select(Model), update(Model), ...), or "
-    "`async with cape.get_privileged_session()` for SQL the policy cannot see into."
-)
-
-
-class _PolicyCriteria(LoaderCriteriaOption):
-    """``with_loader_criteria`` whose predicate is also adapted to aliases of the model.
-
-    SQLAlchemy adapts a plain (non-lambda) criteria expression to the aliases eager loaders
-    create, but not to a user's ``aliased(Model)``; without this a self-join would filter the
-    base table twice and the alias not at all. A lambda would adapt, but its cache key ignores
-    the values it closes over, which here differ per caller.
-    """
-
-    # Cache keys come from these (the predicate, with its values as bind parameters) and the
-    # class; SQLAlchemy wants them declared on the class itself.
-    _traverse_internals = LoaderCriteriaOption._traverse_internals
-
-    def _resolve_where_criteria(self, ext_info: Any) -> ColumnElement[bool]:
-        criteria = super()._resolve_where_criteria(ext_info)
-        if ext_info.is_aliased_class:
-            adapted: ColumnElement[bool] = ext_info._adapter.traverse(criteria)
-            return adapted
-        return criteria
-
-
-def read_criteria(policy: Policy, ctx: AuthContext, models: Iterable[type[Any]]) -> list[Any]:
-    """Loader options restricting every occurrence of ``models`` to rows ``ctx`` may read."""
-    return [
-        _PolicyCriteria(model, policy.sql_filter(model, "read", ctx), include_aliases=True)
-        for model in models
-    ]
-
-
-@event.listens_for(CapeSyncSession, "do_orm_execute")
-def _filter_statement(state: ORMExecuteState) -> None:
-    scope = scope_of(state.session)
-    if scope is None or scope.ctx is None or state.execution_options.get(INTERNAL):
-        return
-    ctx = scope.ctx
-    if not state.is_orm_statement:
-        raise UnfilterableStatementError(
-            "A user session cannot run raw SQL or Core statements on tables: the permission "
-            f"policy cannot be applied to them. {_USE_ORM}"
-        )
-    statement: Any = state.statement
-    if not (state.is_relationship_load or state.is_column_load):
-        _require_filterable(statement)
-    models = _models_in(statement, state.all_mappers)
-    if state.is_select:
-        statement = statement.options(*read_criteria(scope.policy, ctx, models))
-        if state.is_column_load:
-            # SQLAlchemy leaves loader criteria out of refreshes (and loads of expired or
-            # deferred attributes), but an object can enter a session without being read, e.g.
-            # through make_transient_to_detached(); so the refreshed entity is filtered here.
-            statement = statement.where(
-                *(scope.policy.sql_filter(m.class_, "read", ctx) for m in state.all_mappers)
-            )
-        state.statement = statement
-    elif state.is_update or state.is_delete:
-        restricted = _restrict_bulk(state, scope.policy, ctx)
-        # What a bulk statement reads (subqueries in its WHERE or SET) is filtered like a
-        # SELECT, so it cannot copy or probe rows the caller may not read.
-        state.statement = restricted.options(*read_criteria(scope.policy, ctx, models))
-    elif state.is_insert:
-        _check_bulk_insert(state, scope.policy, ctx)
-
-
-def _require_filterable(statement: Any) -> None:
-    """Raise UnfilterableStatementError if ``statement`` reads anything the policy can't filter:
-    SQL text, or a table used as a Core ``Table`` rather than through its mapped class."""
-    if isinstance(statement, FromStatement):
-        raise UnfilterableStatementError(
-            f"select(...).from_statement(...) cannot be filtered in a user session. {_USE_ORM}"
-        )
-    tables: set[Any] = set()
-    covered: set[Any] = set()
-    for element in _walk(statement):
-        if isinstance(element, elements.TextClause | selectable.TextualSelect) or (
-            isinstance(element, elements.ColumnClause)
-            and element.is_literal
-            and element.name != "*"
-        ):
-            raise UnfilterableStatementError(
-                f"text() and literal_column() SQL cannot be filtered in a user session. {_USE_ORM}"
-            )
-        entity = getattr(element, "_annotations", {}).get("parententity")
-        if entity is not None:
-            covered.update(_entity_tables(entity.mapper))
-        if isinstance(element, selectable.TableClause):
-            tables.add(_plain(element))
-        elif (
-            isinstance(element, elements.ColumnClause)
-            and not isinstance(element, Annotated)  # ORM attributes and relationship joins
-            and isinstance(element.table, selectable.TableClause)
-        ):
-            tables.add(element.table)
-    uncovered = sorted(getattr(t, "name", str(t)) for t in tables - covered)
-    if uncovered:
-        raise UnfilterableStatementError(
-            f"Table(s) {', '.join(uncovered)} are used as Core tables, which a user session "
-            f"cannot filter; use their mapped classes instead. {_USE_ORM}"
-        )
-
-
-def _walk(statement: Any) -> Iterator[Any]:
-    """Every element of ``statement``, like ``visitors.iterate``, except the tables behind
-    columns: a column's table is judged from the column (see ``_require_filterable``)."""
-    stack = [statement]
-    seen: set[int] = set()
-    while stack:
-        element = stack.pop()
-        if id(element) in seen:
-            continue
-        seen.add(id(element))
-        yield element
-        if not isinstance(element, elements.ColumnClause):
-            stack.extend(element.get_children())
-
-
-@cache
-def _entity_tables(mapper: Mapper[Any]) -> frozenset[Any]:
-    """The tables an entity brings into a statement: its own, and its relationships'
-    association tables (which no rule governs)."""
-    tables: set[Any] = set(mapper.tables)
-    tables.update(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
-    return frozenset(tables)
-
-
-def _plain(element: Any) -> Any:
-    deannotate = getattr(element, "_deannotate", None)
-    return deannotate() if deannotate is not None else element
-
-
-def _models_in(statement: Any, mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
-    """Every mapped class a statement can load, including through relationships."""
-    found: set[Mapper[Any]] = set(mappers)
-    for element in visitors.iterate(statement):
-        entity = getattr(element, "_annotations", {}).get("parententity")
-        if entity is not None:
-            found.add(entity.mapper)
-    models: set[type[Any]] = set()
-    for mapper in found:
-        models.update(_reachable(mapper))
-    return models
-
-
-@cache
-def _reachable(mapper: Mapper[Any]) -> frozenset[type[Any]]:
-    """``mapper``'s class and every class reachable from it through relationships."""
-    seen: set[Mapper[Any]] = set()
-    todo = [mapper]
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        todo.extend(rel.mapper for rel in current.relationships)
-    return frozenset(m.class_ for m in seen)
-
-
-def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> Any:
-    """Add the read and the update/delete predicates to a bulk statement's WHERE.
-
-    For UPDATE the new image must pass too: each column the statement SETs is replaced, in the
-    predicate, by the expression it is set to, so the database checks both images at once.
-    """
-    statement: Any = state.statement
-    model = statement.entity_description["entity"]
-    table: Table = model.__table__
-    if state.is_executemany:
-        raise UnfilterableStatementError(
-            f"Bulk UPDATE/DELETE of {model.__name__} by primary key lists cannot be checked in a "
-            "user session; load the objects and change them, or use "
-            "update(Model).where(...).values(...)."
-        )
-    action = "update" if state.is_update else "delete"
-    # Read is required too, as everywhere else (a row you cannot see, you cannot change). It is
-    # put in the WHERE clause itself, not only in loader criteria, so that whatever inspects
-    # the statement's WHERE (change capture) sees the rows it really affects.
-    predicate = and_(policy.sql_filter(model, "read", ctx), policy.sql_filter(model, action, ctx))
-    if action == "update":
-        parameters: Mapping[str, Any] = state.parameters or {}  # type: ignore[assignment]
-        assignments = {
-            _key(col): _set_value(expr, parameters)
-            for col, expr in (statement._values or {}).items()
-        }
-        # Execution parameters named after columns are SET values too: update(M).where(...)
-        # executed with {"owner": "bob"} sets owner.
-        for name, value in parameters.items():
-            if name in table.c:
-                assignments[name] = literal(value, type_=table.c[name].type)
-        new_image = _substitute_columns(policy.sql_filter(model, action, ctx), table, assignments)
-        if new_image is not None:
-            predicate = and_(predicate, new_image)
-    return statement.where(predicate)
-
-
-def _set_value(value: Any, parameters: Mapping[str, Any]) -> Any:
-    """A SET value as an expression the WHERE clause may repeat.
-
-    The bind parameter ``.values(owner="bob")`` creates belongs to the SET clause, and SQLAlchemy
-    refuses to render it twice; a fresh one with the same value is used instead.
-    """
-    if isinstance(value, elements.BindParameter):
-        raw = parameters.get(value.key, value.effective_value)
-        return literal(raw, type_=value.type)
-    if isinstance(value, elements.ClauseElement):
-        return value
-    return literal(value)
-
-
-def _key(column: Any) -> str:
-    return column if isinstance(column, str) else str(column.key)
-
-
-def _substitute_columns(
-    predicate: ColumnElement[bool], table: Table, values: Mapping[str, Any]
-) -> ColumnElement[bool] | None:
-    """``predicate`` over the row as ``values`` leave it; ``None`` if they change nothing in it."""
-    substituted = False
-
-    def replace(element: Any, **_kw: Any) -> Any:
-        nonlocal substituted
-        if (
-            isinstance(element, elements.ColumnClause)
-            and _plain(element.table) is table
-            and element.key in values
-        ):
-            substituted = True
-            return values[element.key]
-        return None
-
-    result: ColumnElement[bool] = visitors.replacement_traverse(predicate, NO_OPTIONS, replace)
-    return result if substituted else None
-
-
-def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> None:
-    statement: Any = state.statement
-    model = statement.entity_description["entity"]
-    filled = {name: marker.value_from(ctx) for name, marker in auth_fields(model).items()}
-    if statement._multi_values or statement.select is not None:
-        raise UnfilterableStatementError(
-            f"INSERT ... VALUES lists and INSERT ... SELECT into {model.__name__} cannot be "
-            "checked in a user session; pass the rows as parameters: "
-            "session.execute(insert(Model), [{...}, ...])"
-        )
-    if getattr(statement, "_post_values_clause", None) is not None:
-        raise UnfilterableStatementError(
-            f"INSERT ... ON CONFLICT / ON DUPLICATE KEY into {model.__name__} cannot be checked "
-            "in a user session (it may update a row the caller may not update); insert, or "
-            "load and change the row."
-        )
-    rows: list[dict[str, Any]]
-    parameters: Any = state.parameters
-    if isinstance(parameters, list):
-        rows = [dict(row) for row in parameters]
-    else:
-        fixed = {_key(col): _literal_value(v) for col, v in (statement._values or {}).items()}
-        rows = [{**fixed, **dict(parameters or {})}]
-    for row in rows:
-        row.update({k: v for k, v in filled.items() if v is not None})
-        _check_image(state.session, policy, model, "create", ctx, row)
-    if isinstance(parameters, list):
-        state.parameters = rows
-    elif filled:
-        # Parameters override the statement's own VALUES, so the filled fields win.
-        given = parameters or {}  # None for insert(...).values(...) run without parameters
-        state.parameters = {k: v for k, v in rows[0].items() if k in filled or k in given}
-
-
-def _literal_value(value: Any) -> Any:
-    effective = getattr(value, "effective_value", value)
-    if isinstance(effective, elements.ClauseElement):
-        raise UnfilterableStatementError(
-            "INSERT values computed by SQL expressions cannot be checked in a user session"
-        )
-    return effective
+from .sqlexpr import with_row_values
 
 
 @event.listens_for(CapeSyncSession, "before_flush")
@@ -310,7 +28,7 @@ def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> N
     ctx, policy = scope.ctx, scope.policy
     for obj in list(session.new):
         fill_auth_fields(obj, ctx)
-        _check_image(session, policy, type(obj), "create", ctx, row_image(obj))
+        check_image(session, policy, type(obj), "create", ctx, row_image(obj))
     dirty: dict[type[Any], list[Any]] = {}
     for obj in session.dirty:
         if session.is_modified(obj, include_collections=False):
@@ -318,7 +36,7 @@ def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> N
     for model, objects in dirty.items():
         stored = _check_stored(session, policy, model, "update", ctx, objects)
         for obj, old in zip(objects, stored, strict=True):
-            _check_image(session, policy, model, "update", ctx, _new_image(obj, old))
+            check_image(session, policy, model, "update", ctx, _new_image(obj, old))
     deleted: dict[type[Any], list[Any]] = {}
     for obj in session.deleted:
         deleted.setdefault(type(obj), []).append(obj)
@@ -358,7 +76,7 @@ def _new_image(obj: Any, stored: Mapping[str, Any]) -> dict[str, Any]:
     return image
 
 
-def _check_image(
+def check_image(
     session: Session,
     policy: Policy,
     model: type[Any],

@@ -46,7 +46,7 @@ from ._app import FIELDS, PATH, Memo, context_of, make_app, may_read, may_write,
 EXAMPLES = int(os.environ.get("CAPEBASE_FUZZ_EXAMPLES", "25"))
 STREAM_READ_TIMEOUT = 0.5
 AUTH_HEADERS = frozenset({"x-user", "x-role", "x-org"})
-ROLES = {"anonymous": {}, "owner": who("alice"), "admin": who("root", role="admin")}
+ROLES = {"anonymous": {}, "owner": who("alice", orgs="red"), "admin": who("root", role="admin")}
 SEED = [
     {"id": 1, "owner": "alice", "org": "red", "level": 1, "body": "a1"},
     {"id": 2, "owner": "alice", "org": "blue", "level": 2, "body": "a2"},
@@ -121,7 +121,7 @@ def check_policy(role: str, case: Any, response: Any, before: dict[str, Any] | N
     if method in ("PATCH", "DELETE") and 200 <= status < 300:
         assert before is not None and may_write(ctx, before), (method, before)
     if method in ("GET", "PATCH") and before is not None and not may_read(ctx, before):
-        assert status in (404, 422), f"{method} of an unreadable row answered {status}"
+        assert status in (400, 404, 413, 422), f"{method} of an unreadable row: {status}"
     if status >= 300 or not response.content or "json" not in response.headers.get(
         "content-type", ""
     ):
@@ -159,7 +159,7 @@ def test_fuzzing_the_openapi_finds_no_error(
         )
         def call(case: Any) -> None:
             pk = (case.path_parameters or {}).get("id")
-            before = stored_row(database, pk) if isinstance(pk, int) else None
+            before = stored_row(database, pk) if isinstance(pk, int) and abs(pk) < 2**63 else None
             # The auth headers are documented parameters, so the fuzzer fills them in too;
             # each test acts as exactly its role.
             for name in [h for h in case.headers or {} if h.lower() in AUTH_HEADERS]:

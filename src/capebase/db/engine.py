@@ -63,7 +63,8 @@ def create_engine(
 ) -> AsyncEngine:
     """Create the AsyncEngine for ``db_path`` with capebase's defaults.
 
-    Pools ping connections before use; SQLite runs in WAL mode with a busy timeout, enforces
+    Server pools ping connections before use (a local SQLite file has nothing to lose, so its
+    pool skips the extra round trip); SQLite runs in WAL mode with a busy timeout, enforces
     foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL. ``limits`` sets
     the connect, pool and statement timeouts (``LimitsConfig()`` when omitted);
     ``engine_options`` override any of it (``connect_args`` are merged).
@@ -74,7 +75,8 @@ def create_engine(
     url = normalize_url(db_path)
     limits = limits or LimitsConfig()
     backend = url.get_backend_name()
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    # A ping costs a round trip per checkout; a local SQLite file has no connection to lose.
+    options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
     connect_args = _connect_args(url.get_driver_name(), limits)
     if backend == "sqlite":
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000

@@ -59,7 +59,7 @@ OWNERS = ["ann", "Ann", "ann ", "bob", "root", "carl"]
 
 # Operations per run, by database: the 1,000 of `make test` on SQLite, fewer on the servers,
 # which cost more per request. CAPEBASE_STATEFUL_OPERATIONS overrides all three.
-OPERATIONS: dict[DbKind, int] = {"sqlite": 1000, "postgresql": 300, "mariadb": 300}
+OPERATIONS: dict[DbKind, int] = {"sqlite": 1000, "postgresql": 200, "mariadb": 200}
 STEPS = 25
 STEPS_PER_EXAMPLE = 19  # Hypothesis runs about three quarters of stateful_step_count on average
 

@@ -172,3 +172,36 @@ async def test_rollback_leaves_no_event_and_no_change_log_row(db_url: str) -> No
     assert handled == [("INSERT", "kept"), ("INSERT", "after")]
     assert [op for op, _ in logged] == ["INSERT", "INSERT"]
     assert all("rolled back" not in (new or "") for _, new in logged)
+
+
+async def test_a_bulk_delete_logs_only_the_rows_it_deleted(sqlite_url: str) -> None:
+    """A bulk DELETE in a user session whose subquery the policy filters logs (and announces)
+    only the rows it really deleted."""
+    from fastapi import FastAPI
+
+    from capebase import CapeBase
+
+    app = FastAPI()
+    cape = CapeBase(app=app, db_path=sqlite_url)
+    cape.permission_required(Task, role="*", actions=["delete"])
+    cape.permission_required(Task, owner_field="owner_id", actions=["read"])
+    async with app.router.lifespan_context(app):
+        async with cape.get_privileged_session() as session:
+            session.add_all(
+                [Task(title="mine", owner_id="alice"), Task(title="hers", owner_id="bob")]
+            )
+            await session.commit()
+        async with cape.get_session(AuthContext(id="alice")) as session:
+            # The subquery is read-filtered to alice's rows: only "mine" goes.
+            await session.execute(delete(Task).where(Task.id.in_(select(Task.id))))
+            await session.commit()
+        async with cape.get_privileged_session() as session:
+            left = (await session.execute(select(Task.title))).scalars().all()
+        async with cape.engine.connect() as connection:
+            logged = (
+                (await connection.execute(select(changes.c.old).where(changes.c.op == "DELETE")))
+                .scalars()
+                .all()
+            )
+    assert left == ["hers"]
+    assert len(logged) == 1 and '"mine"' in logged[0]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,6 +57,8 @@ class StreamClient:
     """Where the next connection resumes from: the last token received (or given)."""
     delay: float = 0.0
     """Seconds to sleep after each message: a slow reader."""
+    receive_buffer: int | None = None
+    """A small kernel receive buffer (bytes), so a slow reader holds the server up sooner."""
     messages: list[dict[str, Any]] = field(default_factory=list)
     """Change messages, in arrival order, across every connection."""
     controls: list[dict[str, Any]] = field(default_factory=list)
@@ -138,8 +141,15 @@ class StreamClient:
         return headers
 
     async def _read_sse(self) -> None:
+        options = (
+            [(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)]
+            if self.receive_buffer else None
+        )
+        transport = httpx.AsyncHTTPTransport(socket_options=options)
         async with (
-            httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(30)) as client,
+            httpx.AsyncClient(
+                base_url=self.base_url, timeout=httpx.Timeout(30), transport=transport
+            ) as client,
             aconnect_sse(
                 client, "GET", self.path, headers=self._resume_headers(), params=self.params
             ) as source,
@@ -162,10 +172,18 @@ class StreamClient:
         uri = self.base_url.replace("http://", "ws://", 1) + self.path
         if self.params:
             uri += "?" + str(httpx.QueryParams(dict(self.params)))
+        extra: dict[str, Any] = {}
+        if self.receive_buffer:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            sock.setblocking(False)
+            host, port = httpx.URL(self.base_url).host, httpx.URL(self.base_url).port
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            extra["sock"] = sock
         try:
             async with ws_connect(
                 uri, additional_headers=self._resume_headers(), proxy=None, open_timeout=TIMEOUT,
-                max_queue=4 if self.delay else 16,
+                max_queue=4 if self.delay else 16, **extra,
             ) as websocket:
                 self.status = 101
                 self._opened.set()

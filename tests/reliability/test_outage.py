@@ -18,7 +18,6 @@ from sqlalchemy.exc import OperationalError
 from capebase import LimitsConfig
 from capebase.realtime.hub import Hub
 from capebase.realtime.subscribers import Subscriber
-from capebase.testing import app_client
 from tests.realtime._live import serve
 
 from ._app import PATH, context_of, make_app, may_read, who

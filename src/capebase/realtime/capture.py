@@ -87,7 +87,16 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
             if _key(row, pk) in after and after[_key(row, pk)] != dict(row)
         ]
     else:
-        records = [_record(scope, table, "DELETE", dict(row), None) for row in before]
+        # The statement may carry filters the plain SELECT above did not (the policy filters
+        # its subqueries): only rows that are really gone were deleted.
+        remaining = {
+            _key(row, pk) for row in _rows_by_key(connection, table, [_key(r, pk) for r in before])
+        }
+        records = [
+            _record(scope, table, "DELETE", dict(row), None)
+            for row in before
+            if _key(row, pk) not in remaining
+        ]
     _write(state.session, connection, records)
     return result
 

@@ -294,7 +294,13 @@ class Hub:
         table = subscriber.view.table.name
         async with self.engine.connect() as connection:
             pruned = await pruned_through(connection)
-            if last_id < pruned or last_id > upto:
+            known = upto
+            if last_id > upto:
+                # A token from another process that is ahead of this one is known to the log;
+                # the changes up to it are skipped when this dispatcher reaches them.
+                newest = (await connection.execute(select(func.max(changes.c.id)))).scalar()
+                known = max(upto, newest or 0)
+            if last_id < pruned or last_id > known:
                 reason = "expired" if last_id < pruned else "unknown"
                 yield Reset(upto, f"last event id {last_id} is {reason}; reload and follow live")
                 return

@@ -111,6 +111,9 @@ async def stream_items(
     expires_at = subscriber.ctx.expires_at
     highest = point.last_id if point else None
     replayed: set[int] = set()
+    # What the client already has: up to its token but its holes. A process that is behind
+    # the one that issued the token delivers those changes live later; they are skipped.
+    had_upto, had_not = (point.last_id, set(point.holes)) if point else (0, set())
     if point is not None:
         resume_from = format_token(point.last_id, point.holes)
         try:
@@ -118,7 +121,7 @@ async def stream_items(
                 async for item in replay:
                     if isinstance(item, Reset):
                         yield item
-                        highest = None
+                        highest, had_upto = None, 0
                         break
                     change_id, text = item
                     replayed.add(change_id)
@@ -154,8 +157,8 @@ async def stream_items(
                 yield EXPIRED
             return
         change_id, text = queued
-        if change_id in replayed:
-            continue  # a late commit the replay already sent
+        if change_id in replayed or (change_id <= had_upto and change_id not in had_not):
+            continue  # a late commit the replay already sent, or one the client had
         highest = change_id if highest is None else max(highest, change_id)
         yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
 

@@ -38,16 +38,18 @@ class LoadMonitor(threading.Thread):
     def __init__(self, interval: float = 5.0) -> None:
         super().__init__(daemon=True)
         self.interval = interval
-        self.samples: list[float] = [machine.load_average()]
+        self.samples: list[tuple[float, float]] = [(time.monotonic(), machine.load_average())]
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            self.samples.append(machine.load_average())
+            self.samples.append((time.monotonic(), machine.load_average()))
 
-    def summary(self) -> dict[str, float]:
-        return {"min": min(self.samples), "median": statistics.median(self.samples),
-                "max": max(self.samples)}
+    def summary(self, since: float = 0.0, until: float = float("inf")) -> dict[str, float]:
+        """min, median and max of the samples taken between ``since`` and ``until``."""
+        loads = [load for at, load in self.samples if since <= at <= until]
+        loads = loads or [self.samples[-1][1]]
+        return {"min": min(loads), "median": statistics.median(loads), "max": max(loads)}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -104,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         results["notes"].append(f"PostgreSQL at {PG_ADMIN_URL} could not be reached; "
                                 "PostgreSQL runs skipped (set BENCH_PG_URL).")
         databases = tuple(d for d in databases if d != "postgresql")
+    sections: dict[str, tuple[float, float]] = {}
+
+    def timed(name: str, work: Any) -> Any:
+        begun = time.monotonic()
+        try:
+            return work()
+        finally:
+            sections[name] = (begun, time.monotonic())
+
     try:
         contenders = tuple(
             dict.fromkeys(
@@ -112,19 +123,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         if contenders:
-            results["crud"] = crud.run(
+            results["crud"] = timed("CRUD", lambda: crud.run(
                 databases=databases, rounds=args.rounds, seconds=args.seconds,
                 warmup=1.0, connections=args.connections, out=args.out, log=log,
-                only=contenders)
+                only=contenders))
         if "realtime" in args.sections:
             plan = realtime.QUICK if args.quick else realtime.Plan()
-            results["realtime"] = realtime.run(plan, out=args.out, log=log)
+            results["realtime"] = timed("realtime",
+                                        lambda: realtime.run(plan, out=args.out, log=log))
         if "profile" in args.sections:
-            results["profile"] = profile.run(kinds=databases, seconds=3 if args.quick else 4,
-                                             out=args.out, log=log)
+            results["profile"] = timed("profiles", lambda: profile.run(
+                kinds=databases, seconds=3 if args.quick else 4, out=args.out, log=log))
     finally:
         monitor.stopped.set()
         results["meta"]["load"] = monitor.summary()
+        results["meta"]["load_by_section"] = {
+            name: monitor.summary(begun, ended) for name, (begun, ended) in sections.items()}
         results["meta"]["minutes"] = (time.monotonic() - started) / 60
         (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
         args.results.write_text(report.render(results))

@@ -36,19 +36,19 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-MARKERS: tuple[tuple[str, str], ...] = (
-    ("SQLAlchemy statement compilation (cache miss)", "SQLCompiler.__init__ ("),
-    ("SQLAlchemy ORM flush", "Session.flush ("),
-    ("SQLAlchemy ORM row loading", "loading.py"),
-    ("SQLAlchemy Core execute", "Connection._execute_context ("),
-    ("FastAPI dependency solving", "solve_dependencies ("),
-    ("FastAPI response serialization", "serialize_response ("),
-    ("capebase policy", "capebase/policy/"),
-    ("capebase change capture", "capebase/realtime/capture.py"),
-    ("capebase realtime hub (dispatch)", "capebase/realtime/hub.py"),
-    ("capebase observability", "capebase/observability/"),
+MARKERS: tuple[tuple[str, str, bool], ...] = (
+    ("SQLAlchemy statement compilation (cache miss)", "SQLCompiler.__init__ (", False),
+    ("SQLAlchemy ORM flush", "Session.flush (", False),
+    ("SQLAlchemy ORM row loading", "loading.py", False),
+    ("SQLAlchemy Core execute (async)", "AsyncConnection.execute (", False),
+    ("FastAPI dependency solving", "solve_dependencies (", False),
+    ("capebase policy", "capebase/policy/", False),
+    ("capebase change capture", "capebase/realtime/capture.py", False),
+    ("capebase realtime hub (dispatch)", "capebase/realtime/hub.py", False),
+    ("capebase middleware, own code", "capebase/observability/", True),
 )
-"""Named costs: the share of samples with a frame containing the text on the stack."""
+"""Named costs: the share of samples with a frame containing the text on the stack (or, when
+the flag is set, as the innermost frame: middleware wraps everything, so only its own time)."""
 
 
 def package_of(frame: str) -> str:
@@ -94,8 +94,8 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
             continue
         frames = stack.split(";")
         by_package[package_of(frames[-1])] += count
-        for label, text in MARKERS:
-            if text in stack:
+        for label, text, leaf_only in MARKERS:
+            if text in (frames[-1] if leaf_only else stack):
                 marked[label] += count
         ours = [i for i, f in enumerate(frames) if package_of(f) == "capebase"]
         for name in {function_of(frames[i]) for i in ours}:
@@ -119,7 +119,7 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
         "capebase_calls": [[f"{frame} → {callee}", pct]
                            for (frame, callee), pct in share(calls)],
         "markers": [[label, round(100 * marked[label] / total, 1) if total else 0.0]
-                    for label, _ in MARKERS],
+                    for label, _, _ in MARKERS],
     }
 
 

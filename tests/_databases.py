@@ -102,6 +102,10 @@ def require(servers: TestServers, server: ServerKind) -> None:
     pytest.skip(problem)
 
 
+RECONNECT_ATTEMPTS = 60
+"""Half-second tries to reach a server that is restarting (another test restarts them)."""
+
+
 class TestServers:
     """Probes PostgreSQL, MariaDB and Redis once; creates and drops per-test databases."""
 
@@ -345,14 +349,26 @@ class TestServers:
         # One admin connection per server runs one statement at a time; the spare's CREATE and
         # the previous test's DROP queue up here.
         async with self._locks[server]:
-            try:
-                return await operation()
-            except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                    asyncpg.exceptions.InterfaceError, asyncmy.errors.OperationalError):
-                # The server restarted under us (the outage tests do that): reconnect once.
-                if server == "postgresql":
-                    self._pg = None
-                else:
-                    self._maria = None
-                await self._connect(server)
-                return await operation()
+            for attempt in range(RECONNECT_ATTEMPTS):
+                try:
+                    if (self._pg if server == "postgresql" else self._maria) is None:
+                        await self._connect(server)
+                    return await operation()
+                except (
+                    OSError,
+                    asyncpg.exceptions.ConnectionDoesNotExistError,
+                    asyncpg.exceptions.CannotConnectNowError,
+                    asyncpg.exceptions.AdminShutdownError,
+                    asyncpg.exceptions.InterfaceError,
+                    asyncmy.errors.OperationalError,
+                ):
+                    # The server restarted under us (the outage tests do that): drop the dead
+                    # connection and retry while it comes back.
+                    if server == "postgresql":
+                        self._pg = None
+                    else:
+                        self._maria = None
+                    if attempt == RECONNECT_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.5)
+            raise AssertionError("unreachable")

@@ -235,7 +235,7 @@ def make_subscriptions(
             headers, {"org": org} if org else {}, token="0",
             # A quarter of them read slowly, through a small receive buffer: they fall behind,
             # overflow, and resume.
-            delay=0.5 if slow else 0.0,
+            delay=1.0 if slow else 0.0,
             receive_buffer=4096 if slow else None,
         )
         subscriptions.append(Subscription(headers, client, org))

@@ -134,6 +134,11 @@ class StreamClient:
         finally:
             self._ended.set()
 
+    def _closed(self, code: int | None, reason: str | None) -> None:
+        self.close_code = code
+        if code == 1013 and (reason or "").startswith("too slow"):
+            self.controls.append({"event": "overflow", "reason": reason})  # as SSE reports it
+
     def _resume_headers(self) -> dict[str, str]:
         headers = dict(self.headers)
         if self.token:
@@ -191,9 +196,10 @@ class StreamClient:
                     self._record(json.loads(text))
                     if self.delay:
                         await asyncio.sleep(self.delay)
-            self.close_code = websocket.close_code
+            self._closed(websocket.close_code, websocket.close_reason)
         except websockets.ConnectionClosed as closed:
-            self.close_code = closed.rcvd.code if closed.rcvd is not None else None
+            rcvd = closed.rcvd
+            self._closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else None)
         except websockets.InvalidStatus as refused:
             self.status = refused.response.status_code
             self._opened.set()

@@ -54,10 +54,19 @@ CATCH_UP = 120.0
 SETTLE = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SEND_BUFFER = 32 * 1024
+"""The servers' kernel send buffer per connection. Loopback's huge segments would otherwise
+let the kernel hold megabytes for a slow reader, and it would never fall behind."""
+
+
+def listening_socket() -> socket.socket:
+    """A socket for uvicorn (``--fd``); accepted connections inherit its send buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
 
 
 @dataclass
@@ -65,22 +74,22 @@ class Server:
     """One uvicorn process serving the soak app."""
 
     env: dict[str, str]
-    port: int = field(default_factory=free_port)
+    sock: socket.socket = field(default_factory=listening_socket)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
 
     def start(self, log: Path) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "tests.reliability.soak_app:app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "critical",
-             "--no-access-log"],
+             "--fd", str(self.sock.fileno()), "--log-level", "critical", "--no-access-log"],
             cwd=ROOT,
             env=self.env,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
+            pass_fds=(self.sock.fileno(),),
         )
 
     async def ready(self) -> None:
@@ -94,7 +103,7 @@ class Server:
                 return False
             return True
 
-        await wait_until(answers, within=30, what=f"the server on port {self.port}")
+        await wait_until(answers, within=30, what=f"the server at {self.url}")
 
     async def stats(self) -> dict[str, Any]:
         # A fresh connection each time, so the soak's own keep-alive connections never count.
@@ -111,6 +120,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.sock.close()
 
 
 @dataclass
@@ -191,8 +201,9 @@ class Soak:
                     self.denied_rows.append(f"{headers} got {row}")
 
     async def churn(self) -> None:
-        """A subscriber vanishes mid-stream, or comes back (maybe on the other process)."""
-        subscription = self.rng.choice(self.subscriptions)
+        """A subscriber vanishes mid-stream, or comes back (maybe on the other process).
+        Slow subscribers stay, so that they fall behind far enough to be dropped."""
+        subscription = self.rng.choice([s for s in self.subscriptions if not s.client.delay])
         if subscription.client.is_open:
             subscription.away = True
             await subscription.client.disconnect()
@@ -408,9 +419,11 @@ async def soak(
         leaks.append(f"{connections} database connections for {pool_size} pooled")
     server_errors = sum(v for k, v in state.statuses.items() if k.endswith(" 500"))
 
+    slow = sum(bool(s.client.receive_buffer) for s in state.subscriptions)
     print()
     print(f"soak: {state.operations} operations in {elapsed_ops:.0f} s by {len(users)} callers, "
-          f"{len(state.subscriptions)} subscribers ({state.reconnections} reconnections), "
+          f"{len(state.subscriptions)} subscribers ({slow} slow; {state.reconnections} "
+          "reconnections), "
           f"2 processes on PostgreSQL with Redis")
     print(f"outages: {', '.join(f'{what} restart took {took:.1f} s' for what, took in outages)}")
     print("answers by status:")

@@ -268,3 +268,17 @@ async def test_no_free_pooled_connection_is_a_503_with_retry_after(db_url: str) 
         assert response.headers["retry-after"] == "7"
         assert response.json() == {"detail": "The database is unavailable; retry later"}
         assert (await client.get(PATH, headers=ALICE)).status_code == 200
+
+
+# -- paging ----------------------------------------------------------------------------------
+
+
+async def test_paging_is_bounded_on_every_database(db_url: str) -> None:
+    """Regression (found by schemathesis): ``offset=2**63`` was a 500 on SQLite."""
+    app, _cape = make_app(db_url, crud=CrudConfig(default_page_size=10, max_page_size=50))
+    async with app_client(app) as client:
+        largest = await client.get(PATH, params={"offset": 2**63 - 1}, headers=ALICE)
+        assert (largest.status_code, largest.json()) == (200, [])
+        for params in ({"offset": 2**63}, {"offset": -1}, {"limit": 51}, {"limit": -1}):
+            response = await client.get(PATH, params=params, headers=ALICE)
+            assert response.status_code == 422, (params, response.text)

@@ -213,7 +213,8 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
                                               description="Page size (default "
                                               f"{config.default_page_size})")),
             pyinspect.Parameter("offset", pyinspect.Parameter.KEYWORD_ONLY, annotation=int,
-                                default=Query(0, ge=0)),
+                                # A 64-bit OFFSET on every database; larger is a 422.
+                                default=Query(0, ge=0, le=2**63 - 1)),
             pyinspect.Parameter("order_by", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
                                 default=Query(None, description="Comma-separated fields, "
                                               "'-' for descending")),

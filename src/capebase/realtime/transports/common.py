@@ -114,6 +114,11 @@ async def stream_items(
     # What the client already has: up to its token but its holes. A process that is behind
     # the one that issued the token delivers those changes live later; they are skipped.
     had_upto, had_not = (point.last_id, set(point.holes)) if point else (0, set())
+
+    def unsettled() -> list[int]:
+        """This process's unsettled ids, less those the client already had."""
+        return [h for h in hub.unsettled() if h > had_upto or h in had_not]
+
     if point is not None:
         resume_from = format_token(point.last_id, point.holes)
         try:
@@ -126,7 +131,7 @@ async def stream_items(
                     change_id, text = item
                     replayed.add(change_id)
                     highest = change_id if highest is None else max(highest, change_id)
-                    resume_from = _token(hub.unsettled(), highest, replayed)
+                    resume_from = _token(unsettled(), highest, replayed)
                     yield Delivery(change_id, text, resume_from)
         except Exception as exc:
             if classify(exc) is None:
@@ -151,7 +156,7 @@ async def stream_items(
             continue
         if queued is CLOSE:
             if subscriber.overflowed:
-                token = _token(hub.unsettled(), highest, replayed) if highest else None
+                token = _token(unsettled(), highest, replayed) if highest else None
                 yield Overflowed(token)
             elif subscriber.revoked:
                 yield EXPIRED
@@ -160,7 +165,7 @@ async def stream_items(
         if change_id in replayed or (change_id <= had_upto and change_id not in had_not):
             continue  # a late commit the replay already sent, or one the client had
         highest = change_id if highest is None else max(highest, change_id)
-        yield Delivery(change_id, text, _token(hub.unsettled(), highest, replayed))
+        yield Delivery(change_id, text, _token(unsettled(), highest, replayed))
 
 
 async def _in_own_task(items: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:

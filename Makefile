@@ -24,7 +24,7 @@ lint: .venv
 test: lint
 	$(BIN)/pytest -q
 
-# 10,000 random operations on two processes through a PostgreSQL and a Redis restart (~6 min;
+# 10,000 random operations on two processes through a PostgreSQL and a Redis restart (~4 min;
 # not part of `make test`). Prints what it found; exits 1 on a leak or a lost event.
 # Needs the servers `make test` uses. SOAK_ARGS=--operations 2000 for a shorter run.
 soak: .venv

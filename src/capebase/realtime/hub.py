@@ -45,6 +45,8 @@ logger = logging.getLogger("capebase.realtime")
 MAX_HOLES = 10_000
 YIELD_EVERY = 32
 MAINTENANCE_INTERVAL = 5.0
+RETRY_DELAY = 1.0
+"""Seconds between attempts to read the change log while the database is unreachable."""
 STARTUP_HOLE_WINDOW = 1000
 
 
@@ -353,15 +355,27 @@ class Hub:
     # -- dispatch ----------------------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
             self._wake.clear()
             try:
                 await self.dispatch_pending()
-            except Exception:
-                logger.exception("capebase: reading the change log failed; retrying")
-                await asyncio.sleep(self.config.poll_interval)
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    logger.exception("capebase: reading the change log failed; retrying")
+                else:
+                    logger.warning("capebase: change log still unreadable (%s)", exc)
+                # Retry soon, not after a whole poll interval: streams go on as soon as the
+                # database is back, even when no commit or broker message wakes us.
+                await asyncio.sleep(min(self.config.poll_interval, RETRY_DELAY))
+                self._wake.set()
+            else:
+                if failures:
+                    logger.warning("capebase: change log readable again; delivery goes on")
+                failures = 0
 
     async def dispatch_pending(self) -> None:
         """Deliver every change committed since the last call, in id order."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import socket
 from collections.abc import Callable, Mapping
@@ -22,6 +21,8 @@ import websockets
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect as ws_connect
 
+from tests.realtime._live import wait_until as _wait_until
+
 Transport = Literal["sse", "ws"]
 CONTROL_EVENTS = frozenset({"ready", "reset", "overflow", "unavailable", "expired"})
 TIMEOUT = 10.0
@@ -30,18 +31,9 @@ TIMEOUT = 10.0
 async def wait_until(
     predicate: Callable[[], Any], *, within: float = TIMEOUT, what: str = "a condition"
 ) -> Any:
-    """Poll ``predicate`` (sync or async) until it is truthy; fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.01)
+    """``tests.realtime._live.wait_until`` with this suite's longer default (servers restart
+    here)."""
+    return await _wait_until(predicate, within=within, what=what)
 
 
 @dataclass
@@ -148,7 +140,8 @@ class StreamClient:
     async def _read_sse(self) -> None:
         options = (
             [(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)]
-            if self.receive_buffer else None
+            if self.receive_buffer
+            else None
         )
         transport = httpx.AsyncHTTPTransport(socket_options=options)
         async with (
@@ -163,8 +156,9 @@ class StreamClient:
             self._opened.set()
             if self.status != 200:
                 await source.response.aread()
-                self.controls.append({"event": "refused", "status": self.status,
-                                      "body": source.response.text})
+                self.controls.append(
+                    {"event": "refused", "status": self.status, "body": source.response.text}
+                )
                 return
             async for event in source.aiter_sse():
                 if not event.data:
@@ -187,8 +181,12 @@ class StreamClient:
             extra["sock"] = sock
         try:
             async with ws_connect(
-                uri, additional_headers=self._resume_headers(), proxy=None, open_timeout=TIMEOUT,
-                max_queue=4 if self.delay else 16, **extra,
+                uri,
+                additional_headers=self._resume_headers(),
+                proxy=None,
+                open_timeout=TIMEOUT,
+                max_queue=4 if self.delay else 16,
+                **extra,
             ) as websocket:
                 self.status = 101
                 self._opened.set()

@@ -18,6 +18,7 @@ from .auth.provider import AuthProvider, accept_any_connection, anonymous, check
 from .crud.config import CrudConfig
 from .crud.errors import install_error_handlers
 from .crud.router import PublishedModel, build_router, describe_model
+from .db.direct import DirectExecutor
 from .db.engine import create_engine
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
@@ -104,6 +105,9 @@ class CapeBase:
         self.engine: AsyncEngine = create_engine(
             db_path, limits=self.limits, **dict(engine_options or {})
         )
+        # The generated routes' statements run on the driver connection when capebase knows
+        # the driver (asyncpg, aiosqlite, asyncmy), through Core otherwise.
+        self.direct = DirectExecutor.for_engine(self.engine)
         self._sessions = make_sessionmaker(self.engine)
         self._provider = check_provider(provider)
         self.auth_dependency = _context_dependency(self._provider)
@@ -323,6 +327,8 @@ class CapeBase:
         """Close streams, stop background work and dispose of the engine (lifespan hook)."""
         self._started = False
         await self.hub.stop()
+        if self.direct is not None:
+            self.direct.close()
         await self.engine.dispose()
 
     async def _check_own_tables(self) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -106,15 +105,16 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
         received = 0
 
         async def receive_limited() -> Message:
             nonlocal received
             if getattr(scope.get("route"), "max_body_size", None) is not None:
                 return await receive()  # the route set its own limit; FastAPI enforces it
-            if declared is not None and declared > self.max_body_size:
-                raise self._too_large()
+            if received == 0:
+                declared = _content_length(scope)
+                if declared is not None and declared > self.max_body_size:
+                    raise self._too_large()
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -138,10 +138,10 @@ class BodySizeLimit:
 
 
 def _content_length(scope: Scope) -> int | None:
-    raw = Headers(scope=scope).get("content-length")
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import create_engine
 
+from capebase.db.engine import POOL_SIZE
 from capebase.realtime.changelog import metadata as changelog_metadata
 from tests.observability._app import ObsModel, parse
 from tests.realtime._live import wait_until
@@ -85,7 +86,7 @@ async def test_the_scrape_merges_every_workers_series(workers: str, tmp_path: Pa
     assert total == REQUESTS + 1  # and the request that found the server up
     assert scraped.value("capebase_db_query_duration_seconds_count", table="obs_note") >= total
     assert scraped.value("capebase_http_requests_in_flight", route="/metrics") == 1
-    assert scraped.value("capebase_db_pool_size") == 10  # two workers' pools of 5, summed
+    assert scraped.value("capebase_db_pool_size") == 2 * POOL_SIZE  # two workers' pools, summed
 
     # Each worker wrote its own share.
     shares = []

@@ -58,14 +58,21 @@ def normalize_url(db_path: str | URL) -> URL:
     return url.set(drivername=f"{backend}+{driver}")
 
 
+POOL_SIZE = 10
+"""Connections each process keeps open."""
+POOL_OVERFLOW = 20
+"""Connections opened beyond ``POOL_SIZE`` under load (closed when returned)."""
+
+
 def create_engine(
     db_path: str | URL, *, limits: LimitsConfig | None = None, **engine_options: Any
 ) -> AsyncEngine:
     """Create the AsyncEngine for ``db_path`` with capebase's defaults.
 
-    Server pools ping connections before use (a local SQLite file has nothing to lose, so its
-    pool skips the extra round trip); SQLite runs in WAL mode with a busy timeout, enforces
-    foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL. ``limits`` sets
+    The pool keeps ``POOL_SIZE`` (10) connections and opens up to ``POOL_OVERFLOW`` (20) more
+    under load. Server pools ping connections before use (a local SQLite file has nothing to
+    lose, so its pool skips the extra round trip); SQLite runs in WAL mode with a busy timeout,
+    enforces foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL. ``limits`` sets
     the connect, pool and statement timeouts (``LimitsConfig()`` when omitted);
     ``engine_options`` override any of it (``connect_args`` are merged).
 
@@ -85,9 +92,15 @@ def create_engine(
     else:
         options["pool_recycle"] = 3600
         options["pool_timeout"] = limits.pool_timeout
+    if backend != "sqlite" or not _is_sqlite_memory(url):
+        # SQLAlchemy keeps 5 and closes the rest on check-in: a burst of more than 5
+        # concurrent requests then opens and closes a connection per request.
+        options.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     poolclass = engine_options.get("poolclass")
     if poolclass is not None and not issubclass(poolclass, QueuePool):
-        options.pop("pool_timeout", None)  # NullPool, StaticPool...: nothing to wait for
+        # NullPool, StaticPool...: nothing to wait for, nothing to size
+        for option in ("pool_timeout", "pool_size", "max_overflow"):
+            options.pop(option, None)
     options.update(engine_options)
     options["connect_args"] = {**connect_args, **dict(engine_options.get("connect_args", {}))}
     try:

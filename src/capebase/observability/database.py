@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.selectable import Alias
 
+from ..db.direct import DirectExecutor
 from .metrics import Metrics, is_multiprocess
 
 _STARTED = "_capebase_started"
@@ -63,6 +64,21 @@ def instrument_engine(engine: AsyncEngine, metrics: Metrics) -> None:
         _follow_pool_events(sync)
     elif metrics.registry is not None:
         PoolCollector.for_registry(metrics).add(sync)
+
+
+def instrument_direct(direct: DirectExecutor, metrics: Metrics) -> None:
+    """Time and count the statements the generated routes run on the driver connection,
+    under the same series as the engine's."""
+
+    def observe(construct: Any, seconds: float, failed: bool) -> None:
+        labels = _labels_cache.get(construct)
+        if labels is None:
+            labels = _labels_cache[construct] = _compiled_labels(construct, "")
+        metrics.db_duration.labels(*labels).observe(seconds)
+        if failed:
+            metrics.db_errors.labels(*labels).inc()
+
+    direct.observer = observe
 
 
 def statement_labels(context: Any, statement: str) -> tuple[str, str]:

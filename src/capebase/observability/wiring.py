@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigurationError
 from .audit import audit_router
 from .config import AuditConfig, MetricsConfig
-from .database import instrument_engine
+from .database import instrument_direct, instrument_engine
 from .http import HttpMetricsMiddleware, metrics_router
 from .metrics import Metrics, MetricsObserver, metrics_for
 from .observer import register_observer
@@ -57,6 +57,8 @@ def install(
     observer = MetricsObserver(series)
     register_observer(cape.engine, observer)
     instrument_engine(cape.engine, series)
+    if cape.direct is not None:
+        instrument_direct(cape.direct, series)
     # Added last, so outermost: it also times the request-id middleware and error handling.
     app.add_middleware(
         HttpMetricsMiddleware, metrics=series, observer=observer, routes=app.router.routes

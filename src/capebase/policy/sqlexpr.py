@@ -56,9 +56,12 @@ def is_text(type_: TypeEngine[Any] | None) -> bool:
 
 
 def equals(column: Any, value: Any) -> ColumnElement[bool]:
-    """``column == value``, exact for text columns on every database."""
+    """``column == value``, exact for text columns on every database (``value`` may be a
+    ``bindparam``)."""
     if is_text(getattr(column, "type", None)):
-        bound = literal(value, type_=column.type)
+        bound = value if isinstance(value, elements.BindParameter) else literal(
+            value, type_=column.type
+        )
         return exact_equals(column, bound)
     result: ColumnElement[bool] = column == value
     return result

@@ -13,6 +13,7 @@ from sqlalchemy import Table, event, insert, inspect, select
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from ..auth.context import AuthContext
 from ..db.sessions import INTERNAL, CapeSyncSession, SessionScope, scope_of
 from ..errors import UnfilterableStatementError
 from ..observability.request_id import current_request_id
@@ -164,6 +165,20 @@ def _record(
     old: Mapping[str, Any] | None,
     new: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
+    assert scope.sink is not None
+    return change_record(table, op, old, new, scope.ctx, scope.sink.has_handlers(table.name))
+
+
+def change_record(
+    table: Table,
+    op: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    ctx: AuthContext | None,
+    handlers_pending: bool,
+) -> dict[str, Any]:
+    """The change-log row of one change to ``table`` by ``ctx`` (``None``: privileged), as
+    sessions write it and the generated routes' direct writes too."""
     image = new if new is not None else old
     assert image is not None
     pk_columns = list(table.primary_key.columns)
@@ -172,8 +187,6 @@ def _record(
         if len(pk_columns) == 1
         else [image.get(c.key) for c in pk_columns]
     )
-    ctx = scope.ctx
-    assert scope.sink is not None
     return {
         "table_name": table.name,
         "op": op,
@@ -183,7 +196,7 @@ def _record(
         "actor_id": ctx.id if ctx else None,
         "actor_role": ctx.role if ctx else None,
         "created_at": now(),
-        "handlers_pending": scope.sink.has_handlers(table.name),
+        "handlers_pending": handlers_pending,
         "request_id": current_request_id(),
     }
 

@@ -1,0 +1,218 @@
+"""The generated create, update and delete as one short transaction on the driver connection.
+
+The ORM session path (flush, capture hooks, refresh) is general; these three routes always do
+the same thing: lock or insert one row, check the rules in Python on its images, write it with
+``RETURNING``, and add its change-log row in the same transaction. That is two to four
+statements and no ORM bookkeeping. The rules and the change-log rows are exactly the session's:
+``Policy.check_row`` is the Python form of the same predicate (tests/policy checks they agree),
+and ``change_record`` is what session capture writes.
+
+When Python cannot decide a rule (a ``where`` it cannot evaluate) the transaction is rolled back
+and ``Undecided`` sends the route to the session path, which asks the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Insert, Update, bindparam, delete, insert, select, update
+
+from ..auth.context import AuthContext
+from ..db.direct import DirectExecutor, DirectTransaction, Row
+from ..errors import NotFoundError, PermissionDeniedError
+from ..policy.enforcement import fill_auth_fields, row_image
+from ..policy.sqlexpr import equals
+from ..realtime.capture import change_record
+from ..realtime.changelog import changes
+
+if TYPE_CHECKING:
+    from ..app import CapeBase
+    from .router import PublishedModel
+
+KEY = "capebase_key"
+"""The bound parameter of the primary key in prebuilt statements."""
+
+
+class Undecided(Exception):
+    """A rule Python cannot evaluate: the route takes the session path instead."""
+
+
+class DirectWriter:
+    """Create, update and delete of one published model, on ``cape.direct``."""
+
+    def __init__(self, cape: CapeBase, published: PublishedModel, direct: DirectExecutor) -> None:
+        self.cape = cape
+        self.published = published
+        self.direct = direct
+        table = published.table
+        self.columns = tuple(table.c.keys())
+        key = bindparam(KEY, type_=published.pk.type)
+        self._lock_by_key = select(table).where(equals(published.pk, key)).with_for_update()
+        self._delete_by_key = delete(table).where(equals(published.pk, key))
+        self._insert_defaults = _python_defaults(c.default for c in table.c)
+        self._update_defaults = _python_defaults(c.onupdate for c in table.c)
+        self._inserts: dict[frozenset[str], Insert] = {}
+        self._updates: dict[frozenset[str], Update] = {}
+
+    @staticmethod
+    def supports(published: PublishedModel, direct: DirectExecutor | None) -> bool:
+        """Whether the direct path can write ``published``'s table: the dialect returns rows
+        from INSERT and UPDATE, and every Python-side column default is a value or a function
+        of no arguments (one taking SQLAlchemy's execution context needs Core)."""
+        if direct is None:
+            return False
+        dialect = direct.dialect
+        if not (dialect.insert_returning and dialect.update_returning):
+            return False
+        defaults: list[Any] = [d for c in published.table.c for d in (c.default, c.onupdate)]
+        return all(
+            not _is_python_side(d) or d.is_scalar or hasattr(d.arg, "__wrapped__")
+            for d in defaults
+        )
+
+    async def create(self, ctx: AuthContext, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert a row from ``values`` (column keys) as ``ctx``; the row as stored."""
+        p = self.published
+        obj = p.model(**values)
+        fill_auth_fields(obj, ctx)
+        image = row_image(obj)
+        self._require("create", ctx, image)
+        # As the ORM does: None is left out, so column and server defaults apply.
+        stored = {k: v for k, v in image.items() if v is not None}
+        for name, default in self._insert_defaults.items():
+            if name not in stored:
+                stored[name] = _default_value(default)
+        async with self.direct.transaction() as tx:
+            rows = await tx.fetch(self._insert(frozenset(stored)), _bound(stored))
+            new = self._image(rows[0])
+            await self._log(tx, ctx, "INSERT", None, new)
+        self._notify()
+        return new
+
+    async def update(
+        self, ctx: AuthContext, key: Any, changes_: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Apply ``changes_`` to the row ``key`` as ``ctx``; the row as stored."""
+        columns = self.published.table.c
+        async with self.direct.transaction() as tx:
+            old = await self._locked(tx, ctx, key, "update")
+            new = {**old, **{k: v for k, v in changes_.items() if k in columns}}
+            if new == old:
+                return old  # nothing to write, as a session would flush nothing
+            self._require("update", ctx, new)
+            changed = {k: v for k, v in new.items() if v != old[k]}
+            for name, default in self._update_defaults.items():
+                if name not in changed:
+                    changed[name] = _default_value(default)
+            rows = await tx.fetch(self._update(frozenset(changed)), {**_bound(changed), KEY: key})
+            new = self._image(rows[0])
+            if new != old:
+                await self._log(tx, ctx, "UPDATE", old, new)
+        self._notify()
+        return new
+
+    async def delete(self, ctx: AuthContext, key: Any) -> None:
+        """Delete the row ``key`` as ``ctx``."""
+        async with self.direct.transaction() as tx:
+            old = await self._locked(tx, ctx, key, "delete")
+            await tx.execute(self._delete_by_key, {KEY: key})
+            await self._log(tx, ctx, "DELETE", old, None)
+        self._notify()
+
+    async def _locked(
+        self, tx: DirectTransaction, ctx: AuthContext, key: Any, action: str
+    ) -> dict[str, Any]:
+        """The row ``key``, locked: 404 unless ``ctx`` may read it, 403 unless ``action`` it."""
+        p = self.published
+        rows = await tx.fetch(self._lock_by_key, {KEY: key})
+        old = self._image(rows[0]) if rows else None
+        readable = False if old is None else self.cape.policy.check_row(p.model, "read", ctx, old)
+        if readable is None:
+            raise Undecided
+        if not readable or old is None:
+            raise NotFoundError(p.name, key)
+        self._require(action, ctx, old)
+        return old
+
+    def _require(self, action: str, ctx: AuthContext, row: Mapping[str, Any]) -> None:
+        p = self.published
+        verdict = self.cape.policy.check_row(p.model, action, ctx, row)
+        if verdict is None:
+            raise Undecided
+        if not verdict:
+            raise PermissionDeniedError(action, p.name, is_anonymous=ctx.is_anonymous)
+
+    async def _log(
+        self,
+        tx: DirectTransaction,
+        ctx: AuthContext,
+        op: str,
+        old: Mapping[str, Any] | None,
+        new: Mapping[str, Any] | None,
+    ) -> None:
+        hub = self.cape.hub
+        if not hub.capture:
+            return
+        table = self.published.table
+        record = change_record(table, op, old, new, ctx, hub.has_handlers(table.name))
+        await tx.execute(_LOG_INSERT, _bound(record))
+
+    def _notify(self) -> None:
+        if self.cape.hub.capture:
+            self.cape.hub.notify()
+
+    def _image(self, row: Row) -> dict[str, Any]:
+        return dict(zip(self.columns, row, strict=True))
+
+    def _insert(self, keys: frozenset[str]) -> Insert:
+        # One statement object per column set: SQLAlchemy memoizes its cache key, so a request
+        # only binds values.
+        statement = self._inserts.get(keys)
+        if statement is None:
+            table = self.published.table
+            statement = insert(table).values(_parameters(keys))
+            statement = self._inserts[keys] = statement.returning(*table.c)
+        return statement
+
+    def _update(self, keys: frozenset[str]) -> Update:
+        statement = self._updates.get(keys)
+        if statement is None:
+            p = self.published
+            statement = (
+                update(p.table)
+                .where(equals(p.pk, bindparam(KEY, type_=p.pk.type)))
+                .values(_parameters(keys))
+                .returning(*p.table.c)
+            )
+            self._updates[keys] = statement
+        return statement
+
+
+def _is_python_side(default: Any) -> bool:
+    """A Column ``default``/``onupdate`` Core computes in Python before the statement runs."""
+    return default is not None and (default.is_scalar or default.is_callable)
+
+
+def _python_defaults(defaults: Iterable[Any]) -> dict[str, Any]:
+    return {d.column.key: d for d in defaults if _is_python_side(d)}
+
+
+def _default_value(default: Any) -> Any:
+    # A callable default of no arguments is wrapped by SQLAlchemy to take (and ignore) the
+    # execution context; ``supports`` refused the others.
+    return default.arg if default.is_scalar else default.arg(None)
+
+
+def _parameters(keys: frozenset[str]) -> dict[str, Any]:
+    # SQLAlchemy reserves a column's own name for its automatic VALUES/SET parameter.
+    return {k: bindparam(f"v_{k}") for k in sorted(keys)}
+
+
+def _bound(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"v_{k}": v for k, v in values.items()}
+
+
+_LOG_INSERT = insert(changes).values(
+    _parameters(frozenset(c.key for c in changes.c) - {"id", "claimed_by", "claimed_at"})
+)

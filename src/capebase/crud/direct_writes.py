@@ -86,7 +86,7 @@ class DirectWriter:
         async with self.direct.transaction() as tx:
             rows = await tx.fetch(self._insert(frozenset(stored)), _bound(stored))
             new = self._image(rows[0])
-            await self._log(tx, ctx, "INSERT", None, new)
+            self._log(tx, ctx, "INSERT", None, new)
         self._notify()
         return new
 
@@ -108,7 +108,7 @@ class DirectWriter:
             rows = await tx.fetch(self._update(frozenset(changed)), {**_bound(changed), KEY: key})
             new = self._image(rows[0])
             if new != old:
-                await self._log(tx, ctx, "UPDATE", old, new)
+                self._log(tx, ctx, "UPDATE", old, new)
         self._notify()
         return new
 
@@ -116,8 +116,8 @@ class DirectWriter:
         """Delete the row ``key`` as ``ctx``."""
         async with self.direct.transaction() as tx:
             old = await self._locked(tx, ctx, key, "delete")
-            await tx.execute(self._delete_by_key, {KEY: key})
-            await self._log(tx, ctx, "DELETE", old, None)
+            tx.execute(self._delete_by_key, {KEY: key})
+            self._log(tx, ctx, "DELETE", old, None)
         self._notify()
 
     async def _locked(
@@ -143,7 +143,7 @@ class DirectWriter:
         if not verdict:
             raise PermissionDeniedError(action, p.name, is_anonymous=ctx.is_anonymous)
 
-    async def _log(
+    def _log(
         self,
         tx: DirectTransaction,
         ctx: AuthContext,
@@ -156,7 +156,7 @@ class DirectWriter:
             return
         table = self.published.table
         record = change_record(table, op, old, new, ctx, hub.has_handlers(table.name))
-        await tx.execute(_LOG_INSERT, _bound(record))
+        tx.execute(_LOG_INSERT, _bound(record))
 
     def _notify(self) -> None:
         if self.cape.hub.capture:

@@ -21,10 +21,10 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,87 +37,89 @@ StatementObserver = Callable[[ClauseElement, float, bool], None]
 failed (the metrics hook)."""
 
 Row = Sequence[Any]
-T = TypeVar("T")
 
 _CACHE_SIZE = 500
 LOOP_READ_BUDGET = 0.002
 """Seconds a SQLite read may hold the event loop before it moves to aiosqlite's thread."""
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a batch sent to the driver in one go."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    fetch: bool = False
+
+
 class _Driver(Protocol):
-    async def fetch(self, connection: Any, sql: str, params: Sequence[Any]) -> list[Row]: ...
+    begin: str
+    """The statement that opens a write transaction."""
 
-    async def execute(self, connection: Any, sql: str, params: Sequence[Any]) -> None: ...
-
-    async def begin(self, connection: Any) -> None: ...
-
-    async def commit(self, connection: Any) -> None: ...
-
-    async def rollback(self, connection: Any) -> None: ...
+    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+        """Run ``steps`` in order; the rows of the last one that fetches."""
 
     def in_transaction(self, connection: Any) -> bool: ...
 
 
 class _Asyncpg:
-    async def fetch(self, connection: Any, sql: str, params: Sequence[Any]) -> list[Row]:
-        return list(await connection.fetch(sql, *params))
+    begin = "BEGIN"
 
-    async def execute(self, connection: Any, sql: str, params: Sequence[Any]) -> None:
-        await connection.execute(sql, *params)
-
-    async def begin(self, connection: Any) -> None:
-        await connection.execute("BEGIN")
-
-    async def commit(self, connection: Any) -> None:
-        await connection.execute("COMMIT")
-
-    async def rollback(self, connection: Any) -> None:
-        await connection.execute("ROLLBACK")
+    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+        rows: list[Row] = []
+        for step in steps:
+            if step.fetch:
+                rows = list(await connection.fetch(step.sql, *step.params))
+            else:
+                await connection.execute(step.sql, *step.params)
+        return rows
 
     def in_transaction(self, connection: Any) -> bool:
         return bool(connection.is_in_transaction())
 
 
 class _Aiosqlite:
-    async def fetch(self, connection: Any, sql: str, params: Sequence[Any]) -> list[Row]:
-        return list(await connection.execute_fetchall(sql, params))
+    # IMMEDIATE takes the write lock now: a deferred transaction that read first and then
+    # writes fails (or busy-waits) when another writer committed in between.
+    begin = "BEGIN IMMEDIATE"
 
-    async def execute(self, connection: Any, sql: str, params: Sequence[Any]) -> None:
-        await connection.execute_fetchall(sql, params)  # one thread hop, cursor closed
-
-    async def begin(self, connection: Any) -> None:
-        # IMMEDIATE takes the write lock now: a deferred transaction that read first and
-        # then writes fails (or busy-waits) when another writer committed in between.
-        await connection.execute_fetchall("BEGIN IMMEDIATE", ())
-
-    async def commit(self, connection: Any) -> None:
-        await connection.commit()
-
-    async def rollback(self, connection: Any) -> None:
-        await connection.rollback()
+    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+        # One hand-off to the connection's thread for the whole batch: each costs more CPU
+        # than the statements. aiosqlite has no public call for "run this on your thread".
+        run_on_thread = getattr(connection, "_execute", None)
+        if run_on_thread is None:  # pragma: no cover - an aiosqlite without it
+            rows: list[Row] = []
+            for step in steps:
+                rows = list(await connection.execute_fetchall(step.sql, step.params))
+            return rows
+        result: list[Row] = await run_on_thread(_run_sqlite_steps, connection._conn, steps)
+        return result
 
     def in_transaction(self, connection: Any) -> bool:
         return bool(connection.in_transaction)
 
 
+def _run_sqlite_steps(connection: sqlite3.Connection, steps: Sequence[Step]) -> list[Row]:
+    rows: list[Row] = []
+    for step in steps:
+        cursor = connection.execute(step.sql, step.params)
+        if step.fetch:
+            rows = cursor.fetchall()
+        cursor.close()
+    return rows
+
+
 class _Asyncmy:
-    async def fetch(self, connection: Any, sql: str, params: Sequence[Any]) -> list[Row]:
+    begin = "BEGIN"
+
+    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+        rows: list[Row] = []
         async with connection.cursor() as cursor:
-            await cursor.execute(sql, tuple(params))
-            return list(await cursor.fetchall())
-
-    async def execute(self, connection: Any, sql: str, params: Sequence[Any]) -> None:
-        async with connection.cursor() as cursor:
-            await cursor.execute(sql, tuple(params))
-
-    async def begin(self, connection: Any) -> None:
-        await connection.begin()
-
-    async def commit(self, connection: Any) -> None:
-        await connection.commit()
-
-    async def rollback(self, connection: Any) -> None:
-        await connection.rollback()
+            for step in steps:
+                await cursor.execute(step.sql, tuple(step.params))
+                if step.fetch:
+                    rows = list(await cursor.fetchall())
+        return rows
 
     def in_transaction(self, connection: Any) -> bool:
         return True  # autocommit is off: even a SELECT leaves a transaction to end
@@ -250,19 +252,24 @@ class DirectExecutor:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DirectTransaction]:
         """A transaction on one pooled connection, committed when the block ends without an
-        error and rolled back otherwise. On SQLite it holds the write lock from its start."""
+        error and rolled back otherwise. On SQLite it holds the write lock from its start.
+
+        Statements run for their effect only are sent with the next one that fetches, or
+        with the COMMIT: one round trip (on SQLite, one thread hand-off) for several.
+        """
         async with self._write_lock():
             raw = await self._checkout()
-            connection = raw.driver_connection
+            tx = DirectTransaction(self, raw, Step(self._driver.begin))
             try:
-                await self._call(raw, None, "BEGIN", self._driver.begin(connection))
                 try:
-                    yield DirectTransaction(self, raw)
-                    await self._call(raw, None, "COMMIT", self._driver.commit(connection))
+                    yield tx
+                    await tx.flush(Step("COMMIT"))
                 except BaseException:
-                    if raw.dbapi_connection is not None:
+                    if raw.dbapi_connection is not None and self._driver.in_transaction(
+                        raw.driver_connection
+                    ):
                         with contextlib.suppress(Exception):
-                            await self._driver.rollback(connection)
+                            await self._driver.run(raw.driver_connection, [Step("ROLLBACK")])
                     raise
             finally:
                 await greenlet_spawn(self._release, raw)
@@ -289,9 +296,30 @@ class DirectExecutor:
         self, raw: Any, statement: ClauseElement, params: Mapping[str, Any] | None
     ) -> list[Row]:
         prepared = self._prepare(statement, params)
-        call = self._driver.fetch(raw.driver_connection, prepared.sql, prepared.params)
-        rows: list[Row] = await self._call(raw, statement, prepared.sql, call, prepared.params)
+        step = Step(prepared.sql, prepared.params, fetch=True)
+        rows = await self._run(raw, [step], [statement])
         return self._processed(prepared, rows)
+
+    async def _run(
+        self, raw: Any, steps: Sequence[Step], statements: Sequence[ClauseElement | None]
+    ) -> list[Row]:
+        """Run ``steps`` on ``raw``'s driver connection, timing them and translating errors;
+        a batch's time is shared among its statements in the metrics."""
+        started = time.perf_counter()
+        failed = True
+        try:
+            rows = await self._driver.run(raw.driver_connection, steps)
+            failed = False
+            return rows
+        except Exception as error:
+            last = steps[-1]
+            raise await self._translate(raw, error, last.sql, last.params) from error
+        finally:
+            observed = [s for s in statements if s is not None]
+            if self.observer is not None and observed:
+                share = (time.perf_counter() - started) / len(observed)
+                for statement in observed:
+                    self.observer(statement, share, failed)
 
     @staticmethod
     def _processed(prepared: _Prepared, rows: list[Row]) -> list[Row]:
@@ -302,34 +330,6 @@ class DirectExecutor:
             tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
             for row in rows
         ]
-
-    async def _execute(
-        self, raw: Any, statement: ClauseElement, params: Mapping[str, Any] | None
-    ) -> None:
-        prepared = self._prepare(statement, params)
-        call = self._driver.execute(raw.driver_connection, prepared.sql, prepared.params)
-        await self._call(raw, statement, prepared.sql, call, prepared.params)
-
-    async def _call(
-        self,
-        raw: Any,
-        statement: ClauseElement | None,
-        sql: str,
-        call: Awaitable[T],
-        params: Sequence[Any] = (),
-    ) -> T:
-        """Await the driver ``call``, timing it and translating its errors."""
-        started = time.perf_counter()
-        failed = True
-        try:
-            result = await call
-            failed = False
-            return result
-        except Exception as error:
-            raise await self._translate(raw, error, sql, params) from error
-        finally:
-            if self.observer is not None and statement is not None:
-                self.observer(statement, time.perf_counter() - started, failed)
 
     def _prepare(
         self, statement: ClauseElement, params: Mapping[str, Any] | None = None
@@ -418,18 +418,31 @@ class DirectExecutor:
 class DirectTransaction:
     """Statements inside ``DirectExecutor.transaction()``."""
 
-    def __init__(self, executor: DirectExecutor, raw: Any) -> None:
+    def __init__(self, executor: DirectExecutor, raw: Any, begin: Step) -> None:
         self._executor = executor
         self._raw = raw
+        self._pending: list[Step] = [begin]
+        self._pending_statements: list[ClauseElement | None] = [None]
 
     async def fetch(
         self, statement: ClauseElement, params: Mapping[str, Any] | None = None
     ) -> list[Row]:
-        """All rows of ``statement``, as ``DirectExecutor.fetch``."""
-        return await self._executor._fetch(self._raw, statement, params)
+        """All rows of ``statement``, as ``DirectExecutor.fetch`` (sent with the statements
+        queued before it)."""
+        executor = self._executor
+        prepared = executor._prepare(statement, params)
+        rows = await self.flush(Step(prepared.sql, prepared.params, fetch=True), statement)
+        return executor._processed(prepared, rows)
 
-    async def execute(
-        self, statement: ClauseElement, params: Mapping[str, Any] | None = None
-    ) -> None:
-        """Run ``statement`` for its effect."""
-        await self._executor._execute(self._raw, statement, params)
+    def execute(self, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> None:
+        """Queue ``statement``: it runs with the next ``fetch`` or the COMMIT, and its error,
+        if any, surfaces there."""
+        prepared = self._executor._prepare(statement, params)
+        self._pending.append(Step(prepared.sql, prepared.params))
+        self._pending_statements.append(statement)
+
+    async def flush(self, step: Step, statement: ClauseElement | None = None) -> list[Row]:
+        """Send the queued statements and ``step``; the rows ``step`` fetched."""
+        steps, statements = [*self._pending, step], [*self._pending_statements, statement]
+        self._pending, self._pending_statements = [], []
+        return await self._executor._run(self._raw, steps, statements)

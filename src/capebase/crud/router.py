@@ -23,6 +23,7 @@ from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
 from .direct_writes import KEY, DirectWriter, Undecided
 from .query import RESERVED, FilterField, filter_fields, parse_filters, parse_order_by
+from .routes import AuthSolver, GeneratedRoute, item_handler, lean
 from .schemas import (
     create_schema_for,
     forbid_extra,
@@ -186,6 +187,7 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
     pk_param = pyinspect.Parameter(published.pk.key, pyinspect.Parameter.KEYWORD_ONLY,
                                    annotation=pk_type, default=Path())
     handlers = _Handlers(cape, published)
+    solver = AuthSolver(cape.auth_dependency)
 
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
@@ -238,8 +240,10 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             },
         )
     if "get" in published.routes:
+        endpoint = lean(_with_signature(handlers.get_row, [pk_param, ctx_param]),
+                        item_handler(solver, handlers.get_row))
         router.add_api_route(
-            item_path, _with_signature(handlers.get_row, [pk_param, ctx_param]), methods=["GET"],
+            item_path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
             response_model=published.read_schema, operation_id=f"get_{name}",
             summary=f"Get one {name}", responses={**_NOT_FOUND, **_DATABASE},
         )
@@ -262,8 +266,10 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT, **_BODY, **_DATABASE},
         )
     if "delete" in published.routes:
+        endpoint = lean(_with_signature(handlers.delete_row, [pk_param, ctx_param]),
+                        item_handler(solver, handlers.delete_row))
         router.add_api_route(
-            item_path, _with_signature(handlers.delete_row, [pk_param, ctx_param]),
+            item_path, endpoint, route_class_override=GeneratedRoute,
             methods=["DELETE"], status_code=204, response_class=Response,
             operation_id=f"delete_{name}", summary=f"Delete a {name}",
             responses={**_ERRORS, **_NOT_FOUND, **_DATABASE},

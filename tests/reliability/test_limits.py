@@ -263,11 +263,12 @@ async def test_no_free_pooled_connection_is_a_503_with_retry_after(db_url: str) 
         await wait_until(lambda: cape.engine.pool.checkedout() == 0, what="an idle pool")  # type: ignore[attr-defined]
         async with cape.engine.connect() as held:
             await held.execute(text("SELECT 1"))
-            response = await client.get(PATH, headers=ALICE)
+            # A write: on SQLite, reads may run outside the pool (capebase.db.direct).
+            response = await client.post(PATH, json={"body": "x"}, headers=ALICE)
         assert response.status_code == 503
         assert response.headers["retry-after"] == "7"
         assert response.json() == {"detail": "The database is unavailable; retry later"}
-        assert (await client.get(PATH, headers=ALICE)).status_code == 200
+        assert (await client.post(PATH, json={"body": "x"}, headers=ALICE)).status_code == 201
 
 
 # -- paging ----------------------------------------------------------------------------------

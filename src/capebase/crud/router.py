@@ -23,7 +23,7 @@ from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
 from .direct_writes import KEY, DirectWriter, Undecided
 from .query import RESERVED, FilterField, filter_fields, parse_filters, parse_order_by
-from .routes import AuthSolver, GeneratedRoute, item_handler, lean
+from .routes import AuthSolver, GeneratedRoute, item_handler, lean, query_handler
 from .schemas import (
     create_schema_for,
     forbid_extra,
@@ -225,8 +225,10 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
             pyinspect.Parameter("count", pyinspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                 default=Query(False, description="Add the X-Total-Count header")),
         ]
+        endpoint = lean(_with_signature(handlers.list_rows, list_params),
+                        query_handler(solver, handlers.list_rows))
         router.add_api_route(
-            published.path, _with_signature(handlers.list_rows, list_params), methods=["GET"],
+            published.path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
             response_model=list[published.read_schema],  # type: ignore[name-defined]
             operation_id=f"list_{name}", summary=f"List {name}",
             description=(

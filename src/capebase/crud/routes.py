@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from ..auth.context import AuthContext
 
 LeanHandler = Callable[[Request], Awaitable[Response]]
+HandlerFactory = Callable[[APIRoute], LeanHandler]
 
 _LEAN = "__capebase_lean_handler__"
 
@@ -29,13 +30,13 @@ class GeneratedRoute(APIRoute):
     """An APIRoute that serves an endpoint marked by ``lean`` with the marked handler."""
 
     def get_route_handler(self) -> Callable[[Request], Any]:
-        handler: LeanHandler | None = getattr(self.endpoint, _LEAN, None)
-        return super().get_route_handler() if handler is None else handler
+        factory: HandlerFactory | None = getattr(self.endpoint, _LEAN, None)
+        return super().get_route_handler() if factory is None else factory(self)
 
 
-def lean(endpoint: Any, handler: LeanHandler) -> Any:
-    """Mark ``endpoint`` to be served by ``handler`` when routed through ``GeneratedRoute``."""
-    setattr(endpoint, _LEAN, handler)
+def lean(endpoint: Any, factory: HandlerFactory) -> Any:
+    """Mark ``endpoint`` to be served by ``factory(route)`` when routed by ``GeneratedRoute``."""
+    setattr(endpoint, _LEAN, factory)
     return endpoint
 
 
@@ -63,16 +64,52 @@ class AuthSolver:
         return solved.values["ctx"], solved.background_tasks
 
 
-def item_handler(
-    solver: AuthSolver, method: Callable[..., Awaitable[Response]]
-) -> LeanHandler:
+def item_handler(solver: AuthSolver, method: Callable[..., Awaitable[Response]]) -> HandlerFactory:
     """The lean handler of an item route: ``method(ctx=..., <key>=...)``."""
 
-    async def handle(request: Request) -> Response:
-        ctx, background = await solver(request)
-        response = await method(ctx=ctx, **request.path_params)
-        if response.background is None:
-            response.background = background
-        return response
+    def factory(_route: APIRoute) -> LeanHandler:
+        async def handle(request: Request) -> Response:
+            ctx, background = await solver(request)
+            response = await method(ctx=ctx, **request.path_params)
+            if response.background is None:
+                response.background = background
+            return response
 
-    return handle
+        return handle
+
+    return factory
+
+
+def query_handler(
+    solver: AuthSolver, method: Callable[..., Awaitable[Response]]
+) -> HandlerFactory:
+    """The lean handler of a route taking the request, the AuthContext and query parameters
+    (the list): ``method(request=..., ctx=..., <query parameters>...)``, the parameters
+    validated by the route's own fields, so values and errors are FastAPI's."""
+
+    def factory(route: APIRoute) -> LeanHandler:
+        fields = route.dependant.query_params
+
+        async def handle(request: Request) -> Response:
+            ctx, background = await solver(request)
+            query = request.query_params
+            values: dict[str, Any] = {}
+            errors: list[Any] = []
+            for field in fields:
+                raw = query.get(field.alias)
+                if raw is None:
+                    values[field.name] = field.default  # immutable defaults (None, 0, False)
+                    continue
+                value, problems = field.validate(raw, values, loc=("query", field.alias))
+                values[field.name] = value
+                errors.extend(problems)
+            if errors:
+                raise RequestValidationError(errors)
+            response = await method(request=request, ctx=ctx, **values)
+            if response.background is None:
+                response.background = background
+            return response
+
+        return handle
+
+    return factory

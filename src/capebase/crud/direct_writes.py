@@ -13,15 +13,18 @@ and ``Undecided`` sends the route to the session path, which asks the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 from sqlalchemy import Insert, Update, bindparam, delete, insert, select, update
 
 from ..auth.context import AuthContext
+from ..auth.fields import auth_fields
 from ..db.direct import DirectExecutor, DirectTransaction, Row
 from ..errors import NotFoundError, PermissionDeniedError
-from ..policy.enforcement import fill_auth_fields, row_image
 from ..policy.sqlexpr import equals
 from ..realtime.capture import change_record
 from ..realtime.changelog import changes
@@ -50,6 +53,9 @@ class DirectWriter:
         key = bindparam(KEY, type_=published.pk.type)
         self._lock_by_key = select(table).where(equals(published.pk, key)).with_for_update()
         self._delete_by_key = delete(table).where(equals(published.pk, key))
+        fields = published.model.model_fields
+        self._defaults = {k: _default_maker(fields.get(k)) for k in self.columns}
+        self._auth_fields = auth_fields(published.model)
         self._insert_defaults = _python_defaults(c.default for c in table.c)
         self._update_defaults = _python_defaults(c.onupdate for c in table.c)
         self._inserts: dict[frozenset[str], Insert] = {}
@@ -65,6 +71,9 @@ class DirectWriter:
         dialect = direct.dialect
         if not (dialect.insert_returning and dialect.update_returning):
             return False
+        fields = published.model.model_fields
+        if any(f.default_factory_takes_validated_data for f in fields.values()):
+            return False  # pydantic's factories of the validated data: only the model knows
         defaults: list[Any] = [d for c in published.table.c for d in (c.default, c.onupdate)]
         return all(
             not _is_python_side(d) or d.is_scalar or hasattr(d.arg, "__wrapped__")
@@ -73,10 +82,7 @@ class DirectWriter:
 
     async def create(self, ctx: AuthContext, values: Mapping[str, Any]) -> dict[str, Any]:
         """Insert a row from ``values`` (column keys) as ``ctx``; the row as stored."""
-        p = self.published
-        obj = p.model(**values)
-        fill_auth_fields(obj, ctx)
-        image = row_image(obj)
+        image = self._new_image(values, ctx)
         self._require("create", ctx, image)
         # As the ORM does: None is left out, so column and server defaults apply.
         stored = {k: v for k, v in image.items() if v is not None}
@@ -89,6 +95,18 @@ class DirectWriter:
             self._log(tx, ctx, "INSERT", None, new)
         self._notify()
         return new
+
+    def _new_image(self, values: Mapping[str, Any], ctx: AuthContext) -> dict[str, Any]:
+        """The row ``Model(**values)`` would insert for ``ctx``: the model's defaults, then
+        the auth fields (``fill_auth_fields``), without building an ORM instance."""
+        image: dict[str, Any] = {}
+        for name, make_default in self._defaults.items():
+            image[name] = values[name] if name in values else make_default()
+        for name, marker in self._auth_fields.items():
+            value = marker.value_from(ctx)
+            if value is not None:
+                image[name] = value
+        return image
 
     async def update(
         self, ctx: AuthContext, key: Any, changes_: Mapping[str, Any]
@@ -187,6 +205,19 @@ class DirectWriter:
             )
             self._updates[keys] = statement
         return statement
+
+
+def _default_maker(field: FieldInfo | None) -> Callable[[], Any]:
+    """What the model puts in a field its caller left out: its default factory's value, a
+    copy of its default, or None (a required field, or a column with no field)."""
+    if field is None or (field.default is PydanticUndefined and field.default_factory is None):
+        return lambda: None
+    if field.default_factory is not None:
+        return cast(Callable[[], Any], field.default_factory)  # `supports` refused the others
+    default = field.default
+    if isinstance(default, list | dict | set | bytearray):
+        return lambda: copy.deepcopy(default)
+    return lambda: default
 
 
 def _is_python_side(default: Any) -> bool:

@@ -124,6 +124,7 @@ class CapeBase:
             self.handlers,
             retained_config(self.realtime_config, audit_settings),
             broker_from_url(broker),
+            direct=self.direct,
         )
         self._started = False
         install_error_handlers(app, retry_after=self.limits.retry_after)

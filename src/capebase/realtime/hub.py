@@ -18,16 +18,18 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..auth.context import AuthContext
+from ..db.direct import DirectExecutor
 from ..errors import CapeBaseError
 from ..observability.observer import observer_for
 from ..policy.registry import Policy
 from ..policy.sqlexpr import with_row_values
+from .alarms import Alarms
 from .backends import BrokerBackend
 from .changelog import ChangeRecord, changes
 from .config import RealtimeConfig
@@ -36,6 +38,7 @@ from .handlers import HandlerRegistry
 from .index import SubscriberIndex, pins_for
 from .resume import ResumePoint
 from .retention import prune, pruned_through
+from .server_exit import on_server_exit
 from .subscribers import StreamFilter, Subscriber
 from .views import Message, ModelView
 from .wakeups import BrokerLink
@@ -64,6 +67,30 @@ class Reset:
         self.reason = reason
 
 
+class Executes(Protocol):
+    """What delivery needs of a connection: running a statement (a policy check in SQL)."""
+
+    async def execute(self, statement: Any, /) -> Any: ...
+
+
+class _OnDemandConnection:
+    """An engine connection opened on first use: most dispatches never need one."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def execute(self, statement: Any, /) -> Any:
+        if self._connection is None:
+            self._connection = await self._engine.connect()
+        return await self._connection.execute(statement)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
 class Hub:
     """Delivery of committed changes to streams and handlers, for one process."""
 
@@ -74,8 +101,10 @@ class Hub:
         handlers: HandlerRegistry,
         config: RealtimeConfig,
         broker: BrokerBackend,
+        direct: DirectExecutor | None = None,
     ) -> None:
         self.engine = engine
+        self.direct = direct
         self.policy = policy
         self.handlers = handlers
         self.config = config
@@ -88,6 +117,7 @@ class Hub:
         self._client_of: dict[Subscriber, str] = {}
         self._per_client: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self.alarms = Alarms()
         self.runner = HandlerRunner(engine, handlers, config, self.views, self.process_id)
         self.link = BrokerLink(
             broker,
@@ -97,6 +127,12 @@ class Hub:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self._log_after = (
+            select(changes)
+            .where(changes.c.id > bindparam("after", type_=changes.c.id.type))
+            .order_by(changes.c.id)
+            .limit(config.replay_batch)
+        )
 
     # -- ChangeSink (called from sessions) ---------------------------------------------------
 
@@ -153,6 +189,7 @@ class Hub:
             asyncio.create_task(self._maintain_forever(), name="capebase-maintenance"),
             asyncio.create_task(self.link.publish_forever(), name="capebase-broker-publish"),
             asyncio.create_task(self.link.listen_forever(), name="capebase-broker-listen"),
+            asyncio.create_task(on_server_exit(self.close_streams), name="capebase-server-exit"),
         ]
 
     async def stop(self) -> None:
@@ -170,9 +207,8 @@ class Hub:
                     "capebase: shutdown left changes unhandled; the next start handles them",
                     exc_info=True,
                 )
-        for name, index in self._indexes.items():
-            for subscriber in index:
-                subscriber.close()
+        self.close_streams()
+        for name in self._indexes:
             # Streams still draining unsubscribe themselves; an app kept alive after shutdown
             # (FastAPI caches apps in tests) must not keep its subscribers either.
             self._indexes[name] = SubscriberIndex()
@@ -183,6 +219,12 @@ class Hub:
                 await task
         self._tasks = []
         await self.link.disconnect()
+
+    def close_streams(self) -> None:
+        """End every open stream; each ends after what it has queued."""
+        for index in self._indexes.values():
+            for subscriber in index:
+                subscriber.close()
 
     async def _finish_pending(self) -> None:
         await self.dispatch_pending()
@@ -280,6 +322,11 @@ class Hub:
                 index.remove(subscriber)
                 index.add(subscriber, pins_for(self.policy, subscriber))
 
+    @property
+    def has_holes(self) -> bool:
+        """Whether any skipped change id is still watched for a late commit."""
+        return bool(self._holes)
+
     def unsettled(self) -> list[int]:
         """Skipped change ids still watched for a late commit."""
         return list(self._holes)
@@ -318,9 +365,9 @@ class Hub:
                 for row in late:
                     record = ChangeRecord.from_row(row)
                     found.add(record.id)
-                    text = await self._message_for(subscriber, record, Message(record), connection)
-                    if text is not None:
-                        yield (record.id, text)
+                    item = await self._message_for(subscriber, record, connection)
+                    if item is not None:
+                        yield item
                 # Still not committed: watch them here too, so a late commit reaches this stream.
                 seen_at = time.monotonic()
                 for hole in set(point.holes) - found:
@@ -348,17 +395,19 @@ class Hub:
                 for row in rows:
                     record = ChangeRecord.from_row(row)
                     position = record.id
-                    text = await self._message_for(subscriber, record, Message(record), connection)
-                    if text is not None:
-                        yield (record.id, text)
+                    item = await self._message_for(subscriber, record, connection)
+                    if item is not None:
+                        yield item
 
     # -- dispatch ----------------------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
         failures = 0
         while True:
+            # asyncio.timeout, not wait_for: no task per wait (Python 3.11).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+                async with asyncio.timeout(self.config.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.dispatch_pending()
@@ -379,22 +428,12 @@ class Hub:
 
     async def dispatch_pending(self) -> None:
         """Deliver every change committed since the last call, in id order."""
-        async with self.engine.connect() as connection:
+        connection = _OnDemandConnection(self.engine)
+        try:
             if self._holes:
                 await self._fill_holes(connection)
             while True:
-                rows = (
-                    (
-                        await connection.execute(
-                            select(changes)
-                            .where(changes.c.id > self.cursor)
-                            .order_by(changes.c.id)
-                            .limit(self.config.replay_batch)
-                        )
-                    )
-                    .mappings()
-                    .all()
-                )
+                rows = await self._changes_after(self.cursor)
                 for position, row in enumerate(rows, 1):
                     record = ChangeRecord.from_row(row)
                     self._note_holes(record.id)
@@ -406,6 +445,19 @@ class Hub:
                         await asyncio.sleep(0)
                 if len(rows) < self.config.replay_batch:
                     return
+        finally:
+            await connection.close()
+
+    async def _changes_after(self, cursor: int) -> list[dict[str, Any]]:
+        """The next batch of the change log after ``cursor``, on the driver connection when
+        the engine has a direct executor (the dispatcher reads once per commit)."""
+        if self.direct is not None:
+            keys = changes.c.keys()
+            rows = await self.direct.fetch(self._log_after, {"after": cursor})
+            return [dict(zip(keys, row, strict=True)) for row in rows]
+        statement = self._log_after.params(after=cursor)
+        async with self.engine.connect() as connection:
+            return [dict(row) for row in (await connection.execute(statement)).mappings()]
 
     def _note_holes(self, change_id: int) -> None:
         """Ids skipped between the cursor and ``change_id`` may belong to transactions that
@@ -415,7 +467,7 @@ class Hub:
             for missing in range(self.cursor + 1, min(change_id, self.cursor + 1 + MAX_HOLES)):
                 self._holes[missing] = seen_at
 
-    async def _fill_holes(self, connection: AsyncConnection) -> None:
+    async def _fill_holes(self, connection: Executes) -> None:
         expired = time.monotonic() - self.config.late_commit_window
         for hole in [h for h, seen in self._holes.items() if seen < expired]:
             del self._holes[hole]
@@ -437,7 +489,7 @@ class Hub:
             del self._holes[record.id]
             await self._deliver(record, connection)
 
-    async def _deliver(self, record: ChangeRecord, connection: AsyncConnection) -> None:
+    async def _deliver(self, record: ChangeRecord, connection: Executes) -> None:
         observer = observer_for(self.engine)
         observer.change_dispatched(record)
         view = self.views.get(record.table)
@@ -449,48 +501,79 @@ class Hub:
             for subscriber in index.candidates((old, new)):
                 if subscriber.closed:
                     continue
-                text = await self._message_for(subscriber, record, message, connection, old, new)
-                if text is not None:
-                    subscriber.offer((record.id, text))
+                # In Python, without a coroutine per subscriber, unless a rule needs SQL.
+                event = self._event_for(subscriber, old, new)
+                if event is ASK_DATABASE:
+                    event = await self._event_in_database(subscriber, old, new, connection)
+                if event is not None:
+                    # One (id, text) item per event variant, shared by every subscriber.
+                    subscriber.offer(message.item(event, view))
                     observer.change_offered(subscriber, record)
         if record.handlers_pending:
             self.runner.offer(record)
 
     async def _message_for(
+        self, subscriber: Subscriber, record: ChangeRecord, connection: Executes
+    ) -> tuple[int, str] | None:
+        """The ``(id, text)`` ``subscriber`` gets for ``record``, relative to what it can see."""
+        view = subscriber.view
+        old, new = view.decode(record.old), view.decode(record.new)
+        event = self._event_for(subscriber, old, new)
+        if event is ASK_DATABASE:
+            event = await self._event_in_database(subscriber, old, new, connection)
+        return None if event is None else Message(record).item(event, view)
+
+    def _event_for(
+        self, subscriber: Subscriber, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> str | None:
+        """The view-relative event: INSERT, UPDATE, DELETE, ``None`` (nothing to see) or
+        ASK_DATABASE when a rule's ``where`` needs SQL to decide."""
+        was = self._visible(subscriber, old)
+        now_visible = self._visible(subscriber, new)
+        if was is None or now_visible is None:
+            return ASK_DATABASE
+        return _EVENTS[was, now_visible]
+
+    async def _event_in_database(
         self,
         subscriber: Subscriber,
-        record: ChangeRecord,
-        message: Message,
-        connection: AsyncConnection,
-        old: dict[str, Any] | None = None,
-        new: dict[str, Any] | None = None,
+        old: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+        connection: Executes,
     ) -> str | None:
-        """The message ``subscriber`` gets for ``record``, relative to what it can see."""
-        view = subscriber.view
-        if old is None and new is None:
-            old, new = view.decode(record.old), view.decode(record.new)
-        was = await self._visible(subscriber, old, connection)
-        now_visible = await self._visible(subscriber, new, connection)
-        if was and now_visible:
-            event = "UPDATE"
-        elif now_visible:
-            event = "INSERT"
-        elif was:
-            event = "DELETE"
-        else:
-            return None
-        return message.text(event, view)
+        was = await self._visible_in_database(subscriber, old, connection)
+        now_visible = await self._visible_in_database(subscriber, new, connection)
+        return _EVENTS[was, now_visible]
 
-    async def _visible(
-        self, subscriber: Subscriber, image: dict[str, Any] | None, connection: AsyncConnection
-    ) -> bool:
+    def _visible(self, subscriber: Subscriber, image: dict[str, Any] | None) -> bool | None:
+        """Whether ``subscriber`` sees the row ``image``; ``None`` if only SQL can tell."""
         if image is None or not subscriber.passes_filters(image):
             return False
-        model = subscriber.view.model
-        verdict = self.policy.check_row(model, "read", subscriber.ctx, image)
+        return self.policy.check_row(subscriber.view.model, "read", subscriber.ctx, image)
+
+    async def _visible_in_database(
+        self, subscriber: Subscriber, image: dict[str, Any] | None, connection: Executes
+    ) -> bool:
+        if image is None:
+            return False
+        verdict = self._visible(subscriber, image)
         if verdict is None:
             predicate = with_row_values(
-                self.policy.sql_filter(model, "read", subscriber.ctx), subscriber.view.table, image
+                self.policy.sql_filter(subscriber.view.model, "read", subscriber.ctx),
+                subscriber.view.table,
+                image,
             )
             verdict = bool((await connection.execute(select(predicate))).scalar())
         return verdict
+
+
+ASK_DATABASE = "ASK_DATABASE"
+"""``Hub._event_for``'s answer when a rule's ``where`` expression needs SQL to decide."""
+
+_EVENTS: dict[tuple[bool, bool], str | None] = {
+    (True, True): "UPDATE",
+    (False, True): "INSERT",
+    (True, False): "DELETE",
+    (False, False): None,
+}
+"""The event a subscriber gets, by whether it saw the row before and after the change."""

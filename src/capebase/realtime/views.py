@@ -43,11 +43,20 @@ class ModelView:
 class Message:
     """The JSON texts of one change, built at most once per variant and shared by subscribers."""
 
-    __slots__ = ("_cache", "record")
+    __slots__ = ("_cache", "_items", "record")
 
     def __init__(self, record: ChangeRecord) -> None:
         self.record = record
         self._cache: dict[str, str] = {}
+        self._items: dict[str, tuple[int, str]] = {}
+
+    def item(self, event: str, view: ModelView) -> tuple[int, str]:
+        """``(change id, text)`` for ``event``: what a subscriber's queue holds, one object
+        shared by every subscriber that gets this variant."""
+        item = self._items.get(event)
+        if item is None:
+            item = self._items[event] = (self.record.id, self.text(event, view))
+        return item
 
     def text(self, event: str, view: ModelView) -> str:
         """``{"id","table","event","payload","old","timestamp"}`` for ``event``.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,9 @@ from .common import (
     client_key,
     open_subscription,
     resume_point,
-    stream_items,
 )
+from .disconnect import stop_watching, watch_disconnect
+from .stream import Stream
 
 if TYPE_CHECKING:
     from ...app import CapeBase
@@ -51,57 +51,61 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             await websocket.close(code=code, reason=str(exc)[:120])
             return
         await websocket.accept()
-        watcher = asyncio.create_task(_wait_for_disconnect(websocket))
+        watcher = watch_disconnect(websocket.receive, subscriber.hang_up, "websocket.disconnect")
+        stream = Stream(cape.hub, subscriber, resume, cape.realtime_config.heartbeat)
         try:
-            async for item in _race(
-                stream_items(cape, subscriber, resume, cape.realtime_config.heartbeat), watcher
-            ):
-                if item is HEARTBEAT:
-                    await websocket.send_text('{"event":"heartbeat"}')
-                elif item is EXPIRED:
-                    await websocket.close(code=POLICY_VIOLATION, reason="credentials expired")
-                    return
-                elif isinstance(item, Reset):
-                    await websocket.send_text(
-                        json.dumps({"event": "reset", "id": item.id, "reason": item.reason})
-                    )
-                elif isinstance(item, Unavailable):
-                    await websocket.send_text(
-                        json.dumps(
-                            {
-                                "event": "unavailable",
-                                "resume": item.token,
-                                "reason": "database unavailable; reconnect to resume",
-                            }
-                        )
-                    )
-                    await websocket.close(code=TRY_AGAIN_LATER, reason="database unavailable")
-                    return
-                elif isinstance(item, Overflowed):
-                    await websocket.close(
-                        code=TRY_AGAIN_LATER, reason=f"too slow; resume from {item.token}"
-                    )
-                    return
-                else:
-                    await websocket.send_text(_with_resume(item))
-            if not watcher.done():
+            async with contextlib.aclosing(stream.replay()) as replay:
+                async for replayed in replay:
+                    if not await _send(websocket, replayed[0]):
+                        return
+            while not stream.ended:
+                batch = stream.poll()
+                if batch is None:
+                    await stream.wait()
+                    continue
+                for item in batch:
+                    if not await _send(websocket, item):
+                        return
+            if not subscriber.gone:
                 await websocket.close(code=1001, reason="server shutting down")
         except WebSocketDisconnect:
             pass
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            await stop_watching(watcher)
             cape.hub.unsubscribe(subscriber)
 
     return subscribe_ws
 
 
-async def _wait_for_disconnect(websocket: WebSocket) -> None:
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
+async def _send(websocket: WebSocket, item: Any) -> bool:
+    """Send ``item``; ``False`` once the stream is over (the socket was closed)."""
+    if item is HEARTBEAT:
+        await websocket.send_text('{"event":"heartbeat"}')
+    elif item is EXPIRED:
+        await websocket.close(code=POLICY_VIOLATION, reason="credentials expired")
+        return False
+    elif isinstance(item, Reset):
+        await websocket.send_text(
+            json.dumps({"event": "reset", "id": item.id, "reason": item.reason})
+        )
+    elif isinstance(item, Unavailable):
+        await websocket.send_text(
+            json.dumps(
+                {
+                    "event": "unavailable",
+                    "resume": item.token,
+                    "reason": "database unavailable; reconnect to resume",
+                }
+            )
+        )
+        await websocket.close(code=TRY_AGAIN_LATER, reason="database unavailable")
+        return False
+    elif isinstance(item, Overflowed):
+        await websocket.close(code=TRY_AGAIN_LATER, reason=f"too slow; resume from {item.token}")
+        return False
+    else:
+        await websocket.send_text(_with_resume(item))
+    return True
 
 
 def _with_resume(item: Delivery) -> str:
@@ -109,23 +113,3 @@ def _with_resume(item: Delivery) -> str:
     if item.token == str(item.change_id):
         return item.text
     return f'{item.text[:-1]},"resume":"{item.token}"}}'
-
-
-async def _race(items: Any, watcher: asyncio.Task[None]) -> Any:
-    """Items from ``items`` until ``watcher`` (the client's disconnect) finishes."""
-    iterator = items.__aiter__()
-    try:
-        while True:
-            step = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({step, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if step not in done:
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
-                return
-            try:
-                yield step.result()
-            except StopAsyncIteration:
-                return
-    finally:
-        await iterator.aclose()

@@ -1,0 +1,253 @@
+"""The item sequence of one stream, shared by both transports: replay, live, heartbeats, end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ...db.failures import classify
+from ..hub import Reset
+from ..resume import ResumePoint, format_token
+from ..subscribers import CLOSE, Subscriber
+from .common import EXPIRED, HEARTBEAT, Delivery, Overflowed, Unavailable
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+REPLAY_BUFFER = 64
+"""Replayed messages read ahead of the client."""
+
+MAX_BATCH = 256
+"""Live messages handed to the transport at once (written to the socket together)."""
+
+EARLY = 0.001
+"""Seconds a timed wake-up may come early (timers run up to the clock's resolution early)."""
+
+
+class Stream:
+    """One subscriber's item sequence, shared by both transports.
+
+    A transport first writes ``replay()``'s batches (when the client resumes), then loops::
+
+        while not stream.ended:
+            batch = stream.poll()
+            if batch is None:
+                await stream.wait()
+            else:
+                write(batch)
+
+    Items are ``Delivery``, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed``, ``EXPIRED``
+    (the context's ``expires_at`` passed, or the hub disconnected the user) or
+    ``Unavailable`` (the database failed during the replay). A live batch is everything
+    queued when the transport asked, so a backlog is written in one go. The stream ends
+    quietly once ``subscriber.gone`` (the client left).
+
+    The live part is synchronous on purpose: an idle stream then holds a single future while
+    it waits, not a generator, an ``asend`` awaitable and a coroutine, which all outlive
+    young garbage collections and make the full ones (over every stream) come sooner.
+    """
+
+    __slots__ = (
+        "_alarm_at",
+        "_cursor",
+        "_expiry",
+        "_heartbeat",
+        "_quiet_since",
+        "ended",
+        "hub",
+        "point",
+        "subscriber",
+    )
+
+    def __init__(
+        self, hub: Hub, subscriber: Subscriber, point: ResumePoint | None, heartbeat: float
+    ) -> None:
+        self.hub = hub
+        self.subscriber = subscriber
+        self.point = point
+        self.ended = False
+        self._cursor = _Cursor(hub, point)
+        self._heartbeat = heartbeat
+        self._expiry: float | None = None
+        self._quiet_since = 0.0
+        self._alarm_at = 0.0  # when the pending wake-up rings; re-armed only once it has rung
+
+    async def replay(self) -> AsyncGenerator[list[Any], None]:
+        """What the client missed since its resume point, one item per batch (if any)."""
+        point, subscriber, cursor = self.point, self.subscriber, self._cursor
+        self._start_live()
+        if point is None:
+            return
+        resume_from = format_token(point.last_id, point.holes)
+        try:
+            replay = _in_own_task(self.hub.replay(subscriber, point))
+            async with contextlib.aclosing(replay):
+                async for item in replay:
+                    if subscriber.gone:
+                        self.ended = True
+                        return
+                    if isinstance(item, Reset):
+                        yield [item]
+                        cursor.reset()
+                        break
+                    delivery = cursor.replayed(*item)
+                    resume_from = delivery.token
+                    yield [delivery]
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
+            # The database went away mid-replay: end the stream with where to resume from,
+            # rather than cutting the connection.
+            self.ended = True
+            yield [Unavailable(resume_from)]
+        self._quiet_since = asyncio.get_running_loop().time()
+
+    def _start_live(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        self._quiet_since = loop_time
+        expires_at = self.subscriber.ctx.expires_at
+        if expires_at is not None:
+            self._expiry = loop_time + (expires_at - datetime.now(UTC)).total_seconds()
+
+    def poll(self) -> list[Any] | None:
+        """The next batch (maybe empty), or ``None`` when nothing is due yet: then
+        ``await wait()``. After a batch ``ended`` may be set: the stream is over."""
+        subscriber = self.subscriber
+        if subscriber.gone:
+            self.ended = True
+            return []
+        now = asyncio.get_running_loop().time()
+        expiry = self._expiry
+        if expiry is not None and now >= expiry - EARLY:
+            self.ended = True
+            return [EXPIRED]
+        queue = subscriber.queue
+        if queue.empty():
+            due = self._quiet_since + self._heartbeat
+            if expiry is not None and expiry < due:
+                due = expiry
+            elif now >= due - EARLY:
+                self._quiet_since = now
+                return [HEARTBEAT]
+            if self._alarm_at <= now:
+                self._alarm_at = self.hub.alarms.wake_at(due, queue)
+            return None
+        batch: list[Any] = []
+        cursor = self._cursor
+        for queued in queue.take(MAX_BATCH):
+            if queued is CLOSE:
+                self.ended = True
+                if subscriber.overflowed:
+                    batch.append(Overflowed(cursor.token() if cursor.highest else None))
+                elif subscriber.revoked:
+                    batch.append(EXPIRED)
+                return batch
+            delivery = cursor.live(*queued)
+            if delivery is not None:
+                batch.append(delivery)
+        if batch:
+            self._quiet_since = now
+        return batch
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future done once ``poll`` may have something (an item, a due time, a hang-up)."""
+        return self.subscriber.queue.waiter()
+
+
+class _Cursor:
+    """What the client has: the highest id it got, the replayed ids, and resume tokens."""
+
+    __slots__ = ("had_not", "had_upto", "highest", "hub", "replayed_ids")
+
+    def __init__(self, hub: Hub, point: ResumePoint | None) -> None:
+        self.hub = hub
+        self.highest = point.last_id if point else None
+        # Empty tuples until needed: most streams never resume, and an empty set is 216 bytes.
+        self.replayed_ids: set[int] | tuple[()] = ()
+        # What the client already has: up to its token but its holes. A process that is
+        # behind the one that issued the token delivers those changes live later; they are
+        # skipped.
+        self.had_upto = point.last_id if point else 0
+        self.had_not: frozenset[int] | tuple[()] = frozenset(point.holes) if point else ()
+
+    def reset(self) -> None:
+        """The log no longer covers the client's point: it reloads and follows live."""
+        self.highest, self.had_upto = None, 0
+
+    def replayed(self, change_id: int, text: str) -> Delivery:
+        """A replayed change."""
+        if not isinstance(self.replayed_ids, set):
+            self.replayed_ids = set()
+        self.replayed_ids.add(change_id)
+        self._advance(change_id)
+        return Delivery(change_id, text, self.token())
+
+    def live(self, change_id: int, text: str) -> Delivery | None:
+        """A live change, or ``None`` when the client already has it."""
+        if change_id in self.replayed_ids or (
+            change_id <= self.had_upto and change_id not in self.had_not
+        ):
+            return None  # a late commit the replay already sent, or one the client had
+        self._advance(change_id)
+        if not self.hub.has_holes and not self.replayed_ids:
+            return Delivery(change_id, text, str(self.highest))
+        return Delivery(change_id, text, self.token())
+
+    def _advance(self, change_id: int) -> None:
+        if self.highest is None or change_id > self.highest:
+            self.highest = change_id
+
+    def token(self) -> str:
+        """Where the client resumes: ``""`` before its first change."""
+        if self.highest is None:
+            return ""
+        # This process's unsettled ids, less those the client already had or was replayed.
+        unsettled = (
+            h
+            for h in self.hub.unsettled()
+            if (h > self.had_upto or h in self.had_not) and h not in self.replayed_ids
+        )
+        return format_token(self.highest, unsettled)
+
+
+async def _in_own_task(items: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """``items``, produced by a task of their own through a small bounded queue.
+
+    The replay reads the database. Should the stream be cancelled mid-query (a server
+    shutdown that ran out of time), SQLAlchemy would terminate the connection instead of
+    returning it, which with aiosqlite leaves a task pending forever. The reading task gets a
+    single plain cancel instead and closes its generator itself.
+    """
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=REPLAY_BUFFER)
+
+    async def pump() -> None:
+        try:
+            async for item in items:
+                await queue.put((True, item))
+        except Exception as exc:
+            await queue.put((False, exc))
+            return
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                await close()
+        await queue.put((False, None))
+
+    task = asyncio.create_task(pump(), name="capebase-replay")
+    try:
+        while True:
+            is_item, value = await queue.get()
+            if not is_item:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        task.cancel()
+        # When we are being cancelled this wait is cut short at once; the task still ends by
+        # itself, right after its current query.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task})

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
 from .auth.context import AuthContext
-from .auth.provider import AuthProvider, accept_any_connection, anonymous, check_provider
+from .auth.provider import (
+    AuthProvider,
+    accept_any_connection,
+    anonymous,
+    check_provider,
+    checked_context,
+)
 from .crud.config import CrudConfig
 from .crud.errors import install_error_handlers
 from .crud.router import PublishedModel, build_router, describe_model
@@ -110,6 +116,8 @@ class CapeBase:
         self.direct = DirectExecutor.for_engine(self.engine)
         self._sessions = make_sessionmaker(self.engine)
         self._provider = check_provider(provider)
+        self.auth_provider: AuthProvider = self._provider
+        """The provider in use (the user's, the built-in auth's, or ``anonymous``)."""
         self.auth_dependency = _context_dependency(self._provider)
         self._db_dependency = self._make_db_dependency()
         self._published: dict[type[Any], PublishedModel] = {}
@@ -392,12 +400,7 @@ def _context_dependency(provider: AuthProvider) -> Callable[..., Awaitable[AuthC
     async def current_auth_context(
         ctx: Any = Depends(accept_any_connection(provider)),
     ) -> AuthContext:
-        if not isinstance(ctx, AuthContext):
-            raise ConfigurationError(
-                f"The auth provider {getattr(provider, '__name__', provider)!r} returned "
-                f"{type(ctx).__name__}; it must return an AuthContext (AuthContext() = anonymous)"
-            )
-        return ctx
+        return checked_context(provider, ctx)
 
     return current_auth_context
 

@@ -28,6 +28,19 @@ def check_provider(provider: Any) -> AuthProvider:
     return provider  # type: ignore[no-any-return]
 
 
+def checked_context(provider: AuthProvider, ctx: Any) -> AuthContext:
+    """``ctx`` if ``provider`` returned an AuthContext; a wrong return value fails loudly,
+    not as a leak."""
+    from ..errors import ConfigurationError
+
+    if not isinstance(ctx, AuthContext):
+        raise ConfigurationError(
+            f"The auth provider {getattr(provider, '__name__', provider)!r} returned "
+            f"{type(ctx).__name__}; it must return an AuthContext (AuthContext() = anonymous)"
+        )
+    return ctx
+
+
 def accept_any_connection(provider: AuthProvider) -> AuthProvider:
     """``provider``, taking an ``HTTPConnection`` where it declared a ``Request``.
 

@@ -56,6 +56,7 @@ class DirectWriter:
         fields = published.model.model_fields
         self._defaults = {k: _default_maker(fields.get(k)) for k in self.columns}
         self._auth_fields = auth_fields(published.model)
+        self._none_is_value = frozenset(c.key for c in table.c if c.type.should_evaluate_none)
         self._insert_defaults = _python_defaults(c.default for c in table.c)
         self._update_defaults = _python_defaults(c.onupdate for c in table.c)
         self._inserts: dict[frozenset[str], Insert] = {}
@@ -84,8 +85,9 @@ class DirectWriter:
         """Insert a row from ``values`` (column keys) as ``ctx``; the row as stored."""
         image = self._new_image(values, ctx)
         self._require("create", ctx, image)
-        # As the ORM does: None is left out, so column and server defaults apply.
-        stored = {k: v for k, v in image.items() if v is not None}
+        # As the ORM does: None is left out, so column and server defaults apply, except for
+        # types that store None as a value of their own (JSON's null).
+        stored = {k: v for k, v in image.items() if v is not None or k in self._none_is_value}
         for name, default in self._insert_defaults.items():
             if name not in stored:
                 stored[name] = _default_value(default)

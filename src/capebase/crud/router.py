@@ -187,7 +187,7 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
     pk_param = pyinspect.Parameter(published.pk.key, pyinspect.Parameter.KEYWORD_ONLY,
                                    annotation=pk_type, default=Path())
     handlers = _Handlers(cape, published)
-    solver = AuthSolver(cape.auth_dependency)
+    solver = AuthSolver(cape.auth_dependency, cape.auth_provider)
 
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.

@@ -10,15 +10,19 @@ error handling stay FastAPI's.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, Request, Response
-from fastapi.dependencies.utils import get_dependant, solve_dependencies
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_dependant, request_params_to_args, solve_dependencies
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from ..auth.context import AuthContext
+from ..auth.provider import AuthProvider, accept_any_connection, checked_context
 
 LeanHandler = Callable[[Request], Awaitable[Response]]
 HandlerFactory = Callable[[APIRoute], LeanHandler]
@@ -41,27 +45,109 @@ def lean(endpoint: Any, factory: HandlerFactory) -> Any:
 
 
 class AuthSolver:
-    """Solves ``auth_dependency`` alone for a request, as FastAPI would for an endpoint."""
+    """Solves the caller's AuthContext for a request, as FastAPI would for an endpoint that
+    depends on ``auth_dependency``.
 
-    def __init__(self, auth_dependency: Callable[..., Awaitable[AuthContext]]) -> None:
-        async def caller(ctx: AuthContext = Depends(auth_dependency)) -> AuthContext:
+    ``auth_dependency`` only checks what ``provider`` returns; solving the provider directly
+    saves a level of FastAPI's dependency solving per request. When the app overrides
+    ``auth_dependency`` itself (tests do), the override is solved instead.
+    """
+
+    def __init__(
+        self,
+        auth_dependency: Callable[..., Awaitable[AuthContext]],
+        provider: AuthProvider,
+    ) -> None:
+        async def through_provider(ctx: Any = Depends(accept_any_connection(provider))) -> Any:
             return ctx
 
-        self._dependant = get_dependant(path="", call=caller)
+        async def through_dependency(ctx: AuthContext = Depends(auth_dependency)) -> Any:
+            return ctx
+
+        self._auth_dependency = auth_dependency
+        self._provider = provider
+        self._direct = get_dependant(path="", call=through_provider)
+        self._overridden = get_dependant(path="", call=through_dependency)
+        self._simple = _SimpleCall.of(self._direct.dependencies[0])
 
     async def __call__(self, request: Request) -> tuple[AuthContext, Any]:
         """The caller's AuthContext, and the background tasks its provider added."""
+        app = request.scope.get("app")  # the app's overrides: tests override providers
+        overrides = getattr(app, "dependency_overrides", {})
+        if self._simple is not None and not overrides:
+            return checked_context(self._provider, await self._simple(request)), None
+        overridden = self._auth_dependency in overrides
         solved = await solve_dependencies(
             request=request,
-            dependant=self._dependant,
+            dependant=self._overridden if overridden else self._direct,
             async_exit_stack=request.scope["fastapi_inner_astack"],
             embed_body_fields=False,
-            # The app's overrides: tests override the provider this way.
-            dependency_overrides_provider=request.scope.get("app"),
+            dependency_overrides_provider=app,
         )
         if solved.errors:
             raise RequestValidationError(solved.errors)
-        return solved.values["ctx"], solved.background_tasks
+        return checked_context(self._provider, solved.values["ctx"]), solved.background_tasks
+
+
+class _SimpleCall:
+    """A dependency that takes only the request and header, query or cookie values, called
+    without FastAPI's general solver (which costs more than such a provider's own work).
+    The values and their errors are FastAPI's: its fields validate them."""
+
+    def __init__(self, dependant: Dependant) -> None:
+        assert dependant.call is not None
+        self._call = dependant.call
+        self._is_async = inspect.iscoroutinefunction(dependant.call)
+        self._sources = [
+            (fields, source)
+            for fields, source in (
+                (dependant.header_params, "headers"),
+                (dependant.query_params, "query_params"),
+                (dependant.cookie_params, "cookies"),
+            )
+            if fields
+        ]
+        self._request_names = [
+            name
+            for name in (dependant.request_param_name, dependant.http_connection_param_name)
+            if name is not None
+        ]
+
+    @classmethod
+    def of(cls, dependant: Dependant) -> _SimpleCall | None:
+        """The simple form of ``dependant``, or ``None`` if it needs the general solver."""
+        call = dependant.call
+        if (
+            call is None
+            or dependant.dependencies
+            or dependant.path_params
+            or dependant.body_params
+            or dependant.websocket_param_name
+            or dependant.response_param_name
+            or dependant.background_tasks_param_name
+            or dependant.security_scopes_param_name
+            or getattr(dependant, "concurrency", None) is not None
+            or inspect.isgeneratorfunction(call)
+            or inspect.isasyncgenfunction(call)
+            or not (inspect.isfunction(call) or inspect.ismethod(call))
+        ):
+            return None
+        return cls(dependant)
+
+    async def __call__(self, request: Request) -> Any:
+        values: dict[str, Any] = {}
+        errors: list[Any] = []
+        for fields, source in self._sources:
+            found, problems = request_params_to_args(fields, getattr(request, source))
+            values.update(found)
+            errors.extend(problems)
+        if errors:
+            raise RequestValidationError(errors)
+        for name in self._request_names:
+            values[name] = request
+        if self._is_async:
+            return await self._call(**values)
+        return await run_in_threadpool(self._call, **values)
 
 
 def item_handler(solver: AuthSolver, method: Callable[..., Awaitable[Response]]) -> HandlerFactory:

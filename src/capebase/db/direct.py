@@ -361,7 +361,7 @@ class DirectExecutor:
         for name in positions:
             value = parameters[name]
             processor = processors.get(name)
-            values.append(value if processor is None or value is None else processor(value))
+            values.append(value if processor is None else processor(value))
         return _Prepared(sql, values, self._processors_for(compiled))
 
     def _processors_for(self, compiled: SQLCompiler) -> list[Callable[[Any], Any] | None] | None:

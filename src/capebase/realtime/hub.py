@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,7 +28,6 @@ from ..db.direct import DirectExecutor
 from ..errors import CapeBaseError
 from ..observability.observer import observer_for
 from ..policy.registry import Policy
-from ..policy.sqlexpr import with_row_values
 from .alarms import Alarms
 from .backends import BrokerBackend
 from .changelog import ChangeRecord, changes
@@ -41,6 +40,7 @@ from .retention import prune, pruned_through
 from .server_exit import on_server_exit
 from .subscribers import StreamFilter, Subscriber
 from .views import Message, ModelView
+from .visibility import ASK_DATABASE, Executes, Visibility
 from .wakeups import BrokerLink
 
 logger = logging.getLogger("capebase.realtime")
@@ -65,12 +65,6 @@ class Reset:
     def __init__(self, id: int, reason: str) -> None:
         self.id = id
         self.reason = reason
-
-
-class Executes(Protocol):
-    """What delivery needs of a connection: running a statement (a policy check in SQL)."""
-
-    async def execute(self, statement: Any, /) -> Any: ...
 
 
 class _OnDemandConnection:
@@ -106,6 +100,7 @@ class Hub:
         self.engine = engine
         self.direct = direct
         self.policy = policy
+        self.visibility = Visibility(policy)
         self.handlers = handlers
         self.config = config
         self.process_id = uuid.uuid4().hex
@@ -497,14 +492,15 @@ class Hub:
             self._refresh_pins()
             index = self._indexes[record.table]
             message = Message(record)
+            visibility = self.visibility
             old, new = view.decode(record.old), view.decode(record.new)
             for subscriber in index.candidates((old, new)):
                 if subscriber.closed:
                     continue
                 # In Python, without a coroutine per subscriber, unless a rule needs SQL.
-                event = self._event_for(subscriber, old, new)
+                event = visibility.event_for(subscriber, old, new)
                 if event is ASK_DATABASE:
-                    event = await self._event_in_database(subscriber, old, new, connection)
+                    event = await visibility.event_in_database(subscriber, old, new, connection)
                 if event is not None:
                     # One (id, text) item per event variant, shared by every subscriber.
                     subscriber.offer(message.item(event, view))
@@ -518,62 +514,7 @@ class Hub:
         """The ``(id, text)`` ``subscriber`` gets for ``record``, relative to what it can see."""
         view = subscriber.view
         old, new = view.decode(record.old), view.decode(record.new)
-        event = self._event_for(subscriber, old, new)
+        event = self.visibility.event_for(subscriber, old, new)
         if event is ASK_DATABASE:
-            event = await self._event_in_database(subscriber, old, new, connection)
+            event = await self.visibility.event_in_database(subscriber, old, new, connection)
         return None if event is None else Message(record).item(event, view)
-
-    def _event_for(
-        self, subscriber: Subscriber, old: dict[str, Any] | None, new: dict[str, Any] | None
-    ) -> str | None:
-        """The view-relative event: INSERT, UPDATE, DELETE, ``None`` (nothing to see) or
-        ASK_DATABASE when a rule's ``where`` needs SQL to decide."""
-        was = self._visible(subscriber, old)
-        now_visible = self._visible(subscriber, new)
-        if was is None or now_visible is None:
-            return ASK_DATABASE
-        return _EVENTS[was, now_visible]
-
-    async def _event_in_database(
-        self,
-        subscriber: Subscriber,
-        old: dict[str, Any] | None,
-        new: dict[str, Any] | None,
-        connection: Executes,
-    ) -> str | None:
-        was = await self._visible_in_database(subscriber, old, connection)
-        now_visible = await self._visible_in_database(subscriber, new, connection)
-        return _EVENTS[was, now_visible]
-
-    def _visible(self, subscriber: Subscriber, image: dict[str, Any] | None) -> bool | None:
-        """Whether ``subscriber`` sees the row ``image``; ``None`` if only SQL can tell."""
-        if image is None or not subscriber.passes_filters(image):
-            return False
-        return self.policy.check_row(subscriber.view.model, "read", subscriber.ctx, image)
-
-    async def _visible_in_database(
-        self, subscriber: Subscriber, image: dict[str, Any] | None, connection: Executes
-    ) -> bool:
-        if image is None:
-            return False
-        verdict = self._visible(subscriber, image)
-        if verdict is None:
-            predicate = with_row_values(
-                self.policy.sql_filter(subscriber.view.model, "read", subscriber.ctx),
-                subscriber.view.table,
-                image,
-            )
-            verdict = bool((await connection.execute(select(predicate))).scalar())
-        return verdict
-
-
-ASK_DATABASE = "ASK_DATABASE"
-"""``Hub._event_for``'s answer when a rule's ``where`` expression needs SQL to decide."""
-
-_EVENTS: dict[tuple[bool, bool], str | None] = {
-    (True, True): "UPDATE",
-    (False, True): "INSERT",
-    (True, False): "DELETE",
-    (False, False): None,
-}
-"""The event a subscriber gets, by whether it saw the row before and after the change."""

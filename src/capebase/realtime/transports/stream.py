@@ -71,14 +71,17 @@ class Stream:
         self.ended = False
         self._cursor = _Cursor(hub, point)
         self._heartbeat = heartbeat
-        self._expiry: float | None = None
-        self._quiet_since = 0.0
         self._alarm_at = 0.0  # when the pending wake-up rings; re-armed only once it has rung
+        loop_time = asyncio.get_running_loop().time()
+        self._quiet_since = loop_time
+        self._expiry: float | None = None
+        if subscriber.ctx.expires_at is not None:
+            remaining = (subscriber.ctx.expires_at - datetime.now(UTC)).total_seconds()
+            self._expiry = loop_time + remaining
 
     async def replay(self) -> AsyncGenerator[list[Any], None]:
         """What the client missed since its resume point, one item per batch (if any)."""
         point, subscriber, cursor = self.point, self.subscriber, self._cursor
-        self._start_live()
         if point is None:
             return
         resume_from = format_token(point.last_id, point.holes)
@@ -104,13 +107,6 @@ class Stream:
             self.ended = True
             yield [Unavailable(resume_from)]
         self._quiet_since = asyncio.get_running_loop().time()
-
-    def _start_live(self) -> None:
-        loop_time = asyncio.get_running_loop().time()
-        self._quiet_since = loop_time
-        expires_at = self.subscriber.ctx.expires_at
-        if expires_at is not None:
-            self._expiry = loop_time + (expires_at - datetime.now(UTC)).total_seconds()
 
     def poll(self) -> list[Any] | None:
         """The next batch (maybe empty), or ``None`` when nothing is due yet: then

@@ -51,6 +51,8 @@ MAINTENANCE_INTERVAL = 5.0
 RETRY_DELAY = 1.0
 """Seconds between attempts to read the change log while the database is unreachable."""
 STARTUP_HOLE_WINDOW = 1000
+RECANCEL_INTERVAL = 1.0
+"""Seconds ``Hub.stop`` waits for a cancelled task to end before cancelling it again."""
 
 
 class TooManySubscriptionsError(CapeBaseError):
@@ -207,11 +209,7 @@ class Hub:
             # Streams still draining unsubscribe themselves; an app kept alive after shutdown
             # (FastAPI caches apps in tests) must not keep its subscribers either.
             self._indexes[name] = SubscriberIndex()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel_and_wait(self._tasks)
         self._tasks = []
         await self.link.disconnect()
 
@@ -518,3 +516,23 @@ class Hub:
         if event is ASK_DATABASE:
             event = await self.visibility.event_in_database(subscriber, old, new, connection)
         return None if event is None else Message(record).item(event, view)
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A task can swallow its cancellation: on Python 3.11, ``asyncio.wait_for`` (redis-py wraps
+    every socket write in it) returns the awaited result when the cancellation arrives just as
+    that result is ready, and the task carries on as if never cancelled. Such a task is
+    cancelled again rather than waited for forever.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        # asyncio.wait, not ``await task``: a cancellation of the caller is not mistaken for
+        # the task's own, and is not suppressed.
+        _done, pending = await asyncio.wait(pending, timeout=RECANCEL_INTERVAL)
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # done: raises what the task raised, without waiting

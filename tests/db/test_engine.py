@@ -3,6 +3,7 @@ busy timeout, and every accepted driver runs the generated routes."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import pytest
@@ -10,7 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from capebase import ConfigurationError
-from capebase.db.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalize_url
+from capebase.db.engine import (
+    IDLE_BEFORE_PING,
+    SQLITE_BUSY_TIMEOUT_MS,
+    create_engine,
+    normalize_url,
+)
 from capebase.testing import app_client
 from tests._databases import DbKind
 from tests.apps import as_user, make_cape
@@ -91,12 +97,26 @@ async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> N
         await engine.dispose()
 
 
-async def test_server_pools_ping_connections(db_url: str, db_kind: str) -> None:
+async def test_server_pools_ping_connections_that_sat_idle(db_url: str, db_kind: str) -> None:
     engine = create_engine(db_url)
+    pings: list[str] = []
+    dialect = engine.sync_engine.dialect
+    real_ping = dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        pings.append("ping")
+        return bool(real_ping(dbapi_connection))
+
+    dialect.do_ping = counting_ping  # type: ignore[method-assign]
     try:
-        assert engine.pool._pre_ping is (db_kind != "sqlite")  # type: ignore[attr-defined]  # no public accessor
-        async with engine.connect() as connection:
+        for _ in range(3):  # back to back: no ping
+            async with engine.connect() as connection:
+                assert (await connection.execute(text("SELECT 1"))).scalar() == 1
+        assert pings == []
+        await asyncio.sleep(IDLE_BEFORE_PING + 0.1)
+        async with engine.connect() as connection:  # idle for a while: pinged first
             assert (await connection.execute(text("SELECT 1"))).scalar() == 1
+        assert pings == ([] if db_kind == "sqlite" else ["ping"])
     finally:
         await engine.dispose()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -82,8 +84,10 @@ def create_engine(
     url = normalize_url(db_path)
     limits = limits or LimitsConfig()
     backend = url.get_backend_name()
-    # A ping costs a round trip per checkout; a local SQLite file has no connection to lose.
-    options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    # SQLAlchemy's pre-ping costs a round trip on every checkout; connections in use all the
+    # time are pinged only after sitting idle (ping_idle_connections), and a local SQLite
+    # file has no connection to lose.
+    options: dict[str, Any] = {"pool_pre_ping": False}
     connect_args = _connect_args(url.get_driver_name(), limits)
     if backend == "sqlite":
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -113,11 +117,48 @@ def create_engine(
         ) from exc
     # Before any listener of the user's: connection failures become one exception type.
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    if backend != "sqlite" and "pool_pre_ping" not in engine_options:
+        ping_idle_connections(engine)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     elif backend == "mysql" and limits.statement_timeout is not None:
         event.listen(engine.sync_engine, "connect", _mysql_statement_timeout(limits))
     return engine
+
+
+IDLE_BEFORE_PING = 1.0
+"""Seconds a pooled connection may sit unused before its next checkout pings the server."""
+_RETURNED_AT = "capebase_returned_at"
+
+
+def ping_idle_connections(engine: AsyncEngine) -> None:
+    """Ping a pooled connection at checkout when it sat idle for ``IDLE_BEFORE_PING``.
+
+    A dead one (the server restarted, a proxy dropped it) is replaced before the request uses
+    it, as with SQLAlchemy's ``pool_pre_ping``, but a busy pool does not pay a round trip per
+    request. A connection that dies while in constant use fails its statement instead (503),
+    and SQLAlchemy then replaces every connection opened before the failure.
+    """
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < IDLE_BEFORE_PING:
+            return  # new, or in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out another (SQLAlchemy's own
+            # pessimistic-disconnect recipe); if the server is down, that connect fails.
+            raise sa_exc.DisconnectionError("connection went away while idle") from exc
+
+    event.listen(pool, "checkin", checkin)
+    event.listen(pool, "checkout", checkout)
 
 
 def _connect_args(driver: str, limits: LimitsConfig) -> dict[str, Any]:

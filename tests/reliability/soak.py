@@ -307,7 +307,7 @@ async def soak(
     url: str,
     started: float,
 ) -> int:
-    for server in servers:  # once-per-process tasks (sse-starlette's shutdown watcher) start
+    for server in servers:  # once-per-process tasks (the hub's server-exit watcher) start
         for transport in ("sse", "ws"):
             warm_up = StreamClient(server.url, f"{PATH}/subscribe", transport)  # type: ignore[arg-type]
             await warm_up.connect()

@@ -51,8 +51,11 @@ class DirectWriter:
         table = published.table
         self.columns = tuple(table.c.keys())
         key = bindparam(KEY, type_=published.pk.type)
-        self._lock_by_key = select(table).where(equals(published.pk, key)).with_for_update()
-        self._delete_by_key = delete(table).where(equals(published.pk, key))
+        self._lock_by_key = direct.prebuilt(
+            select(table).where(equals(published.pk, key)).with_for_update()
+        )
+        self._delete_by_key = direct.prebuilt(delete(table).where(equals(published.pk, key)))
+        direct.prebuilt(_LOG_INSERT)
         fields = published.model.model_fields
         self._defaults = {k: _default_maker(fields.get(k)) for k in self.columns}
         self._auth_fields = auth_fields(published.model)
@@ -192,7 +195,8 @@ class DirectWriter:
         if statement is None:
             table = self.published.table
             statement = insert(table).values(_parameters(keys))
-            statement = self._inserts[keys] = statement.returning(*table.c)
+            statement = statement.returning(*table.c)
+            self._inserts[keys] = statement = self.direct.prebuilt(statement)
         return statement
 
     def _update(self, keys: frozenset[str]) -> Update:
@@ -205,7 +209,7 @@ class DirectWriter:
                 .values(_parameters(keys))
                 .returning(*p.table.c)
             )
-            self._updates[keys] = statement
+            self._updates[keys] = statement = self.direct.prebuilt(statement)
         return statement
 
 

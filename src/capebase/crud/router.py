@@ -290,6 +290,8 @@ class _Handlers:
         self.select_by_key = self.select_all.where(
             equals(published.pk, bindparam(KEY, type_=published.pk.type))
         )
+        if cape.direct is not None:
+            cape.direct.prebuilt(self.select_by_key)
         self.columns = tuple(published.table.c.keys())
         self.writer = (
             DirectWriter(cape, published, cape.direct)

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,6 +37,7 @@ StatementObserver = Callable[[ClauseElement, float, bool], None]
 failed (the metrics hook)."""
 
 Row = Sequence[Any]
+S = TypeVar("S", bound=ClauseElement)
 
 _CACHE_SIZE = 500
 LOOP_READ_BUDGET = 0.002
@@ -188,6 +189,25 @@ class _LoopReader:
 
 
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    """A prebuilt statement's SQL, parameters in order with their processors, the values
+    fixed in it, and its result processors."""
+
+    sql: str
+    positions: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    fixed: dict[str, Any]
+    result_processors: list[Callable[[Any], Any] | None] | None
+
+    def bind(self, params: Mapping[str, Any] | None) -> _Prepared:
+        values = self.fixed if not params else {**self.fixed, **params}
+        bound = [
+            values[name] if processor is None else processor(values[name])
+            for name, processor in self.positions
+        ]
+        return _Prepared(self.sql, bound, self.result_processors)
+
+
+@dataclass(frozen=True, slots=True)
 class _Prepared:
     sql: str
     params: list[Any]
@@ -202,6 +222,7 @@ class DirectExecutor:
         self.dialect = engine.dialect
         self._driver = driver
         self._compiled_cache: dict[Any, Any] = {}
+        self._prebuilt: dict[int, tuple[ClauseElement, _Plan | None]] = {}
         self._result_processors: dict[int, list[Callable[[Any], Any] | None]] = {}
         self.observer: StatementObserver | None = None
         self._loop_reader = _LoopReader.for_engine(engine, LOOP_READ_BUDGET)
@@ -331,9 +352,24 @@ class DirectExecutor:
             for row in rows
         ]
 
+    def prebuilt(self, statement: S) -> S:
+        """Mark ``statement`` as built once and run many times (with its named bind
+        parameters as the only varying values): its SQL, parameter order and processors are
+        then worked out at its first run, not looked up in the compiled cache at each."""
+        self._prebuilt[id(statement)] = (statement, None)
+        return statement
+
     def _prepare(
         self, statement: ClauseElement, params: Mapping[str, Any] | None = None
     ) -> _Prepared:
+        known = self._prebuilt.get(id(statement))
+        if known is not None and known[0] is statement:
+            plan = known[1]
+            if plan is None:
+                plan = self._plan(statement)
+                self._prebuilt[id(statement)] = (statement, plan)
+            if plan is not None:
+                return plan.bind(params)
         if len(self._compiled_cache) > _CACHE_SIZE:
             self._compiled_cache.clear()  # shapes come from requests: keep the cache bounded
         any_compiled, extracted, param_dict, _hit = statement._compile_w_cache(
@@ -363,6 +399,30 @@ class DirectExecutor:
             processor = processors.get(name)
             values.append(value if processor is None else processor(value))
         return _Prepared(sql, values, self._processors_for(compiled))
+
+    def _plan(self, statement: ClauseElement) -> _Plan | None:
+        """The fixed part of running ``statement``; ``None`` if it has parameters expanded
+        at execution time (IN lists)."""
+        any_compiled, extracted, param_dict, _hit = statement._compile_w_cache(
+            self.dialect, compiled_cache=self._compiled_cache, column_keys=[]
+        )
+        compiled = cast(SQLCompiler, any_compiled)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            return None
+        assert compiled.positiontup is not None
+        base = compiled.construct_params(
+            extracted_parameters=extracted,
+            escape_names=False,
+            _collected_params=param_dict,
+            _check=False,
+        )
+        processors: Mapping[str, Any] = compiled._bind_processors
+        return _Plan(
+            compiled.string,
+            tuple((name, processors.get(name)) for name in compiled.positiontup),
+            dict(base),
+            self._processors_for(compiled),
+        )
 
     def _processors_for(self, compiled: SQLCompiler) -> list[Callable[[Any], Any] | None] | None:
         columns = getattr(compiled, "_result_columns", None)

@@ -60,7 +60,7 @@ def normalize_url(db_path: str | URL) -> URL:
     return url.set(drivername=f"{backend}+{driver}")
 
 
-POOL_SIZE = 10
+POOL_SIZE = 20
 """Connections each process keeps open."""
 POOL_OVERFLOW = 20
 """Connections opened beyond ``POOL_SIZE`` under load (closed when returned)."""
@@ -71,7 +71,7 @@ def create_engine(
 ) -> AsyncEngine:
     """Create the AsyncEngine for ``db_path`` with capebase's defaults.
 
-    The pool keeps ``POOL_SIZE`` (10) connections and opens up to ``POOL_OVERFLOW`` (20) more
+    The pool keeps ``POOL_SIZE`` (20) connections and opens up to ``POOL_OVERFLOW`` (20) more
     under load. Server pools ping connections before use (a local SQLite file has nothing to
     lose, so its pool skips the extra round trip); SQLite runs in WAL mode with a busy timeout,
     enforces foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL. ``limits`` sets

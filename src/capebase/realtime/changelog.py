@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -106,12 +106,12 @@ def encode_image(image: Mapping[str, Any] | None) -> str | None:
     """A row image as JSON text (datetimes, UUIDs and decimals become JSON values)."""
     if image is None:
         return None
-    return json.dumps(to_jsonable_python(dict(image)), separators=(",", ":"))
+    return to_json(dict(image)).decode()
 
 
 def encode_pk(value: Any) -> str:
     """A primary-key value as JSON text."""
-    return json.dumps(to_jsonable_python(value))
+    return to_json(value).decode()
 
 
 def now() -> datetime:

@@ -130,6 +130,8 @@ class Hub:
             .order_by(changes.c.id)
             .limit(config.replay_batch)
         )
+        if direct is not None:
+            direct.prebuilt(self._log_after)
 
     # -- ChangeSink (called from sessions) ---------------------------------------------------
 

@@ -488,9 +488,9 @@ class Hub:
         observer = observer_for(self.engine)
         observer.change_dispatched(record)
         view = self.views.get(record.table)
-        if view is not None:
+        index = self._indexes.get(record.table)
+        if view is not None and index:  # nobody streams the table: nothing to decode
             self._refresh_pins()
-            index = self._indexes[record.table]
             message = Message(record)
             visibility = self.visibility
             old, new = view.decode(record.old), view.decode(record.new)

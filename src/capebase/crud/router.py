@@ -191,9 +191,12 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
 
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
-        from ..realtime.transports.sse import sse_endpoint
+        from ..realtime.transports.sse import sse_endpoint, sse_route
         from ..realtime.transports.websocket import websocket_endpoint
 
+        # The Starlette route serves the stream; the API route after it (never reached)
+        # documents it in OpenAPI.
+        router.routes.append(sse_route(cape, published, f"{published.path}/subscribe", solver))
         router.add_api_route(
             f"{published.path}/subscribe", sse_endpoint(cape, published), methods=["GET"],
             operation_id=f"subscribe_{name}", summary=f"Stream {name} changes (SSE)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import Depends, Request, Response
@@ -87,6 +88,19 @@ class AuthSolver:
         if solved.errors:
             raise RequestValidationError(solved.errors)
         return checked_context(self._provider, solved.values["ctx"]), solved.background_tasks
+
+
+    async def before_response(self, request: Request) -> tuple[AuthContext, Any]:
+        """As ``__call__``, for a route outside FastAPI's request handling (the streams):
+        the provider's own dependencies are closed before the response starts, not when a
+        stream ends hours later."""
+        scope = request.scope
+        async with AsyncExitStack() as stack:
+            scope["fastapi_inner_astack"] = scope["fastapi_function_astack"] = stack
+            try:
+                return await self(request)
+            finally:
+                del scope["fastapi_inner_astack"], scope["fastapi_function_astack"]
 
 
 class _SimpleCall:

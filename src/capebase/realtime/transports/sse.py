@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from ...auth.context import AuthContext
 from ..hub import TooManySubscriptionsError
@@ -18,34 +19,66 @@ from .stream import Stream
 if TYPE_CHECKING:
     from ...app import CapeBase
     from ...crud.router import PublishedModel
+    from ...crud.routes import AuthSolver
 
 
 def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
-    """The SSE endpoint of ``published``'s model."""
+    """The SSE endpoint of ``published``'s model, as FastAPI documents it (``sse_route``
+    serves the requests)."""
 
     async def subscribe_sse(
         request: Request,
         ctx: AuthContext = Depends(cape.auth_dependency),
         last_event_id: str | None = Header(None, alias="Last-Event-ID"),
     ) -> Any:
-        resume = resume_point(last_event_id, request.query_params)
-        try:
-            subscriber = open_subscription(
-                cape, published, ctx, request.query_params, client=client_key(ctx, request)
-            )
-        except TooManySubscriptionsError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=429)
-        ready = ""
-        if resume is None:
-            # A new stream's position, so a client that drops before the first change can
-            # still resume from here (EventSource keeps the last ``id:`` it saw).
-            opened_at = format_token(cape.hub.cursor, cape.hub.unsettled())
-            data = json.dumps({"event": "ready", "id": opened_at})
-            ready = event_frame(data, event="ready", id=opened_at)
-        return EventStreamResponse(
-            Stream(cape.hub, subscriber, resume, cape.realtime_config.heartbeat),
-            first=ready,
-            retry_ms=cape.limits.retry_after * 1000,
-        )
+        return open_stream(cape, published, request, ctx, last_event_id)
 
     return subscribe_sse
+
+
+def sse_route(
+    cape: CapeBase, published: PublishedModel, path: str, solver: AuthSolver
+) -> Route:
+    """``GET path`` as a plain Starlette route: FastAPI's request handling keeps its exit
+    stacks and frames alive for as long as a response runs, which for a stream is hours and,
+    over 10,000 idle streams, a third of their memory."""
+
+    async def subscribe(request: Request) -> Response:
+        ctx, background = await solver.before_response(request)
+        response = open_stream(
+            cape, published, request, ctx, request.headers.get("last-event-id")
+        )
+        if response.background is None:
+            response.background = background
+        return response
+
+    return Route(path, subscribe, methods=["GET"], include_in_schema=False)
+
+
+def open_stream(
+    cape: CapeBase,
+    published: PublishedModel,
+    request: Request,
+    ctx: AuthContext,
+    last_event_id: str | None,
+) -> Response:
+    """The event stream of ``ctx``'s view of ``published``, or 429 beyond the limits."""
+    resume = resume_point(last_event_id, request.query_params)
+    try:
+        subscriber = open_subscription(
+            cape, published, ctx, request.query_params, client=client_key(ctx, request)
+        )
+    except TooManySubscriptionsError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=429)
+    ready = ""
+    if resume is None:
+        # A new stream's position, so a client that drops before the first change can
+        # still resume from here (EventSource keeps the last ``id:`` it saw).
+        opened_at = format_token(cape.hub.cursor, cape.hub.unsettled())
+        data = json.dumps({"event": "ready", "id": opened_at})
+        ready = event_frame(data, event="ready", id=opened_at)
+    return EventStreamResponse(
+        Stream(cape.hub, subscriber, resume, cape.realtime_config.heartbeat),
+        first=ready,
+        retry_ms=cape.limits.retry_after * 1000,
+    )

@@ -34,7 +34,7 @@ soak: .venv
 demo: .venv
 	$(BIN)/python -m examples.todo
 
-# Benchmarks against hand-written FastAPI, FastCRUD and PocketBase (~17 min; BENCH_ARGS=--quick
+# Benchmarks against hand-written FastAPI, FastCRUD and PocketBase (~11 min; BENCH_ARGS=--quick
 # to try it). Writes bench/RESULTS.md. Needs wrk: apt-get update && apt-get install -y wrk
 bench: .venv
 	$(BIN)/pip install -q -e '.[bench]'

@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmarks, write bench/out/results.json and bench/RESULTS.md.
 
-    python -m bench                   # everything (~15-18 minutes on 2 cores)
+    python -m bench                   # everything (~11 minutes on 2 cores)
     python -m bench --quick           # a few short rounds, to try it (~5 minutes)
     python -m bench --only crud       # or features, realtime, profile (comma-separated)
 

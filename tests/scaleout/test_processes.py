@@ -298,9 +298,17 @@ async def test_a_server_restart_during_writes_loses_no_committed_change(
                 for _, m in stream.events  # type: ignore[call-overload,index]
             }
             async with resumed.reading(group.url(1), last_event_id=token):
-                await _wait_for(
-                    lambda: wanted <= {int(m["payload"]["id"]) for _, m in resumed.events},  # type: ignore[call-overload,index]
-                    within=30,
-                )
+                try:
+                    await _wait_for(
+                        lambda: wanted <= {int(m["payload"]["id"]) for _, m in resumed.events},  # type: ignore[call-overload,index]
+                        within=30,
+                    )
+                except AssertionError:
+                    got = {int(m["payload"]["id"]) for _, m in resumed.events}  # type: ignore[call-overload,index]
+                    raise AssertionError(
+                        f"missing {sorted(wanted - got)} of {sorted(wanted)}; token {token}; "
+                        f"resumed {resumed.events[:3]}...{resumed.events[-3:]}; "
+                        f"logs {group.logs() if hasattr(group, 'logs') else ''}"
+                    ) from None
         rows_seen = [int(m["payload"]["id"]) for _, m in resumed.events]  # type: ignore[call-overload,index]
         assert len(rows_seen) == len(set(rows_seen)), "a change was delivered twice"

@@ -334,6 +334,9 @@ class Hub:
         Yields a single Reset when the log no longer reaches back to ``point``.
         """
         upto = self.cursor
+        # Read the log now rather than at the next wake-up: this process may have missed a
+        # broker message (the broker was away), and the stream continues live from ``upto``.
+        self._wake.set()
         last_id = point.last_id
         table = subscriber.view.table.name
         async with self.engine.connect() as connection:

@@ -1,28 +1,77 @@
 # Developer and CI entry points. CI runs `make test` too (see .ci/run).
+#
+# Every environment is installed from uv.lock, so a fresh clone resolves exactly what was tested.
+# `make lock` refreshes the lock (a deliberate commit); nothing else changes it.
 
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
+# Never let uv download an interpreter: use the one named by PYTHON.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+SYNC := $(UV) sync --frozen --python $(PYTHON)
 
-.PHONY: .venv test lint demo bench soak clean
+.PHONY: .venv demo-env test lint test-oldest package demo bench soak lock clean
 
-# The virtualenv, reinstalled whenever pyproject.toml changes.
-.venv: $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml
+# uv itself, pinned, in a virtualenv of its own (pip is all a fresh machine needs).
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "capebase needs Python >= 3.11; run: make PYTHON=python3.11"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e '.[dev]'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
+
+# The development environment: capebase (editable) with the dev extra, exactly as locked.
+.venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra dev
 	touch $@
 
 lint: .venv
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-# The whole suite on SQLite, PostgreSQL and MariaDB (CAPEBASE_TEST_DBS=sqlite,... to narrow it).
+# The whole suite on SQLite, PostgreSQL and MariaDB (CAPEBASE_TEST_DBS=sqlite,... to narrow it),
+# then the oldest versions pyproject.toml allows, then the built packages.
 test: lint
 	$(BIN)/pytest -q
+	$(MAKE) test-oldest
+	$(MAKE) package
+
+# The lowest version of every direct dependency that pyproject.toml allows, on SQLite: proves the
+# declared floors. Its own virtualenv; the locked .venv is untouched.
+OLDEST := .venv-oldest
+test-oldest: | $(UV)
+	$(UV) venv -q --allow-existing --python $(PYTHON) $(OLDEST)
+	VIRTUAL_ENV=$(OLDEST) $(UV) pip install -q --resolution lowest-direct -e '.[oldest]'
+	CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -p no:cacheprovider tests/oldest_suite.py
+
+# sdist and wheel, checked by twine; tests/test_package.py installs the wheel into a clean
+# virtualenv and runs the Quick start from it.
+package: .venv
+	rm -rf dist
+	$(BIN)/python -m build -q --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	CAPEBASE_WHEEL_DIR=dist $(BIN)/pytest -q -p no:cacheprovider tests/test_package.py
+
+# Only what the demo needs (no test or lint tools), in its own virtualenv.
+DEMO_VENV := .venv-demo
+demo-env: $(DEMO_VENV)/.installed
+
+$(DEMO_VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(DEMO_VENV) $(SYNC) --extra demo
+	touch $@
+
+# The example app; it prints the URL it serves on.
+demo: demo-env
+	$(DEMO_VENV)/bin/python -m examples.todo
+
+# Re-resolve every dependency to its newest allowed version and rewrite uv.lock.
+lock: | $(UV)
+	$(UV) lock --upgrade
 
 # 10,000 random operations on two processes through a PostgreSQL and a Redis restart (~4 min;
 # not part of `make test`). Prints what it found; exits 1 on a leak or a lost event.
@@ -30,18 +79,15 @@ test: lint
 soak: .venv
 	$(BIN)/python -m tests.reliability.soak $(SOAK_ARGS)
 
-# The example app; it prints the URL it serves on.
-demo: .venv
-	$(BIN)/python -m examples.todo
-
 # Benchmarks against hand-written FastAPI, FastCRUD and PocketBase (~11 min; BENCH_ARGS=--quick
 # to try it). Writes bench/RESULTS.md. Needs wrk: apt-get update && apt-get install -y wrk
-bench: .venv
-	$(BIN)/pip install -q -e '.[bench]'
+bench: | $(UV)
+	$(SYNC) --extra dev --extra bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(SYNC) --extra dev
 
-# Build and tool leftovers; the virtualenv stays (rm -rf .venv to rebuild it).
+# Build and tool leftovers; the virtualenvs stay (rm -rf .venv* .tools to rebuild them).
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
-	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +
+	find . -path './.venv*' -prune -o -path ./$(TOOLS) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	find . -path './.venv*' -prune -o -path ./$(TOOLS) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,7 +42,7 @@ class MetricsConfig:
             raise ConfigurationError(f"MetricsConfig.path must start with '/', got {self.path!r}")
         if self.guard is not None and not callable(self.guard):
             raise ConfigurationError("MetricsConfig.guard must be a FastAPI dependency (callable)")
-        if self.registry is not None and not isinstance(self.registry, CollectorRegistry):
+        if self.registry is not None and not _is_registry(self.registry):
             raise ConfigurationError(
                 "MetricsConfig.registry must be a prometheus_client CollectorRegistry"
             )
@@ -86,3 +87,10 @@ class AuditConfig:
     def roles(self) -> frozenset[str]:
         """The roles allowed to read the audit endpoint."""
         return frozenset([self.role] if isinstance(self.role, str) else self.role)
+
+
+def _is_registry(value: object) -> bool:
+    # Only a caller who passed a registry has prometheus_client; nobody else imports it here.
+    from prometheus_client import CollectorRegistry
+
+    return isinstance(value, CollectorRegistry)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
+from ..extras import require_extra
 from .audit import audit_router
 from .config import AuditConfig, MetricsConfig
-from .database import instrument_direct, instrument_engine
-from .http import HttpMetricsMiddleware, metrics_router
-from .metrics import Metrics, MetricsObserver, metrics_for
-from .observer import register_observer
 from .request_id import RequestIdMiddleware
 
 if TYPE_CHECKING:
     from ..app import CapeBase
+    from .metrics import Metrics
 
 
 def metrics_config(value: MetricsConfig | bool | None) -> MetricsConfig | None:
@@ -53,6 +51,12 @@ def install(
         app.include_router(audit_router(cape.audit, audit, cape.auth_dependency))
     if metrics is None:
         return None
+    require_extra("metrics")
+    from .database import instrument_direct, instrument_engine
+    from .http import HttpMetricsMiddleware, metrics_router
+    from .metrics import MetricsObserver, metrics_for
+    from .observer import register_observer
+
     series = metrics_for(metrics.registry)
     observer = MetricsObserver(series)
     register_observer(cape.engine, observer)

@@ -6,6 +6,10 @@ Use it as ``CapeBase(app, db_path, auth=PasswordAuth(secret=...))``. Create the 
     python -m capebase.auth.builtin create-admin --db sqlite:///app.db --email admin@example.com
 """
 
+from ...extras import require_extra
+
+require_extra("auth")
+
 from .auth import PasswordAuth
 from .config import PasswordAuthConfig
 from .errors import (

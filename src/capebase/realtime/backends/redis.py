@@ -51,5 +51,5 @@ class RedisBackend(BrokerBackend):
                     continue
                 yield bytes(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py lacks a hint
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
             await client.aclose()

@@ -28,7 +28,7 @@ from .schemas import (
     create_schema_for,
     forbid_extra,
     read_schema_for,
-    row_serializer,
+    row_type,
     update_schema_for,
 )
 from .values import ValueChecks, integer_range, storage_type
@@ -129,7 +129,7 @@ def describe_model(
             f"Unknown route {unknown[0]!r} for {model.__name__}; "
             f"choose from {', '.join(ROUTE_NAMES)}"
         )
-    row_json = row_serializer(model)
+    row = row_type(model)
     return PublishedModel(
         model=model,
         table=table,
@@ -139,8 +139,8 @@ def describe_model(
         create_schema=forbid_extra(create_schema) if create_schema else create_schema_for(model),
         update_schema=forbid_extra(update_schema) if update_schema else update_schema_for(model),
         read_schema=read_schema_for(model),
-        row_json=row_json,
-        rows_json=TypeAdapter(list[row_json._type]),  # type: ignore[name-defined]
+        row_json=TypeAdapter(row),
+        rows_json=TypeAdapter(list[row]),  # type: ignore[valid-type]
         # Secret columns can be neither filtered nor sorted on: either would reveal their values.
         fields={k: f for k, f in filter_fields(table).items() if k not in secret_keys(table)},
         value_checks=ValueChecks(table),

@@ -16,12 +16,19 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import Depends, Request, Response
-from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import get_dependant, request_params_to_args, solve_dependencies
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from .._compat.fastapi import (
+    Dependant,
+    bound_exit_stacks,
+    get_dependant,
+    request_exit_stack,
+    request_params_to_args,
+    solve_dependencies,
+    validate_field,
+)
 from ..auth.context import AuthContext
 from ..auth.provider import AuthProvider, accept_any_connection, checked_context
 
@@ -81,7 +88,7 @@ class AuthSolver:
         solved = await solve_dependencies(
             request=request,
             dependant=self._overridden if overridden else self._direct,
-            async_exit_stack=request.scope["fastapi_inner_astack"],
+            async_exit_stack=request_exit_stack(request.scope),
             embed_body_fields=False,
             dependency_overrides_provider=app,
         )
@@ -94,13 +101,9 @@ class AuthSolver:
         """As ``__call__``, for a route outside FastAPI's request handling (the streams):
         the provider's own dependencies are closed before the response starts, not when a
         stream ends hours later."""
-        scope = request.scope
         async with AsyncExitStack() as stack:
-            scope["fastapi_inner_astack"] = scope["fastapi_function_astack"] = stack
-            try:
+            with bound_exit_stacks(request.scope, stack):
                 return await self(request)
-            finally:
-                del scope["fastapi_inner_astack"], scope["fastapi_function_astack"]
 
 
 class _SimpleCall:
@@ -200,7 +203,7 @@ def query_handler(
                 if raw is None:
                     values[field.name] = field.default  # immutable defaults (None, 0, False)
                     continue
-                value, problems = field.validate(raw, values, loc=("query", field.alias))
+                value, problems = validate_field(field, raw, values, ("query", field.alias))
                 values[field.name] = value
                 errors.extend(problems)
             if errors:

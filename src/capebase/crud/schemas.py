@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, create_model
 from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict
 
@@ -62,15 +62,16 @@ def read_schema_for(model: type[Any]) -> type[BaseModel]:
     return create_model(f"{model.__name__}Read", **fields)
 
 
-def row_serializer(model: type[Any]) -> TypeAdapter[Any]:
-    """A TypeAdapter that turns row dicts straight into JSON bytes, with no model instances
-    (secret columns are left out)."""
+def row_type(model: type[Any]) -> Any:
+    """A TypedDict of the model's non-secret columns: TypeAdapters of it turn row dicts
+    straight into JSON bytes, with no model instances."""
     columns = set(model.__table__.c.keys()) - secret_keys(model.__table__)
-    row_type = TypedDict(  # type: ignore[misc]  # a TypedDict built from the model's fields
+    row = TypedDict(  # type: ignore[misc]  # a TypedDict built from the model's fields
         f"{model.__name__}Row",
         {name: info.annotation for name, info in model.model_fields.items() if name in columns},
     )
-    return TypeAdapter(row_type)
+    return row
+
 
 
 def forbid_extra(schema: type[BaseModel]) -> type[BaseModel]:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.sql import elements, operators
 
+from .._compat.sqlalchemy import plain
 from .sqlexpr import exact_equals
 
 
@@ -79,17 +80,12 @@ def _column_value(
 ) -> Any:
     if expr.is_literal:
         raise NotEvaluable(f"literal SQL {expr.name!r}")
-    if table is not None and _plain(getattr(expr, "table", None)) is not table:
+    if table is not None and plain(getattr(expr, "table", None)) is not table:
         raise NotEvaluable(f"column {expr.key!r} is not a column of {table.name}")
     if expr.key not in row:
         raise NotEvaluable(f"column {expr.key!r} is not in the row image")
     return row[expr.key]
 
-
-def _plain(element: Any) -> Any:
-    """``element`` without SQLAlchemy's annotations (ORM attributes annotate their table)."""
-    deannotate = getattr(element, "_deannotate", None)
-    return deannotate() if deannotate is not None else element
 
 
 def _truth(value: Any) -> bool:

@@ -11,6 +11,8 @@ from sqlalchemy.sql import elements, expression, operators, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import String, TypeDecorator, TypeEngine
 
+from .._compat.sqlalchemy import plain
+
 NO_OPTIONS: dict[str, Any] = {}
 """Empty options for ``visitors.replacement_traverse``."""
 
@@ -122,15 +124,10 @@ def with_row_values(
     """
 
     def replace(element: Any, **_kw: Any) -> Any:
-        if isinstance(element, expression.ColumnClause) and _plain(element.table) is table:
+        if isinstance(element, expression.ColumnClause) and plain(element.table) is table:
             return literal(row.get(element.key), type_=element.type)
         return None
 
     result: ColumnElement[bool] = visitors.replacement_traverse(expr, NO_OPTIONS, replace)
     return result
 
-
-def _plain(element: Any) -> Any:
-    """``element`` without SQLAlchemy annotations (ORM attributes annotate their table)."""
-    deannotate = getattr(element, "_deannotate", None)
-    return deannotate() if deannotate is not None else element

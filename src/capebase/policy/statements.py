@@ -14,10 +14,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, event, literal
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.orm.context import FromStatement
-from sqlalchemy.orm.util import LoaderCriteriaOption
 from sqlalchemy.sql import elements, selectable, visitors
 from sqlalchemy.sql.annotation import Annotated
 
+from .._compat.sqlalchemy import (
+    AliasAdaptingCriteria,
+    has_multi_values,
+    has_post_values_clause,
+    parent_entity,
+    plain,
+    statement_values,
+)
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
@@ -32,31 +39,10 @@ _USE_ORM = (
 )
 
 
-class _PolicyCriteria(LoaderCriteriaOption):
-    """``with_loader_criteria`` whose predicate is also adapted to aliases of the model.
-
-    SQLAlchemy adapts a plain (non-lambda) criteria expression to the aliases eager loaders
-    create, but not to a user's ``aliased(Model)``; without this a self-join would filter the
-    base table twice and the alias not at all. A lambda would adapt, but its cache key ignores
-    the values it closes over, which here differ per caller.
-    """
-
-    # Cache keys come from these (the predicate, with its values as bind parameters) and the
-    # class; SQLAlchemy wants them declared on the class itself.
-    _traverse_internals = LoaderCriteriaOption._traverse_internals
-
-    def _resolve_where_criteria(self, ext_info: Any) -> ColumnElement[bool]:
-        criteria = super()._resolve_where_criteria(ext_info)
-        if ext_info.is_aliased_class:
-            adapted: ColumnElement[bool] = ext_info._adapter.traverse(criteria)
-            return adapted
-        return criteria
-
-
 def read_criteria(policy: Policy, ctx: AuthContext, models: Iterable[type[Any]]) -> list[Any]:
     """Loader options restricting every occurrence of ``models`` to rows ``ctx`` may read."""
     return [
-        _PolicyCriteria(model, policy.sql_filter(model, "read", ctx), include_aliases=True)
+        AliasAdaptingCriteria(model, policy.sql_filter(model, "read", ctx), include_aliases=True)
         for model in models
     ]
 
@@ -113,16 +99,16 @@ def _require_filterable(statement: Any) -> None:
             raise UnfilterableStatementError(
                 f"text() and literal_column() SQL cannot be filtered in a user session. {_USE_ORM}"
             )
-        entity = getattr(element, "_annotations", {}).get("parententity")
+        entity = parent_entity(element)
         if entity is not None:
             covered.update(_entity_tables(entity.mapper))
-            covered.add(_plain(entity.selectable))  # an aliased() class's alias
+            covered.add(plain(entity.selectable))  # an aliased() class's alias
         if isinstance(element, selectable.TableClause) or (
             # A Core alias of a table is filtered no more than the table itself.
             isinstance(element, selectable.Alias)
             and isinstance(element.element, selectable.TableClause)
         ):
-            tables.add(_plain(element))
+            tables.add(plain(element))
         elif (
             isinstance(element, elements.ColumnClause)
             and not isinstance(element, Annotated)  # ORM attributes and relationship joins
@@ -161,16 +147,11 @@ def _entity_tables(mapper: Mapper[Any]) -> frozenset[Any]:
     return frozenset(tables)
 
 
-def _plain(element: Any) -> Any:
-    deannotate = getattr(element, "_deannotate", None)
-    return deannotate() if deannotate is not None else element
-
-
 def _models_in(statement: Any, mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
     """Every mapped class a statement can load, including through relationships."""
     found: set[Mapper[Any]] = set(mappers)
     for element in visitors.iterate(statement):
-        entity = getattr(element, "_annotations", {}).get("parententity")
+        entity = parent_entity(element)
         if entity is not None:
             found.add(entity.mapper)
     models: set[type[Any]] = set()
@@ -217,7 +198,7 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
         parameters: Mapping[str, Any] = state.parameters or {}  # type: ignore[assignment]
         assignments = {
             _key(col): _set_value(expr, parameters)
-            for col, expr in (statement._values or {}).items()
+            for col, expr in statement_values(statement).items()
         }
         # Execution parameters named after columns are SET values too: update(M).where(...)
         # executed with {"owner": "bob"} sets owner.
@@ -258,7 +239,7 @@ def _substitute_columns(
         nonlocal substituted
         if (
             isinstance(element, elements.ColumnClause)
-            and _plain(element.table) is table
+            and plain(element.table) is table
             and element.key in values
         ):
             substituted = True
@@ -273,13 +254,13 @@ def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext)
     statement: Any = state.statement
     model = statement.entity_description["entity"]
     filled = {name: marker.value_from(ctx) for name, marker in auth_fields(model).items()}
-    if statement._multi_values or statement.select is not None:
+    if has_multi_values(statement) or statement.select is not None:
         raise UnfilterableStatementError(
             f"INSERT ... VALUES lists and INSERT ... SELECT into {model.__name__} cannot be "
             "checked in a user session; pass the rows as parameters: "
             "session.execute(insert(Model), [{...}, ...])"
         )
-    if getattr(statement, "_post_values_clause", None) is not None:
+    if has_post_values_clause(statement):
         raise UnfilterableStatementError(
             f"INSERT ... ON CONFLICT / ON DUPLICATE KEY into {model.__name__} cannot be checked "
             "in a user session (it may update a row the caller may not update); insert, or "
@@ -290,7 +271,7 @@ def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext)
     if isinstance(parameters, list):
         rows = [dict(row) for row in parameters]
     else:
-        fixed = {_key(col): _literal_value(v) for col, v in (statement._values or {}).items()}
+        fixed = {_key(col): _literal_value(v) for col, v in statement_values(statement).items()}
         rows = [{**fixed, **dict(parameters or {})}]
     for row in rows:
         row.update({k: v for k, v in filled.items() if v is not None})

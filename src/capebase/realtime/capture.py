@@ -13,6 +13,7 @@ from sqlalchemy import Table, event, insert, inspect, select
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from .._compat.sqlalchemy import has_returning
 from ..auth.context import AuthContext
 from ..db.sessions import INTERNAL, CapeSyncSession, SessionScope, scope_of
 from ..errors import UnfilterableStatementError
@@ -147,7 +148,7 @@ def _capture_bulk_insert(
     state: ORMExecuteState, scope: SessionScope, table: Table, connection: Connection
 ) -> Result[Any]:
     statement: Any = state.statement
-    if getattr(statement, "_returning", ()):
+    if has_returning(statement):
         raise UnfilterableStatementError(
             "insert(...).returning(...) is not supported in capebase sessions yet: drop "
             "returning() and read the rows back, or add the objects with session.add_all()"

@@ -51,13 +51,12 @@ test-oldest: | $(UV)
 	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -p no:cacheprovider \
 		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo
 
-# sdist and wheel, checked by twine; tests/test_package.py installs the wheel into a clean
-# virtualenv and runs the Quick start from it.
+# sdist and wheel, checked by twine (tests/test_package.py, in the suite, installs a wheel into
+# a clean virtualenv and serves the Quick start from it).
 package: .venv
 	rm -rf dist
-	$(BIN)/python -m build -q --outdir dist .
+	$(BIN)/python -m build --outdir dist . > /dev/null
 	$(BIN)/twine check --strict dist/*
-	CAPEBASE_WHEEL_DIR=dist $(BIN)/pytest -q -p no:cacheprovider tests/test_package.py
 
 # Only what the demo needs (no test or lint tools), in its own virtualenv.
 DEMO_VENV := .venv-demo

@@ -54,6 +54,9 @@ START_COMMANDS: dict[ServerKind, str] = {
 REDIS_CLAIM_KEY = "capebase-test:claim:{}"
 REDIS_CLAIM_SECONDS = 4 * 3600
 ADMIN_TIMEOUT = 60.0
+STATEMENT_TIMEOUT = 20.0
+"""Seconds one admin statement may take; past that its connection is dropped (its state is
+unknown) and the caller gets an error naming the server, instead of every later test waiting."""
 
 
 def is_ci() -> bool:
@@ -309,7 +312,18 @@ class TestServers:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._submit(coro).result(ADMIN_TIMEOUT)
+        future = self._submit(coro)
+        try:
+            return future.result(ADMIN_TIMEOUT)
+        except TimeoutError:
+            if future.done():
+                raise  # the statement's own timeout, which names the server
+            # Cancelling the coroutine releases the server's admin lock for the next caller.
+            future.cancel()
+            raise TimeoutError(
+                f"a test-database admin call did not finish within {ADMIN_TIMEOUT:.0f} s "
+                f"({coro.__qualname__}); check the PostgreSQL and MariaDB servers at {HOST}"
+            ) from None
 
     async def _connect(self, server: ServerKind) -> None:
         self._locks.setdefault(server, asyncio.Lock())
@@ -321,7 +335,10 @@ class TestServers:
             self._maria = await asyncmy.connect(
                 host=HOST, port=PORTS["mariadb"], user="root", autocommit=True, connect_timeout=5
             )
-            await self._maria_execute("SET SESSION lock_wait_timeout = 30")
+            # Directly, not through _maria_execute: a reconnect runs under the admin lock,
+            # which is not reentrant (going through it again once hung the whole run).
+            async with self._maria.cursor() as cursor:
+                await cursor.execute("SET SESSION lock_wait_timeout = 30")
 
     async def _disconnect(self) -> None:
         if self._pg is not None:
@@ -348,27 +365,71 @@ class TestServers:
     async def _locked(self, server: ServerKind, operation: Callable[[], Awaitable[T]]) -> T:
         # One admin connection per server runs one statement at a time; the spare's CREATE and
         # the previous test's DROP queue up here.
-        async with self._locks[server]:
-            for attempt in range(RECONNECT_ATTEMPTS):
-                try:
-                    if (self._pg if server == "postgresql" else self._maria) is None:
-                        await self._connect(server)
+        try:
+            async with asyncio.timeout(ADMIN_TIMEOUT / 2):
+                await self._locks[server].acquire()
+        except TimeoutError:
+            raise TimeoutError(
+                f"{TITLES[server]} at {HOST}:{PORTS[server]}: the test admin connection has "
+                f"been busy for {ADMIN_TIMEOUT / 2:.0f} s (a statement before this one hangs)"
+            ) from None
+        try:
+            return await self._with_reconnects(server, operation)
+        finally:
+            self._locks[server].release()
+
+    async def _with_reconnects(
+        self, server: ServerKind, operation: Callable[[], Awaitable[T]]
+    ) -> T:
+        for attempt in range(RECONNECT_ATTEMPTS):
+            try:
+                if (self._pg if server == "postgresql" else self._maria) is None:
+                    await self._connect(server)
+                async with asyncio.timeout(STATEMENT_TIMEOUT):
                     return await operation()
-                except (
-                    OSError,
-                    asyncpg.exceptions.ConnectionDoesNotExistError,
-                    asyncpg.exceptions.CannotConnectNowError,
-                    asyncpg.exceptions.AdminShutdownError,
-                    asyncpg.exceptions.InterfaceError,
-                    asyncmy.errors.OperationalError,
-                ):
-                    # The server restarted under us (the outage tests do that): drop the dead
-                    # connection and retry while it comes back.
-                    if server == "postgresql":
-                        self._pg = None
-                    else:
-                        self._maria = None
-                    if attempt == RECONNECT_ATTEMPTS - 1:
-                        raise
-                    await asyncio.sleep(0.5)
-            raise AssertionError("unreachable")
+            except TimeoutError:  # before OSError, its base class: a hang is not a restart
+                await self._abandon(server)
+                raise TimeoutError(
+                    f"{TITLES[server]} at {HOST}:{PORTS[server]} did not answer a test admin "
+                    f"statement within {STATEMENT_TIMEOUT:g} s; its connection was dropped"
+                ) from None
+            except (
+                OSError,
+                asyncpg.exceptions.ConnectionDoesNotExistError,
+                asyncpg.exceptions.CannotConnectNowError,
+                asyncpg.exceptions.AdminShutdownError,
+                asyncpg.exceptions.InterfaceError,
+                asyncmy.errors.OperationalError,
+            ):
+                # The server restarted under us (the outage tests do that): drop the dead
+                # connection and retry while it comes back.
+                if server == "postgresql":
+                    self._pg = None
+                else:
+                    self._maria = None
+                if attempt == RECONNECT_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    async def _abandon(self, server: ServerKind) -> None:
+        """Drop the admin connection of ``server`` without waiting on it (it may hang)."""
+        if server == "postgresql" and self._pg is not None:
+            self._pg.terminate()
+            self._pg = None
+        elif server == "mariadb" and self._maria is not None:
+            thread_id = self._maria.server_thread_id[0]
+            self._maria.close()
+            self._maria = None
+            # MariaDB keeps running a statement whose client went away: end it, so that what
+            # it holds is released now.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    killer = await asyncmy.connect(
+                        host=HOST, port=PORTS["mariadb"], user="root", connect_timeout=5
+                    )
+                    try:
+                        async with killer.cursor() as cursor:
+                            await cursor.execute(f"KILL CONNECTION {int(thread_id)}")
+                    finally:
+                        killer.close()

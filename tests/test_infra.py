@@ -81,3 +81,23 @@ async def test_redis_url_is_flushed_between_tests(redis_url: str) -> None:
         assert await client.dbsize() == 0
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_hanging_admin_statement_fails_fast_and_frees_the_connection(
+    kind: DbKind, _servers: TestServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stuck admin statement must not hold the admin lock: it fails naming the server, and
+    the next call (a fresh database) works."""
+    require(_servers, kind)
+    monkeypatch.setattr("tests._databases.STATEMENT_TIMEOUT", 0.5)
+    if kind == "postgresql":
+        hang = _servers._pg_execute("SELECT pg_sleep(30)")
+    else:
+        hang = _servers._maria_execute("SELECT SLEEP(30)")
+    with pytest.raises(TimeoutError, match=r"(PostgreSQL|MariaDB) at 127\.0\.0\.1:\d+ did not"):
+        _servers._run(hang)
+    monkeypatch.undo()
+    name = _servers.create_database(kind)
+    assert name in _servers.database_names(kind)
+    _servers.drop_database(kind, name, wait=True)

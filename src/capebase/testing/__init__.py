@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..extras import MissingExtraError
+
 if TYPE_CHECKING:
     import httpx
 
@@ -19,7 +21,12 @@ async def app_client(app: Any, base_url: str = "http://test") -> AsyncIterator[h
         async with app_client(app) as client:
             assert (await client.get("/todo")).status_code == 200
     """
-    import httpx
+    try:
+        import httpx
+    except ImportError as error:
+        raise MissingExtraError(
+            "capebase.testing.app_client needs httpx: pip install httpx"
+        ) from error
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

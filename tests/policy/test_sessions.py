@@ -293,6 +293,30 @@ async def test_bulk_update_touches_only_permitted_rows(running: Running) -> None
     assert {pk for pk, row in after.items() if row["body"] == "mine"} == {1, 3}
 
 
+async def test_bulk_statements_by_primary_keys_are_refused(running: Running) -> None:
+    """``execute(update(M), [{"id": ...}, ...])`` carries its keys in the parameters, where no
+    WHERE clause can restrict them: a user session refuses it, even for the caller's own rows."""
+    attempts: dict[str, tuple[Any, list[dict[str, Any]]]] = {
+        "update": (update(Note), [{"id": 1, "body": "x"}, {"id": 2, "body": "stolen"}]),
+        "update of own rows": (update(Note), [{"id": 1, "body": "x"}, {"id": 3, "body": "y"}]),
+        "delete": (delete(Note), [{"id": 1}, {"id": 2}]),
+    }
+    outcomes = {}
+    for how, (statement, params) in attempts.items():
+        async with running.session() as session:
+            try:
+                await session.execute(statement, params)
+                await session.commit()
+            except UnfilterableStatementError as error:
+                outcomes[how] = "refused" if "primary key lists" in str(error) else str(error)
+            except Exception as error:  # reported below, not passed over
+                outcomes[how] = f"{type(error).__name__}: {error}"
+            else:
+                outcomes[how] = "ran"
+    assert outcomes == dict.fromkeys(attempts, "refused")
+    assert await running.notes() == {n["id"]: _note(n) for n in NOTES}
+
+
 async def test_bulk_update_cannot_hand_rows_to_another_user(running: Running) -> None:
     """Regression: SET values given as execution parameters, or as bind parameters the WHERE
     clause repeated, escaped the new-image check (or failed to compile)."""
@@ -424,12 +448,15 @@ async def test_denied_flush_runs_no_sql_and_leaves_the_session_usable(running: R
 
 
 async def test_flush_checks_both_images_of_an_update(running: Running) -> None:
-    async with running.session() as session:
-        note = await session.get(Note, 1)
-        assert note is not None
-        note.owner = "bob"  # the new image is bob's: an owner cannot hand a row over
-        with pytest.raises(PermissionDeniedError):
-            await session.commit()
+    # The new image is someone else's: an owner cannot hand a row over, not even to an id
+    # that only looks like hers (the row predicate compares exactly, as the SQL one does).
+    for new_owner in ("bob", "alice ", "Alice", " alice"):
+        async with running.session() as session:
+            note = await session.get(Note, 1)
+            assert note is not None
+            note.owner = new_owner
+            with pytest.raises(PermissionDeniedError):
+                await session.commit()
     async with running.session() as session:
         archived = await session.get(Note, 6)  # readable (locked), but bob's
         assert archived is not None

@@ -76,8 +76,12 @@ def make_app(db_url: str, **realtime: Any) -> tuple[FastAPI, CapeBase]:
     - owners may do anything with their rows;
     - role ``admin`` reads everything;
     - a caller whose context has ``org_id`` reads that org's rows;
-    - a caller with a ``clearance`` reads rows whose ``level`` is at most it;
-    - everyone, anonymous included, reads public rows.
+    - role ``reader`` reads rows whose ``level`` is at most its ``clearance``;
+    - roles ``reader`` and ``guest`` read public rows.
+
+    The ``where`` rules are for some roles only, so that every rule applying to a caller
+    without a role pins a column (the owner, the org): the hub finds such subscribers through
+    its index, as a real app's would, rather than checking every change against them.
     """
     app = FastAPI()
     cape = CapeBase(
@@ -91,7 +95,12 @@ def make_app(db_url: str, **realtime: Any) -> tuple[FastAPI, CapeBase]:
     cape.permission_required(Task, role="admin", actions=["read"])
     cape.permission_required(Task, context_fields=["org_id"], actions=["read"])
     cape.permission_required(
-        Task, where=lambda ctx: Task.level <= ctx.context.get("clearance", -1), actions=["read"]
+        Task,
+        role="reader",
+        where=lambda ctx: Task.level <= ctx.context.get("clearance", -1),
+        actions=["read"],
     )
-    cape.permission_required(Task, where=lambda ctx: Task.public == True, actions=["read"])  # noqa: E712
+    cape.permission_required(
+        Task, role=["reader", "guest"], where=lambda ctx: Task.public == True, actions=["read"]  # noqa: E712
+    )
     return app, cape

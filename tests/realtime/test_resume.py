@@ -66,7 +66,7 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
             await session.execute(update(Task).where(Task.id == mine.id).values(owner_id="bob"))
             await session.execute(update(Task).where(Task.id == theirs.id).values(owner_id="alice"))
             await session.commit()
-            session.add(Task(title="public", owner_id="carol", public=True))
+            session.add(Task(title="public", owner_id="alice", public=True))
             await session.commit()
             await session.execute(delete(Task).where(Task.title == "missed"))
             await session.commit()

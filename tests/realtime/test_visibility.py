@@ -17,13 +17,16 @@ from tests.realtime._app import Task, make_app, who
 from tests.realtime._live import Recorded, dispatched, serve, sse, ws
 
 SUBSCRIBERS: dict[str, dict[str, str]] = {
-    "alice": who("alice"),  # owner rule
-    "bob": who("bob"),  # owner rule
-    "admin": who("root", role="admin"),  # role rule
-    "carol": who("carol", org="o2"),  # context_fields rule
-    "dave": who("dave", clearance=3),  # where rule
-    "anonymous": who(),  # public rows only
+    "alice": who("alice"),  # owner rule: found through the index (owner pin)
+    "bob": who("bob"),  # owner rule: found through the index
+    "carol": who("carol", org="o2"),  # owner and context_fields rules: owner and org pins
+    "admin": who("root", role="admin"),  # role rule: checked against every change
+    "dave": who("dave", role="reader", clearance=3),  # where rules
+    "guest": who(role="guest"),  # public rows only
 }
+END_MARKERS = {"alice": "end-alice", "bob": "end-bob", "carol": "end-carol"}
+"""What each subscriber waits for last: a row it sees, committed after everything else
+(default: the public ``end``, committed last of all)."""
 
 
 def events(got: Recorded) -> list[tuple[str, int]]:
@@ -39,6 +42,10 @@ def events(got: Recorded) -> list[tuple[str, int]]:
 
 async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) -> None:
     app, cape = make_app(db_url)
+    for ctx in (AuthContext(id="alice"), AuthContext(id="carol", context={"org_id": "o2"})):
+        rules = [rule for rule in cape.policy.rules_for(Task, "read") if rule.applies_to(ctx)]
+        pinned = all(rule.pins(ctx) is not None for rule in rules)
+        assert rules and pinned, f"{ctx} would not be found through the subscriber index"
     async with serve(app) as live, AsyncExitStack() as streams:
         got: dict[str, list[Recorded]] = {
             name: [
@@ -60,31 +67,33 @@ async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) ->
             t1.level = 2  # enters dave's view
             await session.commit()
             await session.execute(update(Task).where(Task.id == t2.id).values(org_id="o3"))
-            await session.commit()  # leaves carol's view
-            t1.owner_id = "bob"  # leaves alice's view, enters bob's
+            await session.commit()  # leaves carol's view: found by the old row's org pin
+            t1.owner_id = "bob"  # leaves alice's view (old row's owner pin), enters bob's
             await session.commit()
             await session.execute(delete(Task).where(Task.id == t2.id))
             await session.commit()  # checked against the old row: carol sees nothing
-            end = Task(title="end", owner_id="system", level=9, public=True)
-            session.add(end)
+            ends = [
+                Task(title="end-alice", owner_id="alice"),
+                Task(title="end-bob", owner_id="bob"),
+                Task(title="end-carol", owner_id="system", org_id="o2"),
+                Task(title="end", owner_id="system", level=9, public=True),
+            ]
+            for end in ends:
+                session.add(end)
+                await session.flush()
             await session.commit()
         await dispatched(cape)
-        for streams_of in got.values():
+        for name, streams_of in got.items():
             for stream in streams_of:
-                await stream.wait_for_title("end")
+                await stream.wait_for_title(END_MARKERS.get(name, "end"))
 
-    p, a, b, e = public.id, t1.id, t2.id, end.id
-    assert p is not None and a is not None and b is not None and e is not None
+    p, a, b = public.id, t1.id, t2.id
+    ea, eb, ec, e = (end.id for end in ends)
+    assert None not in (p, a, b, ea, eb, ec, e)
     expected = {
-        "alice": [("INSERT", p), ("INSERT", a), ("UPDATE", a), ("DELETE", a), ("INSERT", e)],
-        "bob": [
-            ("INSERT", p),
-            ("INSERT", b),
-            ("UPDATE", b),
-            ("INSERT", a),
-            ("DELETE", b),
-            ("INSERT", e),
-        ],
+        "alice": [("INSERT", a), ("UPDATE", a), ("DELETE", a), ("INSERT", ea)],
+        "bob": [("INSERT", b), ("UPDATE", b), ("INSERT", a), ("DELETE", b), ("INSERT", eb)],
+        "carol": [("INSERT", b), ("DELETE", b), ("INSERT", ec)],
         "admin": [
             ("INSERT", p),
             ("INSERT", a),
@@ -93,9 +102,8 @@ async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) ->
             ("UPDATE", b),
             ("UPDATE", a),
             ("DELETE", b),
-            ("INSERT", e),
+            *[("INSERT", end) for end in (ea, eb, ec, e)],
         ],
-        "carol": [("INSERT", p), ("INSERT", b), ("DELETE", b), ("INSERT", e)],
         "dave": [
             ("INSERT", p),
             ("INSERT", b),
@@ -103,15 +111,15 @@ async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) ->
             ("UPDATE", b),
             ("UPDATE", a),
             ("DELETE", b),
-            ("INSERT", e),
+            *[("INSERT", end) for end in (ea, eb, ec, e)],
         ],
-        "anonymous": [("INSERT", p), ("INSERT", e)],
+        "guest": [("INSERT", p), ("INSERT", e)],
     }
     for name, (over_sse, over_ws) in got.items():
         assert events(over_sse) == expected[name], f"{name} over SSE"
         assert over_ws.messages == over_sse.messages, f"{name}: WebSocket == SSE"
     # The update that brought t1 into bob's view carries the new row and no old values.
-    entered = got["bob"][0].messages[3]
+    entered = got["bob"][0].messages[2]
     assert entered["payload"]["owner_id"] == "bob" and entered["old"] is None
     # An UPDATE carries the old values; the ids are the change ids, in order.
     updated = got["admin"][0].messages[3]
@@ -200,21 +208,22 @@ async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], s
 
 
 async def test_websocket_streams_use_the_auth_provider(db_url: str) -> None:
-    """Header auth reaches WebSocket handshakes: alice sees hers, anonymous only public rows."""
+    """Header auth reaches WebSocket handshakes: alice sees hers, a guest only public rows."""
     app, cape = make_app(db_url)
-    async with serve(app) as live, ws(live, who("alice")) as mine, ws(live) as anyone:
+    guest = who(role="guest")
+    async with serve(app) as live, ws(live, who("alice")) as mine, ws(live, guest) as anyone:
         async with cape.get_privileged_session() as session:
-            session.add_all(
-                [
-                    Task(title="alice's", owner_id="alice"),
-                    Task(title="bob's", owner_id="bob"),
-                    Task(title="public", owner_id="bob", public=True),
-                ]
-            )
+            for row in (
+                Task(title="bob's", owner_id="bob"),
+                Task(title="public", owner_id="bob", public=True),
+                Task(title="alice's", owner_id="alice"),
+            ):
+                session.add(row)
+                await session.flush()
             await session.commit()
-        await mine.wait_for_title("public")
+        await mine.wait_for_title("alice's")
         await anyone.wait_for_title("public")
-    assert mine.titles() == [("INSERT", "alice's"), ("INSERT", "public")]
+    assert mine.titles() == [("INSERT", "alice's")]
     assert anyone.titles() == [("INSERT", "public")]
 
 

@@ -12,6 +12,12 @@ A test for some kinds only parametrizes `db_kind` itself:
 `@pytest.mark.parametrize("db_kind", ["postgresql"])`.
 A server that is down skips its tests with the command that starts it, except under CI=true,
 where it fails them.
+
+Hypothesis runs under one of two settings profiles (`tests/_hypothesis.py`):
+- `fast` (the default, `make test`): derandomized, so every run checks the same examples; each
+  randomized test asserts that those examples cover the case classes it promises.
+- `deep` (`make deep`, or `pytest --hypothesis-profile=deep`): a new random seed each run and
+  ten times the examples; `make deep` prints the seed (`--hypothesis-seed=N` replays it).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from tests._databases import (
     require,
     selected_db_kinds,
 )
+from tests._hypothesis import register_profiles
+
+register_profiles()
 
 try:
     SELECTED_DB_KINDS = selected_db_kinds()

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import operator
 import os
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -28,17 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from capebase import AuthContext
 from capebase.policy import Policy
 from capebase.policy.sqlexpr import with_row_values
+from tests._hypothesis import scaled
 
 from .models import Prop
 
 EXAMPLES = int(os.environ.get("CAPEBASE_POLICY_EXAMPLES", "120"))
-PROPERTY_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,  # the same examples every run: CI stays deterministic
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 
 TEXTS = ["a", "A", "a ", " a", "b", "ab", ""]
 text = st.sampled_from(TEXTS)
@@ -49,23 +44,38 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.none() | strategy
 
 
-rows_strategy = st.lists(
-    st.fixed_dictionaries(
-        {
-            "owner": maybe(text),
-            "org": maybe(text),
-            "name": maybe(text),
-            "team": maybe(small_int),
-            "level": maybe(small_int),
-            "flag": maybe(st.booleans()),
-        }
-    ),
-    max_size=8,
-)
+def look_alikes(value: str) -> list[str]:
+    """Texts a lax comparison would take for ``value``: other case, trailing or leading space."""
+    similar = {value + " ", " " + value, value.rstrip(), value.upper(), value.lower()}
+    return sorted(similar - {value})
+
+
+def rows_strategy(ids: list[str]) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Rows (at least one), whose owners are often the callers' ``ids`` or look-alikes of them."""
+    owner = maybe(text)
+    if ids:
+        owner = owner | st.sampled_from(ids) | st.sampled_from(ids).map(look_alikes).flatmap(
+            st.sampled_from
+        )
+    return st.lists(
+        st.fixed_dictionaries(
+            {
+                "owner": owner,
+                "org": maybe(text),
+                "name": maybe(text),
+                "team": maybe(small_int),
+                "level": maybe(small_int),
+                "flag": maybe(st.booleans()),
+            }
+        ),
+        min_size=1,
+        max_size=8,
+    )
+
 
 contexts = st.builds(
     AuthContext,
-    id=maybe(text),
+    id=text,  # callers with ids; ``cases`` adds anonymous ones
     role=st.sampled_from([None, "admin", "user"]),
     context=st.fixed_dictionaries(
         {},
@@ -219,6 +229,18 @@ def is_opaque(tree: tuple[Any, ...]) -> bool:
     return False
 
 
+def lookalike_kinds(row_owner: Any, caller_id: str | None) -> set[str]:
+    """How ``row_owner`` only looks like ``caller_id``: "case", "trailing space" (or both)."""
+    if not isinstance(row_owner, str) or caller_id is None or row_owner == caller_id:
+        return set()
+    kinds = set()
+    if row_owner.lower() == caller_id.lower():
+        kinds.add("case")
+    if row_owner.rstrip() == caller_id.rstrip():
+        kinds.add("trailing space")
+    return kinds
+
+
 rule_specs = st.fixed_dictionaries(
     {
         "role": st.sampled_from([None, "*", "admin", ("admin", "user")]),
@@ -286,27 +308,78 @@ async def check_agreement(
                     assert verdict == in_sql, f"SQL says {in_sql}, Python {verdict}: {context}"
 
 
+@st.composite
+def cases(
+    draw: st.DrawFn,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[AuthContext]]:
+    """Rules, rows and callers: callers with ids (plus, half the time, an anonymous one with
+    the first caller's context), rows owned by them or by look-alikes of their ids."""
+    specs = draw(st.lists(rule_specs, min_size=1, max_size=3))
+    callers = draw(st.lists(contexts, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        callers.append(AuthContext(role=callers[0].role, context=callers[0].context))
+    rows = draw(rows_strategy([c.id for c in callers if c.id is not None]))
+    return specs, rows, callers
+
+
+def classify(
+    specs: list[dict[str, Any]], rows: list[dict[str, Any]], callers: list[AuthContext]
+) -> set[str]:
+    """The case classes one example covers (see ``PROMISED``)."""
+    found = {"rows"} if rows else set()
+    if any(c.id is not None for c in callers):
+        found.add("caller with id")
+    if any(spec["owner_field"] for spec in specs):
+        for row in rows:
+            for caller in callers:
+                if row["owner"] == caller.id:
+                    found.add("owner rule, own row")
+                found |= {f"owner rule, look-alike owner ({kind})"
+                          for kind in lookalike_kinds(row["owner"], caller.id)}
+    return found
+
+
+PROMISED = {
+    # class: the least share of examples that must cover it
+    "rows": 1.0,
+    "caller with id": 1.0,
+    "owner rule, own row": 0.3,
+    "owner rule, look-alike owner (case)": 0.15,
+    "owner rule, look-alike owner (trailing space)": 0.1,
+}
+
+
 @pytest.mark.timeout(600)
 def test_sql_and_python_predicates_agree(db_url: str) -> None:
+    covered: Counter[str] = Counter()
+    runs = 0
     with asyncio.Runner() as runner:
         engine = create_async_engine(db_url)
         try:
             runner.run(_create(engine))
 
-            @PROPERTY_SETTINGS
-            @given(
-                specs=st.lists(rule_specs, min_size=1, max_size=3),
-                rows=rows_strategy,
-                callers=st.lists(contexts, min_size=1, max_size=3),
-            )
+            # derandomize and the rest come from the profile (tests/_hypothesis.py).
+            @settings(max_examples=scaled(EXAMPLES))
+            @given(case=cases())
             def agree(
-                specs: list[dict[str, Any]], rows: list[dict[str, Any]], callers: list[AuthContext]
+                case: tuple[list[dict[str, Any]], list[dict[str, Any]], list[AuthContext]],
             ) -> None:
+                nonlocal runs
+                specs, rows, callers = case
+                runs += 1
+                covered.update(classify(specs, rows, callers))
                 runner.run(check_agreement(engine, specs, rows, callers))
 
             agree()
         finally:
             runner.run(engine.dispose())
+    # Counted over every run, shrinking and replays included: a lower bound on what was checked.
+    short = {
+        name: f"{covered[name]}/{runs}"
+        for name, share in PROMISED.items()
+        if covered[name] < share * runs
+    }
+    assert not short, f"too few examples of {short}; covered {dict(covered)} of {runs}"
 
 
 async def _create(engine: AsyncEngine) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import anyio.from_thread
 import httpx
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule, run_state_machine_as_test
 
@@ -173,10 +173,7 @@ def test_no_user_receives_what_the_policy_denies_on_any_transport(
         settings=settings(
             max_examples=EXAMPLES,
             stateful_step_count=STEPS,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            # derandomize, database and health checks come from the profile.
         ),
     )
     world = stream_world

@@ -176,6 +176,9 @@ async def test_a_postgresql_restart_fails_fast_recovers_and_loses_no_event(
 
         statuses: Counter[int] = Counter()
         restart = asyncio.create_task(asyncio.to_thread(restart_postgresql))
+        # Opened while the database is down (right after the first 503): its replay fails, so
+        # it must end with a resume token and reconnect once the database is back.
+        late = StreamClient(live.url, f"{PATH}/subscribe", "sse", ADMIN, token="0")
         n = 0
         while not restart.done() or n < 20:
             method, url, body = (
@@ -186,10 +189,18 @@ async def test_a_postgresql_restart_fails_fast_recovers_and_loses_no_event(
             statuses[response.status_code] += 1
             if response.status_code == 503:
                 assert response.headers["retry-after"] == "1"
+                if "admin-late-sse" not in subscribers:
+                    subscribers["admin-late-sse"] = late
+                    await late.connect()
             n += 1
             await asyncio.sleep(0.02)
         await restart
         assert set(statuses) <= {200, 201, 503}, statuses
+        assert statuses[503] >= 1, f"no request saw the restart: {dict(statuses)}"
+        await late.ended()  # the outage ended it, or refused it outright
+        assert late.status == 503 or [c["event"] for c in late.controls] == ["unavailable"], (
+            late.status, late.controls, late.error
+        )
 
         async def recovered() -> bool:
             response = await client.post(PATH, json={"body": "after", "org": "red"},
@@ -218,4 +229,5 @@ async def test_a_postgresql_restart_fails_fast_recovers_and_loses_no_event(
             assert problems(stream.messages, log, ctx, may_read) == [], name
         print(f"statuses during the restart: {dict(statuses)}; connections per stream: "
               f"{ {name: s.connections for name, s in subscribers.items()} }")
+        assert late.connections >= 2, "the stream cut by the outage reconnected and caught up"
         await wait_until(lambda: cape.hub.subscriber_count == 0, what="the streams to close")

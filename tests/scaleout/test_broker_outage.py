@@ -7,12 +7,14 @@ import logging
 import socket
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from capebase import RealtimeConfig
+from capebase.realtime.change import ModelChange
 from capebase.testing import app_client
-from tests.observability._app import make_app, scrape, who
+from tests.observability._app import Note, make_app, scrape, who
 from tests.realtime._live import wait_until
 
 
@@ -82,6 +84,12 @@ async def test_broker_outage_and_recovery_show_in_logs_and_metrics(
         broker=own_redis.url,
         realtime=RealtimeConfig(poll_interval=0.2),
     )
+    delivered: list[tuple[str, str]] = []
+
+    @cape.subscribe(Note)
+    async def record(change: ModelChange[Any]) -> None:
+        delivered.append((change.event, change.payload.title))
+
     async with app_client(app) as client:
         before = await scrape(client)
         assert before.value("capebase_broker_connected") == 1
@@ -96,13 +104,19 @@ async def test_broker_outage_and_recovery_show_in_logs_and_metrics(
         during = await scrape(client)
         assert during.value("capebase_broker_connected") == 0
         assert during.value("capebase_broker_outages_total") == 1
-        await wait_until(lambda: cape.hub.cursor >= 1, what="the change to be dispatched")
+        await wait_until(
+            lambda: ("INSERT", "during") in delivered, what="the change to reach the handler"
+        )
 
         own_redis.start()
         await wait_until(lambda: cape.hub.link.connected, within=40, what="the reconnect")
         after = await scrape(client)
         assert after.value("capebase_broker_connected") == 1
         assert after.value("capebase_broker_outages_total") == 1
+        response = await client.post("/obs_note", json={"title": "after"}, headers=who("u1"))
+        assert response.status_code == 201, response.text
+        await wait_until(lambda: ("INSERT", "after") in delivered, what="the change after it")
+    assert delivered == [("INSERT", "during"), ("INSERT", "after")]
     messages = [r.getMessage() for r in caplog.records]
     assert any("broker unreachable" in m for m in messages)
     assert any("broker connection restored" in m for m in messages)

@@ -173,19 +173,27 @@ async def test_writes_on_one_process_reach_the_others_once_each(
     broker = db_url.replace("+asyncpg", "") if broker_kind == "postgresql" else redis_url
     handled = tmp_path / "handled.log"
     with cluster(db_url, broker, handled) as group:
-        second, third = Stream(), Stream()
-        async with second.reading(group.url(1)), third.reading(group.url(2)):
+        first, second, third = Stream(), Stream(), Stream()
+        async with first.reading(group.url(0)), second.reading(group.url(1)), third.reading(
+            group.url(2)
+        ):
             async with httpx.AsyncClient(timeout=10) as client:
                 rows = [await _post(client, group.url(0), f"note {n}") for n in range(10)]
-            assert all(rows)
-            await _wait_for(lambda: len(second.events) == 10 and len(third.events) == 10)
-        assert [m["payload"]["body"] for _, m in second.events] == [f"note {n}" for n in range(10)]
-        assert second.ids() == third.ids() == sorted(second.ids())
+                assert all(rows)
+                await _wait_for(lambda: len(_handled_counts(handled)) == 10)
+                # The end marker: once every process has dispatched it, each has queued its
+                # handler runs of the ten notes before it (a process runs them in order), so
+                # a second run of any note would be in the log by the time the end's is.
+                assert await _post(client, group.url(0), "end")
+            streams = (first, second, third)
+            await _wait_for(lambda: all(len(stream.events) == 11 for stream in streams))
+            end = second.ids()[-1]
+            await _wait_for(lambda: end in _handled_counts(handled))
+        bodies = [f"note {n}" for n in range(10)] + ["end"]
+        assert [m["payload"]["body"] for _, m in second.events] == bodies
+        assert first.ids() == second.ids() == third.ids() == sorted(second.ids())
         # Each handler ran exactly once per change, across the three processes.
-        await _wait_for(lambda: len(_handled_counts(handled)) == 10)
-        await asyncio.sleep(0.5)
-        assert set(_handled_counts(handled).values()) == {1}
-        assert set(_handled_counts(handled)) == set(second.ids())
+        assert _handled_counts(handled) == dict.fromkeys(second.ids(), 1)
 
 
 @pytest.mark.parametrize(("db_kind", "broker_kind"), BROKERS)
@@ -207,10 +215,13 @@ async def test_resume_on_another_process_loses_and_repeats_nothing(
             async with resumed.reading(group.url(1), last_event_id=token):
                 for n in range(3):
                     assert await _post(client, group.url(1), f"after {n}")
-                await _wait_for(lambda: len(resumed.events) == 8)
-                await asyncio.sleep(0.3)
+                assert await _post(client, group.url(1), "end")  # nothing can follow it
+                await _wait_for(
+                    lambda: any(m["payload"]["body"] == "end" for _, m in resumed.events)
+                )
         bodies = [m["payload"]["body"] for _, m in resumed.events]
-        assert bodies == [f"gap {n}" for n in range(5)] + [f"after {n}" for n in range(3)]
+        gap, after = [f"gap {n}" for n in range(5)], [f"after {n}" for n in range(3)]
+        assert bodies == [*gap, *after, "end"]
         assert not set(first.ids()) & set(resumed.ids())
 
 

@@ -92,7 +92,7 @@ async def test_prefix_and_signup_switch(sqlite_url: str) -> None:
         sqlite_url, prefix="/identity", allow_signup=False, password_hash=FAST_HASH
     ) as (built, client):
         assert (await signup(client, "a@example.com")).status_code == 404
-        assert (await client.post("/identity/signup", json={})).status_code in (404, 405)
+        assert (await client.post("/identity/signup", json={})).status_code == 404
         await built.auth.create_user("a@example.com", "correct horse battery")
         response = await client.post(
             "/identity/token",

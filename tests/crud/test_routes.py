@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel
 
 from capebase import CapeBase, ConfigurationError
 from capebase.testing import app_client
+from tests._databases import DbKind
 from tests.apps import as_user, make_cape
 from tests.models import CreateItem, Item, Note, Slug, Tag, UpdateItem
 
@@ -140,7 +141,9 @@ async def test_bad_bodies_are_422(db_url: str) -> None:
         assert (await client.get("/crud_item")).json() == [item]
 
 
-async def test_values_the_database_cannot_store_are_422_not_500(db_url: str) -> None:
+async def test_values_the_database_cannot_store_are_422_not_500(
+    db_url: str, db_kind: DbKind
+) -> None:
     """Regression: PostgreSQL's driver rejects out-of-range integers and NUL characters with
     errors that surfaced as 500s, in bodies, filters and paths alike."""
     app, cape = owned_items(db_url)
@@ -170,8 +173,8 @@ async def test_values_the_database_cannot_store_are_422_not_500(db_url: str) -> 
         # never truncated.
         long_name = "n" * 300
         response = await client.post("/crud_item", json={"name": long_name}, headers=ALICE)
-        assert response.status_code in (201, 422), response.text
-        if response.status_code == 201:
+        assert response.status_code == (422 if db_kind == "mariadb" else 201), response.text
+        if db_kind != "mariadb":
             stored = await client.get(f"/crud_item/{response.json()['id']}")
             assert stored.json()["name"] == long_name
         # a key no row can have is simply not found
@@ -311,8 +314,8 @@ async def test_publishing_again_replaces_the_routes(sqlite_url: str) -> None:
     assert list(paths["/crud_item"]) == ["get"]
     assert "/crud_item/{id}" not in paths
     async with app_client(app) as client:
-        assert (await client.get("/crud_item")).status_code in (200, 404)
-        assert (await client.get("/crud_item/1")).status_code in (404, 405)
+        assert (await client.get("/crud_item")).status_code == 200
+        assert (await client.get("/crud_item/1")).status_code == 404  # no route any more
 
 
 async def test_custom_schemas(db_url: str) -> None:

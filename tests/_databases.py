@@ -65,7 +65,12 @@ def is_ci() -> bool:
 
 
 def selected_db_kinds() -> list[DbKind]:
-    """The database kinds named by CAPEBASE_TEST_DBS (default: all of them)."""
+    """The database kinds named by CAPEBASE_TEST_DBS (default: all of them).
+
+    Raises:
+        ValueError: it names an unknown kind; or, under CI, it leaves a kind out (a narrowing
+            meant for a developer's shell must not silently skip part of the suite in CI).
+    """
     raw = os.environ.get("CAPEBASE_TEST_DBS", "").strip()
     if not raw:
         return list(DB_KINDS)
@@ -75,6 +80,13 @@ def selected_db_kinds() -> list[DbKind]:
         raise ValueError(
             f"CAPEBASE_TEST_DBS={raw!r} names unknown databases {unknown}; "
             f"use a comma-separated subset of {','.join(DB_KINDS)}"
+        )
+    left_out = [kind for kind in DB_KINDS if kind not in names]
+    if left_out and is_ci():
+        raise ValueError(
+            f"CI=true but CAPEBASE_TEST_DBS={raw!r} leaves out {', '.join(left_out)}: CI runs "
+            "the suite on every database. Unset CAPEBASE_TEST_DBS (or set it to "
+            f"{','.join(DB_KINDS)}) for CI; narrow it only outside CI."
         )
     return [kind for kind in DB_KINDS if kind in names]
 

@@ -7,7 +7,8 @@
 - `redis_url`: `redis://127.0.0.1:6379/<db>`, a database this run has to itself, flushed before
   and after the test. Redis pub/sub channels are shared by all databases: name channels uniquely.
 
-CAPEBASE_TEST_DBS=sqlite,postgresql restricts the kinds `db_url` runs on (default: all three).
+CAPEBASE_TEST_DBS=sqlite,postgresql restricts the kinds `db_url` runs on (default: all three);
+under CI=true a list that leaves a kind out stops the run with a usage error instead.
 A test for some kinds only parametrizes `db_kind` itself:
 `@pytest.mark.parametrize("db_kind", ["postgresql"])`.
 A server that is down skips its tests with the command that starts it, except under CI=true,

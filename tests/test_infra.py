@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import pytest
 import redis.asyncio as aioredis
@@ -101,3 +104,29 @@ def test_a_hanging_admin_statement_fails_fast_and_frees_the_connection(
     name = _servers.create_database(kind)
     assert name in _servers.database_names(kind)
     _servers.drop_database(kind, name, wait=True)
+
+
+@pytest.mark.parametrize(
+    ("ci", "dbs", "exit_code"),
+    [
+        ("true", "sqlite", pytest.ExitCode.USAGE_ERROR),
+        ("true", "sqlite,mariadb", pytest.ExitCode.USAGE_ERROR),
+        ("", "sqlite", pytest.ExitCode.OK),
+    ],
+)
+def test_ci_refuses_a_narrowed_database_list(ci: str, dbs: str, exit_code: int) -> None:
+    """Under CI, an inherited CAPEBASE_TEST_DBS that leaves a database out fails the run,
+    naming what it leaves out, instead of skipping those tests."""
+    environment = {**os.environ, "CI": ci, "CAPEBASE_TEST_DBS": dbs}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_infra.py",
+         "-k", "test_sqlite_url_is_empty"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == exit_code, run.stdout + run.stderr
+    if exit_code == pytest.ExitCode.USAGE_ERROR:
+        left_out = [k for k in ("sqlite", "postgresql", "mariadb") if k not in dbs.split(",")]
+        assert f"leaves out {', '.join(left_out)}: CI runs the suite on every" in run.stderr

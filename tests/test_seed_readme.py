@@ -431,11 +431,8 @@ def _stand_in_fastapi_users() -> types.ModuleType:
 async def test_prometheus_block(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip(
-        "starlette_prometheus",
-        reason="starlette-prometheus is not a capebase dependency (the block only adds its "
-        "middleware to the app)",
-    )
+    """starlette-prometheus is not a capebase dependency, only the dev extra's: the block adds
+    its middleware to the app, beside capebase's own metrics."""
     from fastapi import FastAPI
 
     from capebase import CapeBase

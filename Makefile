@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 SYNC := $(UV) sync --frozen --python $(PYTHON)
 
-.PHONY: .venv demo-env test lint test-oldest package demo bench soak lock clean
+.PHONY: .venv demo-env test lint test-oldest package demo bench soak deep mutate lock clean
 
 # uv itself, pinned, in a virtualenv of its own (pip is all a fresh machine needs).
 $(UV):
@@ -79,6 +79,29 @@ lock: | $(UV)
 # Needs the servers `make test` uses. SOAK_ARGS=--operations 2000 for a shorter run.
 soak: .venv
 	$(BIN)/python -m tests.reliability.soak $(SOAK_ARGS)
+
+# The Hypothesis tests, not derandomized: a fresh seed each run and ten times the examples of
+# `make test` (the `deep` profile, tests/_hypothesis.py), on every database. It prints the seed
+# first; DEEP_SEED=<seed> replays a run. (~10 min; DEEP_ARGS=-k stateful and the like to narrow.)
+ifndef DEEP_SEED
+DEEP_SEED := $(shell $(PYTHON) -c 'import random; print(random.randrange(2**32))')
+endif
+DEEP_TESTS := tests/policy/test_stateful.py tests/policy/test_predicates_agree.py
+deep: .venv
+	@echo "make deep: --hypothesis-seed=$(DEEP_SEED) (make deep DEEP_SEED=$(DEEP_SEED) replays it)"
+	$(BIN)/pytest -q -p no:cacheprovider --hypothesis-profile=deep \
+		--hypothesis-seed=$(DEEP_SEED) --hypothesis-show-statistics $(DEEP_TESTS) $(DEEP_ARGS)
+
+# Mutation testing (mutmut) of the policy, change capture, realtime visibility, lockout and
+# direct writes, each group against its own fast tests on SQLite (tests/mutate.py; report and
+# survivors per group in build/mutate/<group>/report.txt; docs/MUTATION.md records the runs).
+# CPU-heavy: hours for every group; MUTATE=lockout (or policy, capture, visibility, writes) for
+# one. Exits 1 if a mutant survived.
+MUTATE ?= policy capture visibility lockout writes
+mutate: | $(UV)
+	$(SYNC) --extra dev --extra mutate
+	$(BIN)/python -m tests.mutate $(MUTATE) $(MUTATE_ARGS); status=$$?; \
+		$(SYNC) --extra dev; exit $$status
 
 # Benchmarks against hand-written FastAPI, FastCRUD and PocketBase (~11 min; BENCH_ARGS=--quick
 # to try it). Writes bench/RESULTS.md. Needs wrk: apt-get update && apt-get install -y wrk

@@ -1,0 +1,156 @@
+"""Mutation testing (mutmut) of the modules whose bugs cost most, each against its fast tests.
+
+    python -m tests.mutate [GROUP ...]      # `make mutate` (MUTATE="lockout" for one group)
+
+Each group mutates a few modules and runs only the tests written for them, on SQLite
+(CAPEBASE_TEST_DBS=sqlite, CI unset): mutmut's own test selection then runs, per mutant, only the
+tests that reached the mutated function. A group works in ``build/mutate/<group>/``: the project
+seen through symlinks plus a pyproject.toml with the group's ``[tool.mutmut]`` section, so
+groups keep separate results and a rerun only retries what changed. For each group it prints
+the counts by outcome and the surviving mutants, and writes them to
+``build/mutate/<group>/report.txt``; ``mutmut show NAME`` in that directory shows a mutant's
+diff. It exits 1 if any mutant survived.
+
+mutmut is CPU-heavy: every group together takes hours on a small machine; run one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "build" / "mutate"
+
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    # group: (modules to mutate, the tests written for them; those that exist are run)
+    "policy": (
+        [
+            "src/capebase/policy/rules.py",
+            "src/capebase/policy/statements.py",
+            "src/capebase/policy/evaluate.py",
+        ],
+        [
+            "tests/policy/test_matrix.py",
+            "tests/policy/test_sessions.py",
+            "tests/policy/test_predicates_agree.py",
+            "tests/policy/test_stateful.py",
+        ],
+    ),
+    "capture": (
+        ["src/capebase/realtime/capture.py"],
+        [
+            "tests/realtime/test_capture.py",
+            "tests/realtime/test_handlers.py",
+            "tests/observability/test_audit.py",
+        ],
+    ),
+    "visibility": (
+        [
+            "src/capebase/realtime/hub.py",
+            "src/capebase/realtime/subscribers.py",
+            "src/capebase/realtime/index.py",
+            "src/capebase/realtime/visibility.py",
+        ],
+        [
+            "tests/realtime/test_visibility.py",
+            "tests/realtime/test_resume.py",
+            "tests/realtime/test_backpressure.py",
+        ],
+    ),
+    "lockout": (
+        ["src/capebase/auth/builtin/lockout.py"],
+        [
+            "tests/auth/test_lockout.py",
+            "tests/auth/test_lockout_limiter.py",
+            "tests/security/test_lockout.py",
+        ],
+    ),
+    "writes": (
+        ["src/capebase/crud/direct_writes.py"],
+        [
+            "tests/crud/test_direct_paths.py",
+            "tests/crud/test_routes.py",
+            "tests/policy/test_matrix.py",
+        ],
+    ),
+}
+
+LINKED = ["src", "tests", "README.md", "LICENSE", "examples", "spec"]
+"""What a group's directory sees of the project (mutmut copies src and tests into mutants/)."""
+
+
+def present(tests: list[str]) -> list[str]:
+    return [test for test in tests if (ROOT / test).exists()]
+
+
+def prepare(group: str) -> Path:
+    """The group's working directory, with its pyproject.toml written afresh."""
+    modules, tests = GROUPS[group][0], present(GROUPS[group][1])
+    directory = WORK / group
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in LINKED:
+        link = directory / name
+        if (ROOT / name).exists() and not link.is_symlink():
+            link.symlink_to(ROOT / name)
+    settings = {
+        "source_paths": ["src"],
+        "only_mutate": modules,
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+    }
+    section = "\n[tool.mutmut]\n" + "".join(
+        f"{key} = {json.dumps(value)}\n" for key, value in settings.items()
+    )
+    (directory / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + section)
+    return directory
+
+
+def run(group: str, jobs: int) -> Counter[str]:
+    """Run mutmut on ``group``; print and write its report; return the counts by outcome."""
+    directory = prepare(group)
+    environment = {**os.environ, "CAPEBASE_TEST_DBS": "sqlite", "CI": ""}
+    mutmut = [sys.executable, "-m", "mutmut"]
+    subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=directory,
+                   env=environment, check=True)
+    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=directory,
+                             env=environment, check=True, capture_output=True, text=True)
+    outcomes: Counter[str] = Counter()
+    survivors = []
+    for line in listing.stdout.splitlines():
+        name, _, outcome = line.strip().rpartition(": ")
+        if not name:
+            continue
+        outcomes[outcome] += 1
+        if outcome != "killed":
+            survivors.append(f"{name}: {outcome}")
+    lines = [
+        f"mutmut on {', '.join(GROUPS[group][0])}",
+        f"tests: {' '.join(present(GROUPS[group][1]))} (SQLite)",
+        "outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())),
+        *survivors,
+    ]
+    report = "\n".join(lines) + "\n"
+    (directory / "report.txt").write_text(report)
+    print(report)
+    return outcomes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("groups", nargs="*", choices=list(GROUPS), default=list(GROUPS))
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    arguments = parser.parse_args()
+    totals: Counter[str] = Counter()
+    for group in arguments.groups or GROUPS:
+        totals += run(group, arguments.jobs)
+    return 0 if set(totals) <= {"killed"} else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

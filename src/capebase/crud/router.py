@@ -16,6 +16,7 @@ from sqlalchemy import Column, Table, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ..auth.context import AuthContext
+from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotFoundError, PermissionDeniedError
 from ..limits import check_filter_count
 from ..observability.secret_fields import secret_keys
@@ -473,9 +474,14 @@ async def _save(session: Any, published: PublishedModel, obj: Any) -> dict[str, 
     """Commit ``obj`` and return its row as stored: server defaults filled in, values as the
     database keeps them (MySQL's DATETIME drops microseconds, for one)."""
 
+    model, pk = published.model, published.pk
+    # Read back past the caller's read rules: the write was allowed, and its answer is the row
+    # as written even when the change moves it out of the caller's view (as on the direct path).
+    read_back = select(model).execution_options(populate_existing=True, **{INTERNAL: True})
+
     async def flush_and_read() -> None:
         await session.flush()
-        await session.refresh(obj)
+        await session.execute(read_back.where(equals(pk, getattr(obj, pk.key))))
 
     await _commit(session, published, before=flush_and_read)
     return row_image(obj)

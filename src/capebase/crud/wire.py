@@ -22,16 +22,16 @@ from functools import reduce
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AwareDatetime, BeforeValidator, NaiveDatetime, Strict, WithJsonSchema
+from pydantic import AwareDatetime, BeforeValidator, Field, NaiveDatetime, Strict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Column, DateTime, Time
 
-from .values import storage_type
+from .values import integer_range, storage_type
 
 _FRACTION = r"(\.[0-9]{1,6})?"  # microseconds: what every database keeps
-_OFFSET = r"(Z|[+-][0-9]{2}:[0-9]{2})"
-_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-_TIME = rf"[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}{_FRACTION}"
+_OFFSET = r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+_DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_TIME = rf"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]{_FRACTION}"
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,16 @@ DECIMAL = Grammar(
 )
 
 
+def _integral(value: Any) -> Any:
+    """``value`` if it is a JSON integer: JSON Schema's ``integer`` includes ``5.0``, which
+    pydantic's strict mode refuses."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return value
+    raise PydanticCustomError("int_type", "Input should be a valid integer")
+
+
 def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
     """The grammar of JSON strings for a value of ``python_type`` stored in ``column`` (None
     for a field that is no column), or None when pydantic's own reading is exact."""
@@ -135,14 +145,20 @@ def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
 
 
 def wire_annotation(annotation: Any, column: Column[Any] | None) -> Any:
-    """``annotation`` with the grammar checks (and published schemas) of the types in it;
-    ``X | None`` keeps its ``None``."""
+    """``annotation`` with the grammar checks (and published schemas) of the types in it,
+    and the range of an integer column; ``X | None`` keeps its ``None``."""
     if get_origin(annotation) in (Union, UnionType):
         members = get_args(annotation)
         wired = [wire_annotation(member, column) for member in members]
         if all(a is b for a, b in zip(wired, members, strict=True)):
             return annotation
         return reduce(operator.or_, wired)
+    if annotation is int and column is not None:
+        bounds = integer_range(column.type)
+        if bounds is not None:  # published, so that clients know
+            # The bounds first: they belong to the int schema, the check wraps it.
+            return Annotated[int, Field(ge=bounds[0], le=bounds[1]), Strict(False),
+                             BeforeValidator(_integral)]
     grammar = grammar_of(annotation, column)
     if grammar is None:
         return annotation

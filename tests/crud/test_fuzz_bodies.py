@@ -32,7 +32,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from tests.apps import make_cape
 from tests.crud._every_type import EveryType
 
-EXAMPLES = int(os.environ.get("CAPEBASE_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("CAPEBASE_FUZZ_EXAMPLES", "80"))
 SEEDED = 5
 CHECKS = [
     not_a_server_error,
@@ -59,20 +59,18 @@ def app(db_url: str) -> Iterator[FastAPI]:
 
 
 def strategy(operation: Any, keys: list[int]) -> Any:
-    """Valid and invalid requests; on item routes, half of them aim at a stored row."""
-    parts = []
+    """Valid and invalid requests; valid ones on item routes aim at a stored row."""
+    parts = [operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)]
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        parts.append(operation.as_strategy(generation_mode=mode))
         if "{id}" in operation.path:
             parts.append(st.sampled_from(keys).flatmap(
                 lambda key, mode=mode: operation.as_strategy(
                     generation_mode=mode, path_parameters={"id": key}
                 )
             ))
+        elif mode is GenerationMode.POSITIVE:
+            parts.append(operation.as_strategy(generation_mode=mode))
     return st.one_of(parts)
-
-
-DEBUG: list[str] = []
 
 
 def test_no_invalid_body_is_accepted_and_no_answer_breaks_its_schema(app: FastAPI) -> None:
@@ -98,16 +96,13 @@ def test_no_invalid_body_is_accepted_and_no_answer_breaks_its_schema(app: FastAP
             mode = "invalid" if case.meta.generation.mode.is_negative else "valid"
             outcome = "2xx" if response.status_code < 300 else str(response.status_code)
             seen[f"{case.method.upper()} {mode} {outcome}"] += 1
-            if mode == "valid" and outcome == "422":
-                DEBUG.append(f"{case.body!r} {response.text[:300]}")
 
         call()
     print(dict(sorted(seen.items())))
-    print("\n".join(DEBUG))
     # Accepted writes of generated bodies, and invalid bodies, in numbers on both write routes.
-    assert seen["POST valid 2xx"] >= EXAMPLES // 6, seen
-    assert seen["PATCH valid 2xx"] >= EXAMPLES // 6, seen
+    assert seen["POST valid 2xx"] >= EXAMPLES // 8, seen
+    assert seen["PATCH valid 2xx"] >= EXAMPLES // 8, seen
     for method in ("POST", "PATCH"):
-        assert seen[f"{method} invalid 422"] >= EXAMPLES // 6, seen
+        assert seen[f"{method} invalid 422"] >= EXAMPLES // 8, seen
         assert seen[f"{method} invalid 2xx"] == 0, seen  # what negative_data_rejection checks
     assert seen["GET valid 2xx"] > 0 and seen["DELETE valid 2xx"] > 0, seen

@@ -49,6 +49,7 @@ class EveryType(TypedModel, table=True):
     maybe_count: int | None = None
     maybe_ratio: float | None = None
     maybe_done: bool | None = None
+    stars: int = Field(default=0, ge=0, le=5)  # bounds of its own, narrower than the column's
 
 
 FIELDS = [name for name in EveryType.model_fields if name != "id"]

@@ -99,6 +99,23 @@ async def test_bodies_are_accepted_exactly_as_the_schema_says(db_url: str) -> No
     assert seen["POST invalid"] > 500 and seen["POST valid"] > 100, seen
 
 
+def test_integer_fields_publish_the_narrower_of_their_own_and_the_columns_bounds(
+    sqlite_url: str,
+) -> None:
+    """Regression: the column's range replaced a field's own ``ge``/``le`` (0 to 5 became
+    the int32 range), in the published schema and in validation."""
+    app, _cape = every_type_app(sqlite_url)
+    schemas = app.openapi()["components"]["schemas"]
+    for name in ("EveryTypeCreate", "EveryTypeUpdate"):
+        properties = schemas[name]["properties"]
+        assert (properties["stars"]["minimum"], properties["stars"]["maximum"]) == (0, 5)
+        assert (properties["count"]["minimum"], properties["count"]["maximum"]) == (
+            -(2**31), 2**31 - 1
+        )
+        checked = validator(app, name)
+        assert not checked.is_valid({"stars": 6}) and not checked.is_valid({"stars": -1})
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("done", 0), ("count", False), ("ratio", False), ("moment", 0), ("day", "0"),

@@ -38,7 +38,7 @@ def create_schema_for(model: type[Any]) -> type[BaseModel]:
     """``{Model}Create``: every column but the primary key and auth-filled fields."""
     columns = model.__table__.c
     fields: dict[str, Any] = {
-        name: (wire_annotation(info.annotation, columns[name]), _plain_field(info))
+        name: (wire_annotation(info.annotation, columns[name], info.metadata), _plain_field(info))
         for name, info in _input_fields(model).items()
     }
     return create_model(f"{model.__name__}Create", __config__=_INPUT, **fields)
@@ -52,7 +52,7 @@ def update_schema_for(model: type[Any]) -> type[BaseModel]:
         # A new FieldInfo, not a changed copy: pydantic merges the one it is given with the
         # annotation's metadata from the attributes it was created with.
         field = FieldInfo.merge_field_infos(_plain_field(info), default=None, default_factory=None)
-        fields[name] = (wire_annotation(info.annotation, columns[name]), field)
+        fields[name] = (wire_annotation(info.annotation, columns[name], info.metadata), field)
     return create_model(f"{model.__name__}Update", __config__=_INPUT, **fields)
 
 
@@ -61,7 +61,7 @@ def read_schema_for(model: type[Any]) -> type[BaseModel]:
     table = model.__table__
     columns = set(table.c.keys()) - secret_keys(table)
     fields: dict[str, Any] = {
-        name: (wire_annotation(info.annotation, table.c[name]), ...)
+        name: (wire_annotation(info.annotation, table.c[name], info.metadata), ...)
         for name, info in model.model_fields.items()
         if name in columns
     }
@@ -76,7 +76,7 @@ def input_schema(schema: type[BaseModel], model: type[Any]) -> type[BaseModel]:
     columns = model.__table__.c
     wired: dict[str, Any] = {}
     for name, info in schema.model_fields.items():
-        annotation = wire_annotation(info.annotation, columns.get(name))
+        annotation = wire_annotation(info.annotation, columns.get(name), info.metadata)
         if annotation is not info.annotation:
             wired[name] = (annotation, copy.copy(info))
     if not wired:

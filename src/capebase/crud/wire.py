@@ -16,13 +16,15 @@ import datetime as dt
 import operator
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import reduce
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AwareDatetime, BeforeValidator, Field, NaiveDatetime, Strict, WithJsonSchema
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import AwareDatetime, BeforeValidator, NaiveDatetime, Strict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Column, DateTime, Time
 
@@ -144,22 +146,36 @@ def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
     return None
 
 
-def wire_annotation(annotation: Any, column: Column[Any] | None) -> Any:
+def wire_annotation(
+    annotation: Any, column: Column[Any] | None, constraints: Sequence[Any] = ()
+) -> Any:
     """``annotation`` with the grammar checks (and published schemas) of the types in it,
-    and the range of an integer column; ``X | None`` keeps its ``None``."""
+    and the range of an integer column where the field's ``constraints`` (its metadata) set
+    none; ``X | None`` keeps its ``None``."""
     if get_origin(annotation) in (Union, UnionType):
         members = get_args(annotation)
-        wired = [wire_annotation(member, column) for member in members]
+        wired = [wire_annotation(member, column, constraints) for member in members]
         if all(a is b for a, b in zip(wired, members, strict=True)):
             return annotation
         return reduce(operator.or_, wired)
     if annotation is int and column is not None:
-        bounds = integer_range(column.type)
-        if bounds is not None:  # published, so that clients know
-            # The bounds first: they belong to the int schema, the check wraps it.
-            return Annotated[int, Field(ge=bounds[0], le=bounds[1]), Strict(False),
-                             BeforeValidator(_integral)]
+        return _integer(column, constraints)
     grammar = grammar_of(annotation, column)
     if grammar is None:
         return annotation
     return Annotated[(annotation, *grammar.metadata())]
+
+
+def _integer(column: Column[Any], constraints: Sequence[Any]) -> Any:
+    """An integer column's ``int``: its range published (so that clients know), unless the
+    field has bounds of its own, which pydantic would let these replace."""
+    bounds = integer_range(column.type)
+    if bounds is None:
+        return int
+    limits: list[Any] = []
+    if not any(isinstance(c, Ge | Gt) for c in constraints):
+        limits.append(Ge(bounds[0]))
+    if not any(isinstance(c, Le | Lt) for c in constraints):
+        limits.append(Le(bounds[1]))
+    # The bounds first: they belong to the int schema, which the check wraps.
+    return Annotated[(int, *limits, Strict(False), BeforeValidator(_integral))]

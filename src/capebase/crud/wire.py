@@ -1,13 +1,13 @@
 """Column values in JSON bodies: the grammar OpenAPI publishes for each, and the check that
 makes validation accept exactly it.
 
-The generated routes validate a body's bytes in pydantic's strict JSON mode (``routes``), where
-JSON types are what the schema says: ``0`` is no boolean, ``false`` no integer. Strings still
-need a look: pydantic reads dates and times more loosely than their published ``format`` (a
-Unix time ``"0"`` as a datetime, a UUID without dashes), and a column without a time zone is
-served without an offset, which the ``date-time`` and ``time`` formats require. So each such
-value gets its grammar checked before pydantic parses it, and where pydantic's schema is not
-what capebase serves, the published schema is the grammar's pattern.
+The generated routes validate a body's bytes in JSON mode against strict schemas (``routes``,
+``schemas``), where JSON types are what the schema says: ``0`` is no boolean, ``false`` no
+integer. Strings still need a look: pydantic reads dates and times more loosely than their
+published ``format`` (a Unix time ``"0"`` as a datetime, a UUID without dashes), and a column
+without a time zone is served without an offset, which the ``date-time`` and ``time`` formats
+require. So each such value gets its grammar checked before pydantic parses it, and where
+pydantic's schema is not what capebase serves, the published schema is the grammar's pattern.
 """
 
 from __future__ import annotations

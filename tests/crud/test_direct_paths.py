@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI, Query, Request
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 import capebase.db.direct
@@ -506,6 +506,46 @@ async def test_rules_python_cannot_evaluate_fall_back_to_the_session(db_url: str
             ("UPDATE", "alice", "Open window"),
             ("DELETE", "alice", "Open window"),
         ]
+
+
+def memo_readable_in_python(_ctx: AuthContext) -> ColumnElement[bool]:
+    return Memo.title != "hidden"
+
+
+@pytest.mark.parametrize("path", ["direct", "session"])
+async def test_an_update_may_move_a_row_out_of_the_callers_view(db_url: str, path: str) -> None:
+    """Regression: on the session path (MariaDB's, and any database's for rules Python cannot
+    evaluate) the row was read back through the caller's read filter, which no longer let it
+    through: 500. The write is allowed, so the answer is 200 (201) with the row as stored."""
+    app, cape = make_app(db_url)
+    cape.publish(Memo)
+    readable = memo_readable if path == "session" else memo_readable_in_python
+    cape.permission_required(Memo, role="*", actions=["read"], where=readable)
+    cape.permission_required(Memo, owner_field="owner_id", actions=["create", "update"])
+    core = CoreStatements(cape)
+    alice = caller("alice")
+    async with app_client(app) as client:
+        memo = (await client.post("/direct_memo", json={"title": "seen"}, headers=alice)).json()
+        url = f"/direct_memo/{memo['id']}"
+        with core.watching() as statements:
+            response = await client.patch(url, json={"title": "hidden"}, headers=alice)
+        assert response.status_code == 200, response.text
+        assert response.json() == {**memo, "title": "hidden"}
+        took_session = bool(core.writes(statements, "direct_memo"))
+        assert took_session == (path == "session" or not writes_directly(cape))
+        assert (await client.get(url, headers=alice)).status_code == 404
+        assert (await client.patch(url, json={"title": "back"}, headers=alice)).status_code == 404
+        # a row created out of the creator's view, likewise
+        response = await client.post("/direct_memo", json={"title": "hidden"}, headers=alice)
+        assert response.status_code == 201, response.text
+        unseen = response.json()
+        assert unseen["title"] == "hidden"
+        assert (await client.get(f"/direct_memo/{unseen['id']}")).status_code == 404
+    assert await memo_titles(cape) == {memo["id"]: "hidden", unseen["id"]: "hidden"}
+    history = await cape.audit.history(Memo, memo["id"])
+    assert [(e.op, (e.new or {}).get("title")) for e in history] == [
+        ("INSERT", "seen"), ("UPDATE", "hidden")
+    ]
 
 
 # -- 4. the SQLite loop reader ----------------------------------------------------------------

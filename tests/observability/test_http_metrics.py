@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import httpx
 import pytest
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import APIRouter, FastAPI, Header, HTTPException
 from fastapi.responses import StreamingResponse
 from prometheus_client import REGISTRY, CollectorRegistry
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
 from websockets.asyncio.client import connect as ws_connect
 
 from capebase import CapeBase, ConfigurationError, MetricsConfig
@@ -38,9 +41,9 @@ async def test_requests_and_latency_move_by_route_method_and_status(sqlite_url: 
 
     assert moved(REQUESTS, method="POST", route="/obs_note", status="201") == 1
     assert moved(REQUESTS, method="GET", route="/obs_note", status="200") == 1
-    assert moved(REQUESTS, method="GET", route="/obs_note/{id:int}", status="200") == 1
-    assert moved(REQUESTS, method="GET", route="/obs_note/{id:int}", status="404") == 1
-    assert moved(DURATION_COUNT, method="GET", route="/obs_note/{id:int}") == 2
+    assert moved(REQUESTS, method="GET", route="/obs_note/{id}", status="200") == 1
+    assert moved(REQUESTS, method="GET", route="/obs_note/{id}", status="404") == 1
+    assert moved(DURATION_COUNT, method="GET", route="/obs_note/{id}") == 2
     assert moved("capebase_http_request_duration_seconds_sum", method="POST") > 0
     # The first scrape is itself counted by the second.
     assert after.value(REQUESTS, route="/metrics", status="200") == 1
@@ -62,10 +65,57 @@ async def test_route_labels_stay_bounded_when_ids_and_paths_vary(sqlite_url: str
     assert after.label_values(REQUESTS, "method") == {"GET", "OTHER"}
     assert after.value(REQUESTS, method="OTHER", route="/obs_note", status="405") == 5
     routes = after.label_values(REQUESTS, "route")
-    assert routes == {"/obs_note/{id:int}", "/obs_note", "<unmatched>"}
-    assert after.value(REQUESTS, route="/obs_note/{id:int}", status="404") == 50
+    assert routes == {"/obs_note/{id}", "/obs_note", "<unmatched>"}
+    assert after.value(REQUESTS, route="/obs_note/{id}", status="404") == 50
     assert after.value(REQUESTS, route="<unmatched>", status="404") == 20
     assert after.label_values(IN_FLIGHT, "route") == routes | {"/metrics"}
+
+
+class _KeyModel(SQLModel, registry=registry()):
+    __test__ = False
+
+
+class _Slug(_KeyModel, table=True):
+    __tablename__ = "obs_slug"
+    id: str = Field(primary_key=True, max_length=40)
+
+
+class _Ticket(_KeyModel, table=True):
+    __tablename__ = "obs_ticket"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+
+
+async def test_route_labels_are_the_templates_openapi_documents(sqlite_url: str) -> None:
+    """Regression: routes were labelled with their convertors (``/obs_note/{id:int}``), which
+    neither the README nor OpenAPI write."""
+    app, cape = make_app(sqlite_url, metrics=True)
+    for model in (_Slug, _Ticket):
+        cape.publish(model, routes=["get"])
+    files = APIRouter(prefix="/files")
+
+    @files.get("/{name:path}")
+    async def read_file(name: str) -> str:
+        return name
+
+    @app.get("/pages/{n:int}/{word}")
+    async def page(n: int, word: str) -> int:
+        return n
+
+    app.include_router(files)
+    values = {"id": "1", "name": "a/b.txt", "n": "3", "word": "w"}
+    async with app_client(app) as client:
+        documented = {
+            path for path in app.openapi()["paths"] if not path.endswith("/subscribe")
+        }
+        assert {"/obs_note/{id}", "/obs_slug/{id}", "/obs_ticket/{id}", "/files/{name}",
+                "/pages/{n}/{word}"} <= documented
+        for path in documented:
+            url = path.format(**values).replace("/obs_ticket/1", f"/obs_ticket/{uuid.uuid4()}")
+            await client.get(url)
+        after = await scrape(client)
+    labelled = after.label_values(REQUESTS, "route") - {"<unmatched>"}
+    assert labelled == documented
+    assert after.label_values(IN_FLIGHT, "route") - {"/metrics"} == documented
 
 
 async def test_in_flight_counts_a_request_until_its_response_ends(sqlite_url: str) -> None:

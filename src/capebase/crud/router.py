@@ -16,6 +16,7 @@ from sqlalchemy import Column, Table, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ..auth.context import AuthContext
+from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotFoundError, PermissionDeniedError
 from ..limits import check_filter_count
 from ..observability.secret_fields import secret_keys
@@ -23,10 +24,17 @@ from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
 from .direct_writes import KEY, DirectWriter, Undecided
 from .query import RESERVED, FilterField, filter_fields, parse_filters, parse_order_by
-from .routes import AuthSolver, GeneratedRoute, item_handler, lean, query_handler
+from .routes import (
+    AuthSolver,
+    GeneratedRoute,
+    body_handler,
+    item_handler,
+    lean,
+    query_handler,
+)
 from .schemas import (
     create_schema_for,
-    forbid_extra,
+    input_schema,
     read_schema_for,
     row_type,
     update_schema_for,
@@ -136,8 +144,12 @@ def describe_model(
         path=f"/{table.name}",
         routes=frozenset(chosen),  # type: ignore[arg-type]  # validated above
         pk=pk_columns[0],
-        create_schema=forbid_extra(create_schema) if create_schema else create_schema_for(model),
-        update_schema=forbid_extra(update_schema) if update_schema else update_schema_for(model),
+        create_schema=(
+            input_schema(create_schema, model) if create_schema else create_schema_for(model)
+        ),
+        update_schema=(
+            input_schema(update_schema, model) if update_schema else update_schema_for(model)
+        ),
         read_schema=read_schema_for(model),
         row_json=TypeAdapter(row),
         rows_json=TypeAdapter(list[row]),  # type: ignore[valid-type]
@@ -255,8 +267,10 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
     if "create" in published.routes:
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
                                    annotation=published.create_schema)
+        endpoint = lean(_with_signature(handlers.create_row, [body, ctx_param]),
+                        body_handler(solver, handlers.create_row, published.create_schema))
         router.add_api_route(
-            published.path, _with_signature(handlers.create_row, [body, ctx_param]),
+            published.path, endpoint, route_class_override=GeneratedRoute,
             methods=["POST"], status_code=201, response_model=published.read_schema,
             operation_id=f"create_{name}", summary=f"Create a {name}",
             responses={**_ERRORS, **_CONFLICT, **_BODY, **_DATABASE},
@@ -264,8 +278,10 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
     if "update" in published.routes:
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
                                    annotation=published.update_schema)
+        endpoint = lean(_with_signature(handlers.update_row, [pk_param, body, ctx_param]),
+                        body_handler(solver, handlers.update_row, published.update_schema))
         router.add_api_route(
-            item_path, _with_signature(handlers.update_row, [pk_param, body, ctx_param]),
+            item_path, endpoint, route_class_override=GeneratedRoute,
             methods=["PATCH"], response_model=published.read_schema,
             operation_id=f"update_{name}", summary=f"Update a {name}",
             responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT, **_BODY, **_DATABASE},
@@ -473,9 +489,14 @@ async def _save(session: Any, published: PublishedModel, obj: Any) -> dict[str, 
     """Commit ``obj`` and return its row as stored: server defaults filled in, values as the
     database keeps them (MySQL's DATETIME drops microseconds, for one)."""
 
+    model, pk = published.model, published.pk
+    # Read back past the caller's read rules: the write was allowed, and its answer is the row
+    # as written even when the change moves it out of the caller's view (as on the direct path).
+    read_back = select(model).execution_options(populate_existing=True, **{INTERNAL: True})
+
     async def flush_and_read() -> None:
         await session.flush()
-        await session.refresh(obj)
+        await session.execute(read_back.where(equals(pk, getattr(obj, pk.key))))
 
     await _commit(session, published, before=flush_and_read)
     return row_image(obj)

@@ -11,6 +11,7 @@ from typing_extensions import TypedDict
 
 from ..auth.fields import auth_fields
 from ..observability.secret_fields import secret_keys
+from .wire import wire_annotation
 
 
 def primary_key_fields(model: type[Any]) -> list[str]:
@@ -28,38 +29,61 @@ def _input_fields(model: type[Any]) -> dict[str, FieldInfo]:
     }
 
 
+# Unknown fields are refused; so are NaN and infinities, which are no JSON numbers. Strict:
+# JSON types are as the schema says (``false`` is no integer); see ``wire`` for strings.
+_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
 def create_schema_for(model: type[Any]) -> type[BaseModel]:
     """``{Model}Create``: every column but the primary key and auth-filled fields."""
+    columns = model.__table__.c
     fields: dict[str, Any] = {
-        name: (info.annotation, _plain_field(info)) for name, info in _input_fields(model).items()
+        name: (wire_annotation(info.annotation, columns[name], info.metadata), _plain_field(info))
+        for name, info in _input_fields(model).items()
     }
-    return create_model(
-        f"{model.__name__}Create", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    return create_model(f"{model.__name__}Create", __config__=_INPUT, **fields)
 
 
 def update_schema_for(model: type[Any]) -> type[BaseModel]:
     """``{Model}Update``: the create fields, each optional; only the fields sent are applied."""
+    columns = model.__table__.c
     fields: dict[str, Any] = {}
     for name, info in _input_fields(model).items():
-        field = _plain_field(info)
-        field.default = None
-        field.default_factory = None
-        fields[name] = (info.annotation, field)
-    return create_model(
-        f"{model.__name__}Update", __config__=ConfigDict(extra="forbid"), **fields
-    )
+        # A new FieldInfo, not a changed copy: pydantic merges the one it is given with the
+        # annotation's metadata from the attributes it was created with.
+        field = FieldInfo.merge_field_infos(_plain_field(info), default=None, default_factory=None)
+        fields[name] = (wire_annotation(info.annotation, columns[name], info.metadata), field)
+    return create_model(f"{model.__name__}Update", __config__=_INPUT, **fields)
 
 
 def read_schema_for(model: type[Any]) -> type[BaseModel]:
     """``{Model}Read``: the response model shown in OpenAPI, one field per non-secret column."""
-    columns = set(model.__table__.c.keys()) - secret_keys(model.__table__)
+    table = model.__table__
+    columns = set(table.c.keys()) - secret_keys(table)
     fields: dict[str, Any] = {
-        name: (info.annotation, ...)
+        name: (wire_annotation(info.annotation, table.c[name], info.metadata), ...)
         for name, info in model.model_fields.items()
         if name in columns
     }
     return create_model(f"{model.__name__}Read", **fields)
+
+
+def input_schema(schema: type[BaseModel], model: type[Any]) -> type[BaseModel]:
+    """A user's create or update ``schema`` as the routes validate it, like the generated
+    ones: unknown fields refused, strict, and the strings of its fields held to their grammar
+    (``wire``; a field that is a column of ``model`` by the column's)."""
+    schema = strict_input(schema)
+    columns = model.__table__.c
+    wired: dict[str, Any] = {}
+    for name, info in schema.model_fields.items():
+        annotation = wire_annotation(info.annotation, columns.get(name), info.metadata)
+        if annotation is not info.annotation:
+            wired[name] = (annotation, copy.copy(info))
+    if not wired:
+        return schema
+    return create_model(
+        schema.__name__, __base__=schema, __module__=schema.__module__, **wired
+    )
 
 
 def row_type(model: type[Any]) -> Any:
@@ -73,16 +97,16 @@ def row_type(model: type[Any]) -> Any:
     return row
 
 
-
-def forbid_extra(schema: type[BaseModel]) -> type[BaseModel]:
-    """``schema``, or a subclass of it that rejects unknown fields."""
-    if schema.model_config.get("extra") == "forbid":
+def strict_input(schema: type[BaseModel]) -> type[BaseModel]:
+    """``schema``, or a subclass of it that rejects unknown fields and validates strictly."""
+    config = schema.model_config
+    if config.get("extra") == "forbid" and config.get("strict"):
         return schema
     return type(
         schema.__name__,
         (schema,),
         {
-            "model_config": {**schema.model_config, "extra": "forbid"},
+            "model_config": {**config, "extra": "forbid", "strict": True},
             "__module__": schema.__module__,
         },
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import Metrics, is_multiprocess
@@ -26,8 +27,9 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
 class HttpMetricsMiddleware:
     """Counts, times and tracks in-flight HTTP requests by route template, method and status.
 
-    The request's route is the template of the route that handled it (``/todo/{id:int}``);
-    while a request is in flight it is the template of the first route matching its path.
+    The request's route is the template of the route that handled it, as OpenAPI documents it
+    (``/todo/{id}``, convertors left out); while a request is in flight it is the template of
+    the first route matching its path.
     """
 
     def __init__(
@@ -116,7 +118,7 @@ def route_template(scope: Scope) -> str:
     effective = scope.get("fastapi", {}).get("effective_route_context")
     path = getattr(effective, "path", None)
     if isinstance(path, str):
-        return path
+        return documented(path)
     return _path(scope.get("route"))
 
 
@@ -141,7 +143,13 @@ def _route_path(scope: Scope) -> str:
 
 def _path(route: Any) -> str:
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
+    return documented(path) if isinstance(path, str) and path else UNMATCHED
+
+
+@cache  # route templates: a bounded set
+def documented(path: str) -> str:
+    """A route template as OpenAPI and the README write it: ``/todo/{id:int}`` → ``/todo/{id}``."""
+    return compile_path(path)[1]
 
 
 def metrics_router(

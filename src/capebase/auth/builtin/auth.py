@@ -189,14 +189,17 @@ class PasswordAuth:
             InvalidCredentialsError: anything else; the same for unknown users, wrong
                 passwords and disabled accounts, and as slow for each.
         """
-        account = login.strip().lower()
-        wait = self.limiter.retry_after(account, address)
-        if wait > 0:
+        if (wait := self.limiter.retry_after(None, address)) > 0:
+            raise LockedOutError(wait)
+        typed = login.strip().lower()
+        user = await self.store.find_login(typed)
+        # The account, not what was typed: its email and its username share one count.
+        account = f"user:{user.id}" if user is not None else f"login:{typed}"
+        if (wait := self.limiter.retry_after(account, address)) > 0:
             raise LockedOutError(wait)
         if len(password) > MAX_PASSWORD_LENGTH:  # no account has one; do not spend a hash on it
             self.limiter.record_failure(account, address)
             raise InvalidCredentialsError()
-        user = await self.store.find_login(account)
         ok, new_hash = await self.passwords.verify(
             password, user.password_hash if user is not None else None
         )

@@ -34,7 +34,7 @@ from tests.realtime._live import SSEStream, dispatched, serve, wait_until
 CREDENTIAL = re.compile(r"hash|secret|password|passwd|token|salt|credential|api_?key", re.I)
 """Column names that hold a credential, or something that verifies one."""
 
-ADMIN = ("admin@example.com", "a long admin password")
+ADMIN = ("admin@example.com", "a long admin pass phrase")
 TABLES = ("capebase_users", "capebase_refresh_tokens")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from .tokens import Keyring
 
 if TYPE_CHECKING:
     from ...app import CapeBase
+
+logger = logging.getLogger("capebase")
 
 
 class PasswordAuth:
@@ -95,6 +98,21 @@ class PasswordAuth:
         self._store = UserStore(cape.engine)
         install_auth_error_handlers(cape.app)
         cape.app.include_router(self.router)
+
+    def check_settings(self) -> None:
+        """Refuse to start with a placeholder secret or admin password outside development
+        mode (``dev=True`` or ``CAPEBASE_DEV=1``). Called by CapeBase's lifespan first.
+
+        Raises:
+            ConfigurationError: a placeholder, not in development mode.
+        """
+        allowed = self.config.check_not_placeholders()
+        if allowed:
+            logger.warning(
+                "capebase: development mode: PasswordAuth starts with a placeholder %s; "
+                "never run this configuration in production",
+                " and ".join(allowed),
+            )
 
     async def startup(self) -> None:
         """Create the auth tables (unless CapeBase's ``create_tables`` is off) and the initial

@@ -41,6 +41,7 @@ from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
 from .realtime.hub import Hub
 from .realtime.views import ModelView
+from .safety import unsafe_settings
 
 if TYPE_CHECKING:
     from .auth.builtin import PasswordAuth
@@ -138,9 +139,9 @@ class CapeBase:
         install_error_handlers(app, retry_after=self.limits.retry_after)
         if self.limits.max_body_size is not None:
             app.add_middleware(BodySizeLimit, max_body_size=self.limits.max_body_size)
-        self.metrics = observability.install(
-            self, observability.metrics_config(metrics), audit_settings
-        )
+        self._metrics_config = observability.metrics_config(metrics)
+        self.metrics = observability.install(self, self._metrics_config, audit_settings)
+        self._warned: set[str] = set()
         self.auth = auth
         if auth is not None:
             auth.install(self)
@@ -319,8 +320,19 @@ class CapeBase:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Create tables (unless disabled) and start the realtime hub. Called by the lifespan."""
+        """Create tables (unless disabled) and start the realtime hub. Called by the lifespan.
+
+        Raises:
+            ConfigurationError: the built-in auth has a placeholder secret or admin password
+                and is not in development mode.
+        """
         self._move_generated_routes_last()
+        if self.auth is not None:
+            self.auth.check_settings()
+        for warning in unsafe_settings(self._published, self.policy, self._metrics_config):
+            if warning not in self._warned:  # once per CapeBase, not at every restart
+                self._warned.add(warning)
+                logger.warning("%s", warning)
         if self.create_tables:
             async with self.engine.begin() as connection:
                 for metadata in [changelog_metadata, *self._metadatas()]:

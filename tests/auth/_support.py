@@ -20,8 +20,9 @@ from capebase import FROM_AUTH_ID, CapeBase, PasswordAuth
 from capebase.auth.builtin.tokens import key_id
 from capebase.testing import app_client
 
-SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
-OLD_SECRET = "old-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+# Random, as production keys are: PasswordAuth refuses placeholders outside development mode.
+SECRET = "wv7Pr8Lx5pGDXm73VMS7lfBcll2zv6TBLWdONxIGPr-La2Nf"
+OLD_SECRET = "IXK67cOvqQiP-k4iBdSUCQFtjIVhsdzLqNJWwgIEtGwKeMed"
 PASSWORD = "correct horse battery"
 BAD_CREDENTIALS = {"detail": "Incorrect username or password"}
 BAD_TOKEN = {"detail": "Invalid or expired token"}

@@ -129,13 +129,13 @@ async def test_admin_functions_name_missing_users(sqlite_url: str) -> None:
 
 
 async def test_initial_admin_is_created_once(db_url: str) -> None:
-    admin = ("Root@Example.com", "admin password from env")
+    admin = ("Root@Example.com", "pass phrase from the env")
     async with running(db_url, initial_admin=admin) as (_built, client):
         response = await login(client, "root@example.com", admin[1])
         assert response.status_code == 200
         assert claims_of(response.json()["access_token"])["role"] == "admin"
     # A restart (or a second process) finds the admin and leaves it, password included.
-    async with running(db_url, initial_admin=(admin[0], "another password!")) as (_b, client):
+    async with running(db_url, initial_admin=(admin[0], "another pass phrase!")) as (_b, client):
         assert (await login(client, "root@example.com", admin[1])).status_code == 200
         assert (await login(client, "root@example.com", "another password!")).status_code == 401
 

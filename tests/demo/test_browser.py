@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -47,7 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SECRET = "demo-browser-test-secret-" + "x" * 40  # the same across the restart: tokens survive
+SECRET = secrets.token_urlsafe(48)  # the same across the restart: tokens survive
 LIVE_WITHIN_MS = 2_000  # the acceptance bound for a change to show on another page
 RECONNECT_WITHIN_MS = 20_000
 START_WITHIN_S = 30  # importing the app is most of it; generous for a busy machine

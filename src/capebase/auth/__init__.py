@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from .context import AuthContext
 from .fields import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthValue, auth_fields, from_context
-from .provider import AuthProvider, anonymous
+from .provider import AuthProvider, anonymous, is_stream_route
 
 if TYPE_CHECKING:
     from .builtin import PasswordAuth, PasswordAuthConfig
@@ -31,4 +31,5 @@ __all__ = [
     "anonymous",
     "auth_fields",
     "from_context",
+    "is_stream_route",
 ]

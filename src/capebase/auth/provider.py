@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from starlette.requests import HTTPConnection
 
 from .context import AuthContext
 
 AuthProvider = Callable[..., AuthContext | Awaitable[AuthContext]]
 """Any FastAPI dependency (sync or async, may itself use ``Depends``) returning an AuthContext."""
+
+
+STREAM_ROUTE = "capebase.stream_route"
+"""The ASGI scope key capebase's SSE routes set before they solve the caller."""
+
+
+def mark_stream_route(scope: MutableMapping[str, Any]) -> None:
+    """Mark ``scope`` as served by a stream route (see ``is_stream_route``)."""
+    scope[STREAM_ROUTE] = True
+
+
+def is_stream_route(connection: HTTPConnection) -> bool:
+    """Whether ``connection`` is a WebSocket or is served by one of capebase's SSE routes
+    (``GET /{table}/subscribe``): the only places where a provider should take a token from the
+    query string or a cookie, because browsers cannot set headers there.
+
+    The route decides, never a request header: a cross-site page can send ``Accept:
+    text/event-stream`` (a CORS-safelisted header) to any route, along with the user's cookies.
+    """
+    return connection.scope["type"] == "websocket" or connection.scope.get(STREAM_ROUTE) is True
 
 
 async def anonymous() -> AuthContext:

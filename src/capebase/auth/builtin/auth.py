@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from .tokens import Keyring
 
 if TYPE_CHECKING:
     from ...app import CapeBase
+
+logger = logging.getLogger("capebase")
 
 
 class PasswordAuth:
@@ -95,6 +98,21 @@ class PasswordAuth:
         self._store = UserStore(cape.engine)
         install_auth_error_handlers(cape.app)
         cape.app.include_router(self.router)
+
+    def check_settings(self) -> None:
+        """Refuse to start with a placeholder secret or admin password outside development
+        mode (``dev=True`` or ``CAPEBASE_DEV=1``). Called by CapeBase's lifespan first.
+
+        Raises:
+            ConfigurationError: a placeholder, not in development mode.
+        """
+        allowed = self.config.check_not_placeholders()
+        if allowed:
+            logger.warning(
+                "capebase: development mode: PasswordAuth starts with a placeholder %s; "
+                "never run this configuration in production",
+                " and ".join(allowed),
+            )
 
     async def startup(self) -> None:
         """Create the auth tables (unless CapeBase's ``create_tables`` is off) and the initial
@@ -189,14 +207,17 @@ class PasswordAuth:
             InvalidCredentialsError: anything else; the same for unknown users, wrong
                 passwords and disabled accounts, and as slow for each.
         """
-        account = login.strip().lower()
-        wait = self.limiter.retry_after(account, address)
-        if wait > 0:
+        if (wait := self.limiter.retry_after(None, address)) > 0:
+            raise LockedOutError(wait)
+        typed = login.strip().lower()
+        user = await self.store.find_login(typed)
+        # The account, not what was typed: its email and its username share one count.
+        account = f"user:{user.id}" if user is not None else f"login:{typed}"
+        if (wait := self.limiter.retry_after(account, address)) > 0:
             raise LockedOutError(wait)
         if len(password) > MAX_PASSWORD_LENGTH:  # no account has one; do not spend a hash on it
             self.limiter.record_failure(account, address)
             raise InvalidCredentialsError()
-        user = await self.store.find_login(account)
         ok, new_hash = await self.passwords.verify(
             password, user.password_hash if user is not None else None
         )

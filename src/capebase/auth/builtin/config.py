@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pwdlib import PasswordHash
 
 from ...errors import ConfigurationError
+from .placeholders import DEV_VARIABLE, is_dev, placeholder_reason
 from .schemas import MAX_PASSWORD_LENGTH, normalize_email
 from .tokens import MIN_KEY_BYTES
 
@@ -42,6 +43,9 @@ class PasswordAuthConfig:
         max_failed_logins_per_address: failed sign-ins that lock a client address.
         lockout_time: how long a lockout lasts, and the window failures are counted in.
         password_hash: a pwdlib ``PasswordHash`` (default: argon2 with pwdlib's parameters).
+        dev: development mode: start even with a placeholder ``secret`` or ``initial_admin``
+            password (``"x" * 64``, ``"change-me"``…), which otherwise stops the app at
+            startup. ``CAPEBASE_DEV=1`` in the environment does the same. Never in production.
     """
 
     secret: str = field(repr=False)
@@ -61,6 +65,7 @@ class PasswordAuthConfig:
     max_failed_logins_per_address: int = 50
     lockout_time: timedelta = timedelta(minutes=15)
     password_hash: PasswordHash | None = field(default=None, repr=False)
+    dev: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "previous_secrets", tuple(self.previous_secrets))
@@ -97,6 +102,27 @@ class PasswordAuthConfig:
             raise ConfigurationError("PasswordAuth max_failed_logins* must be at least 1")
         if self.initial_admin is not None:
             self._check_initial_admin(self.initial_admin)
+
+    def check_not_placeholders(self) -> list[str]:
+        """Refuse a placeholder ``secret``, previous secret or initial admin password, unless in
+        development mode; returns what development mode let through, for a warning.
+
+        Raises:
+            ConfigurationError: a placeholder outside development mode.
+        """
+        values = [("secret", self.secret)]
+        values += [("previous_secrets", s) for s in self.previous_secrets]
+        if self.initial_admin is not None:
+            values.append(("initial_admin password", self.initial_admin[1]))
+        found = [(name, why) for name, value in values if (why := placeholder_reason(value))]
+        if found and not is_dev(self.dev):
+            name, why = found[0]
+            hint = _SECRET_HINT if "secret" in name else "choose a strong one"
+            raise ConfigurationError(
+                f"PasswordAuth {name} looks like a placeholder ({why}); {hint}. For "
+                f"development only, pass PasswordAuth(dev=True) or set {DEV_VARIABLE}=1."
+            )
+        return [name for name, _why in found]
 
     def _check_initial_admin(self, admin: Any) -> None:
         if not (isinstance(admin, tuple) and len(admin) == 2):

@@ -1,7 +1,10 @@
 """The built-in auth's tables: ``capebase_users`` and ``capebase_refresh_tokens``.
 
 They live in a registry (and MetaData) of their own, so that importing capebase never adds them
-to ``SQLModel.metadata``: only an app that uses ``PasswordAuth`` creates them.
+to ``SQLModel.metadata``: only an app that uses ``PasswordAuth`` creates them. Their credential
+columns (``password_hash``, ``token_hash``) are secret fields: a change written through a
+capebase session never carries them to the change log, the audit trail, handlers, streams or
+generated routes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, ForeignKey, MetaData, String
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from ...observability.secret_fields import secret_field
 
 
 def utc_now() -> datetime:
@@ -44,7 +49,7 @@ class User(AuthTable, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     email: str = Field(max_length=254, unique=True)
     username: str | None = Field(default=None, max_length=64, unique=True)
-    password_hash: str = Field(max_length=255)
+    password_hash: str = secret_field(max_length=255)
     role: str | None = Field(default=None, max_length=64)
     is_active: bool = True
     created_at: datetime = Field(
@@ -72,7 +77,7 @@ class RefreshToken(AuthTable, table=True):
         )
     )
     family_id: str = Field(max_length=36, index=True)
-    token_hash: str = Field(max_length=64, unique=True)
+    token_hash: str = secret_field(max_length=64, unique=True)
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

@@ -16,6 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
 from ..context import AuthContext
+from ..provider import is_stream_route
 from .errors import BAD_TOKEN, InvalidTokenError
 
 if TYPE_CHECKING:
@@ -30,10 +31,12 @@ POLICY_VIOLATION = 1008
 class TokenSources(OAuth2PasswordBearer):
     """The access token of a request, from wherever it may come.
 
-    ``Authorization: Bearer <token>`` anywhere. On streams only — a WebSocket, or a request
-    that accepts ``text/event-stream`` as EventSource does — also ``?access_token=`` or an
-    ``access_token`` cookie: browsers cannot set headers there. Elsewhere a cookie is ignored,
-    so that a cross-site form cannot write with it.
+    ``Authorization: Bearer <token>`` anywhere. On stream routes only — a WebSocket, or
+    capebase's SSE ``GET /{table}/subscribe`` (``is_stream_route``: the route decides, never a
+    request header) — also ``?access_token=`` or an ``access_token`` cookie: browsers cannot
+    set headers there. Elsewhere both are ignored, so that a cross-site page cannot act with
+    them (every state-changing route needs the header, which only a script of an allowed
+    origin can set).
     """
 
     async def __call__(self, request: HTTPConnection) -> str | None:
@@ -43,7 +46,7 @@ class TokenSources(OAuth2PasswordBearer):
             if scheme.lower() != "bearer" or not token.strip():
                 raise _invalid(request)
             return token.strip()
-        if not _is_stream(request):
+        if not is_stream_route(request):
             return None
         found = request.query_params.get(TOKEN_PARAMETER)
         if found is None:
@@ -85,12 +88,6 @@ def _invalid(request: HTTPConnection) -> Exception:
     if request.scope["type"] == "websocket":
         return WebSocketException(code=POLICY_VIOLATION, reason=BAD_TOKEN)
     return InvalidTokenError()
-
-
-def _is_stream(request: HTTPConnection) -> bool:
-    if request.scope["type"] == "websocket":
-        return True
-    return "text/event-stream" in request.headers.get("accept", "")
 
 
 def _same_origin(request: HTTPConnection) -> bool:

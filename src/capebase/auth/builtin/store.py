@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from ...policy.sqlexpr import equals
 from .errors import AccountExistsError, InvalidTokenError
 from .models import RefreshToken, User, as_utc, metadata, new_id
 from .tokens import new_refresh_token, refresh_token_digest
@@ -81,10 +82,14 @@ class UserStore:
         return user
 
     async def find_login(self, login: str) -> User | None:
-        """The user whose email (when ``login`` has an ``@``) or username is ``login``."""
+        """The user whose email (when ``login`` has an ``@``) or username is exactly ``login``.
+
+        Exact on every database: MySQL and MariaDB would otherwise compare with the column's
+        collation, where ``alícé@example.com`` is ``alice@example.com``.
+        """
         column = col(User.email) if "@" in login else col(User.username)
         async with self._sessions() as session:
-            return (await session.execute(select(User).where(column == login))).scalar()
+            return (await session.execute(select(User).where(equals(column, login)))).scalar()
 
     async def get(self, user_id: str) -> User | None:
         """The user with id ``user_id``."""

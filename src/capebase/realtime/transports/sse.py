@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from ...auth.context import AuthContext
+from ...auth.provider import mark_stream_route
 from ..hub import TooManySubscriptionsError
 from ..resume import format_token
 from .common import client_key, open_subscription, resume_point
@@ -44,6 +45,7 @@ def sse_route(
     over 10,000 idle streams, a third of their memory."""
 
     async def subscribe(request: Request) -> Response:
+        mark_stream_route(request.scope)  # a provider may read a token from the query or a cookie
         ctx, background = await solver.before_response(request)
         response = open_stream(
             cape, published, request, ctx, request.headers.get("last-event-id")

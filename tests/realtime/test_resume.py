@@ -15,6 +15,7 @@ from tests.realtime._live import (
     Recorded,
     Stream,
     dispatched,
+    minted,
     serve,
     sse,
     wait_until,
@@ -77,7 +78,9 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
                 name: await stack.enter_async_context(stream)
                 for name, stream in resumers(live, token).items()
             }
-            from_start = await stack.enter_async_context(sse(live, ALICE, last_event_id="0"))
+            from_start = await stack.enter_async_context(
+                sse(live, ALICE, last_event_id=minted(cape, "0", "alice"))
+            )
             async with cape.get_session(alice) as session:
                 session.add(Task(title="end"))  # live, after the replay
                 await session.commit()
@@ -123,12 +126,12 @@ async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
         )
         await cape.hub.prune()
         async with AsyncExitStack() as stack:
-            expired = [await stack.enter_async_context(s) for s in resumers(live, "1").values()]
-            unknown = [
-                await stack.enter_async_context(s) for s in resumers(live, str(last + 100)).values()
-            ]
-            current = [
-                await stack.enter_async_context(s) for s in resumers(live, str(last)).values()
+            expired, unknown, current = [
+                [
+                    await stack.enter_async_context(s)
+                    for s in resumers(live, minted(cape, str(at), "alice")).values()
+                ]
+                for at in (1, last + 100, last)
             ]
             async with cape.get_session(alice) as session:
                 session.add(Task(title="live"))

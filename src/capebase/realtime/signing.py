@@ -66,9 +66,10 @@ class ResumeTokens:
         self._key = key
         self.ttl = ttl
 
-    def issue(self, binding: bytes, position: str) -> str:
-        """A token for the stream ``binding`` at ``position`` (``format_token``'s text)."""
-        issued = str(int(time.time()))
+    def issue(self, binding: bytes, position: str, *, issued_at: float | None = None) -> str:
+        """A token for the stream ``binding`` at ``position`` (``format_token``'s text),
+        issued now or at ``issued_at`` (Unix seconds)."""
+        issued = str(int(time.time() if issued_at is None else issued_at))
         return f"{position}.{issued}.{self._sign(binding, position, issued)}"
 
     def verify(self, binding: bytes, raw: str) -> ResumePoint:

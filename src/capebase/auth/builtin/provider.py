@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 
 from ..context import AuthContext
 from .errors import BAD_TOKEN, InvalidTokenError
+from .tickets import TICKET_PARAMETER
 
 if TYPE_CHECKING:
     from .auth import PasswordAuth
@@ -71,9 +72,12 @@ def make_provider(auth: PasswordAuth) -> Callable[..., Awaitable[AuthContext]]:
     async def password_auth_context(
         request: HTTPConnection, token: str | None = Depends(scheme)
     ) -> AuthContext:
-        if token is None:
-            return AuthContext()
         try:
+            if token is None:
+                ticket = request.query_params.get(TICKET_PARAMETER)
+                if ticket is None or not _is_stream(request):
+                    return AuthContext()
+                return await auth.context_for_ticket(ticket)
             return await auth.context_for(token)
         except InvalidTokenError:
             raise _invalid(request) from None

@@ -47,7 +47,7 @@ async def _write(live: LiveServer, token: str, text: str) -> None:
 
 async def _refused(client: SSE | WS) -> Got:
     async with client as got:
-        await got.ended.wait()
+        await wait_until(got.ended.is_set, what="the stream to be refused")
     return got
 
 

@@ -1,10 +1,12 @@
 """Signed resume tokens: only the server issues them, for one stream, for a limited time.
 
 A token is ``<position>.<issued>.<signature>``: the position (``"41~38,39"``, see ``resume``),
-when it was issued (Unix seconds), and an HMAC-SHA256 over both and the stream it came from
-(table, filters, caller). A token that does not verify — forged, edited, for another stream or
-caller, older than ``RealtimeConfig.resume_token_ttl``, or a bare change id — resumes nothing:
-the stream starts with a ``reset`` event instead.
+when it was issued (Unix seconds), and a MAC over both and the stream it came from (table,
+filters, caller): keyed BLAKE2s, a MAC by design and about twice as fast as HMAC-SHA256, which
+matters because every delivered change gets a token of its own. A token that does not
+verify — forged, edited, for another stream or caller, older than
+``RealtimeConfig.resume_token_ttl``, or a bare change id — resumes nothing: the stream starts
+with a ``reset`` event instead.
 
 The key is ``RealtimeConfig.resume_token_secret`` or, by default, a random key the first
 process of an app stores in ``capebase_meta``, so that every process of the app shares it.
@@ -46,8 +48,10 @@ class InvalidResumeToken(Exception):
 
 
 def stream_binding(table: str, ctx: AuthContext, filters: Iterable[tuple[str, str]]) -> bytes:
-    """The digest a stream's tokens are bound to: its table, its filters and its caller."""
-    parts = [DOMAIN, table, "" if ctx.id is None else f"user:{ctx.id}"]
+    """The digest a stream's tokens are bound to: its table, its filters and its caller (id
+    and role: a user whose role changed reloads rather than resumes)."""
+    caller = "" if ctx.id is None else f"user:{ctx.id}"
+    parts = [DOMAIN, table, caller, "" if ctx.role is None else f"role:{ctx.role}"]
     parts.extend(f"{name}={value}" for name, value in sorted(filters))
     return hashlib.sha256("\x00".join(parts).encode()).digest()
 
@@ -99,8 +103,7 @@ class ResumeTokens:
 
     def _sign(self, binding: bytes, position: str, issued: str) -> str:
         message = binding + f"{position}.{issued}".encode()
-        digest = hmac.digest(self._key, message, "sha256")[:SIGNATURE_BYTES]
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return hashlib.blake2s(message, key=self._key, digest_size=SIGNATURE_BYTES).hexdigest()
 
 
 async def load_key(engine: AsyncEngine, secret: str | None) -> bytes:

@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from ...auth.context import AuthContext
 from ..hub import TooManySubscriptionsError
-from ..resume import format_token
 from .common import binding_for, client_key, open_subscription, resume_token
 from .eventstream import EventStreamResponse, event_frame
 from .stream import Stream
@@ -76,9 +75,7 @@ def open_stream(
     if resume is None:
         # A new stream's position, so a client that drops before the first change can
         # still resume from here (EventSource keeps the last ``id:`` it saw).
-        opened_at = cape.hub.tokens.issue(
-            binding, format_token(cape.hub.cursor, cape.hub.unsettled())
-        )
+        opened_at = stream.opening_token()
         data = json.dumps({"event": "ready", "id": opened_at})
         ready = event_frame(data, event="ready", id=opened_at)
     return EventStreamResponse(

@@ -130,6 +130,10 @@ class Stream:
             yield [Unavailable(resume_from)]
         self._quiet_since = asyncio.get_running_loop().time()
 
+    def opening_token(self) -> str:
+        """The token of where live delivery starts (call it right after subscribing)."""
+        return self._cursor.sign(format_token(self.hub.cursor, self.hub.unsettled()))
+
     def _reset(self, reason: str) -> Reset:
         """A reset to send: the client reloads and follows live from where the stream opened."""
         self._cursor.reset()

@@ -53,9 +53,14 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             await websocket.close(code=code, reason=str(exc)[:120])
             return
         stream = Stream(cape.hub, subscriber, resume, binding, cape.realtime_config.heartbeat)
+        # A new stream's position, as SSE's ``ready`` event: a client that drops before its
+        # first change resumes from here (only the server can issue a token).
+        ready = None if resume is not None else stream.opening_token()
         await websocket.accept()
         watcher = watch_disconnect(websocket.receive, subscriber.hang_up, "websocket.disconnect")
         try:
+            if ready is not None:
+                await websocket.send_text(json.dumps({"event": "ready", "id": ready}))
             async with contextlib.aclosing(stream.replay()) as replay:
                 async for replayed in replay:
                     if not await _send(websocket, replayed[0]):

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..auth.context import AuthContext
 from ..db.direct import DirectExecutor
-from ..errors import CapeBaseError
+from ..errors import CapeBaseError, NotStartedError
 from ..observability.observer import observer_for
 from ..policy.registry import Policy
 from .alarms import Alarms
@@ -172,7 +172,7 @@ class Hub:
     def tokens(self) -> ResumeTokens:
         """Issues and verifies this app's resume tokens (once started)."""
         if self._tokens is None:
-            raise CapeBaseError("Realtime hub not started — is CapeBase's lifespan running?")
+            raise NotStartedError("Realtime hub not started — is CapeBase's lifespan running?")
         return self._tokens
 
     async def start(self) -> None:

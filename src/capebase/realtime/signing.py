@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..auth.context import AuthContext
-from ..errors import QueryError
+from ..errors import CapeBaseError, QueryError
 from .changelog import meta
 from .resume import ResumePoint
 
@@ -38,7 +38,7 @@ CLOCK_SKEW = 300
 DOMAIN = "capebase resume token v1"
 
 
-class InvalidResumeToken(Exception):
+class InvalidResumeToken(CapeBaseError):
     """A resume token that this app did not issue for this stream, or too old; ``reason``
     says which, for the ``reset`` event."""
 

@@ -30,6 +30,7 @@ from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
 from .limits import BodySizeLimit, LimitsConfig
 from .observability import wiring as observability
+from .observability.access_log import install_redaction
 from .observability.audit import Audit, retained_config
 from .observability.config import AuditConfig, MetricsConfig
 from .policy import Explanation, Policy
@@ -137,6 +138,7 @@ class CapeBase:
         )
         self._started = False
         install_error_handlers(app, retry_after=self.limits.retry_after)
+        install_redaction()
         if self.limits.max_body_size is not None:
             app.add_middleware(BodySizeLimit, max_body_size=self.limits.max_body_size)
         self._metrics_config = observability.metrics_config(metrics)

@@ -291,6 +291,12 @@ def test_two_users_see_each_other_live_and_pages_resume_after_a_restart(
         _shot(alice, "05-alice-caught-up-filter-mine")
         alice.click("[data-filter=all]")
         _shot(bob, "06-bob-caught-up")
+
+        # Signed-in pages open their streams with single-use tickets, never with the access
+        # token in the URL; the server's access log shows neither.
+        log = demo.output()
+        assert "/todo/subscribe?ticket=[redacted]" in log
+        assert "access_token=" not in log and "ticket=" not in log.replace("ticket=[", "")
     except BaseException:
         print("--- browser console ---\n" + "\n".join(console))
         for name, page in pages.items():

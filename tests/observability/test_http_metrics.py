@@ -230,7 +230,9 @@ async def test_websockets_pass_through(sqlite_url: str) -> None:
         async with ws_connect(f"{live.ws_url}/obs_note/subscribe", proxy=None) as websocket:
             await wait_until(lambda: _cape.hub.subscriber_count == 1, what="the subscription")
             await client.post("/obs_note", json={"title": "over ws"}, headers=who("ann"))
+            ready = json.loads(await asyncio.wait_for(websocket.recv(), 5))
             message = json.loads(await asyncio.wait_for(websocket.recv(), 5))
+        assert ready["event"] == "ready"
         assert message["payload"]["title"] == "over ws"
         after = await scrape(client)
     assert after.value(REQUESTS, route="/obs_note/subscribe") == 0

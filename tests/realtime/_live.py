@@ -23,8 +23,9 @@ from httpx_sse import aconnect_sse
 from sqlalchemy import func, select
 from websockets.asyncio.client import connect as ws_connect
 
-from capebase import CapeBase
+from capebase import AuthContext, CapeBase
 from capebase.realtime.changelog import changes
+from capebase.realtime.signing import stream_binding
 
 TIMEOUT = 5.0
 
@@ -165,8 +166,10 @@ class Recorded:
         elif kind in ("reset", "overflow"):
             self.controls.append(data)
         else:
+            # A WebSocket message carries its stream's own token; the change itself is shared.
+            resume = data.pop("resume", None)
             self.messages.append(data)
-            self.tokens.append(sse_id or data.get("resume") or str(data["id"]))
+            self.tokens.append(sse_id or resume or str(data["id"]))
 
     @property
     def ids(self) -> list[int]:
@@ -292,6 +295,24 @@ def sse(live: LiveServer, headers: Mapping[str, str] | None = None, **params: An
 def ws(live: LiveServer, headers: Mapping[str, str] | None = None, **params: Any) -> WSStream:
     """A WebSocket client of ``/rt_task/subscribe`` as the caller ``headers`` name."""
     return WSStream(live.ws_url, "/rt_task/subscribe", headers, _params(params))
+
+
+def minted(
+    cape: CapeBase,
+    position: str,
+    user: str | None,
+    table: str = "rt_task",
+    filters: Mapping[str, str] | None = None,
+) -> str:
+    """A token the server would have issued at ``position`` to ``user``'s stream of ``table``
+    with ``filters`` (to resume from a chosen point, as a client that was there could)."""
+    binding = stream_binding(table, AuthContext(id=user), list((filters or {}).items()))
+    return cape.hub.tokens.issue(binding, position)
+
+
+def position(token: str) -> str:
+    """The position a signed resume token names (``"41~38"`` of ``"41~38.<issued>.<mac>"``)."""
+    return token.partition(".")[0]
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.realtime._app import Task, make_app, who
-from tests.realtime._live import dispatched, serve, sse, wait_until, ws
+from tests.realtime._live import dispatched, position, serve, sse, wait_until, ws
 
 BATCH = 20
 QUEUE_SIZE = 50  # more than a batch: a subscriber that reads keeps up
@@ -79,11 +79,14 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
             # The slow SSE client reads now: a prefix of the stream, then `overflow`, then the end.
             slow_messages: list[dict[str, Any]] = []
             slow_tokens: list[str] = []
+            opened_at = ""
             controls: list[dict[str, Any]] = []
             async for event in EventSource(slow_sse).aiter_sse():
                 if not event.data:
                     continue
-                if event.event == "overflow":
+                if event.event == "ready":
+                    opened_at = event.id
+                elif event.event == "overflow":
                     controls.append(json.loads(event.data))
                 elif event.event == "message":
                     slow_messages.append(json.loads(event.data))
@@ -92,7 +95,11 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
             ws_messages: list[dict[str, Any]] = []
             try:
                 async for text in slow_ws:
-                    ws_messages.append(json.loads(text))
+                    message = json.loads(text)
+                    if message["event"] == "ready":
+                        continue
+                    message.pop("resume")  # this stream's own token; the change is shared
+                    ws_messages.append(message)
             except ConnectionClosed:
                 pass
             assert slow_ws.close_code == 1013
@@ -103,10 +110,15 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_keep_up(db_url: str) 
         assert len(ws_messages) < total and ws_messages == fast_ws.messages[: len(ws_messages)]
         assert fast_ws.messages == fast_sse.messages
         assert [c["event"] for c in controls] == ["overflow"]
-        assert controls[0]["resume"] == (slow_tokens[-1] if slow_tokens else None)
+        # Where it stopped (tokens name a position and when they were issued).
+        overflow_token = controls[0]["resume"]
+        if slow_tokens:
+            assert position(overflow_token) == position(slow_tokens[-1])
+        else:
+            assert overflow_token is None
 
         # The dropped subscriber resumes where it stopped and misses nothing.
-        resume = controls[0]["resume"] or "0"
+        resume = overflow_token or opened_at
         async with sse(live, {**who("slow-sse", role="admin"), "Last-Event-ID": resume}) as back:
             await wait_until(
                 lambda: len(slow_messages) + len(back.messages) >= total,

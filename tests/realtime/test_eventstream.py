@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -14,7 +15,7 @@ import pytest
 from capebase import AuthContext
 from capebase.realtime.transports.stream import Stream
 from tests.realtime._app import Task, make_app, who
-from tests.realtime._live import LiveServer, serve, wait_until
+from tests.realtime._live import LiveServer, position, serve, wait_until
 
 IDLE = 60.0
 """A heartbeat interval no test waits for: whatever ends a stream here is not a heartbeat."""
@@ -70,17 +71,20 @@ async def test_the_wire_format_is_unchanged(sqlite_url: str) -> None:
         assert b"cache-control: no-store" in head
         assert b"x-accel-buffering: no" in head
         assert b"transfer-encoding: chunked" in head
-        token = str(cape.hub.cursor)
+        token = re.search(rb"id: (\S+)\r\nevent: ready\r\n", received)
+        assert token is not None and position(token[1].decode()) == str(cape.hub.cursor)
         assert (
-            f'id: {token}\r\nevent: ready\r\ndata: {{"event": "ready", "id": "{token}"}}\r\n\r\n'
-        ).encode() in received
+            b"id: %s\r\nevent: ready\r\ndata: {\"event\": \"ready\", \"id\": \"%s\"}\r\n\r\n"
+            % (token[1], token[1])
+        ) in received
         async with cape.get_session(AuthContext(id="alice")) as session:
             session.add(Task(title="wire"))
             await session.commit()
         received = await stream.read_until(b'"wire"')
         frame = received[received.rindex(b"id: ") :]
-        change_id = int(frame[4 : frame.index(b"\r\n")])
-        assert frame.startswith(f'id: {change_id}\r\ndata: {{"id":{change_id},'.encode())
+        token = frame[4 : frame.index(b"\r\n")].decode()
+        change_id = int(position(token))
+        assert frame.startswith(f'id: {token}\r\ndata: {{"id":{change_id},'.encode())
         assert b'"event":"INSERT"' in frame and frame.endswith(b"\r\n\r\n")
         await live.stop()
         assert (await stream.read_to_end()).endswith(b"\r\n0\r\n\r\n")
@@ -155,7 +159,7 @@ async def test_a_backlog_is_handed_over_in_one_batch(sqlite_url: str) -> None:
     async with serve(app):
         subscriber = cape.hub.subscribe(cape.hub.views["rt_task"], AuthContext(id="alice"), [])
         try:
-            stream = Stream(cape.hub, subscriber, None, IDLE)
+            stream = Stream(cape.hub, subscriber, None, b"", IDLE)
             async with contextlib.aclosing(stream.replay()) as replay:
                 assert [batch async for batch in replay] == []
             assert stream.poll() is None  # nothing yet
@@ -165,7 +169,7 @@ async def test_a_backlog_is_handed_over_in_one_batch(sqlite_url: str) -> None:
             await wait_until(lambda: subscriber.queue.qsize() == 3, what="three queued")
             batch = stream.poll()
             assert batch is not None and len(batch) == 3
-            assert [d.token for d in batch] == [str(d.change_id) for d in batch]
+            assert [position(d.token) for d in batch] == [str(d.change_id) for d in batch]
             assert [d.change_id for d in batch] == sorted(d.change_id for d in batch)
             assert stream.poll() is None
         finally:

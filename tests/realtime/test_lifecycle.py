@@ -128,7 +128,8 @@ async def test_idle_streams_get_heartbeats(db_url: str) -> None:
             while [m["event"] for m in received].count("heartbeat") < 3:
                 received.append(json.loads(await websocket.recv()))
     assert comments == 3
-    assert {m["event"] for m in received} == {"heartbeat", "INSERT"}
+    assert received[0]["event"] == "ready"
+    assert {m["event"] for m in received[1:]} == {"heartbeat", "INSERT"}
 
 
 async def test_shutdown_ends_open_streams_cleanly(

@@ -15,6 +15,7 @@ from tests.realtime._live import (
     Recorded,
     Stream,
     dispatched,
+    minted,
     serve,
     sse,
     wait_until,
@@ -77,7 +78,9 @@ async def test_resume_replays_exactly_the_missed_events(db_url: str) -> None:
                 name: await stack.enter_async_context(stream)
                 for name, stream in resumers(live, token).items()
             }
-            from_start = await stack.enter_async_context(sse(live, ALICE, last_event_id="0"))
+            from_start = await stack.enter_async_context(
+                sse(live, ALICE, last_event_id=minted(cape, "0", "alice"))
+            )
             async with cape.get_session(alice) as session:
                 session.add(Task(title="end"))  # live, after the replay
                 await session.commit()
@@ -123,12 +126,12 @@ async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
         )
         await cape.hub.prune()
         async with AsyncExitStack() as stack:
-            expired = [await stack.enter_async_context(s) for s in resumers(live, "1").values()]
-            unknown = [
-                await stack.enter_async_context(s) for s in resumers(live, str(last + 100)).values()
-            ]
-            current = [
-                await stack.enter_async_context(s) for s in resumers(live, str(last)).values()
+            expired, unknown, current = [
+                [
+                    await stack.enter_async_context(s)
+                    for s in resumers(live, minted(cape, str(at), "alice")).values()
+                ]
+                for at in (1, last + 100, last)
             ]
             async with cape.get_session(alice) as session:
                 session.add(Task(title="live"))
@@ -148,19 +151,23 @@ async def test_expired_or_unknown_ids_get_a_reset(db_url: str) -> None:
         assert not got.controls and got.titles() == [("INSERT", "live")]
 
 
-async def test_a_new_sse_stream_says_where_it_starts_so_it_can_resume_before_any_change(
+async def test_a_new_stream_says_where_it_starts_so_it_can_resume_before_any_change(
     sqlite_url: str,
 ) -> None:
-    """A client that drops before its first change still has a position to resume from."""
+    """A client that drops before its first change still has a position to resume from: the
+    ``ready`` event (SSE) or message (WebSocket)."""
     app, cape = make_app(sqlite_url)
     async with serve(app) as live:
-        async with sse(live, who("alice")) as first:
-            await wait_until(lambda: bool(first.ready), what="the ready event")
-        token = first.ready[0]["id"]
-        async with cape.get_privileged_session() as session:
-            session.add(Task(title="while away", owner_id="alice"))
-            await session.commit()
-        async with sse(live, {**who("alice"), "Last-Event-ID": token}) as resumed:
-            await resumed.wait_for_title("while away")
-    assert resumed.titles() == [("INSERT", "while away")]
-    assert not resumed.ready  # a resumed stream continues; it does not announce a new start
+        for opened in (sse, ws):
+            async with opened(live, who("alice")) as first:
+                await wait_until(lambda f=first: bool(f.ready), what="the ready event")
+            token = first.ready[0]["id"]
+            async with cape.get_privileged_session() as session:
+                session.add(Task(title=f"while away {opened.__name__}", owner_id="alice"))
+                await session.commit()
+            for resume in (sse, ws):
+                async with resume(live, {**who("alice"), "Last-Event-ID": token}) as resumed:
+                    await resumed.wait_for_title(f"while away {opened.__name__}")
+                assert resumed.titles() == [("INSERT", f"while away {opened.__name__}")]
+                assert not resumed.ready  # a resumed stream continues; it announces no start
+                assert not resumed.controls

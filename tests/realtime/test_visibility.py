@@ -14,7 +14,7 @@ from sqlalchemy import delete, update
 
 from capebase import AuthContext, CapeBase
 from tests.realtime._app import Task, make_app, who
-from tests.realtime._live import Recorded, dispatched, serve, sse, ws
+from tests.realtime._live import Recorded, dispatched, position, serve, sse, ws
 
 SUBSCRIBERS: dict[str, dict[str, str]] = {
     "alice": who("alice"),  # owner rule: found through the index (owner pin)
@@ -125,7 +125,7 @@ async def test_each_subscriber_gets_exactly_what_its_rules_allow(db_url: str) ->
     updated = got["admin"][0].messages[3]
     assert (updated["old"]["level"], updated["payload"]["level"]) == (5, 2)
     assert got["admin"][0].ids == sorted(got["admin"][0].ids)
-    assert got["admin"][0].tokens == [str(i) for i in got["admin"][0].ids]
+    assert [position(t) for t in got["admin"][0].tokens] == [str(i) for i in got["admin"][0].ids]
 
 
 async def test_stream_filters_narrow_the_view(db_url: str) -> None:
@@ -191,7 +191,6 @@ async def test_stream_filters_narrow_the_view(db_url: str) -> None:
         ({"title__like": "x"}, 400),  # operator not available on streams
         ({"is_complete__bogus": "1"}, 400),  # unknown operator
         ({"id": "abc"}, 422),  # a value that does not parse
-        ({"last_event_id": "abc"}, 422),  # a resume token that does not parse
     ],
 )
 async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], status: int) -> None:

@@ -105,13 +105,12 @@ class StreamClient:
                 self.token = str(data["id"])
                 return
             self.controls.append(data)
-            if kind == "reset":
-                self.token = str(data["id"])
-            elif data.get("resume"):
+            if data.get("resume"):  # reset, overflow, unavailable
                 self.token = str(data["resume"])
             return
+        resume = data.pop("resume", None)  # this stream's own token; the change is shared
         self.messages.append(data)
-        self.token = sse_id or data.get("resume") or str(data["id"])
+        self.token = sse_id or resume or str(data["id"])
 
     async def _run(self) -> None:
         try:

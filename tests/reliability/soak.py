@@ -243,7 +243,7 @@ def make_subscriptions(
         org = rng.choice(ORGS) if rng.random() < 0.3 and not slow else None
         client = StreamClient(
             servers[n % len(servers)].url, f"{PATH}/subscribe", "sse" if n % 2 else "ws",
-            headers, {"org": org} if org else {}, token="0",
+            headers, {"org": org} if org else {},
             # A quarter of them read slowly, through a small receive buffer: they fall behind,
             # overflow, and resume.
             delay=1.0 if slow else 0.0,

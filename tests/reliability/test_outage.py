@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from capebase import LimitsConfig
 from capebase.realtime.hub import Hub
+from capebase.realtime.signing import stream_binding
 from capebase.realtime.subscribers import Subscriber
 from tests.realtime._live import serve
 
@@ -111,18 +112,18 @@ async def test_a_replay_cut_by_the_database_ends_the_stream_with_its_token(
     app, cape = make_app(sqlite_url)
     async with serve(app) as live:
         monkeypatch.setattr(Hub, "replay", failing_replay)
+        binding = stream_binding(PATH.lstrip("/"), context_of(ADMIN), [])
+        token = cape.hub.tokens.issue(binding, "7~3,5")
         for transport in ("sse", "ws"):
-            stream = StreamClient(live.url, f"{PATH}/subscribe", transport, ADMIN, token="7~3,5")
+            stream = StreamClient(live.url, f"{PATH}/subscribe", transport, ADMIN, token=token)
             await stream.connect()
             await stream.ended()
-            assert stream.controls == [
-                {
-                    "event": "unavailable",
-                    "resume": "7~3,5",
-                    "reason": "database unavailable; reconnect to resume",
-                }
-            ]
-            assert stream.token == "7~3,5"
+            assert [c["event"] for c in stream.controls] == ["unavailable"]
+            unavailable = stream.controls[0]
+            assert unavailable["reason"] == "database unavailable; reconnect to resume"
+            # The same position, in a token issued now.
+            assert unavailable["resume"].partition(".")[0] == "7~3,5"
+            assert stream.token == unavailable["resume"]
             if transport == "ws":
                 assert stream.close_code == 1013
         await wait_until(lambda: cape.hub.subscriber_count == 0, what="the streams to close")
@@ -160,11 +161,10 @@ async def test_a_postgresql_restart_fails_fast_recovers_and_loses_no_event(
         httpx.AsyncClient(base_url=live.url, timeout=httpx.Timeout(15)) as client,
     ):
         subscribers = {
-            "admin-sse": StreamClient(live.url, f"{PATH}/subscribe", "sse", ADMIN, token="0"),
-            "admin-ws": StreamClient(live.url, f"{PATH}/subscribe", "ws", ADMIN, token="0"),
-            "alice-sse": StreamClient(live.url, f"{PATH}/subscribe", "sse", ALICE, token="0"),
-            "bob-ws": StreamClient(live.url, f"{PATH}/subscribe", "ws", who("bob", orgs="red"),
-                                   token="0"),
+            "admin-sse": StreamClient(live.url, f"{PATH}/subscribe", "sse", ADMIN),
+            "admin-ws": StreamClient(live.url, f"{PATH}/subscribe", "ws", ADMIN),
+            "alice-sse": StreamClient(live.url, f"{PATH}/subscribe", "sse", ALICE),
+            "bob-ws": StreamClient(live.url, f"{PATH}/subscribe", "ws", who("bob", orgs="red")),
         }
         for stream in subscribers.values():
             await stream.connect()

@@ -413,10 +413,13 @@ function renderTodo(todo, isMine) {
 
 // -- the live stream -----------------------------------------------------------------------------
 
-// Follows GET /todo/subscribe. The browser's EventSource reconnects by itself after a dropped
+// Follows GET /todo/subscribe. A signed-in page opens it with a single-use ticket from
+// POST /auth/stream-ticket (?ticket=), so that its access token never goes into a URL, where
+// logs would keep it. An anonymous page's EventSource reconnects by itself after a dropped
 // connection and sends the last event id back (Last-Event-ID), so the server replays what was
-// missed. When it gives up (an error answer, e.g. 401 for an expired token) or the server ends
-// the stream on purpose, a new EventSource resumes from the same id with ?last_event_id=.
+// missed. A ticket works once, so a signed-in page reconnects with a new EventSource and a new
+// ticket, resuming from the same id with ?last_event_id=; so does any page when the browser
+// gives up (an error answer) or the server ends the stream on purpose.
 const stream = {
   source: null,
   lastEventId: "", // the resume token of the last change applied
@@ -426,6 +429,7 @@ const stream = {
   retryTimer: null,
   retries: 0,
   refused: false, // the last attempt was answered with an error: refresh the token first
+  ticketed: false, // opened with a ticket, which the browser's own retry cannot reuse
   generation: 0, // bumped by close(): an open() that awaited meanwhile gives up
 
   setState(name, detail = "") {
@@ -447,19 +451,20 @@ const stream = {
     this.close();
     const generation = this.generation;
     if (!quiet) this.setState(this.hasBeenLive ? "reconnecting" : "connecting");
-    let token = null;
+    let ticket = null;
     try {
       if (this.refused && state.session) await refreshTokens();
       this.refused = false;
-      token = await freshAccessToken();
+      if (state.session) ticket = (await api("POST", "/auth/stream-ticket")).ticket;
     } catch (error) {
       // A refused refresh token ended the sign-in (and restarted the stream as anonymous).
-      if (error.status !== 401 && generation === this.generation) this.retryLater();
+      if ((error.status !== 401 || state.session) && generation === this.generation) this.retryLater();
       return;
     }
     if (generation !== this.generation) return;
+    this.ticketed = ticket !== null;
     const params = new URLSearchParams();
-    if (token) params.set("access_token", token);
+    if (ticket) params.set("ticket", ticket);
     if (this.lastEventId) params.set("last_event_id", this.lastEventId);
     const query = params.toString();
     const source = new EventSource(`/todo/subscribe${query ? "?" + query : ""}`);
@@ -529,6 +534,10 @@ const stream = {
   failed(source) {
     if (source !== this.source) return;
     if (!this.lastEventId) this.needsList = true; // nothing to resume from: reload on open
+    if (source.readyState === EventSource.CONNECTING && this.ticketed) {
+      // The browser would retry with the used ticket: reconnect with a new one instead.
+      return this.retryLater();
+    }
     if (source.readyState === EventSource.CONNECTING) {
       // The browser retries by itself and sends Last-Event-ID.
       this.setState(this.hasBeenLive ? "reconnecting" : "connecting");

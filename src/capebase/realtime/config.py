@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..errors import ConfigurationError
@@ -34,6 +34,12 @@ class RealtimeConfig:
             its first write and its commit (handlers never do).
         broker_channel: the broker channel (Redis) or NOTIFY channel (PostgreSQL) to use.
         shutdown_grace: seconds shutdown waits for handlers of already-committed changes.
+        resume_token_ttl: seconds a resume token (an event's ``id:``) stays valid; a client
+            that comes back later gets ``reset`` and reloads.
+        resume_token_secret: the key resume tokens are signed with. ``None`` (the default):
+            a random key generated once and stored in ``capebase_meta``, shared by every
+            process of the app. Set it to sign with a secret of your own (several apps on one
+            database that must accept each other's tokens).
     """
 
     capture: bool = True
@@ -49,6 +55,8 @@ class RealtimeConfig:
     late_commit_window: float = 30.0
     broker_channel: str = "capebase_changes"
     shutdown_grace: float = 5.0
+    resume_token_ttl: float = 3600.0
+    resume_token_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in (
@@ -66,10 +74,16 @@ class RealtimeConfig:
             "handler_timeout",
             "late_commit_window",
             "shutdown_grace",
+            "resume_token_ttl",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"RealtimeConfig.{name} must be positive (seconds)")
         if not self.broker_channel.replace("_", "").isalnum():
             raise ConfigurationError("RealtimeConfig.broker_channel must be letters, digits and _")
+        if self.resume_token_secret is not None and len(self.resume_token_secret) < 16:
+            raise ConfigurationError(
+                "RealtimeConfig.resume_token_secret must have at least 16 characters "
+                "(or leave it None for a generated key)"
+            )
         if self.retention <= timedelta(0):
             raise ConfigurationError("RealtimeConfig.retention must be a positive timedelta")

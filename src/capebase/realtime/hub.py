@@ -7,7 +7,8 @@ message. Handlers run in ``HandlerRunner``.
 
 Change ids are handed out before commit, so a later id can commit first. Ids the dispatcher
 skipped are watched as "holes" for ``late_commit_window`` seconds and delivered if they appear;
-resume tokens name the holes a client has not seen, so resuming elsewhere skips nothing.
+resume tokens name the holes a client has not seen, so resuming elsewhere skips nothing. Only
+the dispatcher adds holes: a token's holes are read for its own stream, never watched for all.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..auth.context import AuthContext
 from ..db.direct import DirectExecutor
-from ..errors import CapeBaseError
+from ..errors import CapeBaseError, NotStartedError
 from ..observability.observer import observer_for
 from ..policy.registry import Policy
 from .alarms import Alarms
@@ -38,6 +39,7 @@ from .index import SubscriberIndex, pins_for
 from .resume import ResumePoint
 from .retention import prune, pruned_through
 from .server_exit import on_server_exit
+from .signing import ResumeTokens, load_key
 from .subscribers import StreamFilter, Subscriber
 from .views import Message, ModelView
 from .visibility import ASK_DATABASE, Executes, Visibility
@@ -60,13 +62,15 @@ class TooManySubscriptionsError(CapeBaseError):
 
 
 class Reset:
-    """A resume point the log no longer covers: the client must reload, then follow live."""
+    """A resume point the log no longer covers, or a token that resumes nothing: the client
+    must reload, then follow live from ``token`` (the stream's position, ``id``)."""
 
-    __slots__ = ("id", "reason")
+    __slots__ = ("id", "reason", "token")
 
-    def __init__(self, id: int, reason: str) -> None:
+    def __init__(self, id: int, reason: str, token: str = "") -> None:
         self.id = id
         self.reason = reason
+        self.token = token
 
 
 class _OnDemandConnection:
@@ -124,6 +128,7 @@ class Hub:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self._tokens: ResumeTokens | None = None
         self._log_after = (
             select(changes)
             .where(changes.c.id > bindparam("after", type_=changes.c.id.type))
@@ -163,8 +168,17 @@ class Hub:
         for subscriber in index or ():
             subscriber.close()
 
+    @property
+    def tokens(self) -> ResumeTokens:
+        """Issues and verifies this app's resume tokens (once started)."""
+        if self._tokens is None:
+            raise NotStartedError("Realtime hub not started — is CapeBase's lifespan running?")
+        return self._tokens
+
     async def start(self) -> None:
         """Start following the log from its end, and handle what earlier runs left pending."""
+        key = await load_key(self.engine, self.config.resume_token_secret)
+        self._tokens = ResumeTokens(key, self.config.resume_token_ttl)
         async with self.engine.connect() as connection:
             self.cursor = (await connection.execute(select(func.max(changes.c.id)))).scalar() or 0
             # Transactions that took their ids before we started may still commit: watch the
@@ -359,17 +373,14 @@ class Hub:
                         .order_by(changes.c.id)
                     )
                 ).mappings()
-                found = set()
                 for row in late:
                     record = ChangeRecord.from_row(row)
-                    found.add(record.id)
                     item = await self._message_for(subscriber, record, connection)
                     if item is not None:
                         yield item
-                # Still not committed: watch them here too, so a late commit reaches this stream.
-                seen_at = time.monotonic()
-                for hole in set(point.holes) - found:
-                    self._holes.setdefault(hole, seen_at)
+                # Holes still not committed are not watched for everyone: one this dispatcher
+                # has not reached yet, or still watches, reaches the stream live when it
+                # commits; any other was given up on (late_commit_window) or already sent.
             position = last_id
             while position < upto:
                 rows = (

@@ -13,7 +13,7 @@ from ..errors import QueryError
 from .views import ModelView
 
 STREAM_OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull")
-NOT_FILTERS = frozenset({"last_event_id", "access_token"})
+NOT_FILTERS = frozenset({"last_event_id", "access_token", "ticket"})
 """Query parameters of a stream that are not filters."""
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,

@@ -25,6 +25,7 @@ from .models import User, utc_now
 from .passwords import Passwords
 from .schemas import MAX_PASSWORD_LENGTH, TokenResponse, normalize_email, normalize_username
 from .store import IssuedRefresh, TokenReuseError, UserStore
+from .tickets import StreamTicketResponse, StreamTickets
 from .tokens import Keyring
 
 if TYPE_CHECKING:
@@ -42,8 +43,9 @@ class PasswordAuth:
 
     Routes (under ``prefix``, default ``/auth``): ``POST /signup`` (JSON), ``POST /token``
     (OAuth2 password form: the /docs "Authorize" button works), ``POST /refresh``,
-    ``POST /logout`` and ``GET /me``. Requests authenticate with ``Authorization: Bearer``;
-    streams (SSE, WebSocket) may instead pass ``?access_token=`` or an ``access_token`` cookie.
+    ``POST /logout``, ``GET /me`` and ``POST /stream-ticket``. Requests authenticate with
+    ``Authorization: Bearer``; streams (SSE, WebSocket) may instead pass a single-use
+    ``?ticket=`` from ``/stream-ticket``, ``?access_token=`` or an ``access_token`` cookie.
 
     Args:
         config: the settings; or pass them as keyword arguments (see ``PasswordAuthConfig``).
@@ -73,6 +75,7 @@ class PasswordAuth:
         self.passwords = Passwords(self.config.password_hash or PasswordHash.recommended())
         self._cape: CapeBase | None = None
         self._store: UserStore | None = None
+        self._tickets: StreamTickets | None = None
 
         from .provider import make_provider, token_sources
         from .routes import build_router
@@ -96,6 +99,7 @@ class PasswordAuth:
             raise ConfigurationError("This PasswordAuth is already used by another CapeBase")
         self._cape = cape
         self._store = UserStore(cape.engine)
+        self._tickets = StreamTickets(cape.engine)
         install_auth_error_handlers(cape.app)
         cape.app.include_router(self.router)
 
@@ -278,6 +282,39 @@ class PasswordAuth:
         if found is None or not found[0]:
             raise InvalidTokenError()
         return AuthContext(id=claims.user_id, role=found[1], expires_at=claims.expires_at)
+
+    async def stream_ticket(self, access_token: str) -> StreamTicketResponse:
+        """A single-use ticket that opens one stream as ``access_token``'s user.
+
+        Raises:
+            InvalidTokenError: bad, expired or revoked token, or a disabled user.
+        """
+        claims = self.keyring.verify(access_token)
+        await self.context_for(access_token)
+        tickets = self._attached_tickets()
+        ticket = await tickets.issue(claims.user_id, claims.session_id, claims.expires_at)
+        return StreamTicketResponse(
+            ticket=ticket, expires_in=int(tickets.lifetime.total_seconds())
+        )
+
+    async def context_for_ticket(self, ticket: str) -> AuthContext:
+        """The AuthContext of a stream ticket, which is used up.
+
+        Raises:
+            InvalidTokenError: unknown, used or expired ticket, or its sign-in has ended.
+        """
+        redeemed = await self._attached_tickets().redeem(ticket)
+        if redeemed is None:
+            raise InvalidTokenError()
+        found = await self.store.session_user(redeemed.user_id, redeemed.session_id)
+        if found is None or not found[0] or redeemed.token_expires_at <= utc_now():
+            raise InvalidTokenError()
+        return AuthContext(id=redeemed.user_id, role=found[1], expires_at=redeemed.token_expires_at)
+
+    def _attached_tickets(self) -> StreamTickets:
+        if self._tickets is None:
+            raise _not_attached()
+        return self._tickets
 
     def _refresh_expiry(self, now: datetime) -> datetime:
         return now + self.config.refresh_token_lifetime

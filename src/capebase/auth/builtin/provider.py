@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from ..context import AuthContext
 from ..provider import is_stream_route
 from .errors import BAD_TOKEN, InvalidTokenError
+from .tickets import TICKET_PARAMETER
 
 if TYPE_CHECKING:
     from .auth import PasswordAuth
@@ -74,9 +75,12 @@ def make_provider(auth: PasswordAuth) -> Callable[..., Awaitable[AuthContext]]:
     async def password_auth_context(
         request: HTTPConnection, token: str | None = Depends(scheme)
     ) -> AuthContext:
-        if token is None:
-            return AuthContext()
         try:
+            if token is None:
+                ticket = request.query_params.get(TICKET_PARAMETER)
+                if ticket is None or not is_stream_route(request):
+                    return AuthContext()
+                return await auth.context_for_ticket(ticket)
             return await auth.context_for(token)
         except InvalidTokenError:
             raise _invalid(request) from None

@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from ..context import AuthContext
 from .errors import AccountExistsError, AuthenticationRequiredError, LockedOutError
 from .schemas import LogoutRequest, RefreshRequest, SignupRequest, TokenResponse, UserRead
+from .tickets import StreamTicketResponse
 
 if TYPE_CHECKING:
     from .auth import PasswordAuth
@@ -78,6 +79,17 @@ def build_router(auth: PasswordAuth) -> APIRouter:
     ) -> None:
         """Revoke a refresh token (or the bearer token's sign-in) and end the user's streams."""
         await auth.sign_out(body.refresh_token if body else None, access_token)
+
+    @router.post("/stream-ticket", responses=_ERRORS)
+    async def stream_ticket(
+        response: Response, access_token: str | None = Depends(auth.token_sources)
+    ) -> StreamTicketResponse:
+        """A single-use ticket for one stream (``?ticket=``), valid for 30 seconds: keeps the
+        access token out of stream URLs and the logs that record them."""
+        if access_token is None:
+            raise AuthenticationRequiredError()
+        response.headers.update(_NO_STORE)
+        return await auth.stream_ticket(access_token)
 
     @router.get("/me", responses=_ERRORS)
     async def me(ctx: AuthContext = Depends(auth.provider)) -> UserRead:

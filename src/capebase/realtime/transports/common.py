@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 
 from ...auth.context import AuthContext
 from ...limits import check_filter_count
-from ..resume import ResumePoint
+from ..signing import stream_binding
 from ..subscribers import NOT_FILTERS, Subscriber, parse_stream_filters
 
 if TYPE_CHECKING:
@@ -38,16 +38,19 @@ class Unavailable:
     token: str
 
 
-def resume_point(header: str | None, query: Mapping[str, str]) -> ResumePoint | None:
-    """Where to resume, from ``Last-Event-ID`` or ``?last_event_id=`` (``None``: live only).
+def resume_token(header: str | None, query: Mapping[str, str]) -> str | None:
+    """The resume token of ``Last-Event-ID`` or ``?last_event_id=`` (``None``: live only).
 
-    Raises:
-        QueryError: 422 when the token is malformed.
+    The stream verifies it: a token it did not issue resumes nothing (``reset``).
     """
     raw = header if header not in (None, "") else query.get("last_event_id")
-    if raw is None or raw == "":
-        return None
-    return ResumePoint.parse(raw)
+    return None if raw is None or raw == "" else raw
+
+
+def binding_for(published: PublishedModel, ctx: AuthContext, query: Any) -> bytes:
+    """What the stream's resume tokens are bound to: its table, filters and caller."""
+    filters = [(k, v) for k, v in query.multi_items() if k not in NOT_FILTERS]
+    return stream_binding(published.table.name, ctx, filters)
 
 
 def client_key(ctx: AuthContext, connection: HTTPConnection) -> str:

@@ -98,8 +98,10 @@ class EventStreamResponse(Response):
         if item is EXPIRED:
             return EXPIRED_FRAME
         if isinstance(item, Reset):
-            data = json.dumps({"event": "reset", "id": item.id, "reason": item.reason})
-            return event_frame(data, event="reset", id=str(item.id))
+            data = json.dumps(
+                {"event": "reset", "id": item.id, "resume": item.token, "reason": item.reason}
+            )
+            return event_frame(data, event="reset", id=item.token)
         if isinstance(item, Unavailable):
             data = json.dumps(
                 {

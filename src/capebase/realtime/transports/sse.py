@@ -12,8 +12,7 @@ from starlette.routing import Route
 from ...auth.context import AuthContext
 from ...auth.provider import mark_stream_route
 from ..hub import TooManySubscriptionsError
-from ..resume import format_token
-from .common import client_key, open_subscription, resume_point
+from .common import binding_for, client_key, open_subscription, resume_token
 from .eventstream import EventStreamResponse, event_frame
 from .stream import Stream
 
@@ -65,7 +64,7 @@ def open_stream(
     last_event_id: str | None,
 ) -> Response:
     """The event stream of ``ctx``'s view of ``published``, or 429 beyond the limits."""
-    resume = resume_point(last_event_id, request.query_params)
+    resume = resume_token(last_event_id, request.query_params)
     try:
         subscriber = open_subscription(
             cape, published, ctx, request.query_params, client=client_key(ctx, request)
@@ -73,14 +72,16 @@ def open_stream(
     except TooManySubscriptionsError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=429)
     ready = ""
+    binding = binding_for(published, ctx, request.query_params)
+    stream = Stream(cape.hub, subscriber, resume, binding, cape.realtime_config.heartbeat)
     if resume is None:
         # A new stream's position, so a client that drops before the first change can
         # still resume from here (EventSource keeps the last ``id:`` it saw).
-        opened_at = format_token(cape.hub.cursor, cape.hub.unsettled())
+        opened_at = stream.opening_token()
         data = json.dumps({"event": "ready", "id": opened_at})
         ready = event_frame(data, event="ready", id=opened_at)
     return EventStreamResponse(
-        Stream(cape.hub, subscriber, resume, cape.realtime_config.heartbeat),
+        stream,
         first=ready,
         retry_ms=cape.limits.retry_after * 1000,
     )

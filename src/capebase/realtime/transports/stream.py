@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ...db.failures import classify
 from ..hub import Reset
 from ..resume import ResumePoint, format_token
+from ..signing import InvalidResumeToken
 from ..subscribers import CLOSE, Subscriber
 from .common import EXPIRED, HEARTBEAT, Delivery, Overflowed, Unavailable
 
@@ -39,6 +40,9 @@ class Stream:
             else:
                 write(batch)
 
+    ``resume`` is the client's token: one this app issued for this stream (``binding``) within
+    ``resume_token_ttl`` resumes; any other gets a ``Reset`` and the stream follows live.
+
     Items are ``Delivery``, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed``, ``EXPIRED``
     (the context's ``expires_at`` passed, or the hub disconnected the user) or
     ``Unavailable`` (the database failed during the replay). A live batch is everything
@@ -55,7 +59,9 @@ class Stream:
         "_cursor",
         "_expiry",
         "_heartbeat",
+        "_opened_at",
         "_quiet_since",
+        "_rejected",
         "ended",
         "hub",
         "point",
@@ -63,13 +69,27 @@ class Stream:
     )
 
     def __init__(
-        self, hub: Hub, subscriber: Subscriber, point: ResumePoint | None, heartbeat: float
+        self,
+        hub: Hub,
+        subscriber: Subscriber,
+        resume: str | None,
+        binding: bytes,
+        heartbeat: float,
     ) -> None:
         self.hub = hub
         self.subscriber = subscriber
-        self.point = point
+        self.point: ResumePoint | None = None
+        self._rejected: str | None = None
+        self._opened_at: str | None = None
+        if resume is not None:
+            # Where live delivery starts, taken right after subscribing: a reset resumes here.
+            self._opened_at = format_token(hub.cursor, hub.unsettled())
+            try:
+                self.point = hub.tokens.verify(binding, resume)
+            except InvalidResumeToken as exc:
+                self._rejected = exc.reason
         self.ended = False
-        self._cursor = _Cursor(hub, point)
+        self._cursor = _Cursor(hub, binding, self.point)
         self._heartbeat = heartbeat
         self._alarm_at = 0.0  # when the pending wake-up rings; re-armed only once it has rung
         loop_time = asyncio.get_running_loop().time()
@@ -82,9 +102,12 @@ class Stream:
     async def replay(self) -> AsyncGenerator[list[Any], None]:
         """What the client missed since its resume point, one item per batch (if any)."""
         point, subscriber, cursor = self.point, self.subscriber, self._cursor
+        if self._rejected is not None:
+            yield [self._reset(f"{self._rejected}; reload and follow live")]
+            return
         if point is None:
             return
-        resume_from = format_token(point.last_id, point.holes)
+        resume_from = cursor.sign(format_token(point.last_id, point.holes))
         try:
             replay = _in_own_task(self.hub.replay(subscriber, point))
             async with contextlib.aclosing(replay):
@@ -93,8 +116,7 @@ class Stream:
                         self.ended = True
                         return
                     if isinstance(item, Reset):
-                        yield [item]
-                        cursor.reset()
+                        yield [self._reset(item.reason)]
                         break
                     delivery = cursor.replayed(*item)
                     resume_from = delivery.token
@@ -107,6 +129,16 @@ class Stream:
             self.ended = True
             yield [Unavailable(resume_from)]
         self._quiet_since = asyncio.get_running_loop().time()
+
+    def opening_token(self) -> str:
+        """The token of where live delivery starts (call it right after subscribing)."""
+        return self._cursor.sign(format_token(self.hub.cursor, self.hub.unsettled()))
+
+    def _reset(self, reason: str) -> Reset:
+        """A reset to send: the client reloads and follows live from where the stream opened."""
+        self._cursor.reset()
+        opened_at = self._opened_at or "0"
+        return Reset(int(opened_at.partition("~")[0]), reason, self._cursor.sign(opened_at))
 
     def poll(self) -> list[Any] | None:
         """The next batch (maybe empty), or ``None`` when nothing is due yet: then
@@ -156,10 +188,11 @@ class Stream:
 class _Cursor:
     """What the client has: the highest id it got, the replayed ids, and resume tokens."""
 
-    __slots__ = ("had_not", "had_upto", "highest", "hub", "replayed_ids")
+    __slots__ = ("binding", "had_not", "had_upto", "highest", "hub", "replayed_ids")
 
-    def __init__(self, hub: Hub, point: ResumePoint | None) -> None:
+    def __init__(self, hub: Hub, binding: bytes, point: ResumePoint | None) -> None:
         self.hub = hub
+        self.binding = binding
         self.highest = point.last_id if point else None
         # Empty tuples until needed: most streams never resume, and an empty set is 216 bytes.
         self.replayed_ids: set[int] | tuple[()] = ()
@@ -189,7 +222,7 @@ class _Cursor:
             return None  # a late commit the replay already sent, or one the client had
         self._advance(change_id)
         if not self.hub.has_holes and not self.replayed_ids:
-            return Delivery(change_id, text, str(self.highest))
+            return Delivery(change_id, text, self.sign(str(self.highest)))
         return Delivery(change_id, text, self.token())
 
     def _advance(self, change_id: int) -> None:
@@ -206,7 +239,11 @@ class _Cursor:
             for h in self.hub.unsettled()
             if (h > self.had_upto or h in self.had_not) and h not in self.replayed_ids
         )
-        return format_token(self.highest, unsettled)
+        return self.sign(format_token(self.highest, unsettled))
+
+    def sign(self, position: str) -> str:
+        """The signed token of ``position`` for this stream."""
+        return self.hub.tokens.issue(self.binding, position)
 
 
 async def _in_own_task(items: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:

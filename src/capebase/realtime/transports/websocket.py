@@ -17,9 +17,10 @@ from .common import (
     Delivery,
     Overflowed,
     Unavailable,
+    binding_for,
     client_key,
     open_subscription,
-    resume_point,
+    resume_token,
 )
 from .disconnect import stop_watching, watch_disconnect
 from .stream import Stream
@@ -39,10 +40,11 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
         websocket: WebSocket, ctx: AuthContext = Depends(cape.auth_dependency)
     ) -> None:
         try:
-            resume = resume_point(websocket.headers.get("last-event-id"), websocket.query_params)
+            resume = resume_token(websocket.headers.get("last-event-id"), websocket.query_params)
             subscriber = open_subscription(
                 cape, published, ctx, websocket.query_params, client=client_key(ctx, websocket)
             )
+            binding = binding_for(published, ctx, websocket.query_params)
         except (QueryError, TooManySubscriptionsError) as exc:
             # Accept first: a close before accept is an HTTP 403 to the client, which shows
             # neither the close code nor the reason (browsers hide the status too).
@@ -50,10 +52,15 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             await websocket.accept()
             await websocket.close(code=code, reason=str(exc)[:120])
             return
+        stream = Stream(cape.hub, subscriber, resume, binding, cape.realtime_config.heartbeat)
+        # A new stream's position, as SSE's ``ready`` event: a client that drops before its
+        # first change resumes from here (only the server can issue a token).
+        ready = None if resume is not None else stream.opening_token()
         await websocket.accept()
         watcher = watch_disconnect(websocket.receive, subscriber.hang_up, "websocket.disconnect")
-        stream = Stream(cape.hub, subscriber, resume, cape.realtime_config.heartbeat)
         try:
+            if ready is not None:
+                await websocket.send_text(json.dumps({"event": "ready", "id": ready}))
             async with contextlib.aclosing(stream.replay()) as replay:
                 async for replayed in replay:
                     if not await _send(websocket, replayed[0]):
@@ -86,7 +93,9 @@ async def _send(websocket: WebSocket, item: Any) -> bool:
         return False
     elif isinstance(item, Reset):
         await websocket.send_text(
-            json.dumps({"event": "reset", "id": item.id, "reason": item.reason})
+            json.dumps(
+                {"event": "reset", "id": item.id, "resume": item.token, "reason": item.reason}
+            )
         )
     elif isinstance(item, Unavailable):
         await websocket.send_text(
@@ -109,7 +118,5 @@ async def _send(websocket: WebSocket, item: Any) -> bool:
 
 
 def _with_resume(item: Delivery) -> str:
-    """The shared JSON text, plus ``"resume"`` when the token says more than the id does."""
-    if item.token == str(item.change_id):
-        return item.text
+    """The shared JSON text, plus ``"resume"``: the signed token to resume after it."""
     return f'{item.text[:-1]},"resume":"{item.token}"}}'

@@ -307,9 +307,9 @@ class PasswordAuth:
         if redeemed is None:
             raise InvalidTokenError()
         found = await self.store.session_user(redeemed.user_id, redeemed.session_id)
-        if found is None or not found[0] or redeemed.token_expires_at <= utc_now():
+        if found is None or not found[0] or redeemed.access_expires_at <= utc_now():
             raise InvalidTokenError()
-        return AuthContext(id=redeemed.user_id, role=found[1], expires_at=redeemed.token_expires_at)
+        return AuthContext(id=redeemed.user_id, role=found[1], expires_at=redeemed.access_expires_at)
 
     def _attached_tickets(self) -> StreamTickets:
         if self._tickets is None:

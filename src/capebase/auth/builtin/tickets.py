@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import Column, DateTime, String, Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ...observability.secret_fields import SECRET
 from .models import as_utc, metadata, utc_now
 
 TICKET_PARAMETER = "ticket"
@@ -32,10 +33,10 @@ TICKET_LIFETIME = timedelta(seconds=30)
 stream_tickets = Table(
     "capebase_stream_tickets",
     metadata,
-    Column("ticket_hash", String(64), primary_key=True),
+    Column("ticket_hash", String(64), primary_key=True, info={SECRET: True}),
     Column("user_id", String(36), nullable=False),
     Column("session_id", String(36), nullable=False),
-    Column("token_expires_at", DateTime(timezone=True), nullable=False),
+    Column("access_expires_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
@@ -54,7 +55,7 @@ class Redeemed:
 
     user_id: str
     session_id: str
-    token_expires_at: datetime
+    access_expires_at: datetime
 
 
 class StreamTickets:
@@ -64,7 +65,7 @@ class StreamTickets:
         self.engine = engine
         self.lifetime = lifetime
 
-    async def issue(self, user_id: str, session_id: str, token_expires_at: datetime) -> str:
+    async def issue(self, user_id: str, session_id: str, access_expires_at: datetime) -> str:
         """A new ticket for sign-in ``session_id`` of ``user_id`` (shown to the client once)."""
         ticket = secrets.token_urlsafe(32)
         now = utc_now()
@@ -78,7 +79,7 @@ class StreamTickets:
                     ticket_hash=_digest(ticket),
                     user_id=user_id,
                     session_id=session_id,
-                    token_expires_at=token_expires_at,
+                    access_expires_at=access_expires_at,
                     expires_at=now + self.lifetime,
                 )
             )
@@ -101,7 +102,7 @@ class StreamTickets:
             )
         if result.rowcount != 1 or as_utc(row.expires_at) <= utc_now():
             return None
-        return Redeemed(row.user_id, row.session_id, as_utc(row.token_expires_at))
+        return Redeemed(row.user_id, row.session_id, as_utc(row.access_expires_at))
 
 
 def _digest(ticket: str) -> str:

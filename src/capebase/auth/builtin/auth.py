@@ -309,7 +309,8 @@ class PasswordAuth:
         found = await self.store.session_user(redeemed.user_id, redeemed.session_id)
         if found is None or not found[0] or redeemed.access_expires_at <= utc_now():
             raise InvalidTokenError()
-        return AuthContext(id=redeemed.user_id, role=found[1], expires_at=redeemed.access_expires_at)
+        expires = redeemed.access_expires_at
+        return AuthContext(id=redeemed.user_id, role=found[1], expires_at=expires)
 
     def _attached_tickets(self) -> StreamTickets:
         if self._tickets is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -75,6 +77,8 @@ class CapeBase:
         audit: ``True`` or an ``AuditConfig`` to serve the audit trail at
             ``/_capebase/audit`` (role "admin" by default) and keep changes for its
             retention. ``cape.audit`` reads the trail in Python either way.
+        timeout: capebase 0.1's name of ``RealtimeConfig.shutdown_grace``: seconds shutdown
+            waits for handlers of already-committed changes.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class CapeBase:
         auth: PasswordAuth | None = None,
         metrics: MetricsConfig | bool = False,
         audit: AuditConfig | bool = False,
+        timeout: float | None = None,
     ) -> None:
         if not isinstance(app, FastAPI):
             raise ConfigurationError("CapeBase(app=...) needs a FastAPI application")
@@ -125,7 +130,7 @@ class CapeBase:
         self._published: dict[type[Any], PublishedModel] = {}
         self._generated_routes: dict[type[Any], list[Any]] = {}
         self.handlers = HandlerRegistry()
-        self.realtime_config = realtime or RealtimeConfig()
+        self.realtime_config = _with_shutdown_grace(realtime or RealtimeConfig(), timeout)
         audit_settings = observability.audit_config(audit)
         self.audit = Audit(self.engine, audit_settings)
         self.hub = Hub(
@@ -148,6 +153,14 @@ class CapeBase:
         if auth is not None:
             auth.install(self)
         self._install_lifespan()
+
+    @property
+    def db_session(self) -> AsyncEngine:
+        """capebase 0.1's name of :attr:`engine` (deprecated: use ``cape.engine``)."""
+        warnings.warn(
+            "CapeBase.db_session is the engine; use cape.engine", DeprecationWarning, stacklevel=2
+        )
+        return self.engine
 
     # -- models and rules ------------------------------------------------------------------
 
@@ -406,6 +419,18 @@ class CapeBase:
         routes[:] = [r for r in routes if id(r) not in generated] + [
             r for r in routes if id(r) in generated
         ]
+
+
+def _with_shutdown_grace(config: RealtimeConfig, timeout: float | None) -> RealtimeConfig:
+    """``config`` with ``timeout=`` (0.1's keyword) as its shutdown grace."""
+    if timeout is None:
+        return config
+    default = next(f.default for f in dataclasses.fields(config) if f.name == "shutdown_grace")
+    if config.shutdown_grace not in (default, timeout):
+        raise ConfigurationError(
+            "timeout= is RealtimeConfig.shutdown_grace; pass one of them, not both"
+        )
+    return dataclasses.replace(config, shutdown_grace=timeout)
 
 
 def _context_dependency(provider: AuthProvider) -> Callable[..., Awaitable[AuthContext]]:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from ..auth.context import AuthContext
 from ..db.sessions import INTERNAL
-from ..errors import ConfigurationError, NotFoundError, PermissionDeniedError
+from ..errors import ConfigurationError, NotATableError, NotFoundError, PermissionDeniedError
 from ..limits import check_filter_count
 from ..observability.secret_fields import secret_keys
 from ..policy.enforcement import check_in_database, row_image
@@ -120,7 +120,7 @@ def describe_model(
     """
     table = getattr(model, "__table__", None)
     if not isinstance(table, Table):
-        raise ConfigurationError(
+        raise NotATableError(
             f"Cannot publish {getattr(model, '__name__', model)!r}: it is not a table model "
             "(declare it with `class X(SQLModel, table=True)`)"
         )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
+import uuid
+import weakref
 from typing import Any
 
 from sqlalchemy import event
@@ -84,6 +87,9 @@ def create_engine(
     url = normalize_url(db_path)
     limits = limits or LimitsConfig()
     backend = url.get_backend_name()
+    anchor = None
+    if backend == "sqlite" and url.database in (None, "", ":memory:"):
+        url, anchor = shared_memory_database(url)
     # SQLAlchemy's pre-ping costs a round trip on every checkout; connections in use all the
     # time are pinged only after sitting idle (ping_idle_connections), and a local SQLite
     # file has no connection to lose.
@@ -121,6 +127,8 @@ def create_engine(
         ping_idle_connections(engine)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    if anchor is not None:
+        _MEMORY_ANCHORS[engine.sync_engine] = anchor
     elif backend == "mysql" and limits.statement_timeout is not None:
         event.listen(engine.sync_engine, "connect", _mysql_statement_timeout(limits))
     return engine
@@ -178,6 +186,33 @@ def _connect_args(driver: str, limits: LimitsConfig) -> dict[str, Any]:
     if driver in ("asyncmy", "aiomysql"):
         return {"connect_timeout": max(1, math.ceil(limits.connect_timeout))}
     return {}
+
+
+_MEMORY_ANCHORS: weakref.WeakKeyDictionary[Any, sqlite3.Connection] = (
+    weakref.WeakKeyDictionary()
+)
+"""The connection keeping each engine's ``:memory:`` database alive, dropped with the engine."""
+
+
+def shared_memory_database(url: URL) -> tuple[URL, sqlite3.Connection]:
+    """``sqlite:///:memory:`` as one in-memory database every connection of the engine shares.
+
+    A plain ``:memory:`` database is private to one connection: the pool's next connection,
+    the driver-level executor's and the change dispatcher's would each see an empty one.
+    SQLite's ``memdb`` VFS names a database that the connections of this process share, with
+    the same locking as a file (a writer waits for readers and the other way round, within the
+    busy timeout), where a shared cache fails at once with "table is locked". The database
+    lives while a connection to it is open: the returned one, which the engine keeps.
+    """
+    if sqlite3.sqlite_version_info < (3, 36):
+        raise ConfigurationError(
+            f"sqlite:///:memory: needs SQLite >= 3.36 (this Python has {sqlite3.sqlite_version}); "
+            "use a file database, e.g. sqlite:///./app.db"
+        )
+    name = f"file:/capebase-{uuid.uuid4().hex}"
+    shared = url.set(database=name, query={**url.query, "vfs": "memdb", "uri": "true"})
+    anchor = sqlite3.connect(f"{name}?vfs=memdb", uri=True, check_same_thread=False)
+    return shared, anchor
 
 
 def _is_sqlite_memory(url: URL) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy import Column, ColumnElement, Table, false, inspect, true
 from sqlalchemy.sql import elements
 
 from ..auth.context import AuthContext
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, NotATableError
 from .evaluate import NotEvaluable, evaluate
 from .sqlexpr import equals, exact_text, one_of
 
@@ -241,7 +241,7 @@ def build_rule(
     """
     table = getattr(model, "__table__", None)
     if not isinstance(table, Table):
-        raise ConfigurationError(
+        raise NotATableError(
             f"{getattr(model, '__name__', model)!r} is not a table model; "
             "declare it with `class X(SQLModel, table=True)`"
         )

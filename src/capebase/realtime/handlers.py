@@ -6,6 +6,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import Table
+
 from .change import ModelChange
 
 ChangeHandler = Callable[[ModelChange[Any]], Awaitable[None] | None]
@@ -19,10 +21,13 @@ class HandlerRegistry:
 
     def register(self, model: type[Any]) -> Callable[[ChangeHandler], ChangeHandler]:
         """Decorator adding a handler for ``model``'s changes."""
-        from ..errors import ConfigurationError
+        from ..errors import ConfigurationError, NotATableError
 
-        if not hasattr(model, "__table__"):
-            raise ConfigurationError(f"subscribe({model!r}): not a table model")
+        if not isinstance(getattr(model, "__table__", None), Table):
+            raise NotATableError(
+                f"Model {getattr(model, '__name__', model)} is not a SQLModel table model: "
+                "subscribe() takes a class declared with `class X(SQLModel, table=True)`"
+            )
 
         def decorate(handler: ChangeHandler) -> ChangeHandler:
             if not callable(handler):

@@ -27,7 +27,7 @@ from .crud.config import CrudConfig
 from .crud.errors import install_error_handlers
 from .crud.router import PublishedModel, build_router, describe_model
 from .db.direct import DirectExecutor
-from .db.engine import create_engine
+from .db.engine import create_engine, release_abandoned_statements
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
 from .limits import BodySizeLimit, LimitsConfig
@@ -366,6 +366,7 @@ class CapeBase:
         if self.direct is not None:
             self.direct.close()
         await self.engine.dispose()
+        release_abandoned_statements(self.engine)
 
     async def _check_own_tables(self) -> None:
         """With ``create_tables=False`` the schema is the user's: say clearly what is missing."""

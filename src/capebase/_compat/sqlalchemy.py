@@ -20,6 +20,7 @@ REQUIRED: list[tuple[object, str]] = [
     (ClauseElement, "_deannotate"),
     (Insert, "_multi_values"),
     (Insert, "_post_values_clause"),
+    (Insert, "_prefixes"),
     (Insert, "_values"),
     (Insert, "_returning"),
     (Update, "_values"),
@@ -72,6 +73,11 @@ def multi_values(statement: Insert) -> list[list[Any]]:
 def has_post_values_clause(statement: Insert) -> bool:
     """Whether an INSERT carries ON CONFLICT / ON DUPLICATE KEY (a dialect's post clause)."""
     return getattr(statement, "_post_values_clause", None) is not None
+
+
+def has_prefixes(statement: Insert) -> bool:
+    """Whether an INSERT got ``prefix_with(...)`` (``OR IGNORE``, ``IGNORE``...)."""
+    return bool(statement._prefixes)
 
 
 def has_returning(statement: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import sqlite3
 import time
@@ -213,6 +214,19 @@ def shared_memory_database(url: URL) -> tuple[URL, sqlite3.Connection]:
     shared = url.set(database=name, query={**url.query, "vfs": "memdb", "uri": "true"})
     anchor = sqlite3.connect(f"{name}?vfs=memdb", uri=True, check_same_thread=False)
     return shared, anchor
+
+
+def release_abandoned_statements(engine: AsyncEngine) -> None:
+    """After ``engine.dispose()``: free what queries cancelled mid-flight left behind.
+
+    A query cancelled while aiosqlite runs it (shutdown cancels background work) leaves its
+    sqlite3 cursor in a reference cycle with the exception, and the closed connection lives on
+    until that cursor is collected, holding its read lock. On a file in WAL mode nobody
+    notices; on a shared ``:memory:`` database that lock blocks every writer, e.g. a test's
+    teardown dropping the tables. Collecting now releases it.
+    """
+    if engine.sync_engine in _MEMORY_ANCHORS:
+        gc.collect()
 
 
 def _is_sqlite_memory(url: URL) -> bool:

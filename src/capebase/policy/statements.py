@@ -2,7 +2,8 @@
 
 Every SELECT gets the read predicate for every entity it touches (joins, aliases, subqueries,
 relationship loads, refreshes); bulk UPDATE/DELETE get the read and update/delete predicates
-(UPDATE on both images); bulk INSERT rows are checked like flushed ones (``enforcement``).
+(UPDATE on both images); bulk INSERT rows, given as parameters or as a VALUES list, are
+checked like flushed ones (``enforcement``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, event, literal
+from sqlalchemy import ColumnElement, Table, and_, event, insert, literal
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.orm.context import FromStatement
 from sqlalchemy.sql import elements, selectable, visitors
@@ -21,6 +22,8 @@ from .._compat.sqlalchemy import (
     AliasAdaptingCriteria,
     has_multi_values,
     has_post_values_clause,
+    has_prefixes,
+    multi_values,
     parent_entity,
     plain,
     statement_values,
@@ -28,7 +31,8 @@ from .._compat.sqlalchemy import (
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
-from ..errors import UnfilterableStatementError
+from ..errors import PermissionDeniedError, UnfilterableStatementError
+from ..observability.observer import count_denial
 from .enforcement import check_image
 from .registry import Policy
 from .sqlexpr import NO_OPTIONS
@@ -251,14 +255,15 @@ def _substitute_columns(
 
 
 def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> None:
+    """Check each row an INSERT statement adds like a flushed object; the auth fields are
+    filled from ``ctx``, and a statement naming another value for one is denied."""
     statement: Any = state.statement
     model = statement.entity_description["entity"]
     filled = {name: marker.value_from(ctx) for name, marker in auth_fields(model).items()}
-    if has_multi_values(statement) or statement.select is not None:
+    if statement.select is not None:
         raise UnfilterableStatementError(
-            f"INSERT ... VALUES lists and INSERT ... SELECT into {model.__name__} cannot be "
-            "checked in a user session; pass the rows as parameters: "
-            "session.execute(insert(Model), [{...}, ...])"
+            f"INSERT ... SELECT into {model.__name__} cannot be checked in a user session: "
+            "read the rows, then insert them as values or parameters"
         )
     if has_post_values_clause(statement):
         raise UnfilterableStatementError(
@@ -268,13 +273,37 @@ def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext)
         )
     rows: list[dict[str, Any]]
     parameters: Any = state.parameters
-    if isinstance(parameters, list):
+    if has_multi_values(statement):
+        # insert(M).values([{...}, ...]): literal rows, run as the parameter list they amount
+        # to, so that each is checked and filled like any other.
+        if parameters or has_prefixes(statement):
+            raise UnfilterableStatementError(
+                f"INSERT ... VALUES lists into {model.__name__} with parameters or prefixes "
+                "cannot be checked in a user session; pass the rows as parameters: "
+                "session.execute(insert(Model), [{...}, ...])"
+            )
+        rows = [_literal_row(row) for values in multi_values(statement) for row in values]
+        options = statement.get_execution_options()
+        state.statement = insert(model).execution_options(**options)
+        parameters = rows
+    elif isinstance(parameters, list):
         rows = [dict(row) for row in parameters]
     else:
         fixed = {_key(col): _literal_value(v) for col, v in statement_values(statement).items()}
         rows = [{**fixed, **dict(parameters or {})}]
     for row in rows:
-        row.update({k: v for k, v in filled.items() if v is not None})
+        for name, value in filled.items():
+            if value is None:
+                continue  # nothing in the context to fill it from: the given value stays
+            if row.get(name) is not None and row[name] != value:
+                # A statement's VALUES are the code's own words: rewriting them silently
+                # would hide the bug (or the attempt) of writing in another user's name.
+                raise count_denial(
+                    state.session,
+                    PermissionDeniedError("create", model.__name__,
+                                          is_anonymous=ctx.is_anonymous),
+                )
+            row[name] = value
         check_image(state.session, policy, model, "create", ctx, row)
     if isinstance(parameters, list):
         state.parameters = rows
@@ -282,6 +311,16 @@ def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext)
         # Parameters override the statement's own VALUES, so the filled fields win.
         given = parameters or {}  # None for insert(...).values(...) run without parameters
         state.parameters = {k: v for k, v in rows[0].items() if k in filled or k in given}
+
+
+def _literal_row(row: Any) -> dict[str, Any]:
+    """One row of ``insert(M).values([...])`` by column key, its values plain literals."""
+    if not isinstance(row, Mapping):
+        raise UnfilterableStatementError(
+            "INSERT ... VALUES lists of tuples cannot be checked in a user session; give each "
+            "row as a dict of column names"
+        )
+    return {_key(col): _literal_value(value) for col, value in row.items()}
 
 
 def _literal_value(value: Any) -> Any:

@@ -28,6 +28,7 @@ from .crud.errors import install_error_handlers
 from .crud.router import PublishedModel, build_router, describe_model
 from .db.direct import DirectExecutor
 from .db.engine import create_engine, release_abandoned_statements
+from .db.schema import create_all
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
 from .limits import BodySizeLimit, LimitsConfig
@@ -349,9 +350,7 @@ class CapeBase:
                 self._warned.add(warning)
                 logger.warning("%s", warning)
         if self.create_tables:
-            async with self.engine.begin() as connection:
-                for metadata in [changelog_metadata, *self._metadatas()]:
-                    await connection.run_sync(metadata.create_all)
+            await create_all(self.engine, [changelog_metadata, *self._metadatas()])
         else:
             await self._check_own_tables()
         if self.auth is not None:

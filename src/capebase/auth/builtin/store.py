@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from ...db.schema import create_all
 from ...policy.sqlexpr import equals
 from .errors import AccountExistsError, InvalidTokenError
 from .models import RefreshToken, User, as_utc, metadata, new_id
@@ -47,8 +48,7 @@ class UserStore:
 
     async def create_tables(self) -> None:
         """Create the two tables if they are missing."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+        await create_all(self.engine, [metadata])
 
     async def missing_tables(self) -> list[str]:
         """The names of the two tables that do not exist."""

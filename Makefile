@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 SYNC := $(UV) sync --frozen --python $(PYTHON)
 
-.PHONY: .venv demo-env test lint test-oldest package demo bench soak deep mutate lock clean
+.PHONY: .venv demo-env test lint test-oldest package compat demo bench soak deep mutate lock clean
 
 # uv itself, pinned, in a virtualenv of its own (pip is all a fresh machine needs).
 $(UV):
@@ -57,6 +57,35 @@ package: .venv
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist . > /dev/null
 	$(BIN)/twine check --strict dist/*
+
+# capebase 0.1.0a3's own end-to-end tests (tests/test_rls.py and tests/test_subscribe.py from
+# its sdist on PyPI, checked against a pinned sha256) run against this checkout. Not part of
+# `make test`, which downloads nothing. The deselected tests are the ones we differ from on
+# purpose; README "Compatibility with capebase 0.1" says why.
+COMPAT_VERSION := 0.1.0a3
+COMPAT_SDIST := .cache/capebase-$(COMPAT_VERSION).tar.gz
+COMPAT_RUN := .cache/compat-run
+COMPAT_DESELECT := \
+	test_subscribe.py::test_subscribe_decorator \
+	test_subscribe.py::test_multiple_subscriptions_same_model \
+	test_subscribe.py::test_subscribe_handler_called_for_sql_constructs \
+	test_subscribe.py::test_sql_constructs_bulk_operations \
+	test_subscribe.py::test_subscribe_handler_called_for_statements \
+	test_subscribe.py::test_subscribe_handler_called_for_bulk_operations
+
+compat: .venv $(COMPAT_SDIST)
+	rm -rf $(COMPAT_RUN) && mkdir -p $(COMPAT_RUN)
+	tar -xzf $(COMPAT_SDIST) -C $(COMPAT_RUN) --strip-components=2 \
+		capebase-$(COMPAT_VERSION)/tests/test_rls.py capebase-$(COMPAT_VERSION)/tests/test_subscribe.py
+	cp compat-0.1/conftest.py compat-0.1/pytest.ini $(COMPAT_RUN)/
+	cd $(COMPAT_RUN) && ../../$(BIN)/pytest -q -c pytest.ini --rootdir . -p no:cacheprovider \
+		test_rls.py test_subscribe.py $(addprefix --deselect ,$(COMPAT_DESELECT))
+
+# pip, not uv: uv has no `pip download`.
+$(COMPAT_SDIST):
+	mkdir -p .cache
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: capebase==$(COMPAT_VERSION) -d .cache
+	cd .cache && sha256sum -c ../compat-0.1/capebase-$(COMPAT_VERSION).tar.gz.sha256
 
 # Only what the demo needs (no test or lint tools), in its own virtualenv.
 DEMO_VENV := .venv-demo
@@ -112,6 +141,6 @@ bench: | $(UV)
 
 # Build and tool leftovers; the virtualenvs stay (rm -rf .venv* .tools to rebuild them).
 clean:
-	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts .cache
 	find . -path './.venv*' -prune -o -path ./$(TOOLS) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 	find . -path './.venv*' -prune -o -path ./$(TOOLS) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +

@@ -236,7 +236,10 @@ UNFILTERABLE: dict[str, Callable[[], Any]] = {
     "INSERT ... SELECT": lambda: insert(Note).from_select(
         ["owner", "body"], select(Note.owner, Note.body)
     ),
-    "INSERT VALUES list": lambda: insert(Note).values([{"body": "x"}, {"body": "y"}]),
+    "INSERT VALUES list of SQL expressions": lambda: insert(Note).values(
+        [{"body": func.lower("X")}]
+    ),
+    "INSERT VALUES list of tuples": lambda: insert(Note).values([(None, "alice", "x")]),
 }
 
 
@@ -371,9 +374,15 @@ async def test_bulk_delete_removes_only_permitted_rows(running: Running) -> None
 
 async def test_bulk_insert_is_checked_and_filled(running: Running, db_kind: DbKind) -> None:
     async with running.session() as session:
-        await session.execute(insert(Note), [{"body": "p1", "owner": "bob"}, {"body": "p2"}])
-        await session.execute(insert(Note).values(body="v1", owner="bob"))
+        await session.execute(insert(Note), [{"body": "p1", "owner": "alice"}, {"body": "p2"}])
+        await session.execute(insert(Note).values(body="v1"))
         await session.commit()
+    async with running.session() as session:
+        # A statement naming another owner is denied, not rewritten (objects get filled).
+        with pytest.raises(PermissionDeniedError):
+            await session.execute(insert(Note), [{"body": "p3"}, {"body": "p4", "owner": "bob"}])
+        with pytest.raises(PermissionDeniedError):
+            await session.execute(insert(Note).values(body="v2", owner="bob"))
     added = [row for pk, row in (await running.notes()).items() if pk > len(NOTES)]
     assert sorted((r["body"], r["owner"]) for r in added) == [
         ("p1", "alice"),

@@ -78,8 +78,9 @@ def create_engine(
     The pool keeps ``POOL_SIZE`` (20) connections and opens up to ``POOL_OVERFLOW`` (20) more
     under load. Server pools ping connections before use (a local SQLite file has nothing to
     lose, so its pool skips the extra round trip); SQLite runs in WAL mode with a busy timeout,
-    enforces foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL. ``limits`` sets
-    the connect, pool and statement timeouts (``LimitsConfig()`` when omitted);
+    enforces foreign keys and makes ``LIKE`` case-sensitive, as it is on PostgreSQL; its
+    ``:memory:`` URL is one database every connection shares (``shared_memory_database``).
+    ``limits`` sets the connect, pool and statement timeouts (``LimitsConfig()`` when omitted);
     ``engine_options`` override any of it (``connect_args`` are merged).
 
     Raises:

@@ -26,7 +26,7 @@ from .._compat.sqlalchemy import (
     statement_values,
 )
 from ..auth.context import AuthContext
-from ..auth.fields import auth_fields
+from ..auth.fields import server_values
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import UnfilterableStatementError
 from .enforcement import check_image
@@ -253,7 +253,7 @@ def _substitute_columns(
 def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> None:
     statement: Any = state.statement
     model = statement.entity_description["entity"]
-    filled = {name: marker.value_from(ctx) for name, marker in auth_fields(model).items()}
+    filled = server_values(model, ctx)
     if has_multi_values(statement) or statement.select is not None:
         raise UnfilterableStatementError(
             f"INSERT ... VALUES lists and INSERT ... SELECT into {model.__name__} cannot be "
@@ -274,7 +274,7 @@ def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext)
         fixed = {_key(col): _literal_value(v) for col, v in statement_values(statement).items()}
         rows = [{**fixed, **dict(parameters or {})}]
     for row in rows:
-        row.update({k: v for k, v in filled.items() if v is not None})
+        row.update(filled)
         check_image(state.session, policy, model, "create", ctx, row)
     if isinstance(parameters, list):
         state.parameters = rows

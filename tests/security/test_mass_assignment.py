@@ -236,7 +236,8 @@ async def test_user_sessions_and_bulk_inserts_fill_auth_fields(db_url: str) -> N
         async with cape.get_privileged_session() as session:
             session.add(UuidKey(name="job", **spoofed))
             await session.commit()
-            row = (await session.execute(select(UuidKey).where(col(UuidKey.name) == "job"))).scalar_one()
+            job = select(UuidKey).where(col(UuidKey.name) == "job")
+            row = (await session.execute(job)).scalar_one()
             assert row.owner == "mallory"
 
 

@@ -192,9 +192,12 @@ class CapeBase:
             model: a SQLModel table model with a single-column primary key.
             routes: a subset of "list", "get", "create", "update", "delete", "subscribe"
                 (default: all).
-            create_schema: the body of ``POST`` (default: every column but the primary key and
-                auth-filled fields). Unknown fields are rejected.
-            update_schema: the body of ``PATCH`` (default: the create fields, all optional).
+            create_schema: the body of ``POST`` (default: every column but auth-filled fields
+                and a primary key the model or database assigns). Unknown fields are rejected;
+                such fields and the auth fields are refused (422) even when declared, with a
+                warning logged here.
+            update_schema: the body of ``PATCH`` (default: the create fields but the primary
+                key, all optional). The primary key and auth fields are refused likewise.
 
         Raises:
             ConfigurationError: not a table model, composite key, unknown route.

@@ -311,7 +311,7 @@ async def test_each_write_logs_one_change_with_images_actor_and_request_id(db_ur
         assert response.status_code == 204, response.text
 
         history = await cape.audit.history(Gadget, created["id"])
-        assert [(e.op, e.actor_id, e.actor_role, e.request_id) for e in history] == [
+        assert [(e.op, e.actor_id, e.actor_role, e.client_request_id) for e in history] == [
             ("INSERT", "alice", "member", "req-create"),
             ("UPDATE", "alice", "member", "req-update"),
             ("DELETE", "alice", "member", "req-delete"),

@@ -49,7 +49,8 @@ changes = Table(
     Column("handlers_pending", Boolean, nullable=False, default=False),
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_at", _TIMESTAMP, nullable=True),
-    Column("request_id", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),  # the server's id of the request
+    Column("client_request_id", String(64), nullable=True),  # the X-Request-ID a client sent
     Index("ix_capebase_changes_table_id", "table_name", "id"),
     Index("ix_capebase_changes_table_pk", "table_name", "pk"),  # audit history of one row
     Index("ix_capebase_changes_pending", "handlers_pending", "id"),

@@ -73,6 +73,7 @@ CASES = [
          ("pub",), ("PUB", "pub ", "püb")),
     Case("ilike: case folded, accents kept", lambda _: title.ilike("caf%"),
          ("cafe", "CAFE", "Caf"), ("cáfe", "CÁFE", "ca")),
+    Case("regexp", lambda _: title.regexp_match("^pub"), ("pub", "pub x"), ("PUB x", "püb")),
     Case("from the context", lambda ctx: title.startswith(ctx.context["tag"]),
          ("tag-1", "tag-10"), ("TAG-1", "tág-1")),
 ]

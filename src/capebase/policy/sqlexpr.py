@@ -104,7 +104,7 @@ class codepoint_ordered(expression.FunctionElement[str]):
     """Text ordered by code point, as Python orders ``str``: ``CAST(x AS BINARY)`` on MySQL
     (UTF-8 bytes; its collations fold case and accents and pad trailing spaces),
     ``x COLLATE "C"`` on PostgreSQL (whose database collation may follow a language), and
-    ``x`` itself on SQLite (whose BINARY collation already does)."""
+    ``x COLLATE BINARY`` on SQLite."""
 
     type = String()
     inherit_cache = True
@@ -117,6 +117,13 @@ def _compile_codepoint_default(
 ) -> str:
     (text,) = list(element.clauses)
     return compiler.process(text, **kw)
+
+
+@compiles(codepoint_ordered, "sqlite")
+def _compile_codepoint_sqlite(element: codepoint_ordered, compiler: SQLCompiler, **kw: Any) -> str:
+    (text,) = list(element.clauses)
+    # The default already, unless the column declares another (COLLATE NOCASE).
+    return f"({compiler.process(text, **kw)}) COLLATE BINARY"
 
 
 @compiles(codepoint_ordered, "postgresql")

@@ -77,6 +77,17 @@ class ManualIntKey(SecurityModel, table=True):
     name: str = Field(max_length=40)
 
 
+class Owned(SecurityModel, table=True):
+    """Auth fields a row cannot be stored without: NOT NULL, no default."""
+
+    __tablename__ = "sec_owned"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: FROM_AUTH_ID = Field(max_length=40)
+    org: from_context("org") = Field(max_length=40)  # type: ignore[valid-type]
+    name: str = Field(max_length=40)
+
+
 MODELS: list[type[Any]] = [AutoKey, UuidKey, StrKey, ManualIntKey]
 CHOSEN_KEY = (StrKey, ManualIntKey)  # the models whose key the client chooses
 AUTH_FIELDS = ("owner", "role", "org")
@@ -288,3 +299,19 @@ def test_default_create_schema_takes_a_key_only_where_nothing_assigns_it(
         assert set(create["properties"]) == {"name"} | ({"id"} if model in CHOSEN_KEY else set())
         assert ("id" in create["required"]) == (model in CHOSEN_KEY)
         assert set(body_schema(app, "update", model)["properties"]) == {"name"}
+
+
+@pytest.mark.parametrize("path", ["direct", "session"])
+async def test_a_caller_without_a_required_auth_value_cannot_create(
+    db_url: str, path: str
+) -> None:
+    """An anonymous caller (no id) gets 401, a caller without the context key 403: never a
+    409 from the NOT NULL constraint, and never a row filled from the body."""
+    app, _cape = make_app(db_url, Owned, "default", path)
+    async with app_client(app) as client:
+        expected = {"anonymous": 401, "alice, no org": 403, "alice in acme": 201}
+        for who, (headers, _ctx) in CALLERS.items():
+            response = await client.post("/sec_owned", json={"name": who}, headers=headers)
+            assert response.status_code == expected[who], (who, response.text)
+        [row] = (await client.get("/sec_owned")).json()
+        assert (row["owner"], row["org"], row["name"]) == ("alice", "acme", "alice in acme")

@@ -17,6 +17,7 @@ from sqlalchemy import Column, Table, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ..auth.context import AuthContext
+from ..auth.fields import server_values
 from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotFoundError, PermissionDeniedError
 from ..limits import check_filter_count
@@ -404,6 +405,11 @@ class _Handlers:
     async def create_row(self, *, body: BaseModel, ctx: AuthContext) -> Response:
         p = self.published
         if not self.cape.policy.allows_some(p.model, "create", ctx):
+            raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
+        required = p.server_set.required_auth
+        if required and None in server_values(p.model, ctx, required).values():
+            # An auth field the caller has no value for (an anonymous caller's FROM_AUTH_ID):
+            # the row could not be stored, and it is the caller, not the row, that is lacking.
             raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
         refused = p.server_set.on_create  # the schema refused them; never take one regardless
         values = {

@@ -21,7 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError, PydanticUndefined
 from sqlalchemy import Column, Integer, Table
 
-from ..auth.fields import auth_fields
+from ..auth.fields import AuthValue, auth_fields
 from .values import storage_type
 
 REFUSED_ERROR = "server_set_field"
@@ -30,10 +30,12 @@ REFUSED_ERROR = "server_set_field"
 
 @dataclass(frozen=True)
 class ServerFields:
-    """The fields of one model a client may not send, each with the reason it is told."""
+    """The fields of one model a client may not send, each with the reason it is told, and
+    the auth fields a row cannot be stored without (NOT NULL, no default)."""
 
     on_create: Mapping[str, str]
     on_update: Mapping[str, str]
+    required_auth: Mapping[str, AuthValue]
 
 
 def server_fields(model: type[Any]) -> ServerFields:
@@ -49,7 +51,16 @@ def server_fields(model: type[Any]) -> ServerFields:
         if key_is_assigned(model, column):
             create[column.key] = f"{column.key} is the primary key, which the server assigns"
         update[column.key] = f"{column.key} is the primary key, which cannot be changed"
-    return ServerFields(on_create=create, on_update=update)
+    columns = table.c
+    required = {
+        name: marker
+        for name, marker in auth_fields(model).items()
+        if name in columns
+        and not columns[name].nullable
+        and columns[name].default is None
+        and columns[name].server_default is None
+    }
+    return ServerFields(on_create=create, on_update=update, required_auth=required)
 
 
 def key_is_assigned(model: type[Any], column: Column[Any]) -> bool:

@@ -37,6 +37,7 @@ from .policy import Explanation, Policy
 from .policy.rules import WhereClause
 from .realtime import capture as _capture  # noqa: F401  registers capture after the policy hooks
 from .realtime.backends import BrokerBackend, broker_from_url
+from .realtime.changelog import add_missing_columns, changes, missing_columns
 from .realtime.changelog import metadata as changelog_metadata
 from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
@@ -342,6 +343,9 @@ class CapeBase:
             async with self.engine.begin() as connection:
                 for metadata in [changelog_metadata, *self._metadatas()]:
                     await connection.run_sync(metadata.create_all)
+                added = await connection.run_sync(add_missing_columns)
+            if added:
+                logger.info("capebase: added %s to capebase_changes", ", ".join(added))
         else:
             await self._check_own_tables()
         if self.auth is not None:
@@ -362,16 +366,19 @@ class CapeBase:
 
         def missing(connection: Any) -> list[str]:
             names = set(inspect(connection).get_table_names())
-            return [t for t in changelog_metadata.tables if t not in names]
+            absent = [t for t in changelog_metadata.tables if t not in names]
+            if changes.name in names:
+                absent += [f"{changes.name}.{c}" for c in missing_columns(connection)]
+            return absent
 
         async with self.engine.connect() as connection:
             absent = await connection.run_sync(missing)
         if absent:
             raise ConfigurationError(
-                f"capebase's tables {', '.join(absent)} do not exist and create_tables=False. "
-                "Add capebase.metadata to your Alembic target_metadata (e.g. "
-                "target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or use "
-                "CapeBase(create_tables=True)."
+                f"capebase's tables or columns {', '.join(absent)} do not exist and "
+                "create_tables=False. Add capebase.metadata to your Alembic target_metadata "
+                "(e.g. target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or "
+                "use CapeBase(create_tables=True)."
             )
 
     def _metadatas(self) -> list[MetaData]:

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from capebase import AuditConfig, AuthContext, ConfigurationError
 from capebase.observability import AuditEntry, current_request_id, use_request_id
@@ -204,6 +204,30 @@ async def test_changes_carry_the_request_id(sqlite_url: str) -> None:
     assert by_title["e"].client_request_id is None
     with pytest.raises(ValueError, match="request id"), use_request_id("no spaces allowed"):
         pass
+
+
+async def test_a_change_log_from_an_older_release_gains_the_client_request_id(
+    db_url: str,
+) -> None:
+    """``capebase_changes`` created before ``client_request_id`` existed: create_tables=True
+    adds the column at startup; create_tables=False names it instead of failing every write."""
+    app, cape = make_app(db_url)
+    async with app_client(app), cape.engine.begin() as connection:
+        await connection.execute(
+            text("ALTER TABLE capebase_changes DROP COLUMN client_request_id")
+        )
+    app, cape = make_app(db_url, create_tables=False)
+    with pytest.raises(ConfigurationError, match=r"capebase_changes\.client_request_id"):
+        async with app_client(app):
+            pass
+    app, cape = make_app(db_url)
+    async with app_client(app) as client:
+        response = await client.post(
+            "/obs_note", json={"title": "t"}, headers={**who("ann"), "X-Request-ID": "mine"}
+        )
+        assert response.status_code == 201, response.text
+        [entry] = await cape.audit.query()
+    assert (entry.client_request_id, entry.request_id) == ("mine", response.headers["x-request-id"])
 
 
 async def test_audit_retention_keeps_changes_until_both_windows_pass(sqlite_url: str) -> None:

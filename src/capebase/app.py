@@ -40,6 +40,7 @@ from .policy import Explanation, Policy
 from .policy.rules import WhereClause
 from .realtime import capture as _capture  # noqa: F401  registers capture after the policy hooks
 from .realtime.backends import BrokerBackend, broker_from_url
+from .realtime.changelog import add_missing_columns, changes, missing_columns
 from .realtime.changelog import metadata as changelog_metadata
 from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
@@ -206,9 +207,12 @@ class CapeBase:
             model: a SQLModel table model with a single-column primary key.
             routes: a subset of "list", "get", "create", "update", "delete", "subscribe"
                 (default: all).
-            create_schema: the body of ``POST`` (default: every column but the primary key and
-                auth-filled fields). Unknown fields are rejected.
-            update_schema: the body of ``PATCH`` (default: the create fields, all optional).
+            create_schema: the body of ``POST`` (default: every column but auth-filled fields
+                and a primary key the model or database assigns). Unknown fields are rejected;
+                such fields and the auth fields are refused (422) even when declared, with a
+                warning logged here.
+            update_schema: the body of ``PATCH`` (default: the create fields but the primary
+                key, all optional). The primary key and auth fields are refused likewise.
 
         Raises:
             ConfigurationError: not a table model, composite key, unknown route.
@@ -350,7 +354,11 @@ class CapeBase:
                 self._warned.add(warning)
                 logger.warning("%s", warning)
         if self.create_tables:
-            await create_all(self.engine, [changelog_metadata, *self._metadatas()])
+            added = await create_all(
+                self.engine, [changelog_metadata, *self._metadatas()], then=add_missing_columns
+            )
+            if added:
+                logger.info("capebase: added %s to capebase_changes", ", ".join(added))
         else:
             await self._check_own_tables()
         if self.auth is not None:
@@ -372,16 +380,19 @@ class CapeBase:
 
         def missing(connection: Any) -> list[str]:
             names = set(inspect(connection).get_table_names())
-            return [t for t in changelog_metadata.tables if t not in names]
+            absent = [t for t in changelog_metadata.tables if t not in names]
+            if changes.name in names:
+                absent += [f"{changes.name}.{c}" for c in missing_columns(connection)]
+            return absent
 
         async with self.engine.connect() as connection:
             absent = await connection.run_sync(missing)
         if absent:
             raise ConfigurationError(
-                f"capebase's tables {', '.join(absent)} do not exist and create_tables=False. "
-                "Add capebase.metadata to your Alembic target_metadata (e.g. "
-                "target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or use "
-                "CapeBase(create_tables=True)."
+                f"capebase's tables or columns {', '.join(absent)} do not exist and "
+                "create_tables=False. Add capebase.metadata to your Alembic target_metadata "
+                "(e.g. target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or "
+                "use CapeBase(create_tables=True)."
             )
 
     def _metadatas(self) -> list[MetaData]:

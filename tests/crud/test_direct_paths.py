@@ -157,36 +157,37 @@ async def test_create_stores_the_row_the_session_stores(db_url: str, case: int) 
 
 
 async def test_auth_fields_cannot_be_spoofed(db_url: str) -> None:
-    """The auth-filled fields take the caller's values whatever the client sends, as
-    ``fill_auth_fields`` makes the session do; without the context key the sent value stays."""
-    app, cape = gadget_app(db_url, create_schema=GadgetCreateWithAuthFields)
-    async with app_client(app) as client:
-        spoofed = {"name": "s", "owner_id": "mallory", "org_id": "evil"}
-        response = await client.post("/direct_gadget", json=spoofed, headers=ALICE)
-        assert response.status_code == 201, response.text
-        created = response.json()
-        assert (created["owner_id"], created["org_id"]) == ("alice", "acme")
-        orm_row = await stored_row(cape, await orm_create(cape, ALICE_CTX, spoofed))
-        assert (orm_row["owner_id"], orm_row["org_id"]) == ("alice", "acme")
-        assert without_key(await stored_row(cape, created["id"])) == without_key(orm_row)
-
-        # a caller without an "org" context entry: nothing to fill org_id from
-        no_org = caller("alice")
-        response = await client.post("/direct_gadget", json=spoofed, headers=no_org)
-        assert response.status_code == 201, response.text
-        assert (response.json()["owner_id"], response.json()["org_id"]) == ("alice", "evil")
-        orm_key = await orm_create(cape, AuthContext(id="alice"), spoofed)
-        assert (await stored_row(cape, orm_key))["org_id"] == "evil"
-
-    app, cape = gadget_app(db_url)  # the default create schema refuses them outright
-    async with app_client(app) as client:
-        for field in ("owner_id", "org_id"):
+    """The auth-filled fields take the caller's values, or the field's default where the
+    context has none, on both paths; a client sending one gets a 422 naming it, whether the
+    create schema is capebase's or declares the fields (issue 16, item 4)."""
+    for schema in (GadgetCreateWithAuthFields, None):
+        app, cape = gadget_app(db_url, create_schema=schema)
+        async with app_client(app) as client:
+            for field in ("owner_id", "org_id"):
+                response = await client.post(
+                    "/direct_gadget", json={"name": "s", field: "x"}, headers=ALICE
+                )
+                assert response.status_code == 422, response.text
+                assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
+                assert "set by the server" in response.json()["detail"][0]["msg"]
+            response = await client.post("/direct_gadget", json={"name": "s"}, headers=ALICE)
+            assert response.status_code == 201, response.text
+            created = response.json()
+            assert (created["owner_id"], created["org_id"]) == ("alice", "acme")
+            # a caller without an "org" context entry: the field's default, not a sent value
             response = await client.post(
-                "/direct_gadget", json={"name": "s", field: "x"}, headers=ALICE
+                "/direct_gadget", json={"name": "s"}, headers=caller("alice")
             )
-            assert response.status_code == 422, response.text
-            assert response.json()["detail"][0]["loc"] == ["body", field]
-        assert len((await client.get("/direct_gadget")).json()) == 4  # the four rows above
+            assert response.status_code == 201, response.text
+            assert (response.json()["owner_id"], response.json()["org_id"]) == ("alice", "no-org")
+            # the session path overrides what the object holds, in both cases
+            spoofed = {"name": "s", "owner_id": "mallory", "org_id": "evil"}
+            orm_row = await stored_row(cape, await orm_create(cape, ALICE_CTX, spoofed))
+            assert (orm_row["owner_id"], orm_row["org_id"]) == ("alice", "acme")
+            assert without_key(orm_row) == without_key(await stored_row(cape, created["id"]))
+            no_org = AuthContext(id="alice")
+            orm_row = await stored_row(cape, await orm_create(cape, no_org, spoofed))
+            assert (orm_row["owner_id"], orm_row["org_id"]) == ("alice", "no-org")
 
 
 # Each step: the PATCH body, then the columns the update must leave (both paths alike).
@@ -310,7 +311,7 @@ async def test_each_write_logs_one_change_with_images_actor_and_request_id(db_ur
         assert response.status_code == 204, response.text
 
         history = await cape.audit.history(Gadget, created["id"])
-        assert [(e.op, e.actor_id, e.actor_role, e.request_id) for e in history] == [
+        assert [(e.op, e.actor_id, e.actor_role, e.client_request_id) for e in history] == [
             ("INSERT", "alice", "member", "req-create"),
             ("UPDATE", "alice", "member", "req-update"),
             ("DELETE", "alice", "member", "req-delete"),

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from capebase import AuditConfig, AuthContext, ConfigurationError
 from capebase.observability import AuditEntry, current_request_id, use_request_id
@@ -90,7 +90,7 @@ async def test_the_endpoint_is_for_admins_only(db_url: str) -> None:
     assert allowed.status_code == 200
     [entry] = allowed.json()
     assert set(entry) == {"id", "table", "pk", "op", "old", "new", "actor_id", "actor_role",
-                          "timestamp", "request_id"}
+                          "timestamp", "request_id", "client_request_id"}
     assert (entry["table"], entry["op"], entry["actor_id"]) == ("obs_note", "INSERT", "ann")
     assert entry["new"]["title"] == "a" and entry["old"] is None
 
@@ -174,15 +174,14 @@ async def test_history_of_one_row_oldest_first(db_url: str) -> None:
 
 
 async def test_changes_carry_the_request_id(sqlite_url: str) -> None:
+    """The server's own id is the request id; what a client sends in X-Request-ID is recorded
+    apart as the client's (issue 16, item 9: it was stored as the request id)."""
     app, cape = make_app(sqlite_url)
     async with app_client(app) as client:
         sent = await client.post(
             "/obs_note", json={"title": "a"}, headers={**who("ann"), "X-Request-ID": "req-42"}
         )
         generated = await client.post("/obs_note", json={"title": "b"}, headers=who("ann"))
-        forged = await client.post(
-            "/obs_note", json={"title": "c"}, headers={**who("ann"), "X-Request-ID": "a b\tc"}
-        )
         async with cape.get_session(ANN) as session:
             session.add(Note(title="d, from a job"))
             await session.commit()
@@ -193,15 +192,42 @@ async def test_changes_carry_the_request_id(sqlite_url: str) -> None:
                 await session.commit()
         assert current_request_id() is None
         entries = await cape.audit.query()
-    by_title = {(e.new or {})["title"]: e.request_id for e in entries}
-    assert sent.headers["x-request-id"] == by_title["a"] == "req-42"
-    assert generated.headers["x-request-id"] == by_title["b"]
-    assert by_title["b"] is not None and len(by_title["b"]) == 32
-    assert forged.headers["x-request-id"] == by_title["c"] != "a b\tc"
-    assert by_title["d, from a job"] is None
-    assert by_title["e"] == "nightly-7"
+    by_title = {(e.new or {})["title"]: e for e in entries}
+    assert sent.headers["x-request-id"] == by_title["a"].request_id != "req-42"
+    assert by_title["a"].client_request_id == "req-42"
+    assert generated.headers["x-request-id"] == by_title["b"].request_id
+    assert by_title["b"].client_request_id is None
+    ids = {by_title[t].request_id for t in "ab"}
+    assert all(i is not None and len(i) == 32 for i in ids) and len(ids) == 2
+    assert by_title["d, from a job"].request_id is None
+    assert by_title["e"].request_id == "nightly-7"
+    assert by_title["e"].client_request_id is None
     with pytest.raises(ValueError, match="request id"), use_request_id("no spaces allowed"):
         pass
+
+
+async def test_a_change_log_from_an_older_release_gains_the_client_request_id(
+    db_url: str,
+) -> None:
+    """``capebase_changes`` created before ``client_request_id`` existed: create_tables=True
+    adds the column at startup; create_tables=False names it instead of failing every write."""
+    app, cape = make_app(db_url)
+    async with app_client(app), cape.engine.begin() as connection:
+        await connection.execute(
+            text("ALTER TABLE capebase_changes DROP COLUMN client_request_id")
+        )
+    app, cape = make_app(db_url, create_tables=False)
+    with pytest.raises(ConfigurationError, match=r"capebase_changes\.client_request_id"):
+        async with app_client(app):
+            pass
+    app, cape = make_app(db_url)
+    async with app_client(app) as client:
+        response = await client.post(
+            "/obs_note", json={"title": "t"}, headers={**who("ann"), "X-Request-ID": "mine"}
+        )
+        assert response.status_code == 201, response.text
+        [entry] = await cape.audit.query()
+    assert (entry.client_request_id, entry.request_id) == ("mine", response.headers["x-request-id"])
 
 
 async def test_audit_retention_keeps_changes_until_both_windows_pass(sqlite_url: str) -> None:

@@ -7,8 +7,13 @@ every row ``Policy.check_row`` must give the same answer, or ``None`` when the r
 something Python cannot evaluate exactly (never a guess). The database's own evaluation of an
 unstored row image (``with_row_values``, used for writes and realtime checks) must agree too.
 
-Text values differ only by case and by leading or trailing spaces: MariaDB compares text
-case-insensitively and ignoring trailing spaces unless told otherwise.
+Text values are look-alikes: they differ only by case, accents, leading or trailing spaces, or
+hold LIKE's wildcards ``%`` and ``_`` and backslashes (its escape character). MariaDB compares
+text case- and accent-insensitively and ignoring trailing spaces unless told otherwise, and the
+databases disagree on LIKE's escape character; ``where`` trees compare text with ``==``, ordering,
+``like``, ``startswith``, ``endswith``, ``contains`` and their negations (issue 16, item 6:
+``startswith("pub")`` admitted "PUB upper" on MariaDB). The test asserts it generated each kind of
+look-alike against each pattern operator.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from capebase import AuthContext
+from capebase.db.engine import create_engine
 from capebase.policy import Policy
 from capebase.policy.sqlexpr import with_row_values
 from tests._hypothesis import scaled
@@ -41,7 +47,12 @@ PROPERTY_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
-TEXTS = ["a", "A", "a ", " a", "b", "ab", ""]
+TEXTS = [
+    "a", "A", "a ", " a", "b", "ab", "",
+    "pub", "PUB", "Pub", "püb", "pub ", "pu", "éa", "Éa", "ea",  # case, accents, trailing space
+    "a%", "%", "_", "a_", "ab%", "a_b",  # LIKE's wildcards inside values
+    "a\\", "\\", "a\\%", "\\_", "a\\b",  # backslashes: LIKE's escape character
+]
 text = st.sampled_from(TEXTS)
 small_int = st.integers(-1, 3)
 
@@ -158,15 +169,27 @@ in_leaf = st.one_of(
 flag_leaf = st.tuples(
     st.just("flag"), st.sampled_from(["bare", "not", "eq_true", "is_true", "is_not_false"])
 )
-# Python must not evaluate these: collation-dependent ordering, SQL functions, LIKE.
+PATTERN_OPS = (
+    "like", "not_like", "startswith", "not_startswith", "endswith", "not_endswith",
+    "contains", "not_contains", "lt", "le", "gt", "ge",
+)
+# Text patterns and ordering, which Python evaluates as every database must: exactly.
+pattern_leaf = st.tuples(
+    st.just("pattern"),
+    st.sampled_from(TEXTUAL),
+    st.sampled_from(PATTERN_OPS),
+    st.one_of(st.tuples(st.just("const"), text), st.just(("id",))),
+    st.booleans(),  # autoescape, for startswith/endswith/contains
+)
+# Python must not evaluate these: SQL functions, case-insensitive matching.
 opaque_leaf = st.tuples(
     st.just("opaque"),
-    st.sampled_from(["text_order", "lower", "like"]),
+    st.sampled_from(["lower", "ilike", "icontains"]),
     st.sampled_from(TEXTUAL),
     text,
 )
 
-leaves = numeric_leaf | text_leaf | null_leaf | in_leaf | flag_leaf | opaque_leaf
+leaves = numeric_leaf | text_leaf | null_leaf | in_leaf | flag_leaf | pattern_leaf | opaque_leaf
 where_trees = st.recursive(
     leaves,
     lambda children: st.one_of(
@@ -211,14 +234,29 @@ def build(tree: tuple[Any, ...], ctx: AuthContext) -> ColumnElement[bool]:
             "is_true": lambda: flag.is_(True),
             "is_not_false": lambda: flag.is_not(False),
         }[tree[1]]()
+    if kind == "pattern":
+        _, name, op, right, autoescape = tree
+        column = getattr(Prop, name)
+        value = operand(right, ctx)
+        if value is None:
+            raise LookupError("no caller id to match")  # the rule then matches nothing
+        if op in ("lt", "le", "gt", "ge"):
+            return OPS[op](column, value)  # type: ignore[no-any-return]
+        negate = op.startswith("not_")
+        base = op.removeprefix("not_")
+        if base == "like":
+            matched = column.like(value)
+        else:
+            matched = getattr(column, base)(value, autoescape=autoescape)
+        return ~matched if negate else matched  # type: ignore[no-any-return]
     if kind == "opaque":
         _, how, name, value = tree
         column = getattr(Prop, name)
-        if how == "text_order":
-            return column < value  # type: ignore[no-any-return]
         if how == "lower":
             return func.lower(column) == value  # type: ignore[no-any-return]
-        return column.like(f"{value}%")  # type: ignore[no-any-return]
+        if how == "ilike":
+            return column.ilike(f"{value}%")  # type: ignore[no-any-return]
+        return column.icontains(value)  # type: ignore[no-any-return]
     if kind == "not":
         return not_(build(tree[1], ctx))
     combine = and_ if kind == "and" else or_
@@ -365,7 +403,7 @@ def test_sql_and_python_predicates_agree(db_url: str) -> None:
     covered: Counter[str] = Counter()
     runs = 0
     with asyncio.Runner() as runner:
-        engine = create_async_engine(db_url)
+        engine = create_engine(db_url)  # capebase's: SQLite's LIKE is case-sensitive there
         try:
             runner.run(_create(engine))
 
@@ -395,3 +433,78 @@ def test_sql_and_python_predicates_agree(db_url: str) -> None:
 async def _create(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(Prop.metadata.create_all, tables=[Prop.__table__])
+
+
+# -- text patterns against their look-alikes -------------------------------------------------
+# The general test mixes pattern leaves into random trees; this one aims every pattern operator
+# at one value and rows that look like it, so each kind of look-alike meets each operator.
+
+PATTERN_VALUES = ["pub", "Pub", "ea", "é", "a%", "a_b", "%", "_", "a\\", "\\%", "a\\_", "x y"]
+ACCENTED = str.maketrans("aeiouAEIOU", "áéîõüÁÉÎÕÜ")
+LOOK_ALIKES = ("case", "accent", "trailing space", "wildcard", "backslash")
+
+
+def look_alikes(value: str) -> dict[str, list[str]]:
+    """Stored values that a collation, a padding or a wildcard could confuse with ``value``."""
+    made = {
+        "case": [value.upper(), value.lower(), value.swapcase()],
+        "accent": [value.translate(ACCENTED), value.translate(ACCENTED).upper()],
+        "trailing space": [value + " ", value.rstrip() + "  ", " " + value],
+        # what a wildcard or an escape would admit if it were not taken literally
+        "wildcard": [value.replace("%", "zz").replace("_", "z"), value.replace("%", "")],
+        "backslash": [value.replace("\\", ""), value.replace("\\", "\\\\")],
+    }
+    return {kind: [v for v in values if v != value] for kind, values in made.items()}
+
+
+def kinds_of(value: str) -> set[str]:
+    """The look-alike kinds an example with pattern value ``value`` exercises."""
+    kinds = {"trailing space"}
+    if value.upper() != value.lower():
+        kinds.add("case")
+    if value.translate(ACCENTED) != value:
+        kinds.add("accent")
+    if set(value) & set("%_"):
+        kinds.add("wildcard")
+    if "\\" in value:
+        kinds.add("backslash")
+    return kinds
+
+
+@st.composite
+def pattern_examples(draw: st.DrawFn) -> tuple[str, bool, list[dict[str, Any]]]:
+    value = draw(st.sampled_from(PATTERN_VALUES))
+    names = [value, *(v for vs in look_alikes(value).values() for v in vs)]
+    names += draw(st.lists(text, max_size=3))
+    names = list(dict.fromkeys(n for n in names if len(n) <= 20))
+    rows = [{"owner": None, "org": None, "name": n, "team": None, "level": None, "flag": None}
+            for n in names]
+    rows.append({"owner": None, "org": None, "name": None, "team": None, "level": None,
+                 "flag": None})
+    return value, draw(st.booleans()), rows
+
+
+@pytest.mark.timeout(600)
+def test_text_patterns_agree_on_look_alikes(db_url: str) -> None:
+    generated: set[tuple[str, str]] = set()
+    with asyncio.Runner() as runner:
+        engine = create_engine(db_url)
+        try:
+            runner.run(_create(engine))
+
+            @PROPERTY_SETTINGS
+            @given(example=pattern_examples())
+            def agree(example: tuple[str, bool, list[dict[str, Any]]]) -> None:
+                value, autoescape, rows = example
+                for op in PATTERN_OPS:
+                    leaf = ("pattern", "name", op, ("const", value), autoescape)
+                    spec = {"role": None, "owner_field": None, "context_fields": None,
+                            "where": leaf}
+                    runner.run(check_agreement(engine, [spec], rows, [AuthContext()]))
+                    generated.update((op, kind) for kind in kinds_of(value))
+
+            agree()
+        finally:
+            runner.run(engine.dispose())
+    wanted = {(op, kind) for op in PATTERN_OPS for kind in LOOK_ALIKES}
+    assert wanted <= generated, f"never generated: {sorted(wanted - generated)}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
+
+from pydantic_core import PydanticUndefined
 
 from .context import AuthContext
 
@@ -50,3 +53,23 @@ def auth_fields(model: type[Any]) -> dict[str, AuthValue]:
             if isinstance(meta, AuthValue):
                 found[name] = meta
     return found
+
+
+def server_values(
+    model: type[Any], ctx: AuthContext, markers: Mapping[str, AuthValue] | None = None
+) -> dict[str, Any]:
+    """The value each auth field of ``model`` takes in a row ``ctx`` creates.
+
+    The context's value, or, where the context has none (an anonymous caller's id, a missing
+    ``context`` key), the field's own default, else ``None``: never a value the caller chose.
+    ``markers`` is ``auth_fields(model)``, when the caller has it at hand.
+    """
+    values: dict[str, Any] = {}
+    for name, marker in (auth_fields(model) if markers is None else markers).items():
+        value = marker.value_from(ctx)
+        if value is None:
+            info = model.model_fields[name]
+            default = info.get_default(call_default_factory=True, validated_data={})
+            value = None if default is PydanticUndefined else default
+        values[name] = value
+    return values

@@ -22,7 +22,7 @@ from pydantic_core import PydanticUndefined
 from sqlalchemy import Insert, Update, bindparam, delete, insert, select, update
 
 from ..auth.context import AuthContext
-from ..auth.fields import auth_fields
+from ..auth.fields import auth_fields, server_values
 from ..db.direct import DirectExecutor, DirectTransaction, Row
 from ..errors import NotFoundError, PermissionDeniedError
 from ..policy.sqlexpr import equals
@@ -58,8 +58,8 @@ class DirectWriter:
         direct.prebuilt(_LOG_INSERT)
         fields = published.model.model_fields
         self._defaults = {k: _default_maker(fields.get(k)) for k in self.columns}
-        self._auth_fields = auth_fields(published.model)
         self._none_is_value = frozenset(c.key for c in table.c if c.type.should_evaluate_none)
+        self._auth_fields = auth_fields(published.model)
         self._insert_defaults = _python_defaults(c.default for c in table.c)
         self._update_defaults = _python_defaults(c.onupdate for c in table.c)
         self._inserts: dict[frozenset[str], Insert] = {}
@@ -107,10 +107,7 @@ class DirectWriter:
         image: dict[str, Any] = {}
         for name, make_default in self._defaults.items():
             image[name] = values[name] if name in values else make_default()
-        for name, marker in self._auth_fields.items():
-            value = marker.value_from(ctx)
-            if value is not None:
-                image[name] = value
+        image.update(server_values(self.published.model, ctx, self._auth_fields))
         return image
 
     async def update(

@@ -9,13 +9,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Boolean, Column, ColumnElement, DateTime, Enum, String, Table, not_
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import expression
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from ..errors import QueryError
-from ..policy.sqlexpr import equals, one_of
+from ..policy.sqlexpr import binary_collated, equals, one_of, strict_text
 from .values import integer_range, storage_type, text_problem
 
 RESERVED = frozenset({"order_by", "limit", "offset", "count"})
@@ -191,55 +188,6 @@ def _match(column: ColumnElement[Any], op: str, raw: str) -> ColumnElement[bool]
     if op == "icontains":
         return column.icontains(raw, autoescape=True)
     return column.startswith(raw, autoescape=True)
-
-
-class binary_collated(expression.FunctionElement[str]):
-    """A text column compared character by character, case and accents included.
-
-    On MySQL/MariaDB this renders ``CONVERT(col USING utf8mb4) COLLATE utf8mb4_bin``: the default
-    collations there make ``LIKE 'a%'`` match ``'Apple'`` and ``'%e'`` match ``'Café'``. Elsewhere
-    it is the column itself.
-    """
-
-    type = String()
-    inherit_cache = True
-    name = "binary_collated"
-
-
-@compiles(binary_collated)
-def _compile_collated_default(element: binary_collated, compiler: SQLCompiler, **kw: Any) -> str:
-    (column,) = list(element.clauses)
-    return compiler.process(column, **kw)
-
-
-@compiles(binary_collated, "mysql")
-def _compile_collated_mysql(element: binary_collated, compiler: SQLCompiler, **kw: Any) -> str:
-    (column,) = list(element.clauses)
-    return f"CONVERT({compiler.process(column, **kw)} USING utf8mb4) COLLATE utf8mb4_bin"
-
-
-class strict_text(expression.FunctionElement[bool]):
-    """``strict_text(plain, strict)``: ``plain`` where text comparison is exact already, and
-    ``(plain AND strict)`` on MySQL, where ``strict`` is the same test on ``binary_collated``
-    text; ``plain`` keeps an index usable for prefix matches."""
-
-    type = Boolean()
-    inherit_cache = True
-    name = "strict_text"
-    # Already a condition: SQLite and MySQL must not render it as ``(...) = 1``.
-    _is_implicitly_boolean = True
-
-
-@compiles(strict_text)
-def _compile_strict_default(element: strict_text, compiler: SQLCompiler, **kw: Any) -> str:
-    plain, _strict = list(element.clauses)
-    return f"({compiler.process(plain, **kw)})"
-
-
-@compiles(strict_text, "mysql")
-def _compile_strict_mysql(element: strict_text, compiler: SQLCompiler, **kw: Any) -> str:
-    plain, strict = list(element.clauses)
-    return f"({compiler.process(plain, **kw)} AND {compiler.process(strict, **kw)})"
 
 
 def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:

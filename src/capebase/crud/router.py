@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect as pyinspect
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -16,6 +17,7 @@ from sqlalchemy import Column, Table, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ..auth.context import AuthContext
+from ..auth.fields import server_values
 from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotATableError, NotFoundError, PermissionDeniedError
 from ..limits import check_filter_count
@@ -39,10 +41,13 @@ from .schemas import (
     row_type,
     update_schema_for,
 )
+from .server_fields import ServerFields, refusing, schema_warnings, server_fields
 from .values import ValueChecks, integer_range, storage_type
 
 if TYPE_CHECKING:
     from ..app import CapeBase
+
+logger = logging.getLogger("capebase")
 
 RouteName = Literal["list", "get", "create", "update", "delete", "subscribe"]
 ROUTE_NAMES: tuple[RouteName, ...] = get_args(RouteName)
@@ -100,6 +105,7 @@ class PublishedModel:
     fields: dict[str, FilterField]
     value_checks: ValueChecks
     key_range: tuple[int, int] | None
+    server_set: ServerFields
 
     @property
     def name(self) -> str:
@@ -138,18 +144,29 @@ def describe_model(
             f"choose from {', '.join(ROUTE_NAMES)}"
         )
     row = row_type(model)
+    server = server_fields(model)
+    columns = table.c.keys()
+    for schema, refused, route in (
+        (create_schema, server.on_create, "create"),
+        (update_schema, server.on_update, "update"),
+    ):
+        for warning in schema_warnings(schema, refused, columns, route) if schema else ():
+            logger.warning("capebase: %s", warning)
     return PublishedModel(
         model=model,
         table=table,
         path=f"/{table.name}",
         routes=frozenset(chosen),  # type: ignore[arg-type]  # validated above
         pk=pk_columns[0],
-        create_schema=(
-            input_schema(create_schema, model) if create_schema else create_schema_for(model)
+        create_schema=refusing(
+            input_schema(create_schema, model) if create_schema else create_schema_for(model),
+            server.on_create,
         ),
-        update_schema=(
-            input_schema(update_schema, model) if update_schema else update_schema_for(model)
+        update_schema=refusing(
+            input_schema(update_schema, model) if update_schema else update_schema_for(model),
+            server.on_update,
         ),
+        server_set=server,
         read_schema=read_schema_for(model),
         row_json=TypeAdapter(row),
         rows_json=TypeAdapter(list[row]),  # type: ignore[valid-type]
@@ -389,7 +406,15 @@ class _Handlers:
         p = self.published
         if not self.cape.policy.allows_some(p.model, "create", ctx):
             raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
-        values = {k: v for k, v in body.model_dump().items() if k in p.table.c}
+        required = p.server_set.required_auth
+        if required and None in server_values(p.model, ctx, required).values():
+            # An auth field the caller has no value for (an anonymous caller's FROM_AUTH_ID):
+            # the row could not be stored, and it is the caller, not the row, that is lacking.
+            raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
+        refused = p.server_set.on_create  # the schema refused them; never take one regardless
+        values = {
+            k: v for k, v in body.model_dump().items() if k in p.table.c and k not in refused
+        }
         self._check_values(values)
         with _conflicts_as_http(p):
             image = await self._create(ctx, values)
@@ -399,7 +424,10 @@ class _Handlers:
     async def update_row(self, *, body: BaseModel, ctx: AuthContext, **path: Any) -> Response:
         p = self.published
         key = self._key(path)
-        changes = body.model_dump(exclude_unset=True)
+        refused = p.server_set.on_update
+        changes = {
+            k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in refused
+        }
         self._check_values(changes)
         with _conflicts_as_http(p):
             image = await self._update(ctx, key, changes)

@@ -11,16 +11,17 @@ from typing_extensions import TypedDict
 
 from ..auth.fields import auth_fields
 from ..observability.secret_fields import secret_keys
+from .server_fields import key_is_assigned
 from .wire import wire_annotation
 
 
-def primary_key_fields(model: type[Any]) -> list[str]:
-    """Names of the primary-key columns of ``model``."""
-    return [column.key for column in model.__table__.primary_key.columns]
-
-
-def _input_fields(model: type[Any]) -> dict[str, FieldInfo]:
-    hidden = set(primary_key_fields(model)) | set(auth_fields(model))
+def _input_fields(model: type[Any], *, chosen_keys: bool = False) -> dict[str, FieldInfo]:
+    """The columns a client sends; with ``chosen_keys``, also a primary key nothing else
+    would choose (see ``server_fields``)."""
+    table = model.__table__
+    hidden = {
+        c.key for c in table.primary_key.columns if not chosen_keys or key_is_assigned(model, c)
+    } | set(auth_fields(model))
     columns = set(model.__table__.c.keys())
     return {
         name: info
@@ -35,11 +36,12 @@ _INPUT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 def create_schema_for(model: type[Any]) -> type[BaseModel]:
-    """``{Model}Create``: every column but the primary key and auth-filled fields."""
+    """``{Model}Create``: every column but auth-filled fields and a primary key the model or
+    database assigns."""
     columns = model.__table__.c
     fields: dict[str, Any] = {
         name: (wire_annotation(info.annotation, columns[name], info.metadata), _plain_field(info))
-        for name, info in _input_fields(model).items()
+        for name, info in _input_fields(model, chosen_keys=True).items()
     }
     return create_model(f"{model.__name__}Create", __config__=_INPUT, **fields)
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import DatabaseUnavailableError
+
+T = TypeVar("T")
 
 LOCK_NAME = "capebase.create_tables"
 LOCK_KEY = zlib.crc32(LOCK_NAME.encode())
@@ -35,8 +38,13 @@ _PG_DUPLICATE_SQLSTATES = frozenset({"42P07", "42710"})  # duplicate_table, dupl
 _MYSQL_DUPLICATE_CODES = frozenset({1050, 1061})  # table exists, duplicate key (index) name
 
 
-async def create_all(engine: AsyncEngine, metadatas: Sequence[MetaData]) -> None:
-    """Create the missing tables (and their indexes) of ``metadatas``.
+async def create_all(
+    engine: AsyncEngine,
+    metadatas: Sequence[MetaData],
+    then: Callable[[Connection], T] | None = None,
+) -> T | None:
+    """Create the missing tables (and their indexes) of ``metadatas``, then run ``then`` (a
+    schema upgrade, say) under the same lock; its result is returned.
 
     Raises:
         DatabaseUnavailableError: another process held the creation lock for
@@ -47,13 +55,15 @@ async def create_all(engine: AsyncEngine, metadatas: Sequence[MetaData]) -> None
             async with engine.connect() as connection, _creation_lock(connection):
                 for metadata in metadatas:
                     await connection.run_sync(metadata.create_all)
+                result = None if then is None else await connection.run_sync(then)
                 await connection.commit()
-            return
+            return result
         except sa_exc.DBAPIError as error:
             if attempt == ATTEMPTS - 1 or not is_already_exists(error):
                 raise
             # Someone created it between our look and our CREATE: look again.
             await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 from ..extras import require_extra
 from .audit import Audit, AuditEntry
 from .config import AuditConfig, MetricsConfig
-from .request_id import current_request_id, use_request_id
+from .request_id import current_client_request_id, current_request_id, use_request_id
 from .secret_fields import is_secret, secret_field
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ __all__ = [
     "AuditEntry",
     "Metrics",
     "MetricsConfig",
+    "current_client_request_id",
     "current_request_id",
     "is_secret",
     "secret_field",

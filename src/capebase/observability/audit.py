@@ -45,7 +45,10 @@ class AuditEntry(BaseModel):
         new: the row after (INSERT, UPDATE), secret fields left out.
         actor_id / actor_role: who made the change; ``None`` for privileged sessions.
         timestamp: when the change was written (UTC).
-        request_id: the ``X-Request-ID`` of the request that made it, if any.
+        request_id: the id the server gave the request that made it (its responses carry it
+            in ``X-Request-ID``), or the id of a job (``use_request_id``), if any.
+        client_request_id: the ``X-Request-ID`` the client sent with that request, if any
+            (printable ASCII, cut to 64 characters). Unverified: any client can send any value.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -60,6 +63,7 @@ class AuditEntry(BaseModel):
     actor_role: str | None
     timestamp: datetime
     request_id: str | None
+    client_request_id: str | None
 
 
 class Audit:
@@ -191,6 +195,7 @@ def _entry(row: Any) -> AuditEntry:
         actor_role=row["actor_role"],
         timestamp=created,
         request_id=row["request_id"],
+        client_request_id=row["client_request_id"],
     )
 
 

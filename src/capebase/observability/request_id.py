@@ -1,7 +1,10 @@
 """Request ids: one per HTTP request or WebSocket, recorded with every change it makes.
 
-A client may send ``X-Request-ID`` (a short token, to tie its logs to ours); otherwise one is
-generated. Responses carry it back in ``X-Request-ID``.
+The server makes the id of every request; responses carry it in ``X-Request-ID``. A client may
+send its own ``X-Request-ID`` (to tie its logs to ours): that value is recorded apart, as the
+*client's* request id, never as the request's own. A client could otherwise pass its changes off
+as another request's in the audit trail. It is kept only when printable ASCII, and cut to
+``MAX_LENGTH`` characters.
 """
 
 from __future__ import annotations
@@ -19,12 +22,22 @@ HEADER = "x-request-id"
 MAX_LENGTH = 64
 _VALID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_LENGTH}}}")
 
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
+
 _current: ContextVar[str | None] = ContextVar("capebase_request_id", default=None)
+_client: ContextVar[str | None] = ContextVar("capebase_client_request_id", default=None)
 
 
 def current_request_id() -> str | None:
-    """The id of the request being handled, or ``None`` outside a request."""
+    """The id of the request being handled (the server's own), or ``None`` outside a request."""
     return _current.get()
+
+
+def current_client_request_id() -> str | None:
+    """The ``X-Request-ID`` the client of the current request sent, as far as it is kept
+    (printable ASCII, at most ``MAX_LENGTH`` characters), or ``None``. Unverified: any client
+    can send any value."""
+    return _client.get()
 
 
 @contextmanager
@@ -55,8 +68,9 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        value = _from_headers(scope) or uuid.uuid4().hex
+        value = uuid.uuid4().hex
         token = _current.set(value)
+        client_token = _client.set(_from_headers(scope))
         try:
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)
@@ -71,12 +85,15 @@ class RequestIdMiddleware:
 
             await self.app(scope, receive, send_with_id)
         finally:
+            _client.reset(client_token)
             _current.reset(token)
 
 
 def _from_headers(scope: Scope) -> str | None:
+    """The client's ``X-Request-ID``, cut to ``MAX_LENGTH``; ``None`` when absent, blank or
+    not printable ASCII (control characters would forge lines in logs)."""
     for name, raw in scope.get("headers", ()):
         if name == b"x-request-id":
-            text = raw.decode("latin-1")
-            return text if _VALID.fullmatch(text) else None
+            text = raw.decode("latin-1").strip()
+            return text[:MAX_LENGTH] if _PRINTABLE.fullmatch(text) else None
     return None

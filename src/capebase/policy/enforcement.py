@@ -12,7 +12,7 @@ from sqlalchemy import Table, event, inspect, select, tuple_
 from sqlalchemy.orm import Session, UOWTransaction
 
 from ..auth.context import AuthContext
-from ..auth.fields import auth_fields
+from ..auth.fields import server_values
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import PermissionDeniedError
 from ..observability.observer import count_denial
@@ -47,13 +47,12 @@ def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> N
 def fill_auth_fields(obj: Any, ctx: AuthContext) -> None:
     """Set ``obj``'s FROM_AUTH_ID / FROM_AUTH_ROLE / from_context fields from ``ctx``.
 
-    The context wins over a value the client sent: a caller cannot create rows in another
-    user's name.
+    Whatever the object holds is replaced, also where the context has no value (an anonymous
+    caller, a missing context key: the field's default, else None): a caller can neither
+    create rows in another user's name nor choose a value the context does not give it.
     """
-    for name, marker in auth_fields(type(obj)).items():
-        value = marker.value_from(ctx)
-        if value is not None:
-            setattr(obj, name, value)
+    for name, value in server_values(type(obj), ctx).items():
+        setattr(obj, name, value)
 
 
 def row_image(obj: Any) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Evaluate a SQLAlchemy boolean expression over a row image in Python, with SQL's NULL logic.
 
 Only what Python can decide exactly as all three databases do is evaluated; anything else raises
-``NotEvaluable`` so that the caller asks the database instead of guessing. In particular text is
-compared for equality only (byte for byte, as ``sqlexpr.exact_text`` makes the SQL form do):
-ordering text depends on the database's collation.
+``NotEvaluable`` so that the caller asks the database instead of guessing. Text is compared as
+``sqlexpr.exact_text`` makes the SQL form compare it: equality character for character,
+ordering by code point, ``LIKE`` and its case-sensitive kin with the pattern rules of ``like``.
+Case-insensitive matching (``ilike``, ``lower()``) is left to the database.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from sqlalchemy import Table
 from sqlalchemy.sql import elements, operators
 
 from .._compat.sqlalchemy import plain
+from .like import (
+    DEFAULT_ESCAPE,
+    NEGATED,
+    PATTERN_OPERATORS,
+    closed_value,
+    like_matches,
+    pattern_for,
+)
 from .sqlexpr import exact_equals
 
 
@@ -134,6 +143,8 @@ def _evaluate_binary(
         return _evaluate_in(expr, row, table)
     left = evaluate(expr.left, row, table)
     right = evaluate(expr.right, row, table)
+    if op in PATTERN_OPERATORS:
+        return _evaluate_pattern(expr, left, right)
     if op in (operators.is_, operators.is_not):
         if right is None:
             matched = left is None
@@ -142,14 +153,24 @@ def _evaluate_binary(
         else:
             raise NotEvaluable("IS with a value other than NULL, true or false")
         return matched if op is operators.is_ else not matched
-    compare = _EQUALITY.get(op)
-    if compare is None:
-        compare = _ORDERING.get(op)
-        if compare is not None and (isinstance(left, str) or isinstance(right, str)):
-            raise NotEvaluable("text ordering depends on the database's collation")
+    compare = _EQUALITY.get(op) or _ORDERING.get(op)
     if compare is None:
         raise NotEvaluable(f"cannot evaluate operator {getattr(op, '__name__', op)!r} in Python")
     return _compare(compare, left, right)
+
+
+def _evaluate_pattern(expr: elements.BinaryExpression[Any], left: Any, right: Any) -> Any:
+    if left is None or right is None:
+        return None
+    if not (isinstance(left, str) and isinstance(right, str)):
+        raise NotEvaluable("LIKE over something other than text")
+    escape = expr.modifiers.get("escape") or DEFAULT_ESCAPE
+    if not isinstance(expr.right, elements.BindParameter) and closed_value(right, escape) != right:
+        # Only a pattern value is closed (``sqlexpr.exact_text``); the databases disagree on
+        # a computed pattern ending with a lone escape character.
+        raise NotEvaluable("a computed LIKE pattern ending with its escape character")
+    matched = like_matches(left, pattern_for(expr.operator, right, escape), escape)
+    return not matched if expr.operator in NEGATED else matched
 
 
 def _evaluate_in(

@@ -1,17 +1,19 @@
-"""SQL building blocks shared by the policy and list filters: exact text equality, row literals."""
+"""SQL building blocks shared by the policy and list filters: exact text comparisons, row
+literals."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Table, literal, not_, or_
+from sqlalchemy import Boolean, ColumnElement, Table, and_, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import elements, expression, operators, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import String, TypeDecorator, TypeEngine
 
 from .._compat.sqlalchemy import plain
+from .like import CASE_FOLDING_OPERATORS, DEFAULT_ESCAPE, PATTERN_OPERATORS, closed_value
 
 NO_OPTIONS: dict[str, Any] = {}
 """Empty options for ``visitors.replacement_traverse``."""
@@ -49,6 +51,95 @@ def _compile_exact_mysql(element: exact_equals, compiler: SQLCompiler, **kw: Any
     return f"({plain} AND CAST({binary} AS BINARY) = {compiler.process(value, **kw)})"
 
 
+class binary_collated(expression.FunctionElement[str]):
+    """A text column compared character by character, case and accents included.
+
+    On MySQL/MariaDB this renders ``CONVERT(col USING utf8mb4) COLLATE utf8mb4_bin``: the default
+    collations there make ``LIKE 'a%'`` match ``'Apple'`` and ``'%e'`` match ``'Café'``. Elsewhere
+    it is the column itself.
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "binary_collated"
+
+
+@compiles(binary_collated)
+def _compile_collated_default(element: binary_collated, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return compiler.process(column, **kw)
+
+
+@compiles(binary_collated, "mysql")
+def _compile_collated_mysql(element: binary_collated, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"CONVERT({compiler.process(column, **kw)} USING utf8mb4) COLLATE utf8mb4_bin"
+
+
+class strict_text(expression.FunctionElement[bool]):
+    """``strict_text(plain, strict)``: ``plain`` where text comparison is exact already, and
+    ``(plain AND strict)`` on MySQL, where ``strict`` is the same test on ``binary_collated``
+    text; ``plain`` keeps an index usable for prefix matches."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "strict_text"
+    # Already a condition: SQLite and MySQL must not render it as ``(...) = 1``.
+    _is_implicitly_boolean = True
+
+
+@compiles(strict_text)
+def _compile_strict_default(element: strict_text, compiler: SQLCompiler, **kw: Any) -> str:
+    plain, _strict = list(element.clauses)
+    return f"({compiler.process(plain, **kw)})"
+
+
+@compiles(strict_text, "mysql")
+def _compile_strict_mysql(element: strict_text, compiler: SQLCompiler, **kw: Any) -> str:
+    plain, strict = list(element.clauses)
+    return f"({compiler.process(plain, **kw)} AND {compiler.process(strict, **kw)})"
+
+
+class codepoint_ordered(expression.FunctionElement[str]):
+    """Text ordered by code point, as Python orders ``str``: ``CAST(x AS BINARY)`` on MySQL
+    (UTF-8 bytes; its collations fold case and accents and pad trailing spaces),
+    ``x COLLATE "C"`` on PostgreSQL (whose database collation may follow a language), and
+    ``x COLLATE BINARY`` on SQLite."""
+
+    type = String()
+    inherit_cache = True
+    name = "codepoint_ordered"
+
+
+@compiles(codepoint_ordered)
+def _compile_codepoint_default(
+    element: codepoint_ordered, compiler: SQLCompiler, **kw: Any
+) -> str:
+    (text,) = list(element.clauses)
+    return compiler.process(text, **kw)
+
+
+@compiles(codepoint_ordered, "sqlite")
+def _compile_codepoint_sqlite(element: codepoint_ordered, compiler: SQLCompiler, **kw: Any) -> str:
+    (text,) = list(element.clauses)
+    # The default already, unless the column declares another (COLLATE NOCASE).
+    return f"({compiler.process(text, **kw)}) COLLATE BINARY"
+
+
+@compiles(codepoint_ordered, "postgresql")
+def _compile_codepoint_postgresql(
+    element: codepoint_ordered, compiler: SQLCompiler, **kw: Any
+) -> str:
+    (text,) = list(element.clauses)
+    return f'({compiler.process(text, **kw)}) COLLATE "C"'
+
+
+@compiles(codepoint_ordered, "mysql")
+def _compile_codepoint_mysql(element: codepoint_ordered, compiler: SQLCompiler, **kw: Any) -> str:
+    (text,) = list(element.clauses)
+    return f"CAST({compiler.process(text, **kw)} AS BINARY)"
+
+
 def is_text(type_: TypeEngine[Any] | None) -> bool:
     """Whether ``type_`` stores text, including TypeDecorators over text such as SQLModel's
     ``AutoString`` (the type of every ``str`` field)."""
@@ -78,10 +169,14 @@ def one_of(column: Any, values: list[Any]) -> ColumnElement[bool]:
 
 
 def exact_text(expr: ColumnElement[bool]) -> ColumnElement[bool]:
-    """``expr`` with every text ``=``, ``!=``, ``IN`` and ``NOT IN`` made exact (``exact_equals``).
+    """``expr`` with every text comparison made exact, the same on every database: ``=``,
+    ``!=``, ``IN``, ``NOT IN`` (``exact_equals``), ``IS [NOT] DISTINCT FROM``, ordering
+    (``codepoint_ordered``), ``LIKE`` and its kin, ``REGEXP`` (``binary_collated``, with the
+    pattern rules of ``like``).
 
-    Applied to ``where=`` expressions, so that ``Doc.owner == ctx.id`` means on MySQL what it
-    means in Python and on the other databases.
+    Applied to ``where=`` expressions, so that ``Doc.owner == ctx.id`` or
+    ``Doc.title.startswith("pub")`` means on MySQL what it means in Python and on the other
+    databases: case, accents and trailing spaces count.
     """
 
     def replace(element: Any, **_kw: Any) -> Any:
@@ -90,6 +185,19 @@ def exact_text(expr: ColumnElement[bool]) -> ColumnElement[bool]:
         left, right, op = element.left, element.right, element.operator
         if not (is_text(getattr(left, "type", None)) or is_text(getattr(right, "type", None))):
             return None
+        if op in PATTERN_OPERATORS or op in CASE_FOLDING_OPERATORS:
+            return _exact_pattern(element)
+        if op in (operators.regexp_match_op, operators.not_regexp_match_op):
+            return _rebuilt(element, binary_collated(exact_text(left)), right)
+        if op in _ORDERING:
+            return _rebuilt(
+                element, codepoint_ordered(exact_text(left)), codepoint_ordered(exact_text(right))
+            )
+        if op in (operators.between_op, operators.not_between_op):
+            return _exact_between(element)
+        if op in (operators.is_distinct_from, operators.is_not_distinct_from):
+            same = _same_or_both_null(exact_text(left), exact_text(right))
+            return same if op is operators.is_not_distinct_from else not_(same)
         if op is operators.eq:
             return exact_equals(exact_text(left), exact_text(right))
         if op is operators.ne:
@@ -105,6 +213,58 @@ def exact_text(expr: ColumnElement[bool]) -> ColumnElement[bool]:
 
     result: ColumnElement[bool] = visitors.replacement_traverse(expr, NO_OPTIONS, replace)
     return result
+
+
+_ORDERING = (operators.lt, operators.le, operators.gt, operators.ge)
+
+
+def _rebuilt(
+    element: elements.BinaryExpression[Any],
+    left: Any,
+    right: Any,
+    modifiers: dict[str, Any] | None = None,
+) -> elements.BinaryExpression[Any]:
+    """``element`` with other operands (and modifiers)."""
+    return elements.BinaryExpression(
+        left,
+        right,
+        element.operator,
+        type_=element.type,
+        negate=element.negate,
+        modifiers=element.modifiers if modifiers is None else modifiers,
+    )
+
+
+def _exact_pattern(element: elements.BinaryExpression[Any]) -> Any:
+    """A LIKE-style comparison on ``binary_collated`` text, with a backslash for escape
+    character where none is named, and a pattern value's trailing lone escape closed."""
+    modifiers = dict(element.modifiers)
+    escape = modifiers.get("escape") or DEFAULT_ESCAPE
+    modifiers["escape"] = escape
+    right: Any = exact_text(element.right)
+    if isinstance(right, elements.BindParameter) and isinstance(right.effective_value, str):
+        closed = closed_value(right.effective_value, escape)
+        if closed != right.effective_value:
+            right = literal(closed, type_=right.type)
+    return _rebuilt(element, binary_collated(exact_text(element.left)), right, modifiers)
+
+
+def _exact_between(element: elements.BinaryExpression[Any]) -> Any:
+    bounds = list(getattr(element.right, "clauses", ()))
+    if len(bounds) != 2 or element.modifiers.get("symmetric"):
+        return None
+    value = codepoint_ordered(exact_text(element.left))
+    low, high = (codepoint_ordered(exact_text(b)) for b in bounds)
+    within = and_(value >= low, value <= high)
+    return within if element.operator is operators.between_op else not_(within)
+
+
+def _same_or_both_null(left: Any, right: Any) -> ColumnElement[bool]:
+    """``left IS NOT DISTINCT FROM right`` with ``exact_equals``: never NULL."""
+    return or_(
+        and_(left.is_(None), right.is_(None)),
+        and_(left.is_not(None), right.is_not(None), exact_equals(left, right)),
+    )
 
 
 def _is_value_list(element: Any) -> bool:

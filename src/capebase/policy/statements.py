@@ -29,7 +29,7 @@ from .._compat.sqlalchemy import (
     statement_values,
 )
 from ..auth.context import AuthContext
-from ..auth.fields import auth_fields
+from ..auth.fields import server_values
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..observability.observer import count_denial
@@ -259,7 +259,7 @@ def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext)
     filled from ``ctx``, and a statement naming another value for one is denied."""
     statement: Any = state.statement
     model = statement.entity_description["entity"]
-    filled = {name: marker.value_from(ctx) for name, marker in auth_fields(model).items()}
+    filled = server_values(model, ctx)
     if statement.select is not None:
         raise UnfilterableStatementError(
             f"INSERT ... SELECT into {model.__name__} cannot be checked in a user session: "
@@ -293,8 +293,6 @@ def _check_bulk_insert(state: ORMExecuteState, policy: Policy, ctx: AuthContext)
         rows = [{**fixed, **dict(parameters or {})}]
     for row in rows:
         for name, value in filled.items():
-            if value is None:
-                continue  # nothing in the context to fill it from: the given value stays
             if row.get(name) is not None and row[name] != value:
                 # A statement's VALUES are the code's own words: rewriting them silently
                 # would hide the bug (or the attempt) of writing in another user's name.

@@ -17,7 +17,7 @@ from .._compat.sqlalchemy import has_returning
 from ..auth.context import AuthContext
 from ..db.sessions import INTERNAL, CapeSyncSession, SessionScope, scope_of
 from ..errors import UnfilterableStatementError
-from ..observability.request_id import current_request_id
+from ..observability.request_id import current_client_request_id, current_request_id
 from ..observability.secret_fields import without_secrets
 from ..policy.enforcement import row_image
 from .changelog import changes, encode_image, encode_pk, now
@@ -240,6 +240,7 @@ def change_record(
         "created_at": now(),
         "handlers_pending": handlers_pending,
         "request_id": current_request_id(),
+        "client_request_id": current_client_request_id(),
     }
 
 

@@ -23,8 +23,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
 
 metadata = MetaData()
 """capebase's own tables; add it to Alembic's target_metadata when create_tables=False."""
@@ -49,7 +52,8 @@ changes = Table(
     Column("handlers_pending", Boolean, nullable=False, default=False),
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_at", _TIMESTAMP, nullable=True),
-    Column("request_id", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),  # the server's id of the request
+    Column("client_request_id", String(64), nullable=True),  # the X-Request-ID a client sent
     Index("ix_capebase_changes_table_id", "table_name", "id"),
     Index("ix_capebase_changes_table_pk", "table_name", "pk"),  # audit history of one row
     Index("ix_capebase_changes_pending", "handlers_pending", "id"),
@@ -65,6 +69,30 @@ meta = Table(
     Column("value", String(255), nullable=False),
 )
 """Small key/value state; ``pruned_through`` is the highest change id retention removed."""
+
+
+def missing_columns(connection: Connection) -> list[str]:
+    """The columns of ``changes`` its stored table lacks: it was created by an older release."""
+    present = {column["name"] for column in inspect(connection).get_columns(changes.name)}
+    return [column.key for column in changes.c if column.key not in present]
+
+
+def add_missing_columns(connection: Connection) -> list[str]:
+    """Add the nullable columns a ``changes`` table created by an older release lacks (such
+    as ``client_request_id``); the names added."""
+    preparer = connection.dialect.identifier_preparer
+    added = []
+    for name in missing_columns(connection):
+        column = changes.c[name]
+        if not column.nullable:
+            continue  # none so far; _check_own_tables names it
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.execute(text(
+            f"ALTER TABLE {preparer.format_table(changes)} "
+            f"ADD COLUMN {preparer.format_column(column)} {kind}"
+        ))
+        added.append(name)
+    return added
 
 
 @dataclass(frozen=True, slots=True)

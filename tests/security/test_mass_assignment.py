@@ -27,7 +27,14 @@ from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, col
 
-from capebase import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthContext, CapeBase, from_context
+from capebase import (
+    FROM_AUTH_ID,
+    FROM_AUTH_ROLE,
+    AuthContext,
+    CapeBase,
+    PermissionDeniedError,
+    from_context,
+)
 from capebase.testing import app_client
 
 
@@ -225,16 +232,24 @@ async def test_clients_cannot_set_server_fields(
 
 async def test_user_sessions_and_bulk_inserts_fill_auth_fields(db_url: str) -> None:
     """ORM objects and bulk ``insert(Model)`` rows through a user session get the server's
-    values, also where the context has none (the value sent was kept before)."""
+    values, also where the context has none (the value sent was kept before). An ``insert()``
+    statement that names other values is denied, not rewritten behind its back."""
     _app, cape = make_app(db_url, UuidKey, "default", "direct")
     spoofed: dict[str, Any] = {"owner": "mallory", "role": "admin", "org": "evil"}
     async with app_client(_app):
         for who, (_headers, ctx) in CALLERS.items():
+            for statement, rows in (
+                (insert(UuidKey), [{"name": f"spoofed bulk {who}", **spoofed}]),
+                (insert(UuidKey).values(name=f"spoofed values {who}", **spoofed), None),
+            ):
+                async with cape.get_session(ctx) as session:
+                    with pytest.raises(PermissionDeniedError):
+                        await session.execute(statement, rows)
             async with cape.get_session(ctx) as session:
                 obj = UuidKey(name=f"orm {who}", **spoofed)
                 session.add(obj)
-                await session.execute(insert(UuidKey), [{"name": f"bulk {who}", **spoofed}])
-                await session.execute(insert(UuidKey).values(name=f"values {who}", **spoofed))
+                await session.execute(insert(UuidKey), [{"name": f"bulk {who}"}])
+                await session.execute(insert(UuidKey).values(name=f"values {who}"))
                 await session.commit()
             async with cape.get_privileged_session() as session:
                 rows = (await session.execute(select(UuidKey).where(

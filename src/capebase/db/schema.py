@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import DatabaseUnavailableError
+from .ddl import creating_tables
 
 LOCK_NAME = "capebase.create_tables"
 LOCK_KEY = zlib.crc32(LOCK_NAME.encode())
@@ -45,8 +46,9 @@ async def create_all(engine: AsyncEngine, metadatas: Sequence[MetaData]) -> None
     for attempt in range(ATTEMPTS):
         try:
             async with engine.connect() as connection, _creation_lock(connection):
-                for metadata in metadatas:
-                    await connection.run_sync(metadata.create_all)
+                with creating_tables():  # column types that keep every value (``ddl``)
+                    for metadata in metadatas:
+                        await connection.run_sync(metadata.create_all)
                 await connection.commit()
             return
         except sa_exc.DBAPIError as error:

@@ -1,0 +1,53 @@
+"""The column types of the tables capebase creates, where a dialect's default loses data.
+
+MySQL and MariaDB create a plain ``DATETIME`` or ``TIME`` with whole seconds: a microsecond sent
+to the API would be dropped silently. While ``creating_tables()`` is active (capebase's own
+``create_all``), those types are created with microseconds, ``DATETIME(6)`` and ``TIME(6)``.
+DDL the user runs (Alembic, their own ``create_all``) is left as SQLAlchemy renders it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import DateTime, Time
+from sqlalchemy.ext.compiler import compiles
+
+MICROSECONDS = 6
+"""The fractional-second digits of the DATETIME and TIME columns capebase creates on MySQL."""
+
+_creating = ContextVar("capebase_creating_tables", default=False)
+
+
+@contextmanager
+def creating_tables() -> Iterator[None]:
+    """Render the DDL inside the block as capebase creates its tables (see the module)."""
+    token = _creating.set(True)
+    try:
+        yield
+    finally:
+        _creating.reset(token)
+
+
+def _fsp(type_: Any) -> int | None:
+    """The precision to render: the type's own ``fsp`` if it has one, else microseconds while
+    capebase creates tables, else none."""
+    own = getattr(type_, "fsp", None)
+    if own is not None:
+        return int(own)
+    return MICROSECONDS if _creating.get() else None
+
+
+@compiles(DateTime, "mysql")
+def _datetime_on_mysql(type_: DateTime, compiler: Any, **kw: Any) -> str:
+    fsp = _fsp(type_)
+    return compiler.visit_datetime(type_, **kw) if fsp is None else f"DATETIME({fsp})"
+
+
+@compiles(Time, "mysql")
+def _time_on_mysql(type_: Time, compiler: Any, **kw: Any) -> str:
+    fsp = _fsp(type_)
+    return compiler.visit_time(type_, **kw) if fsp is None else f"TIME({fsp})"

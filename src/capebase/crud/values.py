@@ -7,10 +7,23 @@ MySQL refuse (overlong strings). Checking here gives every database the same 422
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, SmallInteger, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    Interval,
+    SmallInteger,
+    String,
+    Table,
+    Time,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Widths as PostgreSQL and MySQL store them; SQLite's INTEGER is wider, but the same model
@@ -49,8 +62,46 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+_EPOCH = datetime(1970, 1, 1)
+# Where intervals are not native (SQLite, MySQL) SQLAlchemy stores the epoch plus the interval
+# as a DATETIME, whose range is years 1000 to 9999 on MySQL.
+INTERVAL_RANGE = (datetime(1000, 1, 1) - _EPOCH, datetime(9999, 12, 31, 23, 59, 59) - _EPOCH)
+
+
+def interval_problem(value: timedelta) -> str | None:
+    """Why ``value`` cannot be stored as an interval on every database, or None."""
+    low, high = INTERVAL_RANGE
+    if not low <= value <= high:
+        return f"out of range for an interval ({low.days} to {high.days} days)"
+    return None
+
+
+def _check_interval(value: Any) -> str | None:
+    return interval_problem(value) if isinstance(value, timedelta) else None
+
+
+def _check_finite(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number (MySQL cannot store infinity or NaN)"
+    return None
+
+
+def _check_aware(value: Any) -> str | None:
+    if isinstance(value, datetime) and value.utcoffset() is None:
+        return "needs a time zone offset (such as Z or +02:00)"
+    return None
+
+
+def _check_naive_time(value: Any) -> str | None:
+    if isinstance(value, time) and value.tzinfo is not None:
+        return "cannot carry a time zone offset (the column stores a time of day)"
+    return None
+
+
 def value_check(column: Column[Any]) -> ValueCheck | None:
     """The check for values of ``column``, or None when every value of its Python type fits."""
+    if isinstance(column.type, Interval):  # a TypeDecorator over DateTime where not native
+        return _check_interval
     bounds = integer_range(column.type)
     if bounds is not None:
         low, high = bounds
@@ -73,6 +124,12 @@ def value_check(column: Column[Any]) -> ValueCheck | None:
             return text_problem(value)
 
         return check_text
+    if isinstance(stored, Float):
+        return _check_finite
+    if isinstance(stored, DateTime) and stored.timezone:
+        return _check_aware  # SQLModel's UTCDateTime refuses naive values with a 500
+    if isinstance(stored, Time):
+        return _check_naive_time
     return None
 
 

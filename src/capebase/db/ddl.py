@@ -1,8 +1,9 @@
 """The column types of the tables capebase creates, where a dialect's default loses data.
 
-MySQL and MariaDB create a plain ``DATETIME`` or ``TIME`` with whole seconds: a microsecond sent
-to the API would be dropped silently. While ``creating_tables()`` is active (capebase's own
-``create_all``), those types are created with microseconds, ``DATETIME(6)`` and ``TIME(6)``.
+MySQL and MariaDB create a plain ``DATETIME`` or ``TIME`` with whole seconds, and a ``FLOAT``
+of single precision: a microsecond, or a Python float's last digits, sent to the API would be
+dropped silently. While ``creating_tables()`` is active (capebase's own ``create_all``), those
+types are created as ``DATETIME(6)``, ``TIME(6)`` and ``DOUBLE``, which keep every value.
 DDL the user runs (Alembic, their own ``create_all``) is left as SQLAlchemy renders it.
 """
 
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import DateTime, Time
+from sqlalchemy import DateTime, Float, Time
 from sqlalchemy.ext.compiler import compiles
 
 MICROSECONDS = 6
@@ -44,10 +45,17 @@ def _fsp(type_: Any) -> int | None:
 @compiles(DateTime, "mysql")
 def _datetime_on_mysql(type_: DateTime, compiler: Any, **kw: Any) -> str:
     fsp = _fsp(type_)
-    return compiler.visit_datetime(type_, **kw) if fsp is None else f"DATETIME({fsp})"
+    return str(compiler.visit_datetime(type_, **kw)) if fsp is None else f"DATETIME({fsp})"
 
 
 @compiles(Time, "mysql")
 def _time_on_mysql(type_: Time, compiler: Any, **kw: Any) -> str:
     fsp = _fsp(type_)
-    return compiler.visit_time(type_, **kw) if fsp is None else f"TIME({fsp})"
+    return str(compiler.visit_time(type_, **kw)) if fsp is None else f"TIME({fsp})"
+
+
+@compiles(Float, "mysql")
+def _float_on_mysql(type_: Float[Any], compiler: Any, **kw: Any) -> str:
+    if _creating.get() and type_.precision is None:
+        return "DOUBLE"  # a Python float, as PostgreSQL's FLOAT and SQLite's REAL store it
+    return str(compiler.visit_float(type_, **kw))

@@ -39,7 +39,7 @@ from .schemas import (
     row_type,
     update_schema_for,
 )
-from .values import ValueChecks, integer_range, storage_type
+from .values import ValueChecks, integer_range, storage_type, unserved_problem
 
 if TYPE_CHECKING:
     from ..app import CapeBase
@@ -130,6 +130,13 @@ def describe_model(
             f"Cannot publish {model.__name__}: generated routes need exactly one primary-key "
             f"column, it has {len(pk_columns)}"
         )
+    for column in table.c:
+        problem = unserved_problem(column)
+        if problem is not None:
+            raise ConfigurationError(
+                f"Cannot publish {model.__name__}: field {column.key!r} ({column.type!r}) "
+                f"cannot be served: {problem}"
+            )
     chosen = list(ROUTE_NAMES) if routes is None else list(routes)
     unknown = [r for r in chosen if r not in ROUTE_NAMES]
     if unknown:

@@ -19,6 +19,8 @@ from sqlalchemy import (
     Float,
     Integer,
     Interval,
+    LargeBinary,
+    Numeric,
     SmallInteger,
     String,
     Table,
@@ -153,3 +155,28 @@ class ValueChecks:
                 if reason is not None:
                     found.append((field, value, reason))
         return found
+
+
+def unserved_problem(column: Column[Any]) -> str | None:
+    """Why the generated routes cannot serve ``column``'s type exactly, or None.
+
+    ``publish`` refuses such a model, so the problem is found at start-up, not as a 500.
+    """
+    stored = storage_type(column.type)
+    if isinstance(stored, LargeBinary):
+        return (
+            "bytes have no exact JSON form here; store base64 text in a str field, or leave "
+            "the field out of the published model"
+        )
+    if (
+        isinstance(stored, Numeric)
+        and not isinstance(stored, Float)
+        and stored.asdecimal
+        and (stored.precision is None or stored.scale is None)
+    ):
+        return (
+            "a Decimal needs max_digits and decimal_places (Field(max_digits=12, "
+            "decimal_places=2)): without them MySQL keeps no decimal places and SQLite "
+            "rounds to a float"
+        )
+    return None

@@ -18,7 +18,10 @@ from sqlalchemy import (
     Interval,
     String,
     Table,
+    Text,
+    cast,
     not_,
+    or_,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import expression
@@ -231,6 +234,10 @@ def _condition(
     check_operator(name, op, field)
     if op == "isnull":
         wanted = _parse(name, raw, _BOOL.validate_strings)
+        if field.kind == "JSON":
+            # A JSON null (what None stores, as the ORM does) reads back as null like SQL NULL.
+            is_null = or_(column.is_(None), cast(column, Text) == "null")
+            return is_null if wanted else not_(is_null)
         return column.is_(None) if wanted else column.is_not(None)
     if op in TEXT_OPERATORS:
         value = _parse(name, raw, _text)

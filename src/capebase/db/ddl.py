@@ -4,6 +4,8 @@ MySQL and MariaDB create a plain ``DATETIME`` or ``TIME`` with whole seconds, an
 of single precision: a microsecond, or a Python float's last digits, sent to the API would be
 dropped silently. While ``creating_tables()`` is active (capebase's own ``create_all``), those
 types are created as ``DATETIME(6)``, ``TIME(6)`` and ``DOUBLE``, which keep every value.
+MariaDB's native ``UUID`` sorts by its last group first; a UUID is created there as its text,
+``CHAR(36)``, which sorts (and compares with ``<``) as PostgreSQL's uuid and SQLite's do.
 DDL the user runs (Alembic, their own ``create_all``) is left as SQLAlchemy renders it.
 """
 
@@ -14,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Time
+from sqlalchemy import DateTime, Float, Time, Uuid
 from sqlalchemy.ext.compiler import compiles
 
 MICROSECONDS = 6
@@ -59,3 +61,10 @@ def _float_on_mysql(type_: Float[Any], compiler: Any, **kw: Any) -> str:
     if _creating.get() and type_.precision is None:
         return "DOUBLE"  # a Python float, as PostgreSQL's FLOAT and SQLite's REAL store it
     return str(compiler.visit_float(type_, **kw))
+
+
+@compiles(Uuid, "mysql")
+def _uuid_on_mysql(type_: Uuid[Any], compiler: Any, **kw: Any) -> str:
+    if _creating.get() and type_.native_uuid and getattr(compiler.dialect, "is_mariadb", False):
+        return "CHAR(36)"  # what MariaDB accepts for its UUID binds: the dashed text
+    return str(compiler.visit_uuid(type_, **kw))

@@ -25,7 +25,7 @@ class TypesModel(SQLModel, registry=registry()):
     __test__ = False  # not a pytest test class
 
 
-class Colour(str, enum.Enum):
+class Colour(enum.StrEnum):
     # Names in declaration order are also in alphabetical order: PostgreSQL and MariaDB sort
     # enums by declaration, SQLite (which stores the names) alphabetically.
     AMBER = "amber"

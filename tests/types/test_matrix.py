@@ -25,8 +25,10 @@ import pytest
 from fastapi import FastAPI
 from pydantic import TypeAdapter
 from sqlalchemy import func
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
 
-from capebase import CapeBase
+from capebase import CapeBase, ConfigurationError
 from capebase.realtime.change import ModelChange
 from tests.crud._direct_models import CoreStatements, caller, header_auth
 from tests.realtime._live import SSEStream, WSStream, serve, wait_until
@@ -380,3 +382,25 @@ async def test_values_a_column_cannot_hold_are_422(db_url: str) -> None:
             response = await client.get("/types_int", params=dict([query.split("=")]))
             assert response.status_code == 422, (query, response.text)
         assert await Checks(cape, MODELS["int"], client).list_() == []
+
+
+def test_types_capebase_cannot_serve_are_refused_at_publish() -> None:
+    """A model with a type capebase cannot serve exactly fails at ``publish``, naming the field,
+    instead of answering 500 (or storing another value) at request time."""
+    class Base(SQLModel, registry=registry()):
+        pass
+
+    class Blob(Base, table=True):
+        id: int | None = Field(default=None, primary_key=True)
+        data: bytes
+
+    class Money(Base, table=True):
+        id: int | None = Field(default=None, primary_key=True)
+        amount: Decimal | None = None
+
+    cape = CapeBase(app=FastAPI(), db_path="sqlite+aiosqlite:///:memory:")
+    for model, field, hint in ((Blob, "data", "base64"), (Money, "amount", "max_digits")):
+        with pytest.raises(ConfigurationError) as raised:
+            cape.publish(model)
+        assert f"Cannot publish {model.__name__}: field {field!r}" in str(raised.value)
+        assert hint in str(raised.value)

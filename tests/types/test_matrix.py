@@ -398,9 +398,17 @@ def test_types_capebase_cannot_serve_are_refused_at_publish() -> None:
         id: int | None = Field(default=None, primary_key=True)
         amount: Decimal | None = None
 
+    class Wide(Base, table=True):
+        id: int | None = Field(default=None, primary_key=True)
+        amount: Decimal = Field(max_digits=16, decimal_places=2)
+
     cape = CapeBase(app=FastAPI(), db_path="sqlite+aiosqlite:///:memory:")
-    for model, field, hint in ((Blob, "data", "base64"), (Money, "amount", "max_digits")):
+    refused = ((Blob, "data", "base64"), (Money, "amount", "max_digits"),
+               (Wide, "amount", "max_digits=15"))
+    for model, field, hint in refused:
         with pytest.raises(ConfigurationError) as raised:
             cape.publish(model)
         assert f"Cannot publish {model.__name__}: field {field!r}" in str(raised.value)
         assert hint in str(raised.value)
+    # 16 digits are exact where the database stores decimals
+    CapeBase(app=FastAPI(), db_path="postgresql+asyncpg://u@127.0.0.1/db").publish(Wide)

@@ -112,11 +112,15 @@ def describe_model(
     routes: Sequence[str] | None,
     create_schema: type[BaseModel] | None,
     update_schema: type[BaseModel] | None,
+    *,
+    dialect: str = "",
 ) -> PublishedModel:
-    """Validate a ``publish`` call and precompute schemas, serializers and filters.
+    """Validate a ``publish`` call and precompute schemas, serializers and filters
+    (``dialect``: the database's, for the types it stores differently).
 
     Raises:
-        ConfigurationError: not a table model, composite primary key, unknown route name.
+        ConfigurationError: not a table model, composite primary key, unknown route name, a
+            column type the routes cannot serve exactly.
     """
     table = getattr(model, "__table__", None)
     if not isinstance(table, Table):
@@ -131,7 +135,7 @@ def describe_model(
             f"column, it has {len(pk_columns)}"
         )
     for column in table.c:
-        problem = unserved_problem(column)
+        problem = unserved_problem(column, dialect)
         if problem is not None:
             raise ConfigurationError(
                 f"Cannot publish {model.__name__}: field {column.key!r} ({column.type!r}) "

@@ -157,8 +157,13 @@ class ValueChecks:
         return found
 
 
-def unserved_problem(column: Column[Any]) -> str | None:
-    """Why the generated routes cannot serve ``column``'s type exactly, or None.
+SQLITE_DECIMAL_DIGITS = 15
+"""The digits a Decimal keeps on SQLite, where SQLAlchemy stores it as a float."""
+
+
+def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
+    """Why the generated routes cannot serve ``column``'s type exactly on ``dialect``, or
+    None.
 
     ``publish`` refuses such a model, so the problem is found at start-up, not as a 500.
     """
@@ -178,5 +183,16 @@ def unserved_problem(column: Column[Any]) -> str | None:
             "a Decimal needs max_digits and decimal_places (Field(max_digits=12, "
             "decimal_places=2)): without them MySQL keeps no decimal places and SQLite "
             "rounds to a float"
+        )
+    if (
+        dialect == "sqlite"
+        and isinstance(stored, Numeric)
+        and not isinstance(stored, Float)
+        and stored.asdecimal
+        and (stored.precision or 0) > SQLITE_DECIMAL_DIGITS
+    ):
+        return (
+            f"SQLite stores a Decimal as a float, exact to {SQLITE_DECIMAL_DIGITS} digits; "
+            f"use max_digits={SQLITE_DECIMAL_DIGITS} or fewer, or PostgreSQL or MariaDB"
         )
     return None

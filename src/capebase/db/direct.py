@@ -35,6 +35,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
+from .._compat.sqlalchemy import result_processor, result_types
+
 StatementObserver = Callable[[ClauseElement, float, bool], None]
 """Called after each statement with the statement, its duration in seconds and whether it
 failed (the metrics hook)."""
@@ -227,7 +229,7 @@ class _Results:
     def resolve(self, dialect: Any, type_codes: Sequence[Any] | None) -> None:
         codes = [None] * len(self.types) if type_codes is None else type_codes
         self.processors = [
-            type_._cached_result_processor(dialect, code)
+            result_processor(type_, dialect, code)
             for type_, code in zip(self.types, codes, strict=True)
         ]
 
@@ -482,14 +484,14 @@ class DirectExecutor:
 
     def _results_for(self, compiled: SQLCompiler) -> _Results | None:
         """The result processing of ``compiled``; None when it returns no rows."""
-        columns = getattr(compiled, "_result_columns", None)
-        if not columns:
+        types = result_types(compiled)
+        if not types:
             return None
         known = self._results.get(id(compiled))
         # The entry holds ``compiled``, so its id is not reused while the entry exists.
         if known is not None and known[0] is compiled:
             return known[1]
-        results = _Results([column[3] for column in columns])
+        results = _Results(types)
         if not self._driver.has_column_types:
             results.resolve(self.dialect, None)
         if len(self._results) > _CACHE_SIZE:

@@ -65,19 +65,20 @@ def moment(text: str) -> datetime:
 REQUIRED = [
     Spec("name", ("apple", "banana", "cherry"), "text"),
     Spec("small", (-7, 0, 2**31 - 1)),
-    Spec("big", (-(2**62), 5, 2**63 - 1)),
-    Spec("ratio", (-3.5, 0.123456789012, 2.5e300)),
-    Spec("price", (Decimal("-1.500"), Decimal("0.125"), Decimal("123456789.999"))),
+    Spec("big", (-(2**63), 5, 2**63 - 1)),
+    Spec("ratio", (-1.7976931348623157e308, 5e-324, 0.123456789012)),
+    Spec("price", (Decimal("-999999999.999"), Decimal("0.125"), Decimal("999999999.999"))),
     Spec("flag", (False, True, True), "equality"),
     Spec("body", ("a long\nline é " * 50, "quoted \"text\" ✓", "z%_\\ wild"), "text"),
-    Spec("day", (date(1999, 12, 31), date(2026, 1, 2), date(2099, 2, 3))),
-    Spec("clock", (time(0, 0, 0, 1), time(12, 34, 56, 123456), time(23, 59, 59))),
-    Spec("moment", (moment("1999-12-31T23:59:59.999999"), moment("2026-01-02T12:34:56.123456"),
-                    moment("2030-06-01T00:00:00"))),
-    Spec("naive", (datetime(1999, 12, 31, 23, 59, 59, 999999),
-                   datetime(2026, 1, 2, 12, 34, 56, 123456), datetime(2030, 6, 1))),
-    Spec("span", (timedelta(days=-400, microseconds=5), timedelta(0),
-                  timedelta(days=3, hours=4, microseconds=123456))),
+    Spec("day", (date(1, 1, 1), date(2026, 1, 2), date(9999, 12, 31))),
+    Spec("clock", (time(0, 0, 0), time(12, 34, 56, 123456), time(23, 59, 59, 999999))),
+    Spec("moment", (moment("0001-01-01T00:00:00"), moment("2026-01-02T12:34:56.123456"),
+                    moment("9999-12-31T23:59:59.999999"))),
+    Spec("naive", (datetime(1, 1, 1), datetime(2026, 1, 2, 12, 34, 56, 123456),
+                   datetime(9999, 12, 31, 23, 59, 59, 999999))),
+    # the extremes an interval may take (values.INTERVAL_RANGE)
+    Spec("span", (timedelta(days=-354285), timedelta(days=3, hours=4, microseconds=123456),
+                  timedelta(days=2932896, hours=23, minutes=59, seconds=59))),
     Spec("ref", (uuid.UUID(int=1), uuid.UUID("7f000000-0000-4000-8000-00000000abcd"),
                  uuid.UUID(int=2**128 - 1))),
     Spec("colour", (Colour.AMBER, Colour.BLUE, Colour.CYAN), "equality"),
@@ -378,7 +379,19 @@ async def test_values_a_column_cannot_hold_are_422(db_url: str) -> None:
                                          headers=DIRECT)
             assert response.status_code == 422, (field, response.text)
             assert response.json()["detail"][0]["loc"] == ["body", field]
-        for query in ("ratio=inf", "ratio__gt=nan", "span__lt=P9999999D", "clock=01:00:00Z"):
+        cases = {
+            "moment": "0001-01-01T00:30:00+01:00",  # before year 1 in UTC
+            "naive": "2026-01-02T12:34:56Z",  # an offset for a naive column
+        }
+        for field, value in cases.items():
+            response = await client.post("/types_int", json={**base, field: value},
+                                         headers=SESSION)
+            assert response.status_code == 422, (field, response.text)
+            assert response.json()["detail"][0]["loc"] == ["body", field]
+        queries = ("ratio=inf", "ratio__gt=nan", "span__lt=P9999999D", "clock=01:00:00Z",
+                   "price=1e999999", "price__gt=-1e10", "price=NaN",
+                   "moment__gt=0001-01-01T00:00:00+01:00", "naive__lt=9999-12-31T23:00:00-01:00")
+        for query in queries:
             response = await client.get("/types_int", params=dict([query.split("=")]))
             assert response.status_code == 422, (query, response.text)
         assert await Checks(cape, MODELS["int"], client).list_() == []

@@ -36,6 +36,7 @@ from .values import (
     interval_problem,
     storage_type,
     text_problem,
+    utc_problem,
     value_check,
 )
 
@@ -194,9 +195,12 @@ def _datetime_parser(*, is_aware: bool) -> Callable[[str], datetime]:
 
     def parse(raw: str) -> datetime:
         value: datetime = adapter.validate_strings(raw)
-        if is_aware:
-            return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC) if is_aware else value
+        problem = utc_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value if is_aware else value.astimezone(UTC).replace(tzinfo=None)
 
     return parse
 

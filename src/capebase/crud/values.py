@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -89,9 +90,44 @@ def _check_finite(value: Any) -> str | None:
 
 
 def _check_aware(value: Any) -> str | None:
-    if isinstance(value, datetime) and value.utcoffset() is None:
+    if not isinstance(value, datetime):
+        return None
+    if value.utcoffset() is None:
         return "needs a time zone offset (such as Z or +02:00)"
+    return utc_problem(value)
+
+
+def utc_problem(value: datetime) -> str | None:
+    """Why ``value`` cannot be stored in UTC (it is stored so), or None."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return "out of range once converted to UTC"
     return None
+
+
+MAX_DECIMAL_PLACES = 1000
+"""Digits after the point a Decimal filter value may have (drivers refuse huge exponents)."""
+
+
+def decimal_check(precision: int, scale: int) -> ValueCheck:
+    """The check of a ``NUMERIC(precision, scale)`` value: finite, and no larger than the
+    column can hold (drivers fail on a value far beyond it, even in a comparison)."""
+    whole_digits = precision - scale
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, Decimal):
+            return None
+        if not value.is_finite():
+            return "must be a finite number"
+        if value and value.adjusted() >= whole_digits:
+            return f"out of range for this column (at most {whole_digits} digits before the point)"
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
+            return f"more than {MAX_DECIMAL_PLACES} digits after the point"
+        return None
+
+    return check
 
 
 def _check_naive_time(value: Any) -> str | None:
@@ -128,6 +164,8 @@ def value_check(column: Column[Any]) -> ValueCheck | None:
         return check_text
     if isinstance(stored, Float):
         return _check_finite
+    if isinstance(stored, Numeric) and stored.precision is not None:
+        return decimal_check(stored.precision, stored.scale or 0)
     if isinstance(stored, DateTime) and stored.timezone:
         return _check_aware  # SQLModel's UTCDateTime refuses naive values with a 500
     if isinstance(stored, Time):

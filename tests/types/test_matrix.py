@@ -29,7 +29,11 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from capebase import CapeBase, ConfigurationError
+from capebase.crud.query import filter_fields
+from capebase.crud.schemas import read_schema_for
 from capebase.realtime.change import ModelChange
+from capebase.realtime.subscribers import STREAM_OPERATORS, parse_stream_filters
+from capebase.realtime.views import ModelView
 from tests.crud._direct_models import CoreStatements, caller, header_auth
 from tests.realtime._live import SSEStream, WSStream, serve, wait_until
 from tests.types._models import MODELS, Colour, Columns
@@ -201,6 +205,17 @@ class Checks:
             cape.direct.dialect.update_returning
         )
         self.filters_checked: set[str] = set()
+        # How a stream subscribed with the same filter judges a row: in Python, on the
+        # change-log image (the REST JSON) decoded as the hub decodes it.
+        self.view = ModelView(model, model.__table__, read_schema_for(model))
+        self.fields = filter_fields(model.__table__)
+        self.stream_filters_checked: set[str] = set()
+
+    def streamed(self, name: str, op: str, raw: str, rows: list[dict[str, Any]]) -> list[Any]:
+        """The rows a stream filtered on ``name__op=raw`` delivers."""
+        (stream_filter,) = parse_stream_filters([(f"{name}__{op}", raw)], self.fields, max_in=50)
+        self.stream_filters_checked.add(op)
+        return [row for row in rows if stream_filter.matches(self.view.decode(row) or {})]
 
     def check_path(self, statements: list[str], headers: dict[str, str]) -> None:
         wrote_through_core = bool(self.core.writes(statements, self.model.__tablename__))
@@ -266,6 +281,8 @@ class Checks:
                 ]
                 assert got == expected, (spec.name, op, raw, [r["id"] for r in got], ids)
                 self.filters_checked.add(op)
+                if op in STREAM_OPERATORS:
+                    assert self.streamed(spec.name, op, raw, rows) == expected, (spec.name, op)
             for op in {"eq", "gt", "like", "in"} - spec.operators:
                 response = await self.client.get(self.path, params={f"{spec.name}__{op}": "1"})
                 assert response.status_code == 400, (spec.name, op, response.text)
@@ -328,6 +345,7 @@ async def test_every_type_round_trips_everywhere(db_url: str, pk_kind: str) -> N
             "eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull",
             "like", "ilike", "contains", "icontains", "startswith",
         }
+        assert checks.stream_filters_checked == set(STREAM_OPERATORS)
 
         # updates: every column to another value, optional ones to and from null
         swapped = {**row_values(2), **{s.name: None for s in OPTIONAL}}

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, Table, Time, Uuid
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, Table, Text, Time, Uuid
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.schema import CreateTable
@@ -15,6 +15,7 @@ table = Table(
     "t", MetaData(), Column("id", Integer, primary_key=True), Column("at", DateTime),
     Column("clock", Time), Column("ratio", Float), Column("ref", Uuid),
     Column("whole", DATETIME(fsp=0)), Column("single", Float(precision=10)),
+    Column("notes", Text), Column("short", Text(1000)),
 )
 
 
@@ -30,7 +31,8 @@ def test_capebase_creates_types_that_keep_every_value(is_mariadb: bool) -> None:
     with creating_tables():
         created = ddl(dialect)
     assert "at DATETIME(6)," in created and "clock TIME(6)," in created
-    assert "ratio DOUBLE," in created
+    assert "ratio DOUBLE," in created and "notes LONGTEXT," in created
+    assert "notes TEXT," in plain and "short TEXT(1000)" in created
     # a precision the model states is kept
     assert "whole DATETIME," in created and "single FLOAT(10)," in created
     assert ("ref CHAR(36)," if is_mariadb else "ref CHAR(32),") in created

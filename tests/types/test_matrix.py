@@ -416,6 +416,20 @@ async def test_values_a_column_cannot_hold_are_422(db_url: str) -> None:
         assert await Checks(cape, MODELS["int"], client).list_() == []
 
 
+async def test_long_text_is_kept_whole(db_url: str) -> None:
+    """A ``Text`` column holds more than MySQL's ``TEXT`` (64 KB) everywhere: capebase creates
+    ``LONGTEXT`` there."""
+    app, _cape = make_app(db_url, MODELS["int"])
+    long = "é✓ long text\n" * 20_000  # 280,000 characters, 420 KB in UTF-8
+    sent = {**as_json(MODELS["int"], row_values(0)), "body": long, "o_body": long[:70_000]}
+    async with serve(app) as live, httpx.AsyncClient(base_url=live.url) as client:
+        for headers in (DIRECT, SESSION):
+            response = await client.post("/types_int", json=sent, headers=headers)
+            assert response.status_code == 201, response.text[:300]
+            got = (await client.get(f"/types_int/{response.json()['id']}")).json()
+            assert (got["body"], got["o_body"]) == (long, long[:70_000])
+
+
 def test_types_capebase_cannot_serve_are_refused_at_publish() -> None:
     """A model with a type capebase cannot serve exactly fails at ``publish``, naming the field,
     instead of answering 500 (or storing another value) at request time."""

@@ -4,8 +4,10 @@ MySQL and MariaDB create a plain ``DATETIME`` or ``TIME`` with whole seconds, an
 of single precision: a microsecond, or a Python float's last digits, sent to the API would be
 dropped silently. While ``creating_tables()`` is active (capebase's own ``create_all``), those
 types are created as ``DATETIME(6)``, ``TIME(6)`` and ``DOUBLE``, which keep every value.
-MariaDB's native ``UUID`` sorts by its last group first; a UUID is created there as its text,
-``CHAR(36)``, which sorts (and compares with ``<``) as PostgreSQL's uuid and SQLite's do.
+A ``Text`` is created as ``LONGTEXT`` there (``TEXT`` holds 64 KB; PostgreSQL's and SQLite's
+have no limit). MariaDB's native ``UUID`` sorts by its last group first; a UUID is created
+there as its text, ``CHAR(36)``, which sorts (and compares with ``<``) as PostgreSQL's uuid and
+SQLite's do.
 DDL the user runs (Alembic, their own ``create_all``) is left as SQLAlchemy renders it.
 """
 
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Time, Uuid
+from sqlalchemy import DateTime, Float, Text, Time, Uuid
 from sqlalchemy.ext.compiler import compiles
 
 MICROSECONDS = 6
@@ -68,3 +70,10 @@ def _uuid_on_mysql(type_: Uuid[Any], compiler: Any, **kw: Any) -> str:
     if _creating.get() and type_.native_uuid and getattr(compiler.dialect, "is_mariadb", False):
         return "CHAR(36)"  # what MariaDB accepts for its UUID binds: the dashed text
     return str(compiler.visit_uuid(type_, **kw))
+
+
+@compiles(Text, "mysql")
+def _text_on_mysql(type_: Text, compiler: Any, **kw: Any) -> str:
+    if _creating.get() and type_.length is None:
+        return "LONGTEXT"
+    return str(compiler.visit_text(type_, **kw))

@@ -67,7 +67,8 @@ def moment(text: str) -> datetime:
 
 
 REQUIRED = [
-    Spec("name", ("apple", "banana", "cherry"), "text"),
+    # code point order: MariaDB's default collation ignores case and trailing spaces
+    Spec("name", ("Zebra", "apple", "apple "), "text"),
     Spec("small", (-7, 0, 2**31 - 1)),
     Spec("big", (-(2**63), 5, 2**63 - 1)),
     Spec("ratio", (-1.7976931348623157e308, 5e-324, 0.123456789012)),
@@ -94,7 +95,7 @@ REQUIRED = [
 OPTIONAL = [
     Spec(f"o_{spec.name}", spec.values, spec.kind) for spec in REQUIRED
     if spec.name not in ("name",)
-] + [Spec("o_name", ("apple", "banana", "cherry"), "text")]
+] + [Spec("o_name", ("Zebra", "apple", "apple "), "text")]
 SPECS = {spec.name: spec for spec in [*REQUIRED, *OPTIONAL]}
 # Which value each of the three created rows takes (None: left null).
 REQUIRED_ROWS = (0, 1, 2)

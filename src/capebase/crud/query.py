@@ -267,8 +267,10 @@ def _condition(
         return equals(column, value)
     if op == "ne":
         return not_(equals(column, value))
+    # Text compares by code point on MySQL too, as in Python (stream filters) and SQLite.
+    left: ColumnElement[Any] = code_point_ordered(column) if field.is_text else column
     comparisons: dict[str, ColumnElement[bool]] = {
-        "gt": column > value, "gte": column >= value, "lt": column < value, "lte": column <= value
+        "gt": left > value, "gte": left >= value, "lt": left < value, "lte": left <= value
     }
     return comparisons[op]
 
@@ -319,6 +321,35 @@ def _compile_collated_default(element: binary_collated, compiler: SQLCompiler, *
 def _compile_collated_mysql(element: binary_collated, compiler: SQLCompiler, **kw: Any) -> str:
     (column,) = list(element.clauses)
     return f"CONVERT({compiler.process(column, **kw)} USING utf8mb4) COLLATE utf8mb4_bin"
+
+
+class code_point_ordered(expression.FunctionElement[str]):
+    """A text column ordered and compared (``<``, ``>``) by code point.
+
+    On MySQL/MariaDB this renders ``CAST(col AS BINARY)`` (UTF-8 bytes sort in code point
+    order): their default collations ignore case and trailing spaces, so ``'B' > 'a'`` and
+    ``'a ' > 'a'`` would be false there and true in Python. Elsewhere it is the column itself
+    (SQLite compares code points; PostgreSQL uses the database's collation, code points under
+    ``C`` or ``C.UTF-8``). The cast leaves no index for MySQL to sort or range-scan with.
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "code_point_ordered"
+
+
+@compiles(code_point_ordered)
+def _compile_ordered_default(
+    element: code_point_ordered, compiler: SQLCompiler, **kw: Any
+) -> str:
+    (column,) = list(element.clauses)
+    return compiler.process(column, **kw)
+
+
+@compiles(code_point_ordered, "mysql")
+def _compile_ordered_mysql(element: code_point_ordered, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"CAST({compiler.process(column, **kw)} AS BINARY)"
 
 
 class strict_text(expression.FunctionElement[bool]):
@@ -381,6 +412,9 @@ def parse_order_by(
         if not field.is_sortable:
             raise QueryError(f"Cannot sort on {name!r}: {field.kind} values have no order")
         used.add(name)
-        clauses.append(field.column.desc() if descending else field.column.asc())
+        key: ColumnElement[Any] = field.column
+        if field.is_text:
+            key = code_point_ordered(key)
+        clauses.append(key.desc() if descending else key.asc())
     clauses.extend(column.asc() for column in pk if column.key not in used)
     return clauses

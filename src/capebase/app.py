@@ -225,7 +225,9 @@ class CapeBase:
                 )
 
             return decorate
-        published = describe_model(model, routes, create_schema, update_schema)
+        published = describe_model(
+            model, routes, create_schema, update_schema, dialect=self.engine.dialect.name
+        )
         if model in self._published:
             # Publishing again replaces the earlier routes (the seed README publishes Todo
             # plainly, then again with custom schemas).

@@ -4,16 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Boolean, Column, ColumnElement, DateTime, Enum, String, Table, not_
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ColumnElement,
+    DateTime,
+    Enum,
+    Interval,
+    String,
+    Table,
+    Text,
+    cast,
+    not_,
+    or_,
+)
 from sqlalchemy.types import TypeEngine
 
 from ..errors import QueryError
-from ..policy.sqlexpr import binary_collated, equals, one_of, strict_text
-from .values import integer_range, storage_type, text_problem
+from ..policy.sqlexpr import (
+    binary_collated,
+    codepoint_ordered,
+    equals,
+    one_of,
+    strict_text,
+)
+from .values import (
+    ValueCheck,
+    integer_range,
+    interval_problem,
+    storage_type,
+    text_problem,
+    utc_problem,
+    value_check,
+)
 
 RESERVED = frozenset({"order_by", "limit", "offset", "count"})
 TEXT_OPERATORS = frozenset({"like", "ilike", "contains", "icontains", "startswith"})
@@ -23,6 +51,8 @@ OPERATORS = (
 )
 _BOOL = TypeAdapter(bool)
 LIKE_ESCAPE = "\\"
+_ALL_OPERATORS = frozenset(OPERATORS)
+_EQUALITY_OPERATORS = frozenset({"eq", "ne", "in", "nin", "isnull"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +62,15 @@ class FilterField:
     column: Column[Any]
     parse: Callable[[str], Any]
     is_text: bool
+    operators: frozenset[str] = _ALL_OPERATORS - TEXT_OPERATORS
+    """The operators that apply to the column's type."""
+    kind: str = "value"
+    """What the column holds, named in messages ("boolean", "JSON"...)."""
+
+    @property
+    def is_sortable(self) -> bool:
+        """Whether ``order_by`` may name the column (JSON has no order on PostgreSQL)."""
+        return self.kind != "JSON"
 
 
 def filter_fields(table: Table) -> dict[str, FilterField]:
@@ -39,21 +78,59 @@ def filter_fields(table: Table) -> dict[str, FilterField]:
     fields = {}
     for column in table.c:
         stored = storage_type(column.type)
+        # LIKE on a native ENUM fails on PostgreSQL; enums take eq/ne/in/nin only.
+        is_text = isinstance(stored, String) and not isinstance(stored, Enum)
+        operators, kind = _operators(stored, is_text)
         fields[column.key] = FilterField(
             column=column,
-            parse=_value_parser(stored),
-            # LIKE on a native ENUM fails on PostgreSQL; enums take eq/ne/in/nin only.
-            is_text=isinstance(stored, String) and not isinstance(stored, Enum),
+            parse=_checked(_value_parser(column.type, stored), value_check(column)),
+            is_text=is_text,
+            operators=operators,
+            kind=kind,
         )
     return fields
 
 
-def _value_parser(stored: TypeEngine[Any]) -> Callable[[str], Any]:
+def _operators(stored: TypeEngine[Any], is_text: bool) -> tuple[frozenset[str], str]:
+    """The operators that compare values of a column the same way on every database, and
+    the name of its kind for messages."""
+    if isinstance(stored, JSON):
+        # PostgreSQL's json has neither equality nor order; a JSON null is not SQL NULL.
+        return frozenset({"isnull"}), "JSON"
+    if isinstance(stored, Boolean):
+        return _EQUALITY_OPERATORS, "boolean"
+    if isinstance(stored, Enum):
+        # PostgreSQL and MariaDB order enums by declaration, SQLite by name.
+        return _EQUALITY_OPERATORS, "enum"
+    if is_text:
+        return _ALL_OPERATORS, "text"
+    return _ALL_OPERATORS - TEXT_OPERATORS, "value"
+
+
+def check_operator(name: str, op: str, field: FilterField) -> None:
+    """Refuse an operator that does not apply to ``field``'s type (400).
+
+    Raises:
+        QueryError: the operator does not apply.
+    """
+    if op in field.operators:
+        return
+    if op in TEXT_OPERATORS and field.kind not in ("JSON", "boolean", "enum"):
+        raise QueryError(f"Operator {op!r} applies to text fields only; {name!r} is not text")
+    raise QueryError(
+        f"Operator {op!r} does not apply to {name!r} ({field.kind}); use one of: "
+        + ", ".join(o for o in OPERATORS if o in field.operators)
+    )
+
+
+def _value_parser(declared: TypeEngine[Any], stored: TypeEngine[Any]) -> Callable[[str], Any]:
     """The function turning one query-string value into a value of the column's type.
 
     It raises ``ValueError`` (pydantic's ValidationError is one) for a value the column could
     not hold, so the database never sees it (see ``values``).
     """
+    if isinstance(declared, Interval):  # a TypeDecorator over DateTime where not native
+        return _interval
     if isinstance(stored, Boolean):
         return _BOOL.validate_strings
     bounds = integer_range(stored)
@@ -68,6 +145,32 @@ def _value_parser(stored: TypeEngine[Any]) -> Callable[[str], Any]:
     if python_type is str:
         return _text
     return TypeAdapter(python_type).validate_strings
+
+
+def _checked(parse: Callable[[str], Any], check: ValueCheck | None) -> Callable[[str], Any]:
+    """``parse``, refusing what the column cannot hold as a body value would be refused."""
+    if check is None:
+        return parse
+
+    def parse_and_check(raw: str) -> Any:
+        value = parse(raw)
+        problem = check(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return parse_and_check
+
+
+_TIMEDELTA = TypeAdapter(timedelta)
+
+
+def _interval(raw: str) -> timedelta:
+    value: timedelta = _TIMEDELTA.validate_strings(raw)
+    problem = interval_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def _text(raw: str) -> str:
@@ -95,9 +198,12 @@ def _datetime_parser(*, is_aware: bool) -> Callable[[str], datetime]:
 
     def parse(raw: str) -> datetime:
         value: datetime = adapter.validate_strings(raw)
-        if is_aware:
-            return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC) if is_aware else value
+        problem = utc_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value if is_aware else value.astimezone(UTC).replace(tzinfo=None)
 
     return parse
 
@@ -132,12 +238,15 @@ def _condition(
     name: str, op: str, raw: str, field: FilterField, max_in: int
 ) -> ColumnElement[bool]:
     column = field.column
+    check_operator(name, op, field)
     if op == "isnull":
         wanted = _parse(name, raw, _BOOL.validate_strings)
+        if field.kind == "JSON":
+            # A JSON null (what None stores, as the ORM does) reads back as null like SQL NULL.
+            is_null = or_(column.is_(None), cast(column, Text) == "null")
+            return is_null if wanted else not_(is_null)
         return column.is_(None) if wanted else column.is_not(None)
     if op in TEXT_OPERATORS:
-        if not field.is_text:
-            raise QueryError(f"Operator {op!r} applies to text fields only; {name!r} is not text")
         value = _parse(name, raw, _text)
         if op in ("like", "ilike") and _ends_with_escape(value):
             # PostgreSQL fails on such a pattern, SQLite matches nothing, MySQL reads a "\".
@@ -161,8 +270,10 @@ def _condition(
         return equals(column, value)
     if op == "ne":
         return not_(equals(column, value))
+    # Text compares by code point on MySQL too, as in Python (stream filters) and SQLite.
+    left: ColumnElement[Any] = codepoint_ordered(column) if field.is_text else column
     comparisons: dict[str, ColumnElement[bool]] = {
-        "gt": column > value, "gte": column >= value, "lt": column < value, "lte": column <= value
+        "gt": left > value, "gte": left >= value, "lt": left < value, "lte": left <= value
     }
     return comparisons[op]
 
@@ -219,9 +330,16 @@ def parse_order_by(
         field = fields.get(name)
         if field is None:
             raise QueryError(
-                f"Unknown order_by field {name!r}; sortable fields: {', '.join(fields)}"
+                "Unknown order_by field {!r}; sortable fields: {}".format(
+                    name, ", ".join(k for k, f in fields.items() if f.is_sortable)
+                )
             )
+        if not field.is_sortable:
+            raise QueryError(f"Cannot sort on {name!r}: {field.kind} values have no order")
         used.add(name)
-        clauses.append(field.column.desc() if descending else field.column.asc())
+        key: ColumnElement[Any] = field.column
+        if field.is_text:
+            key = codepoint_ordered(key)
+        clauses.append(key.desc() if descending else key.asc())
     clauses.extend(column.asc() for column in pk if column.key not in used)
     return clauses

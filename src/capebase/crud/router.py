@@ -42,7 +42,7 @@ from .schemas import (
     update_schema_for,
 )
 from .server_fields import ServerFields, refusing, schema_warnings, server_fields
-from .values import ValueChecks, integer_range, storage_type
+from .values import ValueChecks, integer_range, storage_type, unserved_problem
 
 if TYPE_CHECKING:
     from ..app import CapeBase
@@ -118,11 +118,15 @@ def describe_model(
     routes: Sequence[str] | None,
     create_schema: type[BaseModel] | None,
     update_schema: type[BaseModel] | None,
+    *,
+    dialect: str = "",
 ) -> PublishedModel:
-    """Validate a ``publish`` call and precompute schemas, serializers and filters.
+    """Validate a ``publish`` call and precompute schemas, serializers and filters
+    (``dialect``: the database's, for the types it stores differently).
 
     Raises:
-        ConfigurationError: not a table model, composite primary key, unknown route name.
+        ConfigurationError: not a table model, composite primary key, unknown route name, a
+            column type the routes cannot serve exactly.
     """
     table = getattr(model, "__table__", None)
     if not isinstance(table, Table):
@@ -136,6 +140,13 @@ def describe_model(
             f"Cannot publish {model.__name__}: generated routes need exactly one primary-key "
             f"column, it has {len(pk_columns)}"
         )
+    for column in table.c:
+        problem = unserved_problem(column, dialect)
+        if problem is not None:
+            raise ConfigurationError(
+                f"Cannot publish {model.__name__}: field {column.key!r} ({column.type!r}) "
+                f"cannot be served: {problem}"
+            )
     chosen = list(ROUTE_NAMES) if routes is None else list(routes)
     unknown = [r for r in chosen if r not in ROUTE_NAMES]
     if unknown:

@@ -7,10 +7,26 @@ MySQL refuse (overlong strings). Checking here gives every database the same 422
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, SmallInteger, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    Interval,
+    LargeBinary,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Time,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Widths as PostgreSQL and MySQL store them; SQLite's INTEGER is wider, but the same model
@@ -49,8 +65,81 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+_EPOCH = datetime(1970, 1, 1)
+# Where intervals are not native (SQLite, MySQL) SQLAlchemy stores the epoch plus the interval
+# as a DATETIME, whose range is years 1000 to 9999 on MySQL.
+INTERVAL_RANGE = (datetime(1000, 1, 1) - _EPOCH, datetime(9999, 12, 31, 23, 59, 59) - _EPOCH)
+
+
+def interval_problem(value: timedelta) -> str | None:
+    """Why ``value`` cannot be stored as an interval on every database, or None."""
+    low, high = INTERVAL_RANGE
+    if not low <= value <= high:
+        return f"out of range for an interval ({low.days} to {high.days} days)"
+    return None
+
+
+def _check_interval(value: Any) -> str | None:
+    return interval_problem(value) if isinstance(value, timedelta) else None
+
+
+def _check_finite(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number (MySQL cannot store infinity or NaN)"
+    return None
+
+
+def _check_aware(value: Any) -> str | None:
+    if not isinstance(value, datetime):
+        return None
+    if value.utcoffset() is None:
+        return "needs a time zone offset (such as Z or +02:00)"
+    return utc_problem(value)
+
+
+def utc_problem(value: datetime) -> str | None:
+    """Why ``value`` cannot be stored in UTC (it is stored so), or None."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return "out of range once converted to UTC"
+    return None
+
+
+MAX_DECIMAL_PLACES = 1000
+"""Digits after the point a Decimal filter value may have (drivers refuse huge exponents)."""
+
+
+def decimal_check(precision: int, scale: int) -> ValueCheck:
+    """The check of a ``NUMERIC(precision, scale)`` value: finite, and no larger than the
+    column can hold (drivers fail on a value far beyond it, even in a comparison)."""
+    whole_digits = precision - scale
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, Decimal):
+            return None
+        if not value.is_finite():
+            return "must be a finite number"
+        if value and value.adjusted() >= whole_digits:
+            return f"out of range for this column (at most {whole_digits} digits before the point)"
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
+            return f"more than {MAX_DECIMAL_PLACES} digits after the point"
+        return None
+
+    return check
+
+
+def _check_naive_time(value: Any) -> str | None:
+    if isinstance(value, time) and value.tzinfo is not None:
+        return "cannot carry a time zone offset (the column stores a time of day)"
+    return None
+
+
 def value_check(column: Column[Any]) -> ValueCheck | None:
     """The check for values of ``column``, or None when every value of its Python type fits."""
+    if isinstance(column.type, Interval):  # a TypeDecorator over DateTime where not native
+        return _check_interval
     bounds = integer_range(column.type)
     if bounds is not None:
         low, high = bounds
@@ -73,6 +162,14 @@ def value_check(column: Column[Any]) -> ValueCheck | None:
             return text_problem(value)
 
         return check_text
+    if isinstance(stored, Float):
+        return _check_finite
+    if isinstance(stored, Numeric) and stored.precision is not None:
+        return decimal_check(stored.precision, stored.scale or 0)
+    if isinstance(stored, DateTime) and stored.timezone:
+        return _check_aware  # SQLModel's UTCDateTime refuses naive values with a 500
+    if isinstance(stored, Time):
+        return _check_naive_time
     return None
 
 
@@ -96,3 +193,44 @@ class ValueChecks:
                 if reason is not None:
                     found.append((field, value, reason))
         return found
+
+
+SQLITE_DECIMAL_DIGITS = 15
+"""The digits a Decimal keeps on SQLite, where SQLAlchemy stores it as a float."""
+
+
+def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
+    """Why the generated routes cannot serve ``column``'s type exactly on ``dialect``, or
+    None.
+
+    ``publish`` refuses such a model, so the problem is found at start-up, not as a 500.
+    """
+    stored = storage_type(column.type)
+    if isinstance(stored, LargeBinary):
+        return (
+            "bytes have no exact JSON form here; store base64 text in a str field, or leave "
+            "the field out of the published model"
+        )
+    if (
+        isinstance(stored, Numeric)
+        and not isinstance(stored, Float)
+        and stored.asdecimal
+        and (stored.precision is None or stored.scale is None)
+    ):
+        return (
+            "a Decimal needs max_digits and decimal_places (Field(max_digits=12, "
+            "decimal_places=2)): without them MySQL keeps no decimal places and SQLite "
+            "rounds to a float"
+        )
+    if (
+        dialect == "sqlite"
+        and isinstance(stored, Numeric)
+        and not isinstance(stored, Float)
+        and stored.asdecimal
+        and (stored.precision or 0) > SQLITE_DECIMAL_DIGITS
+    ):
+        return (
+            f"SQLite stores a Decimal as a float, exact to {SQLITE_DECIMAL_DIGITS} digits; "
+            f"use max_digits={SQLITE_DECIMAL_DIGITS} or fewer, or PostgreSQL or MariaDB"
+        )
+    return None

@@ -5,6 +5,8 @@ context, result objects, events, a transaction on every dialect), and the genera
 the same few statement shapes all day. ``DirectExecutor`` compiles each shape once, with
 SQLAlchemy's own compiled cache and cache key (so literal values stay bound parameters), then
 runs it with the driver's call, applying the bind and result processors SQLAlchemy would.
+Result processors get the column types the driver reports, as Core's do (asyncpg's
+numeric processors depend on them); those are read once per statement shape, at its first run.
 Driver errors become SQLAlchemy's exceptions, so the HTTP layer answers 409/422/503/504 exactly
 as it does for Core. Pool checkout and check-in stay SQLAlchemy's (pre-ping, timeouts,
 invalidation).
@@ -30,7 +32,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import greenlet_spawn
+
+from .._compat.sqlalchemy import result_processor, result_types
 
 StatementObserver = Callable[[ClauseElement, float, bool], None]
 """Called after each statement with the statement, its duration in seconds and whether it
@@ -51,13 +56,21 @@ class Step:
     sql: str
     params: Sequence[Any] = ()
     fetch: bool = False
+    describe: bool = False
+    """Also report the driver's type codes of the result columns (a fetching step only)."""
+
+
+Fetched = tuple[list[Row], Sequence[Any] | None]
+"""The rows of a batch's last fetching step, and its column type codes when it asked for them."""
 
 
 class _Driver(Protocol):
     begin: str
     """The statement that opens a write transaction."""
+    has_column_types: bool
+    """Whether the driver reports column type codes (SQLite's are all None, so never asked)."""
 
-    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
         """Run ``steps`` in order; the rows of the last one that fetches."""
 
     def in_transaction(self, connection: Any) -> bool: ...
@@ -65,15 +78,24 @@ class _Driver(Protocol):
 
 class _Asyncpg:
     begin = "BEGIN"
+    has_column_types = True
 
-    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
         rows: list[Row] = []
+        types: Sequence[Any] | None = None
         for step in steps:
-            if step.fetch:
+            if step.describe:
+                # What SQLAlchemy's adapter does for every statement: a prepared statement's
+                # attributes carry the type OIDs. Done once per statement shape; the other
+                # runs use asyncpg's statement cache.
+                prepared = await connection.prepare(step.sql)
+                rows = list(await prepared.fetch(*step.params))
+                types = [attribute.type.oid for attribute in prepared.get_attributes()]
+            elif step.fetch:
                 rows = list(await connection.fetch(step.sql, *step.params))
             else:
                 await connection.execute(step.sql, *step.params)
-        return rows
+        return rows, types
 
     def in_transaction(self, connection: Any) -> bool:
         return bool(connection.is_in_transaction())
@@ -83,8 +105,9 @@ class _Aiosqlite:
     # IMMEDIATE takes the write lock now: a deferred transaction that read first and then
     # writes fails (or busy-waits) when another writer committed in between.
     begin = "BEGIN IMMEDIATE"
+    has_column_types = False  # sqlite3's cursor.description has None for every type
 
-    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
         # One hand-off to the connection's thread for the whole batch: each costs more CPU
         # than the statements. aiosqlite has no public call for "run this on your thread".
         run_on_thread = getattr(connection, "_execute", None)
@@ -92,9 +115,9 @@ class _Aiosqlite:
             rows: list[Row] = []
             for step in steps:
                 rows = list(await connection.execute_fetchall(step.sql, step.params))
-            return rows
+            return rows, None
         result: list[Row] = await run_on_thread(_run_sqlite_steps, connection._conn, steps)
-        return result
+        return result, None
 
     def in_transaction(self, connection: Any) -> bool:
         return bool(connection.in_transaction)
@@ -112,15 +135,19 @@ def _run_sqlite_steps(connection: sqlite3.Connection, steps: Sequence[Step]) -> 
 
 class _Asyncmy:
     begin = "BEGIN"
+    has_column_types = True
 
-    async def run(self, connection: Any, steps: Sequence[Step]) -> list[Row]:
+    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
         rows: list[Row] = []
+        types: Sequence[Any] | None = None
         async with connection.cursor() as cursor:
             for step in steps:
                 await cursor.execute(step.sql, tuple(step.params))
                 if step.fetch:
                     rows = list(await cursor.fetchall())
-        return rows
+                if step.describe:
+                    types = [column[1] for column in cursor.description or ()]
+        return rows, types
 
     def in_transaction(self, connection: Any) -> bool:
         return True  # autocommit is off: even a SELECT leaves a transaction to end
@@ -188,15 +215,43 @@ class _LoopReader:
         return 1 if time.perf_counter() > self._deadline else 0
 
 
+class _Results:
+    """How one compiled statement's raw result values become SQLAlchemy's: the result
+    processors of its columns' types, worked out from the driver's type codes."""
+
+    __slots__ = ("processors", "types")
+
+    def __init__(self, types: Sequence[TypeEngine[Any]]) -> None:
+        self.types = types
+        self.processors: list[Callable[[Any], Any] | None] | None = None
+        """None until the driver's column type codes are known."""
+
+    def resolve(self, dialect: Any, type_codes: Sequence[Any] | None) -> None:
+        codes = [None] * len(self.types) if type_codes is None else type_codes
+        self.processors = [
+            result_processor(type_, dialect, code)
+            for type_, code in zip(self.types, codes, strict=True)
+        ]
+
+    def apply(self, rows: list[Row]) -> list[Row]:
+        processors = self.processors
+        if not processors or not any(processors):
+            return rows
+        return [
+            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
+            for row in rows
+        ]
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """A prebuilt statement's SQL, parameters in order with their processors, the values
-    fixed in it, and its result processors."""
+    fixed in it, and how to process its results."""
 
     sql: str
     positions: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     fixed: dict[str, Any]
-    result_processors: list[Callable[[Any], Any] | None] | None
+    results: _Results | None
 
     def bind(self, params: Mapping[str, Any] | None) -> _Prepared:
         values = self.fixed if not params else {**self.fixed, **params}
@@ -204,14 +259,19 @@ class _Plan:
             values[name] if processor is None else processor(values[name])
             for name, processor in self.positions
         ]
-        return _Prepared(self.sql, bound, self.result_processors)
+        return _Prepared(self.sql, bound, self.results)
 
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     sql: str
     params: list[Any]
-    result_processors: list[Callable[[Any], Any] | None] | None
+    results: _Results | None
+
+    def step(self) -> Step:
+        """The fetching step, asking for column types while the processors are unknown."""
+        describe = self.results is not None and self.results.processors is None
+        return Step(self.sql, self.params, fetch=True, describe=describe)
 
 
 class DirectExecutor:
@@ -223,7 +283,7 @@ class DirectExecutor:
         self._driver = driver
         self._compiled_cache: dict[Any, Any] = {}
         self._prebuilt: dict[int, tuple[ClauseElement, _Plan | None]] = {}
-        self._result_processors: dict[int, list[Callable[[Any], Any] | None]] = {}
+        self._results: dict[int, tuple[SQLCompiler, _Results]] = {}
         self.observer: StatementObserver | None = None
         self._loop_reader = _LoopReader.for_engine(engine, LOOP_READ_BUDGET)
         # SQLite has one writer at a time: queueing this process's write transactions on a
@@ -251,7 +311,7 @@ class DirectExecutor:
             if rows is not None:
                 if self.observer is not None:
                     self.observer(statement, time.perf_counter() - started, False)
-                return self._processed(prepared, rows)
+                return self._processed(prepared, (rows, None))
         raw = await self._checkout()
         try:
             return await self._fetch(raw, statement, params)
@@ -317,21 +377,20 @@ class DirectExecutor:
         self, raw: Any, statement: ClauseElement, params: Mapping[str, Any] | None
     ) -> list[Row]:
         prepared = self._prepare(statement, params)
-        step = Step(prepared.sql, prepared.params, fetch=True)
-        rows = await self._run(raw, [step], [statement])
-        return self._processed(prepared, rows)
+        fetched = await self._run(raw, [prepared.step()], [statement])
+        return self._processed(prepared, fetched)
 
     async def _run(
         self, raw: Any, steps: Sequence[Step], statements: Sequence[ClauseElement | None]
-    ) -> list[Row]:
+    ) -> Fetched:
         """Run ``steps`` on ``raw``'s driver connection, timing them and translating errors;
         a batch's time is shared among its statements in the metrics."""
         started = time.perf_counter()
         failed = True
         try:
-            rows = await self._driver.run(raw.driver_connection, steps)
+            fetched = await self._driver.run(raw.driver_connection, steps)
             failed = False
-            return rows
+            return fetched
         except Exception as error:
             last = steps[-1]
             raise await self._translate(raw, error, last.sql, last.params) from error
@@ -342,15 +401,14 @@ class DirectExecutor:
                 for statement in observed:
                     self.observer(statement, share, failed)
 
-    @staticmethod
-    def _processed(prepared: _Prepared, rows: list[Row]) -> list[Row]:
-        processors = prepared.result_processors
-        if not processors or not any(processors):
+    def _processed(self, prepared: _Prepared, fetched: Fetched) -> list[Row]:
+        rows, type_codes = fetched
+        results = prepared.results
+        if results is None:
             return rows
-        return [
-            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-            for row in rows
-        ]
+        if results.processors is None:
+            results.resolve(self.dialect, type_codes)
+        return results.apply(rows)
 
     def prebuilt(self, statement: S) -> S:
         """Mark ``statement`` as built once and run many times (with its named bind
@@ -398,7 +456,7 @@ class DirectExecutor:
             value = parameters[name]
             processor = processors.get(name)
             values.append(value if processor is None else processor(value))
-        return _Prepared(sql, values, self._processors_for(compiled))
+        return _Prepared(sql, values, self._results_for(compiled))
 
     def _plan(self, statement: ClauseElement) -> _Plan | None:
         """The fixed part of running ``statement``; ``None`` if it has parameters expanded
@@ -421,23 +479,25 @@ class DirectExecutor:
             compiled.string,
             tuple((name, processors.get(name)) for name in compiled.positiontup),
             dict(base),
-            self._processors_for(compiled),
+            self._results_for(compiled),
         )
 
-    def _processors_for(self, compiled: SQLCompiler) -> list[Callable[[Any], Any] | None] | None:
-        columns = getattr(compiled, "_result_columns", None)
-        if not columns:
+    def _results_for(self, compiled: SQLCompiler) -> _Results | None:
+        """The result processing of ``compiled``; None when it returns no rows."""
+        types = result_types(compiled)
+        if not types:
             return None
-        known = self._result_processors.get(id(compiled))
-        if known is None:
-            known = [
-                column[3]._cached_result_processor(self.dialect, None) for column in columns
-            ]
-            self._result_processors[id(compiled)] = known
-            if len(self._result_processors) > _CACHE_SIZE:
-                self._result_processors.clear()
-                self._result_processors[id(compiled)] = known
-        return known
+        known = self._results.get(id(compiled))
+        # The entry holds ``compiled``, so its id is not reused while the entry exists.
+        if known is not None and known[0] is compiled:
+            return known[1]
+        results = _Results(types)
+        if not self._driver.has_column_types:
+            results.resolve(self.dialect, None)
+        if len(self._results) > _CACHE_SIZE:
+            self._results.clear()
+        self._results[id(compiled)] = (compiled, results)
+        return results
 
     def _release(self, raw: Any) -> None:
         if raw.dbapi_connection is None:
@@ -491,8 +551,8 @@ class DirectTransaction:
         queued before it)."""
         executor = self._executor
         prepared = executor._prepare(statement, params)
-        rows = await self.flush(Step(prepared.sql, prepared.params, fetch=True), statement)
-        return executor._processed(prepared, rows)
+        fetched = await self._flush(prepared.step(), statement)
+        return executor._processed(prepared, fetched)
 
     def execute(self, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> None:
         """Queue ``statement``: it runs with the next ``fetch`` or the COMMIT, and its error,
@@ -503,6 +563,10 @@ class DirectTransaction:
 
     async def flush(self, step: Step, statement: ClauseElement | None = None) -> list[Row]:
         """Send the queued statements and ``step``; the rows ``step`` fetched."""
+        rows, _types = await self._flush(step, statement)
+        return rows
+
+    async def _flush(self, step: Step, statement: ClauseElement | None) -> Fetched:
         steps, statements = [*self._pending, step], [*self._pending_statements, statement]
         self._pending, self._pending_statements = [], []
         return await self._executor._run(self._raw, steps, statements)

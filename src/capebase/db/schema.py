@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import DatabaseUnavailableError
+from .ddl import creating_tables
 
 T = TypeVar("T")
 
@@ -53,8 +54,9 @@ async def create_all(
     for attempt in range(ATTEMPTS):
         try:
             async with engine.connect() as connection, _creation_lock(connection):
-                for metadata in metadatas:
-                    await connection.run_sync(metadata.create_all)
+                with creating_tables():  # column types that keep every value (``ddl``)
+                    for metadata in metadatas:
+                        await connection.run_sync(metadata.create_all)
                 result = None if then is None else await connection.run_sync(then)
                 await connection.commit()
             return result

@@ -58,7 +58,7 @@ def parse_stream_filters(
     Raises:
         QueryError: unknown field or operator (400), or a value that does not parse (422).
     """
-    from ..crud.query import _parse
+    from ..crud.query import _parse, check_operator
 
     filters: list[StreamFilter] = []
     for key, raw in params:
@@ -76,6 +76,7 @@ def parse_stream_filters(
                 f"Operator {op!r} is not available on streams; use one of: "
                 + ", ".join(STREAM_OPERATORS)
             )
+        check_operator(name, op, field)
         if op == "isnull":
             value: Any = raw.lower() in ("1", "true", "yes", "on")
         elif op in ("in", "nin"):

@@ -1,0 +1,46 @@
+"""The column types capebase creates on MySQL/MariaDB keep every value, and only capebase's own
+``create_all`` is affected (issue 15: MariaDB served ``12:34:56.123456Z`` as ``12:34:56Z``)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, Table, Text, Time, Uuid
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects.mysql import DATETIME
+from sqlalchemy.schema import CreateTable
+
+from capebase.db.ddl import creating_tables
+
+table = Table(
+    "t", MetaData(), Column("id", Integer, primary_key=True), Column("at", DateTime),
+    Column("clock", Time), Column("ratio", Float), Column("ref", Uuid),
+    Column("whole", DATETIME(fsp=0)), Column("single", Float(precision=10)),
+    Column("notes", Text), Column("short", Text(1000)),
+)
+
+
+def ddl(dialect: object) -> str:
+    return str(CreateTable(table).compile(dialect=dialect))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("is_mariadb", [True, False], ids=["mariadb", "mysql"])
+def test_capebase_creates_types_that_keep_every_value(is_mariadb: bool) -> None:
+    dialect = mysql.dialect(is_mariadb=is_mariadb)
+    plain = ddl(dialect)
+    assert "at DATETIME," in plain and "clock TIME," in plain and "ratio FLOAT," in plain
+    with creating_tables():
+        created = ddl(dialect)
+    assert "at DATETIME(6)," in created and "clock TIME(6)," in created
+    assert "ratio DOUBLE," in created and "notes LONGTEXT," in created
+    assert "notes TEXT," in plain and "short TEXT(1000)" in created
+    # a precision the model states is kept
+    assert "whole DATETIME," in created and "single FLOAT(10)," in created
+    assert ("ref CHAR(36)," if is_mariadb else "ref CHAR(32),") in created
+    assert ddl(dialect) == plain  # and only inside the block
+
+
+def test_other_databases_are_left_alone() -> None:
+    dialect = postgresql.dialect()
+    plain = ddl(dialect)
+    with creating_tables():
+        assert ddl(dialect) == plain

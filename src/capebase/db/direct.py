@@ -26,7 +26,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,7 +35,17 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
-from .._compat.sqlalchemy import result_processor, result_types
+from .._compat.aiosqlite import on_connection_thread
+from .._compat.sqlalchemy import (
+    bind_processors,
+    checkin_without_reset,
+    compile_cached,
+    construct_params,
+    expand_postcompile,
+    raise_as_dbapi_error,
+    result_processor,
+    result_types,
+)
 
 StatementObserver = Callable[[ClauseElement, float, bool], None]
 """Called after each statement with the statement, its duration in seconds and whether it
@@ -110,13 +120,13 @@ class _Aiosqlite:
     async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
         # One hand-off to the connection's thread for the whole batch: each costs more CPU
         # than the statements. aiosqlite has no public call for "run this on your thread".
-        run_on_thread = getattr(connection, "_execute", None)
-        if run_on_thread is None:  # pragma: no cover - an aiosqlite without it
+        batch = on_connection_thread(connection, _run_sqlite_steps, steps)
+        if batch is None:  # pragma: no cover - an aiosqlite without it
             rows: list[Row] = []
             for step in steps:
                 rows = list(await connection.execute_fetchall(step.sql, step.params))
             return rows, None
-        result: list[Row] = await run_on_thread(_run_sqlite_steps, connection._conn, steps)
+        result: list[Row] = await batch
         return result, None
 
     def in_transaction(self, connection: Any) -> bool:
@@ -430,26 +440,15 @@ class DirectExecutor:
                 return plan.bind(params)
         if len(self._compiled_cache) > _CACHE_SIZE:
             self._compiled_cache.clear()  # shapes come from requests: keep the cache bounded
-        any_compiled, extracted, param_dict, _hit = statement._compile_w_cache(
-            self.dialect, compiled_cache=self._compiled_cache, column_keys=[]
+        compiled, extracted, param_dict = compile_cached(
+            statement, self.dialect, self._compiled_cache
         )
-        compiled = cast(SQLCompiler, any_compiled)
-        parameters = compiled.construct_params(
-            params,
-            extracted_parameters=extracted,
-            escape_names=False,
-            _collected_params=param_dict,
-            _no_postcompile=True,
-        )
+        parameters = construct_params(compiled, params, extracted, param_dict)
         sql = compiled.string
         positions: Sequence[str] | None = compiled.positiontup
-        processors: Mapping[str, Any] = compiled._bind_processors
+        processors: Mapping[str, Any] = bind_processors(compiled)
         if compiled.literal_execute_params or compiled.post_compile_params:
-            expanded = compiled._process_parameters_for_postcompile(parameters)
-            sql, positions, processors = (
-                expanded.statement, expanded.positiontup, expanded.processors
-            )
-            parameters = dict(expanded.parameters)
+            sql, positions, processors, parameters = expand_postcompile(compiled, parameters)
         assert positions is not None, "the direct drivers all use positional parameters"
         values = []
         for name in positions:
@@ -461,20 +460,14 @@ class DirectExecutor:
     def _plan(self, statement: ClauseElement) -> _Plan | None:
         """The fixed part of running ``statement``; ``None`` if it has parameters expanded
         at execution time (IN lists)."""
-        any_compiled, extracted, param_dict, _hit = statement._compile_w_cache(
-            self.dialect, compiled_cache=self._compiled_cache, column_keys=[]
+        compiled, extracted, param_dict = compile_cached(
+            statement, self.dialect, self._compiled_cache
         )
-        compiled = cast(SQLCompiler, any_compiled)
         if compiled.literal_execute_params or compiled.post_compile_params:
             return None
         assert compiled.positiontup is not None
-        base = compiled.construct_params(
-            extracted_parameters=extracted,
-            escape_names=False,
-            _collected_params=param_dict,
-            _check=False,
-        )
-        processors: Mapping[str, Any] = compiled._bind_processors
+        base = construct_params(compiled, None, extracted, param_dict, check=False)
+        processors: Mapping[str, Any] = bind_processors(compiled)
         return _Plan(
             compiled.string,
             tuple((name, processors.get(name)) for name in compiled.positiontup),
@@ -507,7 +500,7 @@ class DirectExecutor:
         else:
             # Nothing to roll back: skip the pool's reset, a round trip (or on SQLite a
             # thread hop) per statement.
-            raw._checkin(transaction_was_reset=True)
+            checkin_without_reset(raw)
 
     async def _translate(
         self, raw: Any, error: Exception, sql: str, params: Sequence[Any]
@@ -516,7 +509,7 @@ class DirectExecutor:
         invalidated, so the pool replaces it."""
         dbapi_error: BaseException = error
         try:
-            raw.dbapi_connection._handle_exception(error)
+            raise_as_dbapi_error(raw, error)
         except Exception as translated:  # the adapter raises the DBAPI form of the error
             dbapi_error = translated
         base = self.dialect.loaded_dbapi.Error

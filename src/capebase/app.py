@@ -46,7 +46,7 @@ from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
 from .realtime.hub import Hub
 from .realtime.views import ModelView
-from .safety import unsafe_settings
+from .safety import check_resume_secret, unsafe_settings
 
 if TYPE_CHECKING:
     from .auth.builtin import PasswordAuth
@@ -351,6 +351,9 @@ class CapeBase:
         self._move_generated_routes_last()
         if self.auth is not None:
             self.auth.check_settings()
+        check_resume_secret(
+            self.realtime_config, dev=self.auth is not None and self.auth.config.dev
+        )
         for warning in unsafe_settings(self._published, self.policy, self._metrics_config):
             if warning not in self._warned:  # once per CapeBase, not at every restart
                 self._warned.add(warning)

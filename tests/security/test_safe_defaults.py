@@ -29,8 +29,8 @@ from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from capebase import CapeBase, ConfigurationError, MetricsConfig, PasswordAuth
-from capebase.auth.builtin.placeholders import DEV_VARIABLE, placeholder_reason
+from capebase import CapeBase, ConfigurationError, MetricsConfig, PasswordAuth, RealtimeConfig
+from capebase.placeholders import DEV_VARIABLE, placeholder_reason
 from capebase.testing import app_client
 from tests.auth._support import FAST_HASH, SECRET
 
@@ -222,3 +222,32 @@ def test_the_demo_starts_without_a_secret_or_development_mode(tmp_path: Path) ->
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("secret", PLACEHOLDER_SECRETS)
+async def test_a_placeholder_resume_token_secret_stops_the_app_outside_development(
+    sqlite_url: str,
+    secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whoever knows the resume-token key can sign tokens: a placeholder one is refused, with
+    or without the built-in auth, unless in development mode."""
+    monkeypatch.delenv(DEV_VARIABLE, raising=False)
+    app = FastAPI()
+    CapeBase(app, sqlite_url, realtime=RealtimeConfig(resume_token_secret=secret))
+    with pytest.raises(ConfigurationError, match="resume_token_secret looks like a placeholder"):
+        async with app_client(app):
+            pass
+    monkeypatch.setenv(DEV_VARIABLE, "1")
+    app = FastAPI()
+    CapeBase(app, sqlite_url, realtime=RealtimeConfig(resume_token_secret=secret))
+    with caplog.at_level(logging.WARNING, logger="capebase"):
+        async with app_client(app):
+            pass
+    assert "resume_token_secret is a placeholder" in caplog.text
+    monkeypatch.delenv(DEV_VARIABLE)
+    app = FastAPI()
+    CapeBase(app, sqlite_url, realtime=RealtimeConfig(resume_token_secret=secrets.token_hex(32)))
+    async with app_client(app):
+        pass

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pwdlib import PasswordHash
 
 from ...errors import ConfigurationError
-from .placeholders import DEV_VARIABLE, is_dev, placeholder_reason
+from ...placeholders import DEV_VARIABLE, is_dev, placeholder_reason
 from .schemas import MAX_PASSWORD_LENGTH, normalize_email
 from .tokens import MIN_KEY_BYTES
 

@@ -1,4 +1,4 @@
-"""Placeholder secrets and passwords, which the built-in auth refuses outside development.
+"""Placeholder secrets and passwords, which capebase refuses at start-up outside development.
 
 A value is a placeholder when it reads like one written by hand for an example: a word such as
 "secret" or "changeme", a run like "abcdefgh" or "12345678", a short pattern repeated, or very few

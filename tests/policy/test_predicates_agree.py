@@ -389,12 +389,13 @@ def classify(
 
 
 PROMISED = {
-    # class: the least share of examples that must cover it
+    # class: the least share of examples that must cover it (one in ten: the share Hypothesis
+    # draws varies between its releases, 13% to 57% from the oldest allowed to the locked one)
     "rows": 1.0,
     "caller with id": 1.0,
-    "owner rule, own row": 0.2,
-    "owner rule, look-alike owner (case)": 0.2,
-    "owner rule, look-alike owner (trailing space)": 0.2,
+    "owner rule, own row": 0.1,
+    "owner rule, look-alike owner (case)": 0.1,
+    "owner rule, look-alike owner (trailing space)": 0.1,
 }
 
 

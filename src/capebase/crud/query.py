@@ -83,7 +83,7 @@ def filter_fields(table: Table) -> dict[str, FilterField]:
         operators, kind = _operators(stored, is_text)
         fields[column.key] = FilterField(
             column=column,
-            parse=_checked(_value_parser(column.type, stored), value_check(column)),
+            parse=_checked(_value_parser(column.type, stored), value_check(column, stored=False)),
             is_text=is_text,
             operators=operators,
             kind=kind,

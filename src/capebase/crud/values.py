@@ -136,8 +136,12 @@ def _check_naive_time(value: Any) -> str | None:
     return None
 
 
-def value_check(column: Column[Any]) -> ValueCheck | None:
-    """The check for values of ``column``, or None when every value of its Python type fits."""
+def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | None:
+    """The check for values of ``column``, or None when every value of its Python type fits.
+
+    ``stored=False`` checks a value compared with the column (a filter), not stored in it: a
+    text longer than the column is then a fine value that no row equals.
+    """
     if isinstance(column.type, Interval):  # a TypeDecorator over DateTime where not native
         return _check_interval
     bounds = integer_range(column.type)
@@ -150,9 +154,9 @@ def value_check(column: Column[Any]) -> ValueCheck | None:
             return None
 
         return check_integer
-    stored = storage_type(column.type)
-    if isinstance(stored, String):
-        length = stored.length
+    kind = storage_type(column.type)
+    if isinstance(kind, String):
+        length = kind.length if stored else None
 
         def check_text(value: Any) -> str | None:
             if not isinstance(value, str):
@@ -162,13 +166,13 @@ def value_check(column: Column[Any]) -> ValueCheck | None:
             return text_problem(value)
 
         return check_text
-    if isinstance(stored, Float):
+    if isinstance(kind, Float):
         return _check_finite
-    if isinstance(stored, Numeric) and stored.precision is not None:
-        return decimal_check(stored.precision, stored.scale or 0)
-    if isinstance(stored, DateTime) and stored.timezone:
+    if isinstance(kind, Numeric) and kind.precision is not None:
+        return decimal_check(kind.precision, kind.scale or 0)
+    if isinstance(kind, DateTime) and kind.timezone:
         return _check_aware  # SQLModel's UTCDateTime refuses naive values with a 500
-    if isinstance(stored, Time):
+    if isinstance(kind, Time):
         return _check_naive_time
     return None
 

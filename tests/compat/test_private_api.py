@@ -12,11 +12,26 @@ import importlib
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from sqlalchemy.dialects import postgresql
+from starlette.routing import Match
 
 import capebase
+from capebase._compat.fastapi import request_exit_stack, served_route_path
+from capebase._compat.sqlalchemy import (
+    bind_processors,
+    compile_cached,
+    construct_params,
+    expand_postcompile,
+)
+from capebase.testing import app_client
 
 SRC = Path(capebase.__file__).parent
-COMPAT_MODULES = ["sqlalchemy", "fastapi", "aiosqlite"]
+COMPAT_MODULES = ["sqlalchemy", "fastapi", "aiosqlite", "uvicorn"]
+# Internal modules (no underscore in their names) and private scope keys of other packages.
+INTERNAL_MODULES = ("sqlalchemy.orm.context", "sqlalchemy.sql.annotation", "fastapi.dependencies")
+PRIVATE_STRINGS = {"fastapi_inner_astack", "fastapi_function_astack", "effective_route_context"}
 
 # Underscore names that are public API of their package.
 DOCUMENTED = {
@@ -80,9 +95,13 @@ def private_uses(own: set[str]) -> list[str]:
                 and node.args[1].value not in own
             ):
                 name = node.args[1].value
+            elif isinstance(node, ast.Constant) and node.value in PRIVATE_STRINGS:
+                name = str(node.value)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 parts = node.module.split(".")
-                if any(_is_private(part) for part in parts) or any(
+                if node.module.startswith(INTERNAL_MODULES) or any(
+                    _is_private(part) for part in parts
+                ) or any(
                     _is_private(alias.name) for alias in node.names
                 ):
                     name = node.module
@@ -115,3 +134,37 @@ def test_installed_releases_have_what_compat_relies_on(package: str) -> None:
         "capebase relies on internals this release no longer has; adapt "
         f"capebase/_compat/{package}.py or bound the package below this release: {missing}"
     )
+
+
+async def test_fastapi_keeps_the_exit_stack_and_route_context_compat_reads() -> None:
+    """The scope entries ``_compat.fastapi`` reads, seen by a real request."""
+    seen: dict[str, object] = {}
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int, request: Request) -> dict[str, int]:
+        seen["stack"] = request_exit_stack(request.scope)
+        return {"id": item_id}
+
+    async with app_client(app) as client:
+        assert (await client.get("/items/3")).status_code == 200
+    assert seen["stack"] is not None, "FastAPI no longer keeps fastapi_inner_astack"
+    route = next(r for r in app.routes if getattr(r, "path", "") == "/items/{item_id}")
+    scope = {"type": "http", "path": "/items/3", "method": "GET", "fastapi": {}}
+    assert route.matches(scope)[0] is Match.FULL
+    # served_route_path reads what FastAPI recorded; without a record it must say None.
+    assert served_route_path({}) is None
+
+
+def test_sqlalchemy_compiles_and_binds_as_direct_relies_on() -> None:
+    """The private compile/bind calls of ``_compat.sqlalchemy`` on a real statement."""
+    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("n", sa.String))
+    dialect = postgresql.asyncpg.dialect(paramstyle="numeric_dollar")  # type: ignore[attr-defined]
+    compiled, extracted, collected = compile_cached(
+        sa.select(table).where(table.c.id.in_([1, 2]), table.c.n == "x"), dialect, {}
+    )
+    params = construct_params(compiled, None, extracted, collected)
+    assert isinstance(bind_processors(compiled), dict)
+    sql, positions, _processors, values = expand_postcompile(compiled, params)
+    assert "IN" in sql
+    assert [values[name] for name in positions] == ["x", 1, 2]

@@ -36,9 +36,10 @@ REQUIRED: list[tuple[object, str]] = [
     (dependency_utils, "get_dependant"),
     (dependency_utils, "request_params_to_args"),
     (dependency_utils, "solve_dependencies"),
-    (Dependant, "query_params"),
-    (Dependant, "header_params"),
-    (Dependant, "cookie_params"),
+    # Dataclass fields with factories exist on instances only (unless slotted).
+    (Dependant(), "query_params"),
+    (Dependant(), "header_params"),
+    (Dependant(), "cookie_params"),
 ]
 
 
@@ -72,3 +73,19 @@ def validate_field(
     the value and FastAPI's error dicts (an empty list when valid)."""
     value, errors = field.validate(raw, values, loc=loc)
     return value, list(errors or [])
+
+
+def served_route_path(scope: Mapping[str, Any]) -> str | None:
+    """The path template of the route that served a request, include prefixes applied, as
+    FastAPI records it in its private ``scope["fastapi"]["effective_route_context"]``; None
+    where this FastAPI records none."""
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(effective, "path", None)
+    return path if isinstance(path, str) else None
+
+
+def included_routes(route: Any) -> list[Any] | None:
+    """The routes of an included router as requests meet them (FastAPI's private
+    ``effective_route_contexts``), or None for a plain route."""
+    contexts = getattr(route, "effective_route_contexts", None)
+    return list(contexts()) if callable(contexts) else None

@@ -7,8 +7,12 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import LoaderCriteriaOption
+
+# Internal classes the policy's statement checks test for (re-exported).
+from sqlalchemy.orm.context import FromStatement as FromStatement
 from sqlalchemy.pool import _ConnectionFairy
 from sqlalchemy.sql import ColumnElement, Delete, Insert, Update
+from sqlalchemy.sql.annotation import Annotated as Annotated
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine

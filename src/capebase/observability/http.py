@@ -14,6 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._compat.fastapi import included_routes, served_route_path
 from .metrics import Metrics, is_multiprocess
 from .observer import SCOPE_KEY, Observer, transport
 
@@ -115,9 +116,8 @@ def route_template(scope: Scope) -> str:
     """The template of the route that handled a request, once routing is done."""
     # FastAPI keeps the routes of an included router as they were declared and records the
     # route as served (with the include prefix) in its own scope entry; prefer that.
-    effective = scope.get("fastapi", {}).get("effective_route_context")
-    path = getattr(effective, "path", None)
-    if isinstance(path, str):
+    path = served_route_path(scope)
+    if path is not None:
         return documented(path)
     return _path(scope.get("route"))
 
@@ -125,9 +125,9 @@ def route_template(scope: Scope) -> str:
 def _flattened(routes: list[BaseRoute]) -> Iterator[Any]:
     """The routes a request is matched against, with FastAPI's included routers opened."""
     for route in routes:
-        contexts = getattr(route, "effective_route_contexts", None)
-        if callable(contexts):
-            yield from contexts()
+        included = included_routes(route)
+        if included is not None:
+            yield from included
         else:
             yield route
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, event, insert, literal
 from sqlalchemy.orm import Mapper, ORMExecuteState
-from sqlalchemy.orm.context import FromStatement
 from sqlalchemy.sql import elements, selectable, visitors
-from sqlalchemy.sql.annotation import Annotated
 
 from .._compat.sqlalchemy import (
     AliasAdaptingCriteria,
+    Annotated,
+    FromStatement,
     has_multi_values,
     has_post_values_clause,
     has_prefixes,

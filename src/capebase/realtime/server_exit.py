@@ -10,26 +10,19 @@ the way sse-starlette finds it, through the SIGTERM handler it installs (its bou
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
-from typing import Any
+
+from .._compat.uvicorn import running_server
 
 POLL_INTERVAL = 0.25
 """Seconds between looks at the server's exit flag."""
-
-
-def _running_server() -> Any | None:
-    """The uvicorn ``Server`` whose signal handler is installed, if any."""
-    handler = signal.getsignal(signal.SIGTERM)
-    server = getattr(handler, "__self__", None)
-    return server if hasattr(server, "should_exit") else None
 
 
 async def on_server_exit(close_streams: Callable[[], None]) -> None:
     """Call ``close_streams`` once the server is exiting, and again at every poll after that
     (a request in flight may still open a stream); runs until cancelled."""
     while True:
-        server = _running_server()
+        server = running_server()
         if server is not None and server.should_exit:
             close_streams()
         await asyncio.sleep(POLL_INTERVAL)

@@ -35,7 +35,7 @@ class BrokerLink:
         channel: str,
         on_wake: Callable[[], None],
         on_state: Callable[[bool, bool], None] = lambda _connected, _outage: None,
-        on_disconnect: Callable[[str], None] = lambda _user_id: None,
+        on_disconnect: Callable[[str], object] = lambda _user_id: None,
         process_id: str = "",
     ) -> None:
         self.broker = broker

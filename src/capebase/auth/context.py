@@ -18,6 +18,8 @@ class AuthContext:
         context: extra values rules can match with ``context_fields=`` or ``where=``.
         expires_at: when the credential behind this context expires (aware datetime);
             open streams end at that moment. ``None``: they never expire on their own.
+        session: the sign-in this context belongs to, when the provider can end sign-ins (the
+            built-in auth): each process re-checks its open streams' sign-ins periodically.
 
     ``AuthContext()`` is the anonymous caller.
     """
@@ -26,6 +28,7 @@ class AuthContext:
     role: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
+    session: str | None = None
 
     def __post_init__(self) -> None:
         # Ids arrive from JWTs, databases and headers as ints, UUIDs or strings; rules compare

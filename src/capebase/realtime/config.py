@@ -33,6 +33,9 @@ class RealtimeConfig:
             handed out before commit); streams may miss a transaction slower than this between
             its first write and its commit (handlers never do).
         broker_channel: the broker channel (Redis) or NOTIFY channel (PostgreSQL) to use.
+        revalidate_interval: seconds between re-checks of the open streams' sign-ins (built-in
+            auth): a stream whose sign-in ended, or whose user was disabled or changed role, on
+            any process ends within this time even if no broker message reached this process.
         shutdown_grace: seconds shutdown waits for handlers of already-committed changes.
         resume_token_ttl: seconds a resume token (an event's ``id:``) stays valid; a client
             that comes back later gets ``reset`` and reloads.
@@ -54,6 +57,7 @@ class RealtimeConfig:
     max_subscriptions_per_client: int = 100
     late_commit_window: float = 30.0
     broker_channel: str = "capebase_changes"
+    revalidate_interval: float = 5.0
     shutdown_grace: float = 5.0
     resume_token_ttl: float = 3600.0
     resume_token_secret: str | None = field(default=None, repr=False)
@@ -73,6 +77,7 @@ class RealtimeConfig:
             "handler_lease",
             "handler_timeout",
             "late_commit_window",
+            "revalidate_interval",
             "shutdown_grace",
             "resume_token_ttl",
         ):

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -55,6 +55,12 @@ RETRY_DELAY = 1.0
 STARTUP_HOLE_WINDOW = 1000
 RECANCEL_INTERVAL = 1.0
 """Seconds ``Hub.stop`` waits for a cancelled task to end before cancelling it again."""
+
+
+SignIn = tuple[str, str, str | None]
+"""``(user id, sign-in id, role)`` of an open stream, for re-checking it."""
+Revalidator = Callable[[set[SignIn]], Awaitable[set[SignIn]]]
+"""Given the sign-ins of open streams, returns those that no longer stand as they are."""
 
 
 class TooManySubscriptionsError(CapeBaseError):
@@ -125,7 +131,11 @@ class Hub:
             config.broker_channel,
             self._wake.set,
             lambda connected, outage: observer_for(engine).broker_state(connected, outage=outage),
+            self._end_user_streams,
+            self.process_id,
         )
+        self.revalidate: Revalidator | None = None
+        """Set by the built-in auth: re-checks open streams' sign-ins periodically."""
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._tokens: ResumeTokens | None = None
@@ -200,6 +210,7 @@ class Hub:
             asyncio.create_task(self._dispatch_forever(), name="capebase-dispatch"),
             asyncio.create_task(self.runner.run_forever(), name="capebase-handlers"),
             asyncio.create_task(self._maintain_forever(), name="capebase-maintenance"),
+            asyncio.create_task(self._revalidate_forever(), name="capebase-revalidate"),
             asyncio.create_task(self.link.publish_forever(), name="capebase-broker-publish"),
             asyncio.create_task(self.link.listen_forever(), name="capebase-broker-listen"),
             asyncio.create_task(on_server_exit(self.close_streams), name="capebase-server-exit"),
@@ -248,6 +259,38 @@ class Hub:
             except Exception:
                 logger.exception("capebase: change-log maintenance failed; retrying")
             await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    async def _revalidate_forever(self) -> None:
+        """End the streams whose sign-in ended elsewhere, every ``revalidate_interval``."""
+        while True:
+            await asyncio.sleep(self.config.revalidate_interval)
+            try:
+                await self.revalidate_streams()
+            except Exception as exc:
+                # Fail open while the database is away: streams still end at token expiry.
+                logger.warning("capebase: could not re-check stream sign-ins (%s)", exc)
+
+    async def revalidate_streams(self) -> int:
+        """End the open streams whose sign-in ended, or whose user was disabled or changed
+        role, on any process; returns how many (one query per 500 sign-ins)."""
+        if self.revalidate is None:
+            return 0
+        open_sign_ins = {
+            sign_in for subscriber in self._open() if (sign_in := _sign_in(subscriber))
+        }
+        if not open_sign_ins:
+            return 0
+        stale = await self.revalidate(open_sign_ins)
+        count = 0
+        for subscriber in self._open():
+            if _sign_in(subscriber) in stale:
+                subscriber.revoked = True
+                subscriber.close()
+                count += 1
+        return count
+
+    def _open(self) -> list[Subscriber]:
+        return [s for index in self._indexes.values() for s in index if not s.closed]
 
     async def sweep(self) -> None:
         """Queue pending handler work no live claim covers."""
@@ -311,7 +354,12 @@ class Hub:
         observer_for(self.engine).subscription_closed(subscriber)
 
     def disconnect_user(self, user_id: str) -> int:
-        """End every stream of ``user_id`` (disabled user, logout); returns how many."""
+        """End every stream of ``user_id`` (disabled user, logout) in every process of the
+        app: this one at once, the others through the broker. Returns how many here."""
+        self.link.disconnect_user(user_id)
+        return self._end_user_streams(user_id)
+
+    def _end_user_streams(self, user_id: str) -> int:
         count = 0
         for index in self._indexes.values():
             for subscriber in index:
@@ -532,6 +580,13 @@ class Hub:
         if event is ASK_DATABASE:
             event = await self.visibility.event_in_database(subscriber, old, new, connection)
         return None if event is None else Message(record).item(event, view)
+
+
+def _sign_in(subscriber: Subscriber) -> SignIn | None:
+    ctx = subscriber.ctx
+    if ctx.id is None or ctx.session is None:
+        return None
+    return (ctx.id, ctx.session, ctx.role)
 
 
 async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:

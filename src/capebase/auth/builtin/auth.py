@@ -30,6 +30,7 @@ from .tokens import Keyring
 
 if TYPE_CHECKING:
     from ...app import CapeBase
+    from ...realtime.hub import SignIn
 
 logger = logging.getLogger("capebase")
 
@@ -100,6 +101,7 @@ class PasswordAuth:
         self._cape = cape
         self._store = UserStore(cape.engine)
         self._tickets = StreamTickets(cape.engine)
+        cape.hub.revalidate = self.stale_sign_ins
         install_auth_error_handlers(cape.app)
         cape.app.include_router(self.router)
 
@@ -178,8 +180,9 @@ class PasswordAuth:
         return await self.store.add_user(user)
 
     async def set_active(self, user_id: str, is_active: bool) -> None:
-        """Enable or disable a user. Disabling ends their sign-ins and open streams at once
-        (streams of this process; other processes end theirs when the token expires).
+        """Enable or disable a user. Disabling ends their sign-ins and their open streams:
+        at once on this process, through the broker on the others, and on every process within
+        ``RealtimeConfig.revalidate_interval`` even without a broker.
 
         Raises:
             NotFoundError: no such user.
@@ -192,7 +195,7 @@ class PasswordAuth:
 
     async def set_role(self, user_id: str, role: str | None) -> None:
         """Change a user's role; it applies to their next request, and their open streams end
-        so that they reconnect under the new role.
+        so that they reconnect under the new role (on every process, as with ``set_active``).
 
         Raises:
             NotFoundError: no such user.
@@ -281,7 +284,12 @@ class PasswordAuth:
         found = await self.store.session_user(claims.user_id, claims.session_id)
         if found is None or not found[0]:
             raise InvalidTokenError()
-        return AuthContext(id=claims.user_id, role=found[1], expires_at=claims.expires_at)
+        return AuthContext(
+            id=claims.user_id,
+            role=found[1],
+            expires_at=claims.expires_at,
+            session=claims.session_id,
+        )
 
     async def stream_ticket(self, access_token: str) -> StreamTicketResponse:
         """A single-use ticket that opens one stream as ``access_token``'s user.
@@ -310,7 +318,19 @@ class PasswordAuth:
         if found is None or not found[0] or redeemed.access_expires_at <= utc_now():
             raise InvalidTokenError()
         expires = redeemed.access_expires_at
-        return AuthContext(id=redeemed.user_id, role=found[1], expires_at=expires)
+        return AuthContext(
+            id=redeemed.user_id, role=found[1], expires_at=expires, session=redeemed.session_id
+        )
+
+    async def stale_sign_ins(self, sign_ins: set[SignIn]) -> set[SignIn]:
+        """Those of ``(user id, sign-in id, role)`` whose sign-in ended, user was disabled or
+        role changed: the hub ends their streams (every ``revalidate_interval`` seconds)."""
+        current = await self.store.open_sign_ins({session for _user, session, _role in sign_ins})
+        return {
+            sign_in
+            for sign_in in sign_ins
+            if current.get(sign_in[1]) != (sign_in[0], sign_in[2])
+        }
 
     def _attached_tickets(self) -> StreamTickets:
         if self._tickets is None:

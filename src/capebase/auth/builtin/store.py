@@ -21,6 +21,9 @@ from .errors import AccountExistsError, InvalidTokenError
 from .models import RefreshToken, User, as_utc, metadata, new_id
 from .tokens import new_refresh_token, refresh_token_digest
 
+CHECK_BATCH = 500
+"""Sign-ins checked per query when open streams are re-checked."""
+
 
 class TokenReuseError(InvalidTokenError):
     """A refresh token that was already rotated came back: its family has been revoked."""
@@ -115,6 +118,26 @@ class UserStore:
         async with self.engine.connect() as connection:
             row = (await connection.execute(query)).first()
         return None if row is None else (bool(row[0]), row[1])
+
+    async def open_sign_ins(self, sessions: set[str]) -> dict[str, tuple[str, str | None]]:
+        """``{sign-in id: (user id, role)}`` of ``sessions`` still open, of active users."""
+        found: dict[str, tuple[str, str | None]] = {}
+        ordered = sorted(sessions)
+        async with self.engine.connect() as connection:
+            for start in range(0, len(ordered), CHECK_BATCH):
+                query = (
+                    select(col(RefreshToken.family_id), col(User.id), col(User.role))
+                    .join(User, col(User.id) == col(RefreshToken.user_id))
+                    .where(
+                        col(RefreshToken.family_id).in_(ordered[start : start + CHECK_BATCH]),
+                        col(RefreshToken.revoked_at).is_(None),
+                        col(User.is_active).is_(True),
+                    )
+                    .distinct()
+                )
+                for family, user_id, role in await connection.execute(query):
+                    found[family] = (user_id, role)
+        return found
 
     # -- refresh tokens ----------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ class PostgresBackend(BrokerBackend):
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
 
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            if not queue.full():  # a dropped wake-up is harmless: one is enough to read the log
+            if not queue.full():  # dropped: one wake-up is enough; the re-check ends streams
                 queue.put_nowait(payload.encode())
 
         def on_lost(_conn: Any) -> None:

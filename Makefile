@@ -24,7 +24,11 @@ $(UV):
 	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
 
 # The development environment: capebase (editable) with the dev extra, exactly as locked.
-.venv: $(VENV)/.installed
+# Rebuilt when pyproject.toml or uv.lock change, or when PYTHON names another interpreter.
+.venv:
+	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print(sys.version)')" != \
+		"$$($(PYTHON) -c 'import sys; print(sys.version)')" ]; then rm -f $(VENV)/.installed; fi
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(SYNC) --extra dev

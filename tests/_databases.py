@@ -344,9 +344,12 @@ class TestServers:
                 host=HOST, port=PORTS["postgresql"], user="postgres", database="postgres", timeout=5
             )
         elif server == "mariadb" and self._maria is None:
-            self._maria = await asyncmy.connect(
-                host=HOST, port=PORTS["mariadb"], user="root", autocommit=True, connect_timeout=5
-            )
+            # asyncmy's connect_timeout does not cover the handshake: bound it all.
+            async with asyncio.timeout(10):
+                self._maria = await asyncmy.connect(
+                    host=HOST, port=PORTS["mariadb"], user="root", autocommit=True,
+                    connect_timeout=5,
+                )
             # Directly, not through _maria_execute: a reconnect runs under the admin lock,
             # which is not reentrant (going through it again once hung the whole run).
             async with self._maria.cursor() as cursor:

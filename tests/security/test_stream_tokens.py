@@ -13,6 +13,7 @@ Real servers, real commits, real SSE and WebSocket streams, on SQLite, PostgreSQ
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -269,7 +270,7 @@ async def test_processes_of_one_app_accept_each_others_tokens(db_url: str) -> No
     own does not accept their tokens."""
     app_a, cape_a = make_app(db_url)
     app_b, cape_b = make_app(db_url)
-    app_c, _cape_c = make_app(db_url, resume_token_secret="another app's secret, 32 chars")
+    app_c, _cape_c = make_app(db_url, resume_token_secret=secrets.token_urlsafe(32))
     async with (
         serve(app_a) as live_a,
         serve(app_b) as live_b,

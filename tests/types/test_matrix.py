@@ -24,7 +24,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import TypeAdapter
-from sqlalchemy import func
+from sqlalchemy import DateTime, func
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -459,3 +459,13 @@ def test_types_capebase_cannot_serve_are_refused_at_publish() -> None:
         assert hint in str(raised.value)
     # 16 digits are exact where the database stores decimals
     CapeBase(app=FastAPI(), db_path="postgresql+asyncpg://u@127.0.0.1/db").publish(Wide)
+
+    # A timezone-aware column type that drops the offset where the database keeps none.
+    class Stamp(Base, table=True):
+        id: int | None = Field(default=None, primary_key=True)
+        at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+
+    for url in ("sqlite+aiosqlite:///:memory:", "mysql+asyncmy://root@127.0.0.1/db"):
+        with pytest.raises(ConfigurationError, match=r"'at'.*stored without its offset"):
+            CapeBase(app=FastAPI(), db_path=url).publish(Stamp)
+    CapeBase(app=FastAPI(), db_path="postgresql+asyncpg://u@127.0.0.1/db").publish(Stamp)

@@ -237,4 +237,15 @@ def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
             f"SQLite stores a Decimal as a float, exact to {SQLITE_DECIMAL_DIGITS} digits; "
             f"use max_digits={SQLITE_DECIMAL_DIGITS} or fewer, or PostgreSQL or MariaDB"
         )
+    if (
+        dialect in ("sqlite", "mysql")
+        and type(column.type) is DateTime  # not SQLModel's UTCDateTime, which converts to UTC
+        and column.type.timezone
+    ):
+        return (
+            "DateTime(timezone=True) is stored without its offset here, so an aware datetime "
+            "would come back as another instant; declare the field as a plain `datetime` "
+            "(SQLModel stores it in UTC on every database) or use "
+            "sa_type=sqlmodel.sql.sqltypes.UTCDateTime"
+        )
     return None

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Table, bindparam, func, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
+from ..db.failures import is_constraint_failure
 from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotATableError, NotFoundError, PermissionDeniedError
 from ..limits import check_filter_count
@@ -560,7 +561,9 @@ def _conflicts_as_http(published: PublishedModel) -> Iterator[None]:
     """A constraint the row breaks → 409; a value the database cannot store → 422."""
     try:
         yield
-    except IntegrityError as exc:
+    except (IntegrityError, OperationalError) as exc:
+        if isinstance(exc, OperationalError) and not is_constraint_failure(exc):
+            raise
         raise HTTPException(
             status_code=409,
             detail=f"{published.name} conflicts with stored data: {_constraint_message(exc)}",
@@ -574,6 +577,6 @@ def _conflicts_as_http(published: PublishedModel) -> Iterator[None]:
         ) from exc
 
 
-def _constraint_message(exc: IntegrityError | DataError) -> str:
+def _constraint_message(exc: IntegrityError | DataError | OperationalError) -> str:
     message = str(exc.orig).strip().splitlines()[0] if exc.orig else "constraint violated"
     return message[:200]

@@ -24,6 +24,16 @@ TIMEOUT_MYSQL_CODES = frozenset({1969, 3024})  # MariaDB max_statement_time, MyS
 UNAVAILABLE_MYSQL_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
 """Too many connections, shutdown in progress, connection killed, cannot connect, server gone
 away, lost connection, disconnected by the server."""
+CONSTRAINT_MYSQL_CODES = frozenset({4025})
+"""A CHECK constraint failed (MariaDB reports it as an OperationalError, SQLSTATE 23000)."""
+
+
+def is_constraint_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a row breaking a constraint that a driver reports as something
+    other than an IntegrityError (a 409, like every other constraint)."""
+    orig = getattr(error, "orig", None)
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in CONSTRAINT_MYSQL_CODES
 
 
 def classify(error: BaseException) -> Failure | None:
@@ -32,6 +42,8 @@ def classify(error: BaseException) -> Failure | None:
     if isinstance(error, DatabaseUnavailableError | sa_exc.TimeoutError):
         return "unavailable"  # sa_exc.TimeoutError: no pooled connection came free in time
     if isinstance(error, sa_exc.DBAPIError):
+        if is_constraint_failure(error):
+            return None
         kind = _by_code(error.orig)
         if kind == "timeout":
             return kind

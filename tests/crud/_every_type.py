@@ -31,7 +31,7 @@ class EveryType(TypedModel, table=True):
     __tablename__ = "typed_every"
 
     id: int | None = Field(default=None, primary_key=True)
-    count: int = 0
+    tally: int = 0
     big: int = Field(default=0, sa_type=BigInteger)
     ratio: float = 0.0
     price: Decimal = Field(default=Decimal("0"), max_digits=12, decimal_places=2)

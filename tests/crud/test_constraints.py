@@ -11,7 +11,7 @@ from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from capebase import AuthContext, CapeBase
+from capebase import AuthContext, CapeBase, ConfigurationError
 from capebase.testing import app_client
 
 
@@ -49,3 +49,23 @@ async def test_a_failed_check_constraint_is_a_409(db_url: str, path: str) -> Non
             assert response.status_code == 409, response.text
             assert "conflicts with stored data" in response.json()["detail"]
         assert (await client.get(f"/constraint_gauge/{key}")).json()["level"] == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["offset", "limit", "count", "order_by", "ticket", "last_event_id", "name__eq"]
+)
+def test_fields_named_like_query_parameters_are_refused_at_publish(name: str) -> None:
+    """``?offset=2`` must not silently page where a column ``offset`` was meant, nor a stream
+    ignore a filter on a column ``ticket``: publish names the field instead."""
+    model = type(
+        f"Named_{name}",
+        (Base,),
+        {
+            "__tablename__": f"named_{name}",
+            "__annotations__": {"id": int | None, name: int},
+            "id": Field(default=None, primary_key=True),
+        },
+        table=True,
+    )
+    with pytest.raises(ConfigurationError, match=f"field '{name}' cannot be filtered"):
+        CapeBase(FastAPI(), "sqlite+aiosqlite:///:memory:").publish(model)

@@ -109,7 +109,7 @@ def test_integer_fields_publish_the_narrower_of_their_own_and_the_columns_bounds
     for name in ("EveryTypeCreate", "EveryTypeUpdate"):
         properties = schemas[name]["properties"]
         assert (properties["stars"]["minimum"], properties["stars"]["maximum"]) == (0, 5)
-        assert (properties["count"]["minimum"], properties["count"]["maximum"]) == (
+        assert (properties["tally"]["minimum"], properties["tally"]["maximum"]) == (
             -(2**31), 2**31 - 1
         )
         checked = validator(app, name)
@@ -118,7 +118,7 @@ def test_integer_fields_publish_the_narrower_of_their_own_and_the_columns_bounds
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("done", 0), ("count", False), ("ratio", False), ("moment", 0), ("day", "0"),
+    [("done", 0), ("tally", False), ("ratio", False), ("moment", 0), ("day", "0"),
      ("moment", "1700000000"), ("moment", "2024-05-01T12:30:00"), ("at", "12:30:00Z"),
      ("token", KEY.hex), ("price", True), ("price", "1_0"), ("colour", "GREEN"), ("id", False)],
 )

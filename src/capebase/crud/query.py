@@ -44,6 +44,8 @@ from .values import (
 )
 
 RESERVED = frozenset({"order_by", "limit", "offset", "count"})
+STREAM_PARAMETERS = frozenset({"last_event_id", "access_token", "ticket"})
+"""What a stream's query string carries besides its filters."""
 TEXT_OPERATORS = frozenset({"like", "ilike", "contains", "icontains", "startswith"})
 OPERATORS = (
     "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin",

@@ -26,7 +26,14 @@ from ..observability.secret_fields import secret_keys
 from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
 from .direct_writes import KEY, DirectWriter, Undecided
-from .query import RESERVED, FilterField, filter_fields, parse_filters, parse_order_by
+from .query import (
+    RESERVED,
+    STREAM_PARAMETERS,
+    FilterField,
+    filter_fields,
+    parse_filters,
+    parse_order_by,
+)
 from .routes import (
     AuthSolver,
     GeneratedRoute,
@@ -114,6 +121,10 @@ class PublishedModel:
         return self.model.__name__
 
 
+QUERY_PARAMETERS = RESERVED | STREAM_PARAMETERS
+"""Query parameters the list and stream routes read for themselves, never as filters."""
+
+
 def describe_model(
     model: type[Any],
     routes: Sequence[str] | None,
@@ -142,6 +153,13 @@ def describe_model(
             f"column, it has {len(pk_columns)}"
         )
     for column in table.c:
+        if column.key in QUERY_PARAMETERS or "__" in column.key:
+            raise ConfigurationError(
+                f"Cannot publish {model.__name__}: field {column.key!r} cannot be filtered as "
+                f"?{column.key}=... (names the routes read for themselves: "
+                f"{', '.join(sorted(QUERY_PARAMETERS))}; and '__' separates a field from its "
+                "operator); rename the attribute (the database column name may stay)"
+            )
         problem = unserved_problem(column, dialect)
         if problem is not None:
             raise ConfigurationError(

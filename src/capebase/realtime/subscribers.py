@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..auth.context import AuthContext
-from ..crud.query import FilterField
+from ..crud.query import STREAM_PARAMETERS, FilterField
 from ..errors import QueryError
 from .views import ModelView
 
 STREAM_OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull")
-NOT_FILTERS = frozenset({"last_event_id", "access_token", "ticket"})
+NOT_FILTERS = STREAM_PARAMETERS
 """Query parameters of a stream that are not filters."""
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,

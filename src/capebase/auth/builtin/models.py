@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, ForeignKey, MetaData, String
+from sqlalchemy import Column, ForeignKey, MetaData, String
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from ...observability.secret_fields import secret_field
 
@@ -53,7 +54,7 @@ class User(AuthTable, table=True):
     role: str | None = Field(default=None, max_length=64)
     is_active: bool = True
     created_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -79,9 +80,9 @@ class RefreshToken(AuthTable, table=True):
     family_id: str = Field(max_length=36, index=True)
     token_hash: str = secret_field(max_length=64, unique=True)
     created_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     revoked_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )

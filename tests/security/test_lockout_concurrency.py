@@ -19,6 +19,7 @@ import pytest
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from capebase.auth.builtin.lockout import BUSY_RETRY_SECONDS, LoginLimiter
 from tests.auth._support import PASSWORD, login, running, signup
 from tests.security.test_lockout import LOCKED, Clock, from_address
 
@@ -77,3 +78,21 @@ async def test_concurrent_guesses_check_at_most_the_limit(
         right = await login(client, "alice@example.com", PASSWORD)
         assert (right.status_code, right.json()) == (429, LOCKED)
         assert hasher.verified == LIMIT
+
+
+def test_attempts_in_flight_count_against_the_limit() -> None:
+    """Reserved attempts take the limit up until settled; a success settled among them resets
+    the account's failures but not the other attempts' reservations."""
+    clock = Clock()
+    limiter = LoginLimiter(max_per_account=3, max_per_address=100, lockout_seconds=60, clock=clock)
+    assert [limiter.begin_attempt("user:1", "a") for _ in range(4)] == [0, 0, 0, BUSY_RETRY_SECONDS]
+    limiter.end_attempt("user:1", "a", succeeded=False)
+    limiter.end_attempt("user:1", "a", succeeded=True)
+    assert limiter.begin_attempt("user:1", "a") == 0  # one in flight, one new: 2 of 3
+    assert limiter.begin_attempt("user:1", "a") == 0
+    assert limiter.begin_attempt("user:1", "a") == BUSY_RETRY_SECONDS
+    for _ in range(3):
+        limiter.end_attempt("user:1", "a", succeeded=False)
+    assert limiter.begin_attempt("user:1", "a") == 60
+    clock.now += 60
+    assert limiter.begin_attempt("user:1", "a") == 0

@@ -23,6 +23,7 @@ from .._compat.sqlalchemy import (
     has_multi_values,
     has_post_values_clause,
     has_prefixes,
+    is_orm_enabled,
     multi_values,
     parent_entity,
     plain,
@@ -87,14 +88,22 @@ def _filter_statement(state: ORMExecuteState) -> None:
 
 def _require_filterable(statement: Any) -> None:
     """Raise UnfilterableStatementError if ``statement`` reads anything the policy can't filter:
-    SQL text, or a table used as a Core ``Table`` rather than through its mapped class."""
+    SQL text, or a table used as a Core ``Table`` rather than through its mapped class.
+
+    Loader criteria reach only the ORM's own occurrences of a table, so a Core reference is
+    refused even where the statement names the table's class too (``union_all(select(Note.x),
+    select(Note.__table__.c.x))``); only the association tables of the classes it names (which
+    no rule governs) may be read as Core.
+    """
     if isinstance(statement, FromStatement):
         raise UnfilterableStatementError(
             f"select(...).from_statement(...) cannot be filtered in a user session. {_USE_ORM}"
         )
     tables: set[Any] = set()
+    core: set[Any] = set()  # tables read as Core, whatever else the statement names
     covered: set[Any] = set()
-    for element in _walk(statement):
+    secondaries: set[Any] = set()
+    for element, in_core_select in _walk(statement):
         if isinstance(element, elements.TextClause | selectable.TextualSelect) or (
             isinstance(element, elements.ColumnClause)
             and element.is_literal
@@ -107,19 +116,25 @@ def _require_filterable(statement: Any) -> None:
         if entity is not None:
             covered.update(_entity_tables(entity.mapper))
             covered.add(plain(entity.selectable))  # an aliased() class's alias
+            secondaries.update(_secondary_tables(entity.mapper))
         if isinstance(element, selectable.TableClause) or (
             # A Core alias of a table is filtered no more than the table itself.
             isinstance(element, selectable.Alias)
             and isinstance(element.element, selectable.TableClause)
         ):
             tables.add(plain(element))
+            if in_core_select and not isinstance(element, Annotated):
+                core.add(plain(element))
         elif (
             isinstance(element, elements.ColumnClause)
-            and not isinstance(element, Annotated)  # ORM attributes and relationship joins
+            and not isinstance(element, Annotated)  # ORM attributes
             and isinstance(element.table, selectable.TableClause | selectable.Alias)
         ):
             tables.add(element.table)
-    uncovered = sorted(getattr(t, "name", str(t)) for t in tables - covered)
+            if in_core_select:
+                core.add(plain(element.table))
+    refused = (tables - covered) | (core - secondaries)
+    uncovered = sorted({getattr(t, "name", str(t)) for t in refused})
     if uncovered:
         raise UnfilterableStatementError(
             f"Table(s) {', '.join(uncovered)} are used as Core tables, which a user session "
@@ -127,19 +142,38 @@ def _require_filterable(statement: Any) -> None:
         )
 
 
-def _walk(statement: Any) -> Iterator[Any]:
+def _walk(statement: Any) -> Iterator[tuple[Any, bool]]:
     """Every element of ``statement``, like ``visitors.iterate``, except the tables behind
-    columns: a column's table is judged from the column (see ``_require_filterable``)."""
-    stack = [statement]
-    seen: set[int] = set()
+    columns (a column's table is judged from the column, see ``_require_filterable``); each
+    with whether it is part of a Core SELECT, one no loader criteria reach.
+
+    Plain columns and tables in an ORM SELECT are its entities' (a primary key lookup's WHERE,
+    the FROM of ``select(Note.id)``), and so are those in a clause the ORM built and annotated
+    (a relationship's join condition, an aliased class's subquery).
+    """
+    stack: list[tuple[Any, bool]] = [(statement, False)]
+    seen: set[tuple[int, bool]] = set()  # a table can be in an ORM and in a Core SELECT
     while stack:
-        element = stack.pop()
-        if id(element) in seen:
+        element, in_core_select = stack.pop()
+        if (id(element), in_core_select) in seen:
             continue
-        seen.add(id(element))
-        yield element
-        if not isinstance(element, elements.ColumnClause):
-            stack.extend(element.get_children())
+        seen.add((id(element), in_core_select))
+        yield element, in_core_select
+        if isinstance(element, elements.ColumnClause):
+            continue
+        if isinstance(element, Annotated):
+            inner = False
+        elif isinstance(element, selectable.Select):
+            inner = not is_orm_enabled(element)
+        else:
+            inner = in_core_select
+        stack.extend((child, inner) for child in element.get_children())
+
+
+@cache
+def _secondary_tables(mapper: Mapper[Any]) -> frozenset[Any]:
+    """The association tables of ``mapper``'s relationships."""
+    return frozenset(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
 
 
 @cache

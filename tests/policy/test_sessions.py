@@ -291,6 +291,11 @@ CORE_NEXT_TO_CLASS: dict[str, Callable[[], Any]] = {
     "cte of Core": lambda: select(Note.id).join(
         cte := select(NOTE.c.id).cte(), cte.c.id != Note.id
     ),
+    "ORM subquery over another class's Core table": lambda: select(Note.id).where(
+        exists(
+            select(Team.id).where(Team.id == NOTE.c.team_id, NOTE.c.id == 2).correlate(None)
+        )
+    ),
     "update SET Core subquery": lambda: update(Note)
     .where(Note.owner == "alice")
     .values(body=BOB_SECRET),

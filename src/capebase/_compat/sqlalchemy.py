@@ -22,7 +22,6 @@ from . import missing_names
 REQUIRED: list[tuple[object, str]] = [
     (ClauseElement, "_annotations"),
     (ClauseElement, "_deannotate"),
-    (ClauseElement, "_propagate_attrs"),
     (Insert, "_multi_values"),
     (Insert, "_post_values_clause"),
     (Insert, "_prefixes"),
@@ -58,13 +57,6 @@ def parent_entity(element: Any) -> Any:
     SQLAlchemy records it in the private ``_annotations`` mapping."""
     annotations = getattr(element, "_annotations", None)
     return None if annotations is None else annotations.get("parententity")
-
-
-def is_orm_enabled(element: Any) -> bool:
-    """Whether SQLAlchemy compiles ``element`` (a SELECT) as an ORM statement, the only kind
-    loader criteria reach; it records this in the private ``_propagate_attrs``."""
-    attrs = getattr(element, "_propagate_attrs", None) or {}
-    return attrs.get("compile_state_plugin") == "orm"
 
 
 def statement_values(statement: Insert | Update) -> dict[Any, Any]:

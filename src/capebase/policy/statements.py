@@ -23,7 +23,6 @@ from .._compat.sqlalchemy import (
     has_multi_values,
     has_post_values_clause,
     has_prefixes,
-    is_orm_enabled,
     multi_values,
     parent_entity,
     plain,
@@ -90,20 +89,20 @@ def _require_filterable(statement: Any) -> None:
     """Raise UnfilterableStatementError if ``statement`` reads anything the policy can't filter:
     SQL text, or a table used as a Core ``Table`` rather than through its mapped class.
 
-    Loader criteria reach only the ORM's own occurrences of a table, so a Core reference is
-    refused even where the statement names the table's class too (``union_all(select(Note.x),
-    select(Note.__table__.c.x))``); only the association tables of the classes it names (which
-    no rule governs) may be read as Core.
+    Loader criteria reach a table only where a SELECT names its class, so each SELECT (and
+    the UPDATE or DELETE itself) may use a table as Core only if it names the table's class
+    too; elsewhere, the class named in another part of the statement does not cover it
+    (``union_all(select(Note.x), select(Note.__table__.c.x))``). The association tables of
+    the classes the statement names (which no rule governs) may be read as Core anywhere.
     """
     if isinstance(statement, FromStatement):
         raise UnfilterableStatementError(
             f"select(...).from_statement(...) cannot be filtered in a user session. {_USE_ORM}"
         )
-    tables: set[Any] = set()
-    core: set[Any] = set()  # tables read as Core, whatever else the statement names
-    covered: set[Any] = set()
+    used: dict[int, set[Any]] = {}  # scope -> the tables it uses as Core
+    named: dict[int, set[Any]] = {}  # scope -> the tables of the classes it names
     secondaries: set[Any] = set()
-    for element, in_core_select in _walk(statement):
+    for element, scope in _walk(statement):
         if isinstance(element, elements.TextClause | selectable.TextualSelect) or (
             isinstance(element, elements.ColumnClause)
             and element.is_literal
@@ -114,26 +113,27 @@ def _require_filterable(statement: Any) -> None:
             )
         entity = parent_entity(element)
         if entity is not None:
-            covered.update(_entity_tables(entity.mapper))
-            covered.add(plain(entity.selectable))  # an aliased() class's alias
+            tables = named.setdefault(scope, set())
+            tables.update(_entity_tables(entity.mapper))
+            tables.add(plain(entity.selectable))  # an aliased() class's alias
             secondaries.update(_secondary_tables(entity.mapper))
+        if isinstance(element, Annotated):  # ORM attributes and entities
+            continue
         if isinstance(element, selectable.TableClause) or (
             # A Core alias of a table is filtered no more than the table itself.
             isinstance(element, selectable.Alias)
             and isinstance(element.element, selectable.TableClause)
         ):
-            tables.add(plain(element))
-            if in_core_select and not isinstance(element, Annotated):
-                core.add(plain(element))
-        elif (
-            isinstance(element, elements.ColumnClause)
-            and not isinstance(element, Annotated)  # ORM attributes
-            and isinstance(element.table, selectable.TableClause | selectable.Alias)
+            used.setdefault(scope, set()).add(plain(element))
+        elif isinstance(element, elements.ColumnClause) and isinstance(
+            element.table, selectable.TableClause | selectable.Alias
         ):
-            tables.add(element.table)
-            if in_core_select:
-                core.add(plain(element.table))
-    refused = (tables - covered) | (core - secondaries)
+            used.setdefault(scope, set()).add(element.table)
+    refused = {
+        table
+        for scope, tables in used.items()
+        for table in tables - named.get(scope, set()) - secondaries
+    }
     uncovered = sorted({getattr(t, "name", str(t)) for t in refused})
     if uncovered:
         raise UnfilterableStatementError(
@@ -142,31 +142,21 @@ def _require_filterable(statement: Any) -> None:
         )
 
 
-def _walk(statement: Any) -> Iterator[tuple[Any, bool]]:
+def _walk(statement: Any) -> Iterator[tuple[Any, int]]:
     """Every element of ``statement``, like ``visitors.iterate``, except the tables behind
     columns (a column's table is judged from the column, see ``_require_filterable``); each
-    with whether it is part of a Core SELECT, one no loader criteria reach.
-
-    Plain columns and tables in an ORM SELECT are its entities' (a primary key lookup's WHERE,
-    the FROM of ``select(Note.id)``), and so are those in a clause the ORM built and annotated
-    (a relationship's join condition, an aliased class's subquery).
-    """
-    stack: list[tuple[Any, bool]] = [(statement, False)]
-    seen: set[tuple[int, bool]] = set()  # a table can be in an ORM and in a Core SELECT
+    with its scope: the id of the innermost SELECT (or the statement) it is part of."""
+    stack: list[tuple[Any, int]] = [(statement, id(statement))]
+    seen: set[tuple[int, int]] = set()  # a table can be in several SELECTs
     while stack:
-        element, in_core_select = stack.pop()
-        if (id(element), in_core_select) in seen:
+        element, scope = stack.pop()
+        if (id(element), scope) in seen:
             continue
-        seen.add((id(element), in_core_select))
-        yield element, in_core_select
+        seen.add((id(element), scope))
+        yield element, scope
         if isinstance(element, elements.ColumnClause):
             continue
-        if isinstance(element, Annotated):
-            inner = False
-        elif isinstance(element, selectable.Select):
-            inner = not is_orm_enabled(element)
-        else:
-            inner = in_core_select
+        inner = id(element) if isinstance(element, selectable.Select) else scope
         stack.extend((child, inner) for child in element.get_children())
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     event,
+    except_,
     exists,
     func,
     insert,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     table,
     text,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.exc import InvalidRequestError
@@ -260,6 +262,64 @@ async def test_statements_the_policy_cannot_see_into_raise(running: Running) -> 
             else:
                 ran.append(name)
             # The session is still usable.
+            assert set((await session.scalars(select(Note.id))).all()) == ALICE_NOTES, name
+        await session.commit()
+    assert ran == []
+    assert await running.notes() == {n["id"]: _note(n) for n in NOTES}
+
+
+NOTE = Note.__table__
+BOB_SECRET = select(NOTE.c.body).where(NOTE.c.id == 2).scalar_subquery()
+
+CORE_NEXT_TO_CLASS: dict[str, Callable[[], Any]] = {
+    "union_all": lambda: union_all(select(Note.body), select(NOTE.c.body)),
+    "union": lambda: union(select(Note.body), select(NOTE.c.body)),
+    "except_": lambda: except_(select(Note.body), select(NOTE.c.body)),
+    "select().union()": lambda: select(Note.body).union(select(NOTE.c.body)),
+    "scalar subquery column": lambda: select(func.count(Note.id), BOB_SECRET),
+    "scalar subquery in WHERE": lambda: select(Note.id).where(Note.body != BOB_SECRET),
+    "exists(select(column))": lambda: select(Note.id).where(
+        exists(select(NOTE.c.id).where(NOTE.c.owner == "bob"))
+    ),
+    "exists().where()": lambda: select(Note.id).where(exists().where(NOTE.c.owner == "bob")),
+    "count of a Core FROM": lambda: select(
+        Note.id, select(func.count()).select_from(NOTE).scalar_subquery()
+    ),
+    "IN Core subquery": lambda: select(Note.id).where(
+        Note.team_id.in_(select(NOTE.c.team_id).where(NOTE.c.owner == "bob"))
+    ),
+    "cte of Core": lambda: select(Note.id).join(
+        cte := select(NOTE.c.id).cte(), cte.c.id != Note.id
+    ),
+    "ORM subquery over another class's Core table": lambda: select(Note.id).where(
+        exists(
+            select(Team.id).where(Team.id == NOTE.c.team_id, NOTE.c.id == 2).correlate(None)
+        )
+    ),
+    "update SET Core subquery": lambda: update(Note)
+    .where(Note.owner == "alice")
+    .values(body=BOB_SECRET),
+    "update WHERE Core exists": lambda: update(Note)
+    .where(exists(select(NOTE.c.id).where(NOTE.c.owner == "bob")))
+    .values(body="probe"),
+    "delete WHERE Core exists": lambda: delete(Note).where(
+        exists(select(NOTE.c.id).where(NOTE.c.owner == "bob"))
+    ),
+}
+"""A Core reference to a published table next to its mapped class (security review F2): only
+the class's occurrences were filtered, so these read bob's rows in alice's session."""
+
+
+async def test_core_references_next_to_the_mapped_class_are_refused(running: Running) -> None:
+    ran = []
+    async with running.session() as session:
+        for name, statement in CORE_NEXT_TO_CLASS.items():
+            try:
+                await session.execute(statement())
+            except UnfilterableStatementError:
+                pass
+            else:
+                ran.append(name)
             assert set((await session.scalars(select(Note.id))).all()) == ALICE_NOTES, name
         await session.commit()
     assert ran == []

@@ -87,14 +87,22 @@ def _filter_statement(state: ORMExecuteState) -> None:
 
 def _require_filterable(statement: Any) -> None:
     """Raise UnfilterableStatementError if ``statement`` reads anything the policy can't filter:
-    SQL text, or a table used as a Core ``Table`` rather than through its mapped class."""
+    SQL text, or a table used as a Core ``Table`` rather than through its mapped class.
+
+    Loader criteria reach a table only where a SELECT names its class, so each SELECT (and
+    the UPDATE or DELETE itself) may use a table as Core only if it names the table's class
+    too; elsewhere, the class named in another part of the statement does not cover it
+    (``union_all(select(Note.x), select(Note.__table__.c.x))``). The association tables of
+    the classes the statement names (which no rule governs) may be read as Core anywhere.
+    """
     if isinstance(statement, FromStatement):
         raise UnfilterableStatementError(
             f"select(...).from_statement(...) cannot be filtered in a user session. {_USE_ORM}"
         )
-    tables: set[Any] = set()
-    covered: set[Any] = set()
-    for element in _walk(statement):
+    used: dict[int, set[Any]] = {}  # scope -> the tables it uses as Core
+    named: dict[int, set[Any]] = {}  # scope -> the tables of the classes it names
+    secondaries: set[Any] = set()
+    for element, scope in _walk(statement):
         if isinstance(element, elements.TextClause | selectable.TextualSelect) or (
             isinstance(element, elements.ColumnClause)
             and element.is_literal
@@ -105,21 +113,28 @@ def _require_filterable(statement: Any) -> None:
             )
         entity = parent_entity(element)
         if entity is not None:
-            covered.update(_entity_tables(entity.mapper))
-            covered.add(plain(entity.selectable))  # an aliased() class's alias
+            tables = named.setdefault(scope, set())
+            tables.update(_entity_tables(entity.mapper))
+            tables.add(plain(entity.selectable))  # an aliased() class's alias
+            secondaries.update(_secondary_tables(entity.mapper))
+        if isinstance(element, Annotated):  # ORM attributes and entities
+            continue
         if isinstance(element, selectable.TableClause) or (
             # A Core alias of a table is filtered no more than the table itself.
             isinstance(element, selectable.Alias)
             and isinstance(element.element, selectable.TableClause)
         ):
-            tables.add(plain(element))
-        elif (
-            isinstance(element, elements.ColumnClause)
-            and not isinstance(element, Annotated)  # ORM attributes and relationship joins
-            and isinstance(element.table, selectable.TableClause | selectable.Alias)
+            used.setdefault(scope, set()).add(plain(element))
+        elif isinstance(element, elements.ColumnClause) and isinstance(
+            element.table, selectable.TableClause | selectable.Alias
         ):
-            tables.add(element.table)
-    uncovered = sorted(getattr(t, "name", str(t)) for t in tables - covered)
+            used.setdefault(scope, set()).add(element.table)
+    refused = {
+        table
+        for scope, tables in used.items()
+        for table in tables - named.get(scope, set()) - secondaries
+    }
+    uncovered = sorted({getattr(t, "name", str(t)) for t in refused})
     if uncovered:
         raise UnfilterableStatementError(
             f"Table(s) {', '.join(uncovered)} are used as Core tables, which a user session "
@@ -127,19 +142,28 @@ def _require_filterable(statement: Any) -> None:
         )
 
 
-def _walk(statement: Any) -> Iterator[Any]:
+def _walk(statement: Any) -> Iterator[tuple[Any, int]]:
     """Every element of ``statement``, like ``visitors.iterate``, except the tables behind
-    columns: a column's table is judged from the column (see ``_require_filterable``)."""
-    stack = [statement]
-    seen: set[int] = set()
+    columns (a column's table is judged from the column, see ``_require_filterable``); each
+    with its scope: the id of the innermost SELECT (or the statement) it is part of."""
+    stack: list[tuple[Any, int]] = [(statement, id(statement))]
+    seen: set[tuple[int, int]] = set()  # a table can be in several SELECTs
     while stack:
-        element = stack.pop()
-        if id(element) in seen:
+        element, scope = stack.pop()
+        if (id(element), scope) in seen:
             continue
-        seen.add(id(element))
-        yield element
-        if not isinstance(element, elements.ColumnClause):
-            stack.extend(element.get_children())
+        seen.add((id(element), scope))
+        yield element, scope
+        if isinstance(element, elements.ColumnClause):
+            continue
+        inner = id(element) if isinstance(element, selectable.Select) else scope
+        stack.extend((child, inner) for child in element.get_children())
+
+
+@cache
+def _secondary_tables(mapper: Mapper[Any]) -> frozenset[Any]:
+    """The association tables of ``mapper``'s relationships."""
+    return frozenset(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
 
 
 @cache

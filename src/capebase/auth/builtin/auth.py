@@ -220,18 +220,22 @@ class PasswordAuth:
         user = await self.store.find_login(typed)
         # The account, not what was typed: its email and its username share one count.
         account = f"user:{user.id}" if user is not None else f"login:{typed}"
-        if (wait := self.limiter.retry_after(account, address)) > 0:
+        # Reserved before the hash, in the same step as the check: concurrent guesses each
+        # take one of the remaining attempts, instead of all passing before any has failed.
+        if (wait := self.limiter.begin_attempt(account, address)) > 0:
             raise LockedOutError(wait)
-        if len(password) > MAX_PASSWORD_LENGTH:  # no account has one; do not spend a hash on it
-            self.limiter.record_failure(account, address)
-            raise InvalidCredentialsError()
-        ok, new_hash = await self.passwords.verify(
-            password, user.password_hash if user is not None else None
-        )
-        if user is None or not ok or not user.is_active:
-            self.limiter.record_failure(account, address)
-            raise InvalidCredentialsError()
-        self.limiter.record_success(account)
+        succeeded = False
+        try:
+            if len(password) > MAX_PASSWORD_LENGTH:  # no account has one; spend no hash on it
+                raise InvalidCredentialsError()
+            ok, new_hash = await self.passwords.verify(
+                password, user.password_hash if user is not None else None
+            )
+            if user is None or not ok or not user.is_active:
+                raise InvalidCredentialsError()
+            succeeded = True
+        finally:
+            self.limiter.end_attempt(account, address, succeeded=succeeded)
         if new_hash is not None:
             await self.store.update_user(user.id, password_hash=new_hash)
         return user

@@ -2,10 +2,15 @@
 
 The counters live in this process's memory. That is exact for one process; with several, each
 keeps its own, so an attacker gets up to ``limit x processes`` tries per lockout period.
+
+A sign-in reserves its attempt (``begin_attempt``) before the password hash runs, atomically
+with the lockout check, and settles it afterwards (``end_attempt``): attempts in flight count
+against the limit, so concurrent guesses cannot all pass the check before any failure is counted.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,12 +19,16 @@ from dataclasses import dataclass
 MAX_TRACKED = 100_000
 """The most accounts plus addresses remembered; beyond it the stalest unlocked ones go first."""
 
+BUSY_RETRY_SECONDS = 1.0
+"""``Retry-After`` while the limit is taken up by attempts still being checked (not yet locked)."""
+
 
 @dataclass(slots=True)
 class _Counter:
     failures: int
     window_start: float
     locked_until: float = 0.0
+    in_flight: int = 0
 
 
 class LoginLimiter:
@@ -50,6 +59,9 @@ class LoginLimiter:
         self.lockout_seconds = lockout_seconds
         self.clock = clock
         self._counters: OrderedDict[tuple[str, str], _Counter] = OrderedDict()
+        # The limiter is synchronous, so on one event loop each method is atomic already; the
+        # lock keeps it so for apps that sign in from several threads or loops.
+        self._lock = threading.Lock()
 
     def retry_after(self, account: str | None, address: str) -> float:
         """Seconds until ``account`` (``None``: any) from ``address`` may try again; 0: now."""
@@ -62,24 +74,83 @@ class LoginLimiter:
         waits = [c.locked_until - now for c in map(self._counters.get, keys) if c is not None]
         return max([0.0, *waits])
 
+    def begin_attempt(self, account: str, address: str) -> float:
+        """Reserve a sign-in attempt of ``account`` from ``address`` before checking it.
+
+        Returns 0 if the attempt is reserved (it then counts against both limits until
+        ``end_attempt``), else the seconds to wait: the key is locked, or its remaining
+        attempts are all in flight.
+        """
+        keys = (("account", account, self.max_per_account),
+                ("address", address, self.max_per_address))
+        with self._lock:
+            now = self.clock()
+            counters = [(self._current(kind, name, now), limit) for kind, name, limit in keys]
+            waits = [
+                max(c.locked_until - now,
+                    BUSY_RETRY_SECONDS if c.failures + c.in_flight >= limit else 0.0)
+                for c, limit in counters
+            ]
+            if max(waits) > 0:
+                return max(waits)
+            for counter, _limit in counters:
+                counter.in_flight += 1
+            return 0.0
+
+    def end_attempt(self, account: str, address: str, *, succeeded: bool) -> None:
+        """Settle an attempt ``begin_attempt`` reserved: count it as a failure or a success."""
+        with self._lock:
+            for key in (("account", account), ("address", address)):
+                counter = self._counters.get(key)
+                if counter is not None and counter.in_flight > 0:
+                    counter.in_flight -= 1
+            if succeeded:
+                self._succeed(account)
+            else:
+                self._fail(("account", account), self.max_per_account)
+                self._fail(("address", address), self.max_per_address)
+
     def record_failure(self, account: str, address: str) -> None:
         """Count a failed sign-in of ``account`` from ``address``."""
-        self._fail(("account", account), self.max_per_account)
-        self._fail(("address", address), self.max_per_address)
+        with self._lock:
+            self._fail(("account", account), self.max_per_account)
+            self._fail(("address", address), self.max_per_address)
 
     def record_address_failure(self, address: str) -> None:
         """Count a failure against ``address`` only (a sign-up with a taken email)."""
-        self._fail(("address", address), self.max_per_address)
+        with self._lock:
+            self._fail(("address", address), self.max_per_address)
 
     def record_success(self, account: str) -> None:
         """Forget ``account``'s failures after a successful sign-in."""
-        self._counters.pop(("account", account), None)
+        with self._lock:
+            self._succeed(account)
+
+    def _succeed(self, account: str) -> None:
+        counter = self._counters.get(("account", account))
+        if counter is not None and counter.in_flight > 0:
+            counter.failures = 0  # the attempts still in flight keep their reservations
+        else:
+            self._counters.pop(("account", account), None)
+
+    def _current(self, kind: str, name: str, now: float) -> _Counter:
+        """The counter of ``(kind, name)`` for the window ``now`` is in, remembered."""
+        key = (kind, name)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = _Counter(failures=0, window_start=now)
+            self._remember(key, counter)
+        elif now - counter.window_start >= self.lockout_seconds:
+            counter.failures, counter.window_start = 0, now
+        self._counters.move_to_end(key)
+        return counter
 
     def _fail(self, key: tuple[str, str], limit: int) -> None:
         now = self.clock()
         counter = self._counters.get(key)
         if counter is None or now - counter.window_start >= self.lockout_seconds:
-            counter = _Counter(failures=0, window_start=now)
+            in_flight = counter.in_flight if counter is not None else 0
+            counter = _Counter(failures=0, window_start=now, in_flight=in_flight)
             self._remember(key, counter)
         self._counters.move_to_end(key)
         counter.failures += 1
@@ -91,7 +162,10 @@ class LoginLimiter:
     def _remember(self, key: tuple[str, str], counter: _Counter) -> None:
         if len(self._counters) >= MAX_TRACKED:
             now = self.clock()
-            for stale in [k for k, c in self._counters.items() if c.locked_until <= now]:
+            stale_keys = [
+                k for k, c in self._counters.items() if c.locked_until <= now and not c.in_flight
+            ]
+            for stale in stale_keys:
                 del self._counters[stale]
                 if len(self._counters) < MAX_TRACKED // 2:
                     break

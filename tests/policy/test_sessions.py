@@ -25,7 +25,9 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    tablesample,
     text,
+    true,
     union,
     union_all,
     update,
@@ -288,6 +290,13 @@ CORE_NEXT_TO_CLASS: dict[str, Callable[[], Any]] = {
     "IN Core subquery": lambda: select(Note.id).where(
         Note.team_id.in_(select(NOTE.c.team_id).where(NOTE.c.owner == "bob"))
     ),
+    # An aliased class is filtered as the alias only (second security review).
+    "aliased class next to its Core table": lambda: select(aliased(Note).id, NOTE.c.body),
+    "Core table joined to an aliased class": lambda: select(NOTE.c.body)
+    .select_from(aliased(Note))
+    .join(NOTE, true()),
+    "tablesample next to the class": lambda: select(Note.id, (ts := tablesample(
+        NOTE, func.bernoulli(100))).c.body).join(ts, true()),
     "cte of Core": lambda: select(Note.id).join(
         cte := select(NOTE.c.id).cte(), cte.c.id != Note.id
     ),

@@ -114,19 +114,23 @@ def _require_filterable(statement: Any) -> None:
         entity = parent_entity(element)
         if entity is not None:
             tables = named.setdefault(scope, set())
-            tables.update(_entity_tables(entity.mapper))
-            tables.add(plain(entity.selectable))  # an aliased() class's alias
+            if getattr(entity, "is_aliased_class", False):
+                # The criteria filter the alias only: it covers no Core use of the table.
+                tables.add(plain(entity.selectable))
+            else:
+                tables.update(_entity_tables(entity.mapper))
             secondaries.update(_secondary_tables(entity.mapper))
         if isinstance(element, Annotated):  # ORM attributes and entities
             continue
         if isinstance(element, selectable.TableClause) or (
-            # A Core alias of a table is filtered no more than the table itself.
-            isinstance(element, selectable.Alias)
+            # A Core alias (or TABLESAMPLE, LATERAL) of a table is filtered no more than the
+            # table itself.
+            isinstance(element, selectable.FromClauseAlias)
             and isinstance(element.element, selectable.TableClause)
         ):
             used.setdefault(scope, set()).add(plain(element))
         elif isinstance(element, elements.ColumnClause) and isinstance(
-            element.table, selectable.TableClause | selectable.Alias
+            element.table, selectable.TableClause | selectable.FromClauseAlias
         ):
             used.setdefault(scope, set()).add(element.table)
     refused = {

@@ -89,6 +89,11 @@ class Policy:
         """Whether any rule names ``model``."""
         return any(m is model for m, _ in self._rules)
 
+    def governed_tables(self) -> frozenset[Any]:
+        """The tables of the models some rule names."""
+        tables = (getattr(model, "__table__", None) for model, _ in self._rules)
+        return frozenset(table for table in tables if table is not None)
+
     def sql_filter(self, model: type[Any], action: str, ctx: AuthContext) -> ColumnElement[bool]:
         """The SQL predicate of the rows ``ctx`` may ``action`` (``false()`` when none)."""
         predicates = []

@@ -64,7 +64,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
         )
     statement: Any = state.statement
     if not (state.is_relationship_load or state.is_column_load):
-        _require_filterable(statement)
+        _require_filterable(statement, scope.policy.governed_tables())
     models = _models_in(statement, state.all_mappers)
     if state.is_select:
         statement = statement.options(*read_criteria(scope.policy, ctx, models))
@@ -85,7 +85,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
         _check_bulk_insert(state, scope.policy, ctx)
 
 
-def _require_filterable(statement: Any) -> None:
+def _require_filterable(statement: Any, governed: frozenset[Any] = frozenset()) -> None:
     """Raise UnfilterableStatementError if ``statement`` reads anything the policy can't filter:
     SQL text, or a table used as a Core ``Table`` rather than through its mapped class.
 
@@ -93,7 +93,8 @@ def _require_filterable(statement: Any) -> None:
     the UPDATE or DELETE itself) may use a table as Core only if it names the table's class
     too; elsewhere, the class named in another part of the statement does not cover it
     (``union_all(select(Note.x), select(Note.__table__.c.x))``). The association tables of
-    the classes the statement names (which no rule governs) may be read as Core anywhere.
+    the classes the statement names may be read as Core anywhere, unless a rule governs them
+    (a link model with rules of its own: ``governed`` holds the governed tables).
     """
     if isinstance(statement, FromStatement):
         raise UnfilterableStatementError(
@@ -118,7 +119,7 @@ def _require_filterable(statement: Any) -> None:
                 # The criteria filter the alias only: it covers no Core use of the table.
                 tables.add(plain(entity.selectable))
             else:
-                tables.update(_entity_tables(entity.mapper))
+                tables.update(entity.mapper.tables)
             secondaries.update(_secondary_tables(entity.mapper))
         if isinstance(element, Annotated):  # ORM attributes and entities
             continue
@@ -136,7 +137,7 @@ def _require_filterable(statement: Any) -> None:
     refused = {
         table
         for scope, tables in used.items()
-        for table in tables - named.get(scope, set()) - secondaries
+        for table in tables - named.get(scope, set()) - (secondaries - governed)
     }
     uncovered = sorted({getattr(t, "name", str(t)) for t in refused})
     if uncovered:
@@ -169,14 +170,6 @@ def _secondary_tables(mapper: Mapper[Any]) -> frozenset[Any]:
     """The association tables of ``mapper``'s relationships."""
     return frozenset(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
 
-
-@cache
-def _entity_tables(mapper: Mapper[Any]) -> frozenset[Any]:
-    """The tables an entity brings into a statement: its own, and its relationships'
-    association tables (which no rule governs)."""
-    tables: set[Any] = set(mapper.tables)
-    tables.update(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
-    return frozenset(tables)
 
 
 def _models_in(statement: Any, mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:

@@ -66,7 +66,7 @@ def subscriptions(url: str) -> list[Subscription]:
             org = "red" if transport == "ws" and user in ("ann", "bob") else None
             params = {"org": org} if org else {}
             client = StreamClient(
-                url, f"/{TABLE}/subscribe", transport, as_(user), params, token="0"
+                url, f"/{TABLE}/subscribe", transport, as_(user), params
             )
             passes = (lambda row, org=org: row["org"] == org) if org else (lambda _row: True)
             found.append(Subscription(user, client, 0, passes))

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._compat.fastapi import (
     Dependant,
@@ -272,7 +273,7 @@ async def _json_body(request: Request) -> bytes:
     a 422 as FastAPI answers it; a body that cannot be read is a 400."""
     try:
         body = await request.body()
-    except HTTPException:  # the body size limit
+    except StarletteHTTPException:  # the body size limit (FastAPI's is a subclass)
         raise
     except Exception as exc:  # a client gone mid-body, for one
         raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc

@@ -297,6 +297,18 @@ CORE_NEXT_TO_CLASS: dict[str, Callable[[], Any]] = {
     .join(NOTE, true()),
     "tablesample next to the class": lambda: select(Note.id, (ts := tablesample(
         NOTE, func.bernoulli(100))).c.body).join(ts, true()),
+    # Entities an UPDATE names outside subqueries are extra FROMs no criteria reach, and an
+    # aliased class over another model's table would be judged by the wrong rules (third
+    # security review).
+    "update FROM an aliased class": lambda: update(Note)
+    .where(Note.owner == "alice", (na := aliased(Note)).owner == "bob")
+    .values(body=na.body),
+    "update FROM another class": lambda: update(Note)
+    .where(Note.owner == "alice", Team.owner == "bob")
+    .values(body=Team.owner),
+    "aliased class over another model's table": lambda: select(
+        aliased(Note, Team.__table__, adapt_on_names=True).id  # type: ignore[attr-defined]
+    ),
     "cte of Core": lambda: select(Note.id).join(
         cte := select(NOTE.c.id).cte(), cte.c.id != Note.id
     ),

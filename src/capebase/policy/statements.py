@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, event, insert, literal
+from sqlalchemy import ColumnElement, Delete, Table, Update, and_, event, insert, literal
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql import elements, selectable, visitors
 
@@ -100,6 +101,7 @@ def _require_filterable(statement: Any, governed: frozenset[Any] = frozenset()) 
         raise UnfilterableStatementError(
             f"select(...).from_statement(...) cannot be filtered in a user session. {_USE_ORM}"
         )
+    target = _dml_target(statement)
     used: dict[int, set[Any]] = {}  # scope -> the tables it uses as Core
     named: dict[int, set[Any]] = {}  # scope -> the tables of the classes it names
     secondaries: set[Any] = set()
@@ -114,6 +116,16 @@ def _require_filterable(statement: Any, governed: frozenset[Any] = frozenset()) 
             )
         entity = parent_entity(element)
         if entity is not None:
+            _require_own_table(entity)
+            if target is not None and scope == id(statement) and (
+                getattr(entity, "is_aliased_class", False) or entity.mapper is not target
+            ):
+                # Loader criteria filter an UPDATE's or DELETE's target, not the other
+                # entities its WHERE or SET bring in as extra FROMs.
+                raise UnfilterableStatementError(
+                    "An UPDATE or DELETE in a user session may name only its own table outside "
+                    f"subqueries; put other entities in a select(...) subquery. {_USE_ORM}"
+                )
             tables = named.setdefault(scope, set())
             if getattr(entity, "is_aliased_class", False):
                 # The criteria filter the alias only: it covers no Core use of the table.
@@ -144,6 +156,29 @@ def _require_filterable(statement: Any, governed: frozenset[Any] = frozenset()) 
         raise UnfilterableStatementError(
             f"Table(s) {', '.join(uncovered)} are used as Core tables, which a user session "
             f"cannot filter; use their mapped classes instead. {_USE_ORM}"
+        )
+
+
+def _dml_target(statement: Any) -> Mapper[Any] | None:
+    """The mapper an ORM UPDATE or DELETE changes, or None for other statements."""
+    if not isinstance(statement, Update | Delete):
+        return None
+    entity = (statement.entity_description or {}).get("entity")
+    return None if entity is None else sa_inspect(entity).mapper
+
+
+def _require_own_table(entity: Any) -> None:
+    """Refuse ``aliased(Model, other_table)``: the model's rules would judge another model's
+    rows (``adapt_on_names`` maps any table with matching column names)."""
+    if not getattr(entity, "is_aliased_class", False):
+        return
+    base = plain(entity.selectable)
+    while isinstance(base, selectable.Alias):
+        base = plain(base.element)
+    if isinstance(base, selectable.TableClause) and base not in entity.mapper.tables:
+        raise UnfilterableStatementError(
+            f"aliased({entity.mapper.class_.__name__}, {base.name}) reads another table "
+            f"under {entity.mapper.class_.__name__}'s rules. {_USE_ORM}"
         )
 
 

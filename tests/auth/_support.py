@@ -124,3 +124,21 @@ def forge(
 
 def now() -> int:
     return int(time.time())
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def from_address(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the running ``app`` whose requests come from ``host``."""
+    transport = httpx.ASGITransport(app=app, client=(host, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client

@@ -7,37 +7,23 @@ uses the real clock with a 1 s lockout).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from capebase.auth.builtin import lockout
 from capebase.auth.builtin.lockout import LoginLimiter
-from tests.auth._support import BAD_CREDENTIALS, PASSWORD, login, running, signup
+from tests.auth._support import (
+    BAD_CREDENTIALS,
+    PASSWORD,
+    Clock,
+    from_address,
+    login,
+    running,
+    signup,
+)
 
 LOCKED = {"detail": "Too many failed sign-in attempts; try again later"}
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@asynccontextmanager
-async def from_address(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the running ``app`` whose requests come from ``host``."""
-    transport = httpx.ASGITransport(app=app, client=(host, 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 async def test_an_account_locks_after_n_failures_and_unlocks_later(db_url: str) -> None:

@@ -14,14 +14,9 @@ the end kill the mutants issue 17 lists for ``lockout.py``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import httpx
-from fastapi import FastAPI
 
 from capebase.auth.builtin.lockout import LoginLimiter
-from tests.auth._support import BAD_CREDENTIALS, login, running, signup
+from tests.auth._support import BAD_CREDENTIALS, Clock, from_address, login, running, signup
 
 LOCKED = {"detail": "Too many failed sign-in attempts; try again later"}
 
@@ -38,24 +33,6 @@ LOOK_ALIKES = [
     "alicé",
 ]
 """Other accounts' names that a case- or accent-insensitive collation takes for alice's."""
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@asynccontextmanager
-async def from_address(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the running ``app`` whose requests come from ``host``."""
-    transport = httpx.ASGITransport(app=app, client=(host, 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 async def test_every_spelling_of_an_account_shares_one_count(db_url: str) -> None:

@@ -17,6 +17,7 @@ import websockets
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect as ws_connect
 
+from tests.auth._support import bearer
 from tests.realtime._live import TIMEOUT, LiveServer, wait_until
 
 PATH = "/auth_memo/subscribe"
@@ -142,3 +143,9 @@ class WS(_Client):
             self.got.status = refused.response.status_code
             return
         self.got.close_code = websocket.close_code
+
+async def write_memo(live: LiveServer, token: str, text: str) -> None:
+    """``POST /auth_memo`` as the holder of ``token``; it must be created."""
+    async with httpx.AsyncClient(base_url=live.url) as client:
+        response = await client.post("/auth_memo", json={"text": text}, headers=bearer(token))
+        assert response.status_code == 201, response.text

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.auth._streams import SSE, WS, Got
+from tests.auth._streams import SSE, WS, Got, write_memo
 from tests.auth._support import BAD_TOKEN, bearer, claims_of, login, make_app, signup
 from tests.realtime._live import LiveServer, serve, wait_until
 
@@ -23,12 +23,6 @@ async def _sign_up(live: LiveServer, email: str) -> dict[str, Any]:
         assert response.status_code == 200
         tokens: dict[str, Any] = response.json()
         return tokens
-
-
-async def _write(live: LiveServer, token: str, text: str) -> None:
-    async with httpx.AsyncClient(base_url=live.url) as client:
-        response = await client.post("/auth_memo", json={"text": text}, headers=bearer(token))
-        assert response.status_code == 201, response.text
 
 
 async def test_token_in_query_cookie_or_header_opens_streams(db_url: str) -> None:
@@ -48,8 +42,8 @@ async def test_token_in_query_cookie_or_header_opens_streams(db_url: str) -> Non
         got: list[Got] = [await c.__aenter__() for c in [*clients, anonymous_sse, anonymous_ws]]
         try:
             assert all(g.opened.is_set() for g in got), [(g.status, g.body) for g in got]
-            await _write(live, alice, "for alice")
-            await _write(live, alice, "marker")
+            await write_memo(live, alice, "for alice")
+            await write_memo(live, alice, "marker")
             for g in got[: len(clients)]:
                 await g.wait_for("marker")
                 assert g.texts == ["for alice", "marker"]
@@ -87,7 +81,7 @@ async def test_streams_end_when_the_token_expires(db_url: str) -> None:
         expires = claims_of(tokens["access_token"])["exp"]
         query = {"access_token": tokens["access_token"]}
         async with SSE(live, params=query) as sse, WS(live, params=query) as ws:
-            await _write(live, tokens["access_token"], "before expiry")
+            await write_memo(live, tokens["access_token"], "before expiry")
             await sse.wait_for("before expiry")
             await ws.wait_for("before expiry")
             await sse.wait_ended(within=5)
@@ -118,7 +112,7 @@ async def test_disabling_a_user_ends_their_streams_at_once(db_url: str) -> None:
             assert sse.controls == ["expired"]
             assert ws.close_code == POLICY_VIOLATION
             assert not bobs.ended.is_set()
-            await _write(live, bob["access_token"], "bob still here")
+            await write_memo(live, bob["access_token"], "bob still here")
             await bobs.wait_for("bob still here")
         async with SSE(live, params=query) as got:
             assert got.status == 401

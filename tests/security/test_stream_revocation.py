@@ -26,8 +26,8 @@ from fastapi import FastAPI
 
 from capebase import CapeBase, PasswordAuth
 from capebase.realtime.config import RealtimeConfig
-from tests.auth._streams import SSE, WS, Got
-from tests.auth._support import FAST_HASH, PASSWORD, SECRET, Memo, bearer, claims_of, login
+from tests.auth._streams import SSE, WS, Got, write_memo
+from tests.auth._support import FAST_HASH, PASSWORD, SECRET, Memo, claims_of, login
 from tests.auth._support import signup as sign_up_route
 from tests.realtime._live import LiveServer, serve
 
@@ -75,12 +75,6 @@ async def _sign_in(live: LiveServer, email: str) -> dict[str, Any]:
         return tokens
 
 
-async def _write(live: LiveServer, token: str, text: str) -> None:
-    async with httpx.AsyncClient(base_url=live.url) as client:
-        response = await client.post("/auth_memo", json={"text": text}, headers=bearer(token))
-        assert response.status_code == 201, response.text
-
-
 def _ender(
     action: str, a: LiveServer, auth_a: PasswordAuth, tokens: dict[str, Any]
 ) -> Callable[[], Awaitable[None]]:
@@ -123,7 +117,7 @@ async def test_ending_a_sign_in_on_one_app_ends_its_streams_on_another(
                 query = {"access_token": alice["access_token"]}
                 async with SSE(b, params=query) as sse, WS(b, params=query) as ws:
                     # Before: alice, an admin, reads bob's rows live on B.
-                    await _write(a, bob["access_token"], f"before {action}")
+                    await write_memo(a, bob["access_token"], f"before {action}")
                     for got in (sse, ws, bystander):
                         await got.wait_for(f"before {action}")
                     started = time.monotonic()
@@ -132,7 +126,7 @@ async def test_ending_a_sign_in_on_one_app_ends_its_streams_on_another(
                     await ws.wait_ended(within=bound)
                     assert time.monotonic() - started < bound
                     _assert_revoked(sse, ws)
-                    await _write(a, bob["access_token"], f"after {action}")
+                    await write_memo(a, bob["access_token"], f"after {action}")
                     await bystander.wait_for(f"after {action}")
                     assert f"after {action}" not in sse.texts + ws.texts
                     ended.append(action)

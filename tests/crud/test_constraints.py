@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import CheckConstraint
+from sqlalchemy import CheckConstraint, Column, String
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -69,3 +69,26 @@ def test_fields_named_like_query_parameters_are_refused_at_publish(name: str) ->
     )
     with pytest.raises(ConfigurationError, match=f"field '{name}' cannot be filtered"):
         CapeBase(FastAPI(), "sqlite+aiosqlite:///:memory:").publish(model)
+
+
+class Renamed(Base, table=True):
+    __tablename__ = "constraint_renamed"
+    id: int | None = Field(default=None, primary_key=True, sa_column_kwargs={"name": "thing id"})
+    label: str = Field(sa_column=Column("display_name", String(50), nullable=False))
+    owner: str | None = None
+
+
+def test_fields_stored_under_another_column_name_are_refused_where_first_used() -> None:
+    """Rows are named by field everywhere (bodies, filters, rules, change log, payloads): a field
+    whose database column has another name is refused by publish, the policy and handlers,
+    naming each such field, instead of answering 500 at request time."""
+    cape = CapeBase(FastAPI(), "sqlite+aiosqlite:///:memory:")
+    expected = r"'id' \(column 'thing id'\), 'label' \(column 'display_name'\)"
+    with pytest.raises(ConfigurationError, match=f"Cannot publish Renamed: .*{expected}"):
+        cape.publish(Renamed)
+    with pytest.raises(ConfigurationError, match=f"permission_required on Renamed: .*{expected}"):
+        cape.permission_required(Renamed, role="*", actions=["read"], owner_field="owner")
+    with pytest.raises(ConfigurationError, match=f"subscribe to Renamed: .*{expected}"):
+        cape.subscribe(Renamed)
+    # A model whose fields are named like their columns is served.
+    cape.publish(Gauge)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
+from ..db.mapping import require_plain_columns
 from ..db.failures import is_constraint_failure
 from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotATableError, NotFoundError, PermissionDeniedError
@@ -146,6 +147,7 @@ def describe_model(
             f"Cannot publish {getattr(model, '__name__', model)!r}: it is not a table model "
             "(declare it with `class X(SQLModel, table=True)`)"
         )
+    require_plain_columns(model, "publish")
     pk_columns = list(table.primary_key.columns)
     if len(pk_columns) != 1:
         raise ConfigurationError(
@@ -158,7 +160,7 @@ def describe_model(
                 f"Cannot publish {model.__name__}: field {column.key!r} cannot be filtered as "
                 f"?{column.key}=... (names the routes read for themselves: "
                 f"{', '.join(sorted(QUERY_PARAMETERS))}; and '__' separates a field from its "
-                "operator); rename the attribute (the database column name may stay)"
+                "operator); rename the field"
             )
         problem = unserved_problem(column, dialect)
         if problem is not None:

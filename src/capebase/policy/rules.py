@@ -14,6 +14,7 @@ from sqlalchemy.sql import elements
 
 from ..auth.context import AuthContext
 from ..errors import ConfigurationError, NotATableError
+from ..db.mapping import require_plain_columns
 from .evaluate import NotEvaluable, evaluate
 from .sqlexpr import equals, exact_text, one_of
 
@@ -245,6 +246,7 @@ def build_rule(
             f"{getattr(model, '__name__', model)!r} is not a table model; "
             "declare it with `class X(SQLModel, table=True)`"
         )
+    require_plain_columns(model, "permission_required on")
     action_list = [actions] if isinstance(actions, str) else list(actions)
     if not action_list:
         raise ConfigurationError("permission_required needs at least one action")

@@ -21,6 +21,7 @@ class HandlerRegistry:
 
     def register(self, model: type[Any]) -> Callable[[ChangeHandler], ChangeHandler]:
         """Decorator adding a handler for ``model``'s changes."""
+        from ..db.mapping import require_plain_columns
         from ..errors import ConfigurationError, NotATableError
 
         if not isinstance(getattr(model, "__table__", None), Table):
@@ -28,6 +29,8 @@ class HandlerRegistry:
                 f"Model {getattr(model, '__name__', model)} is not a SQLModel table model: "
                 "subscribe() takes a class declared with `class X(SQLModel, table=True)`"
             )
+
+        require_plain_columns(model, "subscribe to")
 
         def decorate(handler: ChangeHandler) -> ChangeHandler:
             if not callable(handler):

@@ -4,7 +4,20 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, Table, Text, Time, Uuid
+from sqlalchemy import (
+    CHAR,
+    Column,
+    DateTime,
+    Enum,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Time,
+    Uuid,
+)
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.schema import CreateTable
@@ -15,7 +28,9 @@ table = Table(
     "t", MetaData(), Column("id", Integer, primary_key=True), Column("at", DateTime),
     Column("clock", Time), Column("ratio", Float), Column("ref", Uuid),
     Column("whole", DATETIME(fsp=0)), Column("single", Float(precision=10)),
-    Column("notes", Text), Column("short", Text(1000)),
+    Column("notes", Text), Column("short", Text(1000)), Column("name", String(40)),
+    Column("colour", Enum("a", "A", name="colour")), Column("code", CHAR(2)),
+    Column("chosen", String(10, collation="latin1_swedish_ci")),
 )
 
 
@@ -31,8 +46,15 @@ def test_capebase_creates_types_that_keep_every_value(is_mariadb: bool) -> None:
     with creating_tables():
         created = ddl(dialect)
     assert "at DATETIME(6)," in created and "clock TIME(6)," in created
-    assert "ratio DOUBLE," in created and "notes LONGTEXT," in created
-    assert "notes TEXT," in plain and "short TEXT(1000)" in created
+    collate = "CHARACTER SET utf8mb4 COLLATE " + (
+        "utf8mb4_nopad_bin" if is_mariadb else "utf8mb4_0900_bin"
+    )
+    assert "ratio DOUBLE," in created and f"notes LONGTEXT {collate}," in created
+    assert "notes TEXT," in plain and f"short TEXT(1000) {collate}," in created
+    # text compares by code point, as on PostgreSQL and SQLite (a key "a" and a key "A ")
+    assert f"name VARCHAR(40) {collate}," in created and "name VARCHAR(40)," in plain
+    assert f"colour ENUM('a','A') {collate}," in created and f"code CHAR(2) {collate}," in created
+    assert "chosen VARCHAR(10) COLLATE latin1_swedish_ci," in created  # the model's own
     # a precision the model states is kept
     assert "whole DATETIME," in created and "single FLOAT(10)," in created
     assert ("ref CHAR(36)," if is_mariadb else "ref CHAR(32),") in created

@@ -18,8 +18,8 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
-from ..db.mapping import require_plain_columns
 from ..db.failures import is_constraint_failure
+from ..db.mapping import require_plain_columns
 from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotATableError, NotFoundError, PermissionDeniedError
 from ..limits import check_filter_count

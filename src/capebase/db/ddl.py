@@ -8,6 +8,10 @@ A ``Text`` is created as ``LONGTEXT`` there (``TEXT`` holds 64 KB; PostgreSQL's 
 have no limit). MariaDB's native ``UUID`` sorts by its last group first; a UUID is created
 there as its text, ``CHAR(36)``, which sorts (and compares with ``<``) as PostgreSQL's uuid and
 SQLite's do.
+Text columns (``str``, ``Text``, a ``str`` enum) get a binary collation there: MySQL's and
+MariaDB's default collations compare case- and accent-insensitively (and ignore trailing
+spaces), so a unique or primary key ``'a'`` would refuse ``'A'``, ``'á'`` and ``'a '``, which
+PostgreSQL and SQLite store as different values.
 DDL the user runs (Alembic, their own ``create_all``) is left as SQLAlchemy renders it.
 """
 
@@ -18,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Text, Time, Uuid
+from sqlalchemy import CHAR, VARCHAR, DateTime, Enum, Float, String, Text, Time, Uuid
 from sqlalchemy.ext.compiler import compiles
 
 MICROSECONDS = 6
@@ -72,8 +76,43 @@ def _uuid_on_mysql(type_: Uuid[Any], compiler: Any, **kw: Any) -> str:
     return str(compiler.visit_uuid(type_, **kw))
 
 
+def binary_collation(dialect: Any) -> str:
+    """The collation comparing text as PostgreSQL and SQLite do: by code point, without
+    padding (MariaDB's and MySQL 8's ``_bin`` collations pad trailing spaces)."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = getattr(dialect, "server_version_info", None) or (8,)
+    return "utf8mb4_0900_bin" if version >= (8,) else "utf8mb4_bin"
+
+
+def _exact(rendered: str, type_: Any, compiler: Any) -> str:
+    if not _creating.get() or getattr(type_, "collation", None) is not None:
+        return rendered
+    return f"{rendered} CHARACTER SET utf8mb4 COLLATE {binary_collation(compiler.dialect)}"
+
+
 @compiles(Text, "mysql")
 def _text_on_mysql(type_: Text, compiler: Any, **kw: Any) -> str:
     if _creating.get() and type_.length is None:
-        return "LONGTEXT"
-    return str(compiler.visit_text(type_, **kw))
+        return _exact("LONGTEXT", type_, compiler)
+    return _exact(str(compiler.visit_text(type_, **kw)), type_, compiler)
+
+
+@compiles(String, "mysql")
+def _string_on_mysql(type_: String, compiler: Any, **kw: Any) -> str:
+    return _exact(str(compiler.visit_string(type_, **kw)), type_, compiler)
+
+
+@compiles(VARCHAR, "mysql")
+def _varchar_on_mysql(type_: VARCHAR, compiler: Any, **kw: Any) -> str:
+    return _exact(str(compiler.visit_VARCHAR(type_, **kw)), type_, compiler)
+
+
+@compiles(CHAR, "mysql")
+def _char_on_mysql(type_: CHAR, compiler: Any, **kw: Any) -> str:
+    return _exact(str(compiler.visit_CHAR(type_, **kw)), type_, compiler)
+
+
+@compiles(Enum, "mysql")
+def _enum_on_mysql(type_: Enum, compiler: Any, **kw: Any) -> str:
+    return _exact(str(compiler.visit_enum(type_, **kw)), type_, compiler)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..auth.context import AuthContext
 from ..errors import ConfigurationError, PermissionDeniedError
-from ..realtime.changelog import changes, encode_pk
+from ..realtime.changelog import changes, decode_pk, encode_pk, indexed_pk
 from ..realtime.config import RealtimeConfig
 from .config import AuditConfig
 
@@ -81,7 +81,7 @@ class Audit:
             pk: the row's primary key (a tuple or list for a composite key).
         """
         table = _table_name(model)
-        key = encode_pk(_coerce_pk(model, pk))
+        key = indexed_pk(encode_pk(_coerce_pk(model, pk)))
         query = (
             select(changes)
             .where(changes.c.table_name == table, changes.c.pk == key)
@@ -187,7 +187,7 @@ def _entry(row: Any) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
         table=row["table_name"],
-        pk=json.loads(row["pk"]),
+        pk=decode_pk(row),
         op=row["op"],
         old=json.loads(row["old"]) if row["old"] is not None else None,
         new=json.loads(row["new"]) if row["new"] is not None else None,
@@ -241,7 +241,7 @@ def _pk_texts(raw: str) -> Sequence[str]:
     elif raw.startswith("["):
         with contextlib.suppress(ValueError):
             texts.append(encode_pk(json.loads(raw)))
-    return texts
+    return [indexed_pk(text) for text in texts]
 
 
 def _utc(moment: datetime) -> datetime:

@@ -13,8 +13,8 @@ from sqlalchemy import Column, ColumnElement, Table, false, inspect, true
 from sqlalchemy.sql import elements
 
 from ..auth.context import AuthContext
-from ..errors import ConfigurationError, NotATableError
 from ..db.mapping import require_plain_columns
+from ..errors import ConfigurationError, NotATableError
 from .evaluate import NotEvaluable, evaluate
 from .sqlexpr import equals, exact_text, one_of
 

@@ -20,7 +20,7 @@ from ..errors import UnfilterableStatementError
 from ..observability.request_id import current_client_request_id, current_request_id
 from ..observability.secret_fields import without_secrets
 from ..policy.enforcement import row_image
-from .changelog import changes, encode_image, encode_pk, now
+from .changelog import changes, encode_image, now, pk_fields
 
 _CHANGED = "capebase.changed"
 
@@ -232,7 +232,7 @@ def change_record(
     return {
         "table_name": table.name,
         "op": op,
-        "pk": encode_pk(pk),
+        **pk_fields(pk),
         "old": encode_image(without_secrets(table, old)),
         "new": encode_image(without_secrets(table, new)),
         "actor_id": ctx.id if ctx else None,

@@ -5,6 +5,7 @@ Its id is the event id streams send and resume from; it doubles as the audit tra
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ metadata = MetaData()
 # MySQL/MariaDB DATETIME keeps whole seconds unless asked for microseconds.
 _TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
+PK_INDEXED = 255
+"""The longest key text the indexed ``pk`` column holds (see ``pk_fields``)."""
+
 changes = Table(
     "capebase_changes",
     metadata,
@@ -43,11 +47,12 @@ changes = Table(
     ),
     Column("table_name", String(128), nullable=False),
     Column("op", String(6), nullable=False),
-    Column("pk", String(255), nullable=False),
+    Column("pk", String(PK_INDEXED), nullable=False),  # see pk_fields
+    Column("pk_long", Text, nullable=True),
     Column("old", Text, nullable=True),
     Column("new", Text, nullable=True),
-    Column("actor_id", String(255), nullable=True),
-    Column("actor_role", String(255), nullable=True),
+    Column("actor_id", Text, nullable=True),
+    Column("actor_role", Text, nullable=True),
     Column("created_at", _TIMESTAMP, nullable=False),
     Column("handlers_pending", Boolean, nullable=False, default=False),
     Column("claimed_by", String(64), nullable=True),
@@ -120,7 +125,7 @@ class ChangeRecord:
             id=row["id"],
             table=row["table_name"],
             op=row["op"],
-            pk=json.loads(row["pk"]),
+            pk=decode_pk(row),
             old=json.loads(row["old"]) if row["old"] is not None else None,
             new=json.loads(row["new"]) if row["new"] is not None else None,
             actor_id=row["actor_id"],
@@ -140,6 +145,31 @@ def encode_image(image: Mapping[str, Any] | None) -> str | None:
 def encode_pk(value: Any) -> str:
     """A primary-key value as JSON text."""
     return to_json(value).decode()
+
+
+def indexed_pk(encoded: str) -> str:
+    """What the indexed ``pk`` column holds for a key encoded as ``encoded``: the JSON text
+    itself, or for a longer one its SHA-256 (``sha256:<hex>``, which no JSON text reads as)."""
+    if len(encoded) <= PK_INDEXED:
+        return encoded
+    return "sha256:" + hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def pk_fields(value: Any) -> dict[str, str | None]:
+    """The ``pk`` and ``pk_long`` columns of a change to the row keyed ``value``.
+
+    A text key may be longer than an index can hold (MariaDB keys stop at 3,072 bytes,
+    PostgreSQL's at about 2,700), so ``pk`` holds ``indexed_pk`` of it and ``pk_long`` the
+    whole key when that differs.
+    """
+    encoded = encode_pk(value)
+    indexed = indexed_pk(encoded)
+    return {"pk": indexed, "pk_long": encoded if indexed != encoded else None}
+
+
+def decode_pk(row: Mapping[Any, Any]) -> Any:
+    """The primary key of a change-log row (see ``pk_fields``)."""
+    return json.loads(row["pk_long"] if row["pk_long"] is not None else row["pk"])
 
 
 def now() -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +42,7 @@ class EveryType(TypedModel, table=True):
     at: time | None = None
     moment: datetime | None = None
     local: NaiveDatetime | None = None
+    span: timedelta | None = None
     token: uuid.UUID | None = None
     colour: Colour = Colour.RED
     meta: dict[str, Any] | None = Field(default=None, sa_type=JSON)

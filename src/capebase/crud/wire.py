@@ -89,7 +89,7 @@ AWARE_DATETIME = _grammar(
     "a date-time with an offset, like 2024-05-01T12:30:00Z (at most 6 fractional digits)",
 )
 NAIVE_DATETIME = _grammar(
-    f"{_DATE}T{_TIME}",
+    f"(?!0000){_DATE}T{_TIME}",  # published as this pattern: years 1 to 9999, as Python's
     "a date-time without an offset, like 2024-05-01T12:30:00 (the column stores none)",
     publish="A date-time without an offset (the column stores none)",
 )
@@ -102,6 +102,18 @@ NAIVE_TIME = _grammar(
 UUID = _grammar(
     "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
     "a UUID, like 0b7ef8a4-3b1c-4d2e-9f50-6a7b8c9d0e1f",
+)
+# ISO 8601 durations as pydantic writes them (years of 365 days, then days; seconds with up to
+# 6 fractional digits; a leading "-"), and weeks. No months (their length varies), no empty
+# "P" or "T": pydantic would also read "1 day" or "P1DT", which the schema does not allow.
+_DURATION = (
+    r"[+-]?P(?=[0-9]|T[0-9])([0-9]+Y)?([0-9]+W)?([0-9]+D)?"
+    r"(T(?=[0-9])([0-9]+H)?([0-9]+M)?([0-9]+(\.[0-9]{1,6})?S)?)?"
+)
+DURATION = _grammar(
+    _DURATION,
+    "an ISO 8601 duration, like P1DT2H30M or -PT0.5S",
+    publish="An ISO 8601 duration: [-]P[nY][nW][nD][T[nH][nM][n[.ffffff]S]] (a year is 365 days)",
 )
 _DECIMAL = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 DECIMAL = Grammar(
@@ -143,6 +155,8 @@ def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
         return UUID
     if python_type is Decimal:
         return DECIMAL
+    if python_type is dt.timedelta:
+        return DURATION
     return None
 
 

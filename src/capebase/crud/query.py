@@ -314,9 +314,11 @@ def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
 
 
 def parse_order_by(
-    raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]]
+    raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]], dialect: str = ""
 ) -> list[Any]:
-    """``order_by=-inserted_at,id`` → ORDER BY clauses; the primary key breaks ties.
+    """``order_by=-inserted_at,id`` → ORDER BY clauses; the primary key breaks ties. NULL
+    sorts after every value ascending and before every value descending, on every
+    ``dialect`` (PostgreSQL's default: NULL is the largest value).
 
     Raises:
         QueryError: 400 for an unknown field.
@@ -342,6 +344,10 @@ def parse_order_by(
         key: ColumnElement[Any] = field.column
         if field.is_text:
             key = codepoint_ordered(key)
+        if field.column.nullable and dialect != "postgresql":
+            # SQLite and MySQL put NULL first ascending; MySQL has no NULLS LAST.
+            is_null = field.column.is_(None)
+            clauses.append(is_null.desc() if descending else is_null.asc())
         clauses.append(key.desc() if descending else key.asc())
     clauses.extend(column.asc() for column in pk if column.key not in used)
     return clauses

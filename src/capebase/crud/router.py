@@ -359,6 +359,7 @@ class _Handlers:
         if cape.direct is not None:
             cape.direct.prebuilt(self.select_by_key)
         self.columns = tuple(published.table.c.keys())
+        self.dialect = cape.engine.dialect.name
         self.writer = (
             DirectWriter(cape, published, cape.direct)
             if cape.direct is not None and DirectWriter.supports(published, cape.direct)
@@ -403,7 +404,7 @@ class _Handlers:
         read = self.cape.policy.sql_filter(p.model, "read", ctx)
         statement = (
             self.select_all.where(read, *conditions)
-            .order_by(*parse_order_by(order_by, p.fields, [p.pk]))
+            .order_by(*parse_order_by(order_by, p.fields, [p.pk], self.dialect))
             .limit(config.default_page_size if limit is None else limit)
             .offset(offset)
         )

@@ -189,20 +189,22 @@ def describe_model(
         routes=frozenset(chosen),  # type: ignore[arg-type]  # validated above
         pk=pk_columns[0],
         create_schema=refusing(
-            input_schema(create_schema, model) if create_schema else create_schema_for(model),
+            input_schema(create_schema, model, dialect) if create_schema
+            else create_schema_for(model, dialect),
             server.on_create,
         ),
         update_schema=refusing(
-            input_schema(update_schema, model) if update_schema else update_schema_for(model),
+            input_schema(update_schema, model, dialect) if update_schema
+            else update_schema_for(model, dialect),
             server.on_update,
         ),
         server_set=server,
-        read_schema=read_schema_for(model),
+        read_schema=read_schema_for(model, dialect),
         row_json=TypeAdapter(row),
         rows_json=TypeAdapter(list[row]),  # type: ignore[valid-type]
         # Secret columns can be neither filtered nor sorted on: either would reveal their values.
         fields={k: f for k, f in filter_fields(table).items() if k not in secret_keys(table)},
-        value_checks=ValueChecks(table),
+        value_checks=ValueChecks(table, dialect),
         key_range=integer_range(pk_columns[0].type),
     )
 

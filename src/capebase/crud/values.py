@@ -110,10 +110,12 @@ MAX_DECIMAL_PLACES = 1000
 """Digits after the point a Decimal filter value may have (drivers refuse huge exponents)."""
 
 
-def decimal_check(precision: int, scale: int) -> ValueCheck:
+def decimal_check(precision: int, scale: int, *, stored: bool = True) -> ValueCheck:
     """The check of a ``NUMERIC(precision, scale)`` value: finite, and no larger than the
-    column can hold (drivers fail on a value far beyond it, even in a comparison)."""
+    column can hold (drivers fail on a value far beyond it, even in a comparison); a value
+    ``stored`` has at most ``scale`` digits after the point, which the database would round."""
     whole_digits = precision - scale
+    places = scale if stored else MAX_DECIMAL_PLACES
 
     def check(value: Any) -> str | None:
         if not isinstance(value, Decimal):
@@ -122,12 +124,21 @@ def decimal_check(precision: int, scale: int) -> ValueCheck:
             return "must be a finite number"
         if value and value.adjusted() >= whole_digits:
             return f"out of range for this column (at most {whole_digits} digits before the point)"
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
-            return f"more than {MAX_DECIMAL_PLACES} digits after the point"
+        if decimal_places(value) > places:
+            return f"more than {places} digits after the point"
         return None
 
     return check
+
+
+def decimal_places(value: Decimal) -> int:
+    """The digits after the point of a finite ``value``, trailing zeros left out (exactly:
+    ``normalize()`` would round to the context's precision)."""
+    _sign, digits, exponent = value.as_tuple()
+    if not value or not isinstance(exponent, int):
+        return 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros))
 
 
 def _check_naive_time(value: Any) -> str | None:
@@ -136,11 +147,27 @@ def _check_naive_time(value: Any) -> str | None:
     return None
 
 
-def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | None:
-    """The check for values of ``column``, or None when every value of its Python type fits.
+def text_length(column: Column[Any], dialect: str = "") -> int | None:
+    """The characters a text ``column`` holds on ``dialect``, or None for no limit (or no
+    text): SQLModel's ``AutoString`` (a plain ``str``) is ``VARCHAR(255)`` on MySQL."""
+    stored = storage_type(column.type)
+    if not isinstance(stored, String):
+        return None
+    if stored.length is None and dialect in ("mysql", "mariadb"):
+        default: int | None = getattr(column.type, "mysql_default_length", None)
+        return default
+    return stored.length
+
+
+def value_check(
+    column: Column[Any], *, stored: bool = True, dialect: str = ""
+) -> ValueCheck | None:
+    """The check for values of ``column`` on ``dialect``, or None when every value of its
+    Python type fits.
 
     ``stored=False`` checks a value compared with the column (a filter), not stored in it: a
-    text longer than the column is then a fine value that no row equals.
+    text longer than the column is then a fine value that no row equals, and a decimal may
+    have more places than the column keeps.
     """
     if isinstance(column.type, Interval):  # a TypeDecorator over DateTime where not native
         return _check_interval
@@ -156,7 +183,7 @@ def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | Non
         return check_integer
     kind = storage_type(column.type)
     if isinstance(kind, String):
-        length = kind.length if stored else None
+        length = text_length(column, dialect) if stored else None
 
         def check_text(value: Any) -> str | None:
             if not isinstance(value, str):
@@ -169,7 +196,7 @@ def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | Non
     if isinstance(kind, Float):
         return _check_finite
     if isinstance(kind, Numeric) and kind.precision is not None:
-        return decimal_check(kind.precision, kind.scale or 0)
+        return decimal_check(kind.precision, kind.scale or 0, stored=stored)
     if isinstance(kind, DateTime) and kind.timezone:
         return _check_aware  # SQLModel's UTCDateTime refuses naive values with a 500
     if isinstance(kind, Time):
@@ -178,13 +205,13 @@ def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | Non
 
 
 class ValueChecks:
-    """The value checks of one table, built once when a model is published."""
+    """The value checks of one table on ``dialect``, built once when a model is published."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, dialect: str = "") -> None:
         self._checks = {
             column.key: check
             for column in table.c
-            if (check := value_check(column)) is not None
+            if (check := value_check(column, dialect=dialect)) is not None
         }
 
     def problems(self, values: Mapping[str, Any]) -> list[tuple[str, Any, str]]:

@@ -13,6 +13,7 @@ pydantic's schema is not what capebase serves, the published schema is the gramm
 from __future__ import annotations
 
 import datetime as dt
+import json
 import operator
 import re
 import uuid
@@ -23,12 +24,20 @@ from functools import reduce
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from annotated_types import Ge, Gt, Le, Lt
-from pydantic import AwareDatetime, BeforeValidator, NaiveDatetime, Strict, WithJsonSchema
+from annotated_types import Ge, Gt, Le, Lt, MaxLen
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    NaiveDatetime,
+    Strict,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Column, DateTime, Time
+from sqlalchemy import Column, DateTime, Numeric, Time
 
-from .values import integer_range, storage_type
+from .values import integer_range, storage_type, text_length
 
 _FRACTION = r"(\.[0-9]{1,6})?"  # microseconds: what every database keeps
 _OFFSET = r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
@@ -56,7 +65,9 @@ class Grammar:
         if isinstance(value, str):
             if self.regex.fullmatch(value) is not None:
                 return value
-        elif self.numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        elif self.numbers and isinstance(value, int | float | Decimal) and not isinstance(
+            value, bool
+        ):  # a Decimal: one ``ExactDecimals`` read from the body's text
             return value
         raise PydanticCustomError(
             "string_format", "Input should be {expected}", {"expected": self.expected}
@@ -104,13 +115,33 @@ UUID = _grammar(
     "a UUID, like 0b7ef8a4-3b1c-4d2e-9f50-6a7b8c9d0e1f",
 )
 _DECIMAL = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-DECIMAL = Grammar(
-    re.compile(_DECIMAL),
-    "a number, or a string of one like '12.50'",
-    {"anyOf": [{"type": "number"}, {"type": "string", "pattern": f"^{_DECIMAL}$"}]},
-    published_mode="validation",  # responses carry strings, as pydantic says
-    numbers=True,
-)
+
+
+def decimal_grammar(precision: int | None = None, scale: int | None = None) -> Grammar:
+    """The grammar of a Decimal; with a ``NUMERIC(precision, scale)`` column's digits, which
+    its published schema states (the number's bounds, ``x-max-digits``, ``x-decimal-places``)."""
+    number: dict[str, Any] = {"type": "number"}
+    published: dict[str, Any] = {
+        "anyOf": [number, {"type": "string", "pattern": f"^{_DECIMAL}$"}]
+    }
+    if precision is not None and scale is not None:
+        bound = 10 ** (precision - scale)
+        number.update(exclusiveMinimum=-bound, exclusiveMaximum=bound)
+        published.update({
+            "description": f"A decimal of at most {precision} digits, {scale} after the point",
+            "x-max-digits": precision,
+            "x-decimal-places": scale,
+        })
+    return Grammar(
+        re.compile(_DECIMAL),
+        "a number, or a string of one like '12.50'",
+        published,
+        published_mode="validation",  # responses carry strings, as pydantic says
+        numbers=True,
+    )
+
+
+DECIMAL = decimal_grammar()
 
 
 def _integral(value: Any) -> Any:
@@ -142,28 +173,93 @@ def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
     if python_type is uuid.UUID:
         return UUID
     if python_type is Decimal:
+        if isinstance(stored, Numeric) and stored.precision is not None:
+            return decimal_grammar(stored.precision, stored.scale or 0)
         return DECIMAL
     return None
 
 
 def wire_annotation(
-    annotation: Any, column: Column[Any] | None, constraints: Sequence[Any] = ()
+    annotation: Any,
+    column: Column[Any] | None,
+    constraints: Sequence[Any] = (),
+    dialect: str = "",
 ) -> Any:
     """``annotation`` with the grammar checks (and published schemas) of the types in it,
-    and the range of an integer column where the field's ``constraints`` (its metadata) set
-    none; ``X | None`` keeps its ``None``."""
+    and the limits of the column on ``dialect`` (an integer's range, a text's length, a
+    decimal's digits) where the field's ``constraints`` (its metadata) set none;
+    ``X | None`` keeps its ``None``."""
     if get_origin(annotation) in (Union, UnionType):
         members = get_args(annotation)
-        wired = [wire_annotation(member, column, constraints) for member in members]
+        wired = [wire_annotation(member, column, constraints, dialect) for member in members]
         if all(a is b for a, b in zip(wired, members, strict=True)):
             return annotation
         return reduce(operator.or_, wired)
     if annotation is int and column is not None:
         return _integer(column, constraints)
+    if annotation is str and column is not None:
+        length = text_length(column, dialect)
+        if length is None or any(isinstance(c, MaxLen) for c in constraints):
+            return annotation
+        return Annotated[str, MaxLen(length)]
     grammar = grammar_of(annotation, column)
     if grammar is None:
         return annotation
-    return Annotated[(annotation, *grammar.metadata())]
+    return Annotated[(annotation, *_digits(annotation, column, constraints),
+                      *grammar.metadata())]
+
+
+def _digits(annotation: Any, column: Column[Any] | None, constraints: Sequence[Any]) -> list[Any]:
+    """A Decimal column's digits as pydantic constraints, unless the field declares its own
+    (``sa_column=Column(Numeric(10, 2))`` declares none): the database would round a value
+    with more decimal places."""
+    stored = storage_type(column.type) if column is not None else None
+    if (
+        annotation is not Decimal
+        or not isinstance(stored, Numeric)
+        or stored.precision is None
+        or any(getattr(c, "max_digits", None) is not None for c in constraints)
+        or any(getattr(c, "decimal_places", None) is not None for c in constraints)
+    ):
+        return []
+    return [Field(max_digits=stored.precision, decimal_places=stored.scale or 0)]
+
+
+class ExactDecimals:
+    """The Decimal fields of a body schema, read again from the body's JSON text: pydantic
+    reads a JSON number as a double first, which keeps about 16 significant digits, so that
+    ``12345678901234567890.5`` would be stored as ``12345678901234567000``."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self._fields = fields  # JSON key -> field name
+
+    @classmethod
+    def of(cls, schema: type[BaseModel]) -> ExactDecimals | None:
+        """The reader of ``schema``'s Decimal fields, or None when it has none."""
+        fields = {
+            info.alias or name: name
+            for name, info in schema.model_fields.items()
+            if _holds_decimal(info.annotation)
+        }
+        return cls(fields) if fields else None
+
+    def apply(self, body: bytes, value: BaseModel) -> BaseModel:
+        """``value`` (validated from ``body``) with its Decimal fields sent as JSON numbers
+        validated again from their exact text; raises pydantic's ValidationError."""
+        sent = json.loads(body, parse_float=Decimal)
+        for key, name in self._fields.items():
+            number = sent.get(key)
+            if isinstance(number, int | Decimal) and not isinstance(number, bool):
+                exact = Decimal(number)
+                if exact != getattr(value, name):
+                    type(value).__pydantic_validator__.validate_assignment(value, name, exact)
+        return value
+
+
+def _holds_decimal(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType, Annotated):
+        return any(_holds_decimal(member) for member in get_args(annotation))
+    return annotation is Decimal
 
 
 def _integer(column: Column[Any], constraints: Sequence[Any]) -> Any:

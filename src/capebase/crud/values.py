@@ -264,6 +264,13 @@ def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
             f"SQLite stores a Decimal as a float, exact to {SQLITE_DECIMAL_DIGITS} digits; "
             f"use max_digits={SQLITE_DECIMAL_DIGITS} or fewer, or PostgreSQL or MariaDB"
         )
+    if isinstance(stored, Time) and stored.timezone:
+        return (
+            "Time(timezone=True) (PostgreSQL's timetz) cannot be served alike everywhere: "
+            "SQLite and MySQL store no offset, and a time of day with an offset names no "
+            "instant to compare by; store a `datetime`, or a plain `time` and the time zone "
+            "in a field of its own"
+        )
     if (
         dialect in ("sqlite", "mysql")
         and type(column.type) is DateTime  # not SQLModel's UTCDateTime, which converts to UTC

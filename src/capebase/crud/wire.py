@@ -35,7 +35,7 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Column, DateTime, Numeric, Time
+from sqlalchemy import Column, DateTime, Numeric
 
 from .values import integer_range, storage_type, text_length
 
@@ -104,7 +104,6 @@ NAIVE_DATETIME = _grammar(
     "a date-time without an offset, like 2024-05-01T12:30:00 (the column stores none)",
     publish="A date-time without an offset (the column stores none)",
 )
-AWARE_TIME = _grammar(f"{_TIME}{_OFFSET}", "a time with an offset, like 12:30:00Z")
 NAIVE_TIME = _grammar(
     _TIME,
     "a time without an offset, like 12:30:00 (the column stores none)",
@@ -165,9 +164,8 @@ def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
     if python_type is dt.datetime:
         aware = not isinstance(stored, DateTime) or bool(stored.timezone)
         return AWARE_DATETIME if aware else NAIVE_DATETIME
-    if python_type is dt.time:
-        aware = isinstance(stored, Time) and bool(stored.timezone)
-        return AWARE_TIME if aware else NAIVE_TIME
+    if python_type is dt.time:  # publish refuses Time(timezone=True) (``values``)
+        return NAIVE_TIME
     if python_type is dt.date:
         return DATE
     if python_type is uuid.UUID:

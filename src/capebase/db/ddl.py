@@ -7,7 +7,8 @@ types are created as ``DATETIME(6)``, ``TIME(6)`` and ``DOUBLE``, which keep eve
 A ``Text`` is created as ``LONGTEXT`` there (``TEXT`` holds 64 KB; PostgreSQL's and SQLite's
 have no limit). MariaDB's native ``UUID`` sorts by its last group first; a UUID is created
 there as its text, ``CHAR(36)``, which sorts (and compares with ``<``) as PostgreSQL's uuid and
-SQLite's do.
+SQLite's do. An enum is created with a binary collation there: MySQL's default one folds case
+and accents, so ``ENUM('S','s')`` fails as a duplicate and ``'s'`` would equal ``'S'``.
 DDL the user runs (Alembic, their own ``create_all``) is left as SQLAlchemy renders it.
 """
 
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Text, Time, Uuid
+from sqlalchemy import DateTime, Enum, Float, Text, Time, Uuid
 from sqlalchemy.ext.compiler import compiles
 
 MICROSECONDS = 6
@@ -77,3 +78,11 @@ def _text_on_mysql(type_: Text, compiler: Any, **kw: Any) -> str:
     if _creating.get() and type_.length is None:
         return "LONGTEXT"
     return str(compiler.visit_text(type_, **kw))
+
+
+@compiles(Enum, "mysql")
+def _enum_on_mysql(type_: Enum, compiler: Any, **kw: Any) -> str:
+    rendered = str(compiler.visit_enum(type_, **kw))
+    if _creating.get() and type_.native_enum and "COLLATE" not in rendered:
+        return f"{rendered} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    return rendered

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
+    ARRAY,
     JSON,
     Boolean,
     Column,
@@ -99,6 +100,8 @@ def _operators(stored: TypeEngine[Any], is_text: bool) -> tuple[frozenset[str], 
     if isinstance(stored, JSON):
         # PostgreSQL's json has neither equality nor order; a JSON null is not SQL NULL.
         return frozenset({"isnull"}), "JSON"
+    if isinstance(stored, ARRAY):  # a query string has no grammar for an array
+        return frozenset({"isnull"}), "array"
     if isinstance(stored, Boolean):
         return _EQUALITY_OPERATORS, "boolean"
     if isinstance(stored, Enum):
@@ -117,7 +120,7 @@ def check_operator(name: str, op: str, field: FilterField) -> None:
     """
     if op in field.operators:
         return
-    if op in TEXT_OPERATORS and field.kind not in ("JSON", "boolean", "enum"):
+    if op in TEXT_OPERATORS and field.kind not in ("JSON", "array", "boolean", "enum"):
         raise QueryError(f"Operator {op!r} applies to text fields only; {name!r} is not text")
     raise QueryError(
         f"Operator {op!r} does not apply to {name!r} ({field.kind}); use one of: "

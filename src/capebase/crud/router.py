@@ -50,7 +50,8 @@ from .schemas import (
     update_schema_for,
 )
 from .server_fields import ServerFields, refusing, schema_warnings, server_fields
-from .values import ValueChecks, integer_range, storage_type, unserved_problem
+from .structured import json_safe
+from .values import ValueChecks, integer_range, storage_type, text_problem, unserved_problem
 
 if TYPE_CHECKING:
     from ..app import CapeBase
@@ -507,11 +508,14 @@ class _Handlers:
             await _commit(session, self.published)
 
     def _key(self, path: dict[str, Any]) -> Any:
-        """The primary key from the path; 404 for an integer no row can have, which the
-        database driver would otherwise reject with an error."""
+        """The primary key from the path; 404 for a key no row can have, which the database
+        driver would otherwise reject with an error (an integer out of range, a text with a
+        NUL character on PostgreSQL)."""
         p = self.published
         key = path[p.pk.key]
         if p.key_range is not None and not p.key_range[0] <= key <= p.key_range[1]:
+            raise NotFoundError(p.name, key)
+        if isinstance(key, str) and text_problem(key) is not None:
             raise NotFoundError(p.name, key)
         return key
 
@@ -528,7 +532,8 @@ class _Handlers:
         problems = self.published.value_checks.problems(values)
         if problems:
             raise RequestValidationError([
-                {"type": "value_error", "loc": ("body", field), "msg": reason, "input": value}
+                {"type": "value_error", "loc": ("body", field), "msg": reason,
+                 "input": json_safe(value)}
                 for field, value, reason in problems
             ])
 

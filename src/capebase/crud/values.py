@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import cache
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -27,7 +30,14 @@ from sqlalchemy import (
     Table,
     Time,
 )
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import CompileError
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from .structured import array_check, check_json
+
+ValueCheck = Callable[[Any], str | None]
+"""Returns why a value does not fit a column, or None when it does."""
 
 # Widths as PostgreSQL and MySQL store them; SQLite's INTEGER is wider, but the same model
 # should accept the same values on every database.
@@ -37,8 +47,6 @@ _INT_BITS: tuple[tuple[type[Integer], int], ...] = (
     (Integer, 32),
 )
 
-ValueCheck = Callable[[Any], str | None]
-"""Returns why a value does not fit a column, or None when it does."""
 
 
 def storage_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
@@ -150,11 +158,15 @@ def _check_naive_time(value: Any) -> str | None:
 def text_length(column: Column[Any], dialect: str = "") -> int | None:
     """The characters a text ``column`` holds on ``dialect``, or None for no limit (or no
     text): SQLModel's ``AutoString`` (a plain ``str``) is ``VARCHAR(255)`` on MySQL."""
-    stored = storage_type(column.type)
+    return _length(column.type, dialect)
+
+
+def _length(type_: TypeEngine[Any], dialect: str) -> int | None:
+    stored = storage_type(type_)
     if not isinstance(stored, String):
         return None
     if stored.length is None and dialect in ("mysql", "mariadb"):
-        default: int | None = getattr(column.type, "mysql_default_length", None)
+        default: int | None = getattr(type_, "mysql_default_length", None)
         return default
     return stored.length
 
@@ -169,9 +181,13 @@ def value_check(
     text longer than the column is then a fine value that no row equals, and a decimal may
     have more places than the column keeps.
     """
-    if isinstance(column.type, Interval):  # a TypeDecorator over DateTime where not native
+    return _type_check(column.type, stored, dialect)
+
+
+def _type_check(type_: TypeEngine[Any], stored: bool, dialect: str) -> ValueCheck | None:
+    if isinstance(type_, Interval):  # a TypeDecorator over DateTime where not native
         return _check_interval
-    bounds = integer_range(column.type)
+    bounds = integer_range(type_)
     if bounds is not None:
         low, high = bounds
 
@@ -181,9 +197,9 @@ def value_check(
             return None
 
         return check_integer
-    kind = storage_type(column.type)
+    kind = storage_type(type_)
     if isinstance(kind, String):
-        length = text_length(column, dialect) if stored else None
+        length = _length(type_, dialect) if stored else None
 
         def check_text(value: Any) -> str | None:
             if not isinstance(value, str):
@@ -201,6 +217,10 @@ def value_check(
         return _check_aware  # SQLModel's UTCDateTime refuses naive values with a 500
     if isinstance(kind, Time):
         return _check_naive_time
+    if isinstance(kind, JSON):
+        return check_json
+    if isinstance(kind, ARRAY):
+        return array_check(_type_check(kind.item_type, stored, dialect))
     return None
 
 
@@ -264,6 +284,13 @@ def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
             f"SQLite stores a Decimal as a float, exact to {SQLITE_DECIMAL_DIGITS} digits; "
             f"use max_digits={SQLITE_DECIMAL_DIGITS} or fewer, or PostgreSQL or MariaDB"
         )
+    if isinstance(stored, ARRAY) and dialect != "postgresql":
+        return (
+            "ARRAY exists on PostgreSQL only; store a list in a JSON column "
+            "(sa_type=JSON) to serve it on every database"
+        )
+    if not _renders(column.type, dialect):
+        return f"the database ({dialect}) has no such column type; choose a type it has"
     if isinstance(stored, Time) and stored.timezone:
         return (
             "Time(timezone=True) (PostgreSQL's timetz) cannot be served alike everywhere: "
@@ -283,3 +310,24 @@ def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
             "sa_type=sqlmodel.sql.sqltypes.UTCDateTime"
         )
     return None
+
+
+@cache
+def _dialect(name: str) -> Dialect | None:
+    """A dialect of ``name`` to render types with (no driver is imported), or None."""
+    try:
+        return make_url(f"{name}://").get_dialect()()
+    except Exception:  # an unknown dialect: its tables' DDL will say what is wrong
+        return None
+
+
+def _renders(type_: TypeEngine[Any], dialect: str) -> bool:
+    """Whether ``type_`` has a column type on ``dialect`` (``JSONB`` has none on MySQL)."""
+    target = _dialect(dialect) if dialect else None
+    if target is None:
+        return True
+    try:
+        type_.compile(dialect=target)
+    except CompileError:
+        return False
+    return True

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Table, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.convertors import Convertor, register_url_convertor
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
@@ -223,7 +224,27 @@ def _pk_path(published: PublishedModel) -> tuple[str, Any]:
         return f"{published.path}/{{{key}:int}}", int
     if python_type is uuid.UUID:
         return f"{published.path}/{{{key}:uuid}}", uuid.UUID
+    if python_type is str:
+        return f"{published.path}/{{{key}:{TEXT_KEY}}}", str
     return f"{published.path}/{{{key}}}", python_type
+
+
+class _TextKeyConvertor(Convertor[str]):
+    """A text primary key in a path: any non-empty text, ``/`` included (sent as ``%2F``,
+    which the server decodes before routing), so every stored key has a URL."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+TEXT_KEY = "capebase_text_key"
+"""The path convertor of text primary keys (a Starlette convertor name, so global)."""
+register_url_convertor(TEXT_KEY, _TextKeyConvertor())
 
 
 def _with_signature(method: Callable[..., Any], params: list[pyinspect.Parameter]) -> Any:

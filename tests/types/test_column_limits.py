@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ConfigDict
 from sqlalchemy import Column, Numeric, String
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -91,6 +92,28 @@ async def test_decimal_numbers_keep_every_digit_or_are_refused(db_url: str) -> N
         assert (await client.get(f"/limits_priced/{row['id']}")).json() == row
 
 
+class PriceIn(SQLModel):
+    """A user's create schema, frozen: its Decimal is read exactly too."""
+
+    model_config = ConfigDict(frozen=True)
+
+    price: Decimal = Field(max_digits=12, decimal_places=2)
+    money: Decimal | None = None
+
+
+async def test_user_schemas_read_decimals_exactly(sqlite_url: str) -> None:
+    app, cape = make_cape(sqlite_url)
+    cape.publish(Priced, create_schema=PriceIn)
+    cape.permission_required(Priced, actions=["*"])
+    async with app_client(app) as client:
+        for body, field in (('{"price": 1.0000000000000000001}', "price"),
+                            ('{"price": 1, "money": 2.0000000000000000001}', "money")):
+            response = await post_raw(client, "/limits_priced", body)
+            assert refused(response, field), (body, response.text)
+        response = await post_raw(client, "/limits_priced", '{"price": 1.10, "money": 2.5}')
+        assert (response.json()["price"], response.json()["money"]) == ("1.10", "2.50")
+
+
 @pytest.mark.parametrize("db_kind", ["postgresql", "mariadb"])
 async def test_wide_decimal_numbers_are_stored_exactly(db_url: str) -> None:
     """30 digits, where the database stores decimals exactly (SQLite allows 15, which every
@@ -98,7 +121,8 @@ async def test_wide_decimal_numbers_are_stored_exactly(db_url: str) -> None:
     app = app_for(db_url, Wide)
     exact = "12345678901234567890.1234567890"
     async with app_client(app) as client:
-        response = await post_raw(client, "/limits_wide", '{"amount": 12345678901234567890.123456789}')
+        body = '{"amount": 12345678901234567890.123456789}'
+        response = await post_raw(client, "/limits_wide", body)
         assert response.status_code == 201, response.text
         assert response.json()["amount"] == exact
         key = response.json()["id"]
@@ -151,7 +175,8 @@ async def test_text_longer_than_its_column_is_422_and_published(db_url: str, db_
         assert properties["plain"].get("maxLength") == plain_limit, (name, properties["plain"])
         assert properties["sized"]["maxLength"] == 20, properties["sized"]
     async with app_client(app) as client:
-        row = (await client.post("/limits_named", json={"plain": "p" * 255, "sized": "s" * 20})).json()
+        sent = {"plain": "p" * 255, "sized": "s" * 20}
+        row = (await client.post("/limits_named", json=sent)).json()
         assert (row["plain"], row["sized"]) == ("p" * 255, "s" * 20)
         for method, path in (("POST", "/limits_named"), ("PATCH", f"/limits_named/{row['id']}")):
             response = await client.request(method, path, json={"sized": "s" * 21})

@@ -25,6 +25,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen
+from fastapi.exceptions import RequestValidationError
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -32,6 +33,8 @@ from pydantic import (
     Field,
     NaiveDatetime,
     Strict,
+    TypeAdapter,
+    ValidationError,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
@@ -228,30 +231,45 @@ class ExactDecimals:
     reads a JSON number as a double first, which keeps about 16 significant digits, so that
     ``12345678901234567890.5`` would be stored as ``12345678901234567000``."""
 
-    def __init__(self, fields: dict[str, str]) -> None:
-        self._fields = fields  # JSON key -> field name
+    def __init__(self, fields: dict[str, tuple[str, TypeAdapter[Any]]]) -> None:
+        self._fields = fields  # JSON key -> (field name, the field's validator)
 
     @classmethod
     def of(cls, schema: type[BaseModel]) -> ExactDecimals | None:
         """The reader of ``schema``'s Decimal fields, or None when it has none."""
-        fields = {
-            info.alias or name: name
-            for name, info in schema.model_fields.items()
-            if _holds_decimal(info.annotation)
-        }
+        fields: dict[str, tuple[str, TypeAdapter[Any]]] = {}
+        for name, info in schema.model_fields.items():
+            if _holds_decimal(info.annotation):
+                annotation: Any = info.annotation
+                if info.metadata:  # the field's own constraints (max_digits...)
+                    annotation = Annotated[(annotation, *info.metadata)]
+                fields[info.alias or name] = (name, TypeAdapter(annotation))
         return cls(fields) if fields else None
 
     def apply(self, body: bytes, value: BaseModel) -> BaseModel:
         """``value`` (validated from ``body``) with its Decimal fields sent as JSON numbers
-        validated again from their exact text; raises pydantic's ValidationError."""
+        validated again from their exact text.
+
+        Raises:
+            RequestValidationError: an exact number the field does not take (more digits).
+        """
         sent = json.loads(body, parse_float=Decimal)
-        for key, name in self._fields.items():
+        updates: dict[str, Any] = {}
+        for key, (name, field) in self._fields.items():
             number = sent.get(key)
-            if isinstance(number, int | Decimal) and not isinstance(number, bool):
-                exact = Decimal(number)
-                if exact != getattr(value, name):
-                    type(value).__pydantic_validator__.validate_assignment(value, name, exact)
-        return value
+            if not isinstance(number, int | Decimal) or isinstance(number, bool):
+                continue
+            exact = Decimal(number)
+            if exact == getattr(value, name):
+                continue
+            try:
+                updates[name] = field.validate_python(exact)
+            except ValidationError as exc:
+                raise RequestValidationError([
+                    {**error, "loc": ("body", key, *error["loc"]), "input": str(exact)}
+                    for error in exc.errors(include_url=False)
+                ]) from None
+        return value.model_copy(update=updates) if updates else value
 
 
 def _holds_decimal(annotation: Any) -> bool:

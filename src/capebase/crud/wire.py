@@ -8,6 +8,9 @@ published ``format`` (a Unix time ``"0"`` as a datetime, a UUID without dashes),
 without a time zone is served without an offset, which the ``date-time`` and ``time`` formats
 require. So each such value gets its grammar checked before pydantic parses it, and where
 pydantic's schema is not what capebase serves, the published schema is the grammar's pattern.
+A column's limits (an integer's range, a text's length, a decimal's digits) join the field's
+schema where the field declares none, and a JSON number sent for a Decimal is read again from
+its text (``ExactDecimals``), since pydantic reads it as a double.
 """
 
 from __future__ import annotations

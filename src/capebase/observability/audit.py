@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Select
 
 _INTEGER = re.compile(r"-?\d+")
+_NO_NUL = r"^[^\x00]*$"
+"""Filter texts: PostgreSQL stores no NUL character, and fails a query that carries one."""
 
 
 class AuditEntry(BaseModel):
@@ -149,9 +151,12 @@ def audit_router(
 
     async def read_audit_trail(
         ctx: AuthContext = Depends(auth),
-        table: str | None = Query(None, description="Only this table"),
-        pk: str | None = Query(None, description="Only this primary key (needs no table)"),
-        actor: str | None = Query(None, description="Only changes by this user id"),
+        table: str | None = Query(None, description="Only this table", pattern=_NO_NUL),
+        pk: str | None = Query(
+            None, description="Only this primary key (needs no table)", pattern=_NO_NUL
+        ),
+        actor: str | None = Query(None, description="Only changes by this user id",
+                                  pattern=_NO_NUL),
         since: datetime | None = Query(None, description="Written at or after (ISO 8601)"),
         until: datetime | None = Query(None, description="Written before (ISO 8601)"),
         limit: int = Query(config.default_page_size, ge=1, le=config.max_page_size),

@@ -10,6 +10,8 @@ A block's first line says what it is:
   they are at that point; any other ``.py`` file must import.
 - ``# continues app.py…``: runs after that file's source, the page's own or else the
   README's (the quick start).
+- ``--8<-- "path"``: the file at ``path`` (from the repository's root) shown whole; it
+  must exist, and the page's own test checks it.
 - anything else: a python block runs alone in an empty folder; json, yaml, toml and ini
   blocks parse; a javascript block passes ``node --check``.
 
@@ -48,6 +50,12 @@ class Block:
     @property
     def is_fragment(self) -> bool:
         return re.match(r"^(#|//|<!--)\s*fragment\b", self.first) is not None
+
+    @property
+    def included(self) -> Path | None:
+        """The repository file a ``--8<-- "path"`` block shows, if it is one."""
+        match = re.match(r'^--8<--\s+"([^"]+)"$', self.first)
+        return ROOT / match.group(1) if match else None
 
     @property
     def continues(self) -> str | None:

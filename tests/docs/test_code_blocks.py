@@ -42,7 +42,19 @@ def test_every_block_has_a_known_language() -> None:
     assert not unknown, f"blocks without a language this suite knows: {unknown}"
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "python"], ids=lambda b: b.id)
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.included], ids=lambda b: b.id)
+def test_included_file_exists(block: Block) -> None:
+    assert block.included is not None and block.included.is_file(), block.first
+    assert block.code.strip() == block.first, "an included block holds nothing else"
+    if block.lang == "python":
+        compile(block.included.read_text(encoding="utf-8"), str(block.included), "exec")
+
+
+PYTHON = [b for b in BLOCKS if b.lang == "python" and not b.included]
+DATA = [b for b in BLOCKS if b.lang in CHECKED - {"python"} and not b.included]
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.id)
 def test_python_block(block: Block, tmp_path: Path) -> None:
     if block.is_fragment:
         compile(block.code, block.id, "exec")
@@ -69,9 +81,7 @@ def test_python_block(block: Block, tmp_path: Path) -> None:
         run(tmp_path, "-c", f"import {name.removesuffix('.py').replace('/', '.')}")
 
 
-@pytest.mark.parametrize(
-    "block", [b for b in BLOCKS if b.lang in CHECKED - {"python"}], ids=lambda b: b.id
-)
+@pytest.mark.parametrize("block", DATA, ids=lambda b: b.id)
 def test_data_block(block: Block, tmp_path: Path) -> None:
     if block.lang == "json":
         json.loads(block.code)

@@ -7,7 +7,8 @@ A block's first line says what it is:
 - ``# app.py``, ``# test_app.py``, ``# docker-compose.yml``, ``<!-- static/index.html -->``…:
   a file of the page's project, written in page order (a later block of the same name
   replaces it, as a tutorial's steps do). A ``test_*.py`` file runs with the page's files as
-  they are at that point; any other ``.py`` file must import.
+  they are at that point (under pytest if it defines tests); any other ``.py`` file must
+  import.
 - ``# continues app.py…``: runs after that file's source, the page's own or else the
   README's (the quick start).
 - ``--8<-- "path"``: the file at ``path`` (from the repository's root) shown whole; it

@@ -75,7 +75,10 @@ def test_python_block(block: Block, tmp_path: Path) -> None:
     if block.page == README:
         return  # the quick start's files run in tests/test_readme.py
     write_files(tmp_path, page_files(block.page, upto=block))
-    if Path(name).name.startswith("test_"):
+    if Path(name).name.startswith("test_") and "\ndef test_" in block.code.replace(
+            "async def test_", "def test_"):
+        run(tmp_path, "-m", "pytest", "-q", "-p", "no:cacheprovider", name)
+    elif Path(name).name.startswith("test_"):
         run(tmp_path, name)
     else:
         run(tmp_path, "-c", f"import {name.removesuffix('.py').replace('/', '.')}")

@@ -25,7 +25,6 @@ from ._support import Server, chromium, free_port, running
 from .blocks import DOCS, README, find_block, page_files
 
 
-
 class CorsNote(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     text: str

@@ -9,6 +9,7 @@ goes through the guide's ``nginx.conf``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -130,14 +131,19 @@ async def _fan_out(base: str) -> None:
         received: list[list[str]] = [[] for _ in range(STREAMS)]
         ready = [asyncio.Event() for _ in range(STREAMS)]
 
+        arrived = asyncio.Event()
+
         async def follow(n: int) -> None:
-            async with httpx.AsyncClient(base_url=base, timeout=None) as own:  # own connection
-                async with aconnect_sse(own, "GET", "/todo/subscribe") as source:
-                    async for event in source.aiter_sse():
-                        if event.event == "ready":
-                            ready[n].set()
-                        elif event.event == "message":
-                            received[n].append(json.loads(event.data)["payload"]["task"])
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=None) as own,  # a connection each
+                aconnect_sse(own, "GET", "/todo/subscribe") as source,
+            ):
+                async for event in source.aiter_sse():
+                    if event.event == "ready":
+                        ready[n].set()
+                    elif event.event == "message":
+                        received[n].append(json.loads(event.data)["payload"]["task"])
+                        arrived.set()
 
         tasks = [asyncio.create_task(follow(n)) for n in range(STREAMS)]
         try:
@@ -147,8 +153,12 @@ async def _fan_out(base: str) -> None:
                 response = await client.post("/todo", json={"task": task}, headers=alice)
                 assert response.status_code == 201, response.text
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and any(r != tasks_sent for r in received):
-                await asyncio.sleep(0.05)
+            while True:
+                arrived.clear()  # before looking: a message arriving after this sets it again
+                if all(r == tasks_sent for r in received) or time.monotonic() > deadline:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), deadline - time.monotonic())
             assert all(r == tasks_sent for r in received), received
             listed = await client.get("/todo", params={"count": "true"})
             assert listed.headers["x-total-count"] == str(len(tasks_sent))
@@ -221,12 +231,14 @@ async def _one_at_a_time(base: str) -> None:
         events: asyncio.Queue[Any] = asyncio.Queue(maxsize=100)
 
         async def follow() -> None:
-            async with httpx.AsyncClient(base_url=base, timeout=None) as own:
-                async with aconnect_sse(own, "GET", "/todo/subscribe") as source:
-                    # nginx consumes X-Accel-Buffering itself: it never reaches the client.
-                    assert "x-accel-buffering" not in source.response.headers
-                    async for event in source.aiter_sse():
-                        await events.put(event)
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=None) as own,
+                aconnect_sse(own, "GET", "/todo/subscribe") as source,
+            ):
+                # nginx consumes X-Accel-Buffering itself: it never reaches the client.
+                assert "x-accel-buffering" not in source.response.headers
+                async for event in source.aiter_sse():
+                    await events.put(event)
 
         task = asyncio.create_task(follow())
 

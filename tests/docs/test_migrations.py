@@ -51,7 +51,9 @@ def _operations(migration: Path) -> str:
     """The upgrade() body of a migration, comments and ``pass`` left out."""
     body = migration.read_text().split("def upgrade()")[1].split("def downgrade()")[0]
     lines = [line.strip() for line in body.splitlines()[1:]]
-    return "\n".join(l for l in lines if l and not l.startswith(("#", '"""')) and l != "pass")
+    return "\n".join(
+        line for line in lines if line and not line.startswith(("#", '"""')) and line != "pass"
+    )
 
 
 def _autogenerate(folder: Path, message: str) -> Path:

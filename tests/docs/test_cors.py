@@ -7,6 +7,8 @@ javascript block. Chromium loads the page from ``http://localhost:<port>`` and t
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +24,7 @@ from capebase import CapeBase
 from capebase.testing import app_client
 
 from ._support import Server, chromium, free_port, running
-from .blocks import DOCS, README, find_block, page_files
+from .blocks import DOCS, README, ROOT, Block, find_block, page_files
 
 
 class CorsNote(SQLModel, table=True):
@@ -32,16 +34,17 @@ class CorsNote(SQLModel, table=True):
 
 GUIDE = DOCS / "guides" / "cors.md"
 MIDDLEWARE = find_block(GUIDE, "# continues app.py", "python")
+README_MIDDLEWARE = find_block(README, "CORSMiddleware", "python")
 PAGE_CODE = find_block(GUIDE, 'const API = "http://localhost:8000"', "javascript")
 ORIGIN_IN_GUIDE = "http://localhost:5173"
 ALICE = {"Authorization": "Bearer alice-token"}
 
 
-def _app_source(origin: str, cors: bool = True) -> str:
+def _app_source(origin: str, cors: bool = True, middleware: Block = MIDDLEWARE) -> str:
     app = page_files(README)["app.py"]
     if not cors:
         return app
-    return app + "\n\n" + MIDDLEWARE.code.replace(ORIGIN_IN_GUIDE, origin)
+    return app + "\n\n" + middleware.code.replace(ORIGIN_IN_GUIDE, origin)
 
 
 def _serve_page(folder: Path, api: str) -> None:
@@ -60,49 +63,16 @@ def _serve_page(folder: Path, api: str) -> None:
     )
 
 
-def _load(namespace_app: str, tmp_path: Path) -> Any:
-    """The app module built from ``namespace_app`` source, imported from ``tmp_path``."""
-    (tmp_path / "cors_app.py").write_text(namespace_app)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import importlib
-
-        sys.modules.pop("cors_app", None)
-        return importlib.import_module("cors_app")
-    finally:
-        sys.path.remove(str(tmp_path))
-
-
-async def test_preflight_exposed_headers_and_errors_carry_cors(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch
-                                                                ) -> None:
-    monkeypatch.chdir(tmp_path)
+@pytest.mark.parametrize("middleware", [MIDDLEWARE, README_MIDDLEWARE], ids=lambda b: b.id)
+def test_preflight_exposed_headers_and_errors_carry_cors(middleware: Block, tmp_path: Path) -> None:
     origin = "http://localhost:5173"
-    module = _load(_app_source(origin), tmp_path)
-    async with app_client(module.app) as client:
-        preflight = await client.options("/todo", headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type,last-event-id",
-        })
-        assert preflight.status_code == 200, preflight.text
-        assert preflight.headers["access-control-allow-origin"] == origin
-        allowed = preflight.headers["access-control-allow-headers"].lower()
-        assert {"authorization", "content-type", "last-event-id"} <= set(allowed.split(", "))
-
-        await client.post("/todo", json={"task": "t"}, headers=ALICE)
-        listed = await client.get("/todo?count=true&limit=1", headers={"Origin": origin})
-        assert listed.headers["access-control-allow-origin"] == origin
-        assert "X-Total-Count" in listed.headers["access-control-expose-headers"]
-        assert listed.headers["x-total-count"] == "1"
-
-        stranger = await client.get("/todo", headers={"Origin": "http://evil.example"})
-        assert "access-control-allow-origin" not in stranger.headers
-
-        too_big = await client.post("/todo", content=b"x" * (2 << 20), headers={
-            "Origin": origin, "Content-Type": "application/json", **ALICE})
-        assert too_big.status_code == 413
-        assert too_big.headers["access-control-allow-origin"] == origin
+    (tmp_path / "app.py").write_text(_app_source(origin, middleware=middleware))
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.docs._cors_check", origin], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 async def test_middleware_added_before_capebase_works_as_well(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from httpx_sse import aconnect_sse
 from tests._databases import TestServers, require
 
 from ._support import Server, free_port, running
-from .blocks import DOCS, find_block, shell_commands
+from .blocks import DOCS, README, find_block, page_files, shell_commands
 
 DEPLOY = DOCS / "deploy"
 GUIDE = DOCS / "guides" / "deployment.md"
@@ -124,10 +124,10 @@ async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def _fan_out(base: str) -> None:
+async def _fan_out(base: str, alice: dict[str, str] | None = None) -> None:
     """Streams on every worker receive each change, whichever worker committed it."""
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        alice = await _sign_up(client, "alice@example.com")
+        alice = alice or await _sign_up(client, "alice@example.com")
         received: list[list[str]] = [[] for _ in range(STREAMS)]
         ready = [asyncio.Event() for _ in range(STREAMS)]
 
@@ -184,6 +184,29 @@ def test_four_workers_with_a_redis_broker(server: str, postgres_url: str, redis_
             time.sleep(0.2)
         assert _subscribers(redis_url) == WORKERS, app.output()
         asyncio.run(_fan_out(base))
+
+
+def test_readmes_several_workers(postgres_url: str, redis_url: str, tmp_path: Path) -> None:
+    """README's "Several workers": the Quick start on PostgreSQL with a Redis broker, served by
+    README's command."""
+    fragment = find_block(README, 'broker="redis://localhost:6379/0"', "python").code
+    app = page_files(README)["app.py"]
+    quick_start_call = app[app.index("cape = CapeBase("):app.index("\n)\n", app.index(
+        "cape = CapeBase(")) + 3]
+    readme_call = fragment[fragment.index("cape = CapeBase("):]
+    readme_call = readme_call.replace("postgresql://postgres@localhost/todos", postgres_url)
+    readme_call = readme_call.replace("redis://localhost:6379/0", redis_url)
+    (tmp_path / "app.py").write_text(app.replace(quick_start_call, readme_call))
+    (command,) = shell_commands(find_block(README, "uvicorn app:app --workers", "shell"))
+    port = free_port()
+    server = Server([*shlex.split(command), "--port", str(port)], tmp_path, tmp_path / "log")
+    base = f"http://127.0.0.1:{port}"
+    with running(server, f"{base}/todo"):
+        deadline = time.monotonic() + 60
+        while _subscribers(redis_url) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _subscribers(redis_url) == WORKERS, server.output()
+        asyncio.run(_fan_out(base, {"Authorization": "Bearer alice-token"}))
 
 
 def _nginx_config(folder: Path, listen: int, upstream: int) -> Path:

@@ -116,6 +116,11 @@ def test_a_database_capebase_created_needs_no_migration(db_url: str, tmp_path: P
     assert _operations(migration) == "", _operations(migration)
 
 
+def test_readmes_commands_are_the_guides() -> None:
+    readme = shell_commands(find_block(README, "capebase alembic init", "shell"))
+    assert readme == [*INIT[-1:], *MIGRATE[:2]], readme
+
+
 def test_init_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("cape = 1\n")
     result = subprocess.run([sys.executable, "-m", "capebase.cli", "alembic", "init"],

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..extras import MissingExtraError
 from .alembic_init import DEFAULT_APP, AlembicInitError, init_alembic
 
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = init_alembic(args.directory, app=args.app, check=not args.no_check)
-    except AlembicInitError as exc:
+    except (AlembicInitError, MissingExtraError) as exc:
         print(f"capebase alembic init: {exc}", file=sys.stderr)
         return 1
     for path in written:

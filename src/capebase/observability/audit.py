@@ -108,9 +108,10 @@ class Audit:
             table: a table model or table name.
             pk: a primary key as text (``"42"``, ``"abc"``, a UUID; JSON for composite keys).
             actor: the id of the user who made the changes.
-            since / until: only changes written at or after / before these times (naive
-                datetimes are taken as UTC).
-            limit / offset: the page.
+            since: only changes written at or after this time (a naive datetime is UTC).
+            until: only changes written before this time (a naive datetime is UTC).
+            limit: the page's size.
+            offset: the changes of the result to skip.
         """
         query = select(changes)
         if table is not None:

@@ -50,9 +50,11 @@ docs-build: .venv
 	$(BIN)/mkdocs build --strict --quiet
 
 # The whole suite on SQLite, PostgreSQL and MariaDB (CAPEBASE_TEST_DBS=sqlite,... to narrow it),
-# then the oldest versions pyproject.toml allows, then the built packages.
+# on two workers but for the `serial` tests, which restart the servers the others use (see
+# tests/conftest.py); then the oldest versions pyproject.toml allows, then the built packages.
 test: lint docs-build
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 -m "not serial"
+	$(BIN)/pytest -q -m serial
 	$(MAKE) test-oldest
 	$(MAKE) package
 
@@ -64,7 +66,7 @@ OLDEST := .venv-oldest
 test-oldest: | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(OLDEST)
 	VIRTUAL_ENV=$(OLDEST) $(UV) pip install -q --resolution lowest-direct -e '.[dev]'
-	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -p no:cacheprovider \
+	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -n 2 -p no:cacheprovider \
 		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/docs
 
 # sdist and wheel, checked by twine (tests/test_package.py, in the suite, installs a wheel into

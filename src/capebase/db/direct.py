@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import Float, TypeDecorator, TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
 from .._compat.aiosqlite import on_connection_thread
@@ -57,6 +57,22 @@ S = TypeVar("S", bound=ClauseElement)
 _CACHE_SIZE = 500
 LOOP_READ_BUDGET = 0.002
 """Seconds a SQLite read may hold the event loop before it moves to aiosqlite's thread."""
+
+
+def _real_on_sqlite(
+    type_: TypeEngine[Any], processor: Callable[[Any], Any] | None
+) -> Callable[[Any], Any] | None:
+    """SQLite keeps a whole REAL as an integer in the record, and ``RETURNING`` hands it back
+    as one (``5`` for ``5.0``, ``0`` for ``-0.0``) where a ``SELECT`` gives a float: a float
+    column's values are made floats again."""
+    stored = type_.impl_instance if isinstance(type_, TypeDecorator) else type_
+    if not isinstance(stored, Float) or processor is not None:
+        return processor
+
+    def as_float(value: Any) -> Any:
+        return float(value) if type(value) is int else value
+
+    return as_float
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +255,9 @@ class _Results:
     def resolve(self, dialect: Any, type_codes: Sequence[Any] | None) -> None:
         codes = [None] * len(self.types) if type_codes is None else type_codes
         self.processors = [
-            result_processor(type_, dialect, code)
+            _real_on_sqlite(type_, result_processor(type_, dialect, code))
+            if dialect.name == "sqlite"
+            else result_processor(type_, dialect, code)
             for type_, code in zip(self.types, codes, strict=True)
         ]
 

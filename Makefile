@@ -47,13 +47,14 @@ test: lint
 
 # The lowest version of every direct dependency that pyproject.toml allows, on SQLite: proves the
 # declared floors. Its own virtualenv; the locked .venv is untouched. The server-restarting
-# reliability and scale-out suites and the browser test run only in the locked environment.
+# reliability and scale-out suites, the browser test and the TypeScript client's suite run
+# only in the locked environment.
 OLDEST := .venv-oldest
 test-oldest: | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(OLDEST)
 	VIRTUAL_ENV=$(OLDEST) $(UV) pip install -q --resolution lowest-direct -e '.[dev]'
 	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -p no:cacheprovider \
-		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo
+		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/clients
 
 # sdist and wheel, checked by twine (tests/test_package.py, in the suite, installs a wheel into
 # a clean virtualenv and serves the Quick start from it).
@@ -64,7 +65,7 @@ package: .venv
 
 # capebase 0.1.0a3's own end-to-end tests (tests/test_rls.py and tests/test_subscribe.py from
 # its sdist on PyPI, checked against a pinned sha256) run against this checkout. Not part of
-# `make test`, which downloads nothing. The deselected tests are the ones we differ from on
+# `make test`, which downloads nothing but the TypeScript client's locked npm devDependencies. The deselected tests are the ones we differ from on
 # purpose; README "Compatibility with capebase 0.1" says why.
 COMPAT_VERSION := 0.1.0a3
 COMPAT_SDIST := .cache/capebase-$(COMPAT_VERSION).tar.gz

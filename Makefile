@@ -65,8 +65,9 @@ package: .venv
 
 # capebase 0.1.0a3's own end-to-end tests (tests/test_rls.py and tests/test_subscribe.py from
 # its sdist on PyPI, checked against a pinned sha256) run against this checkout. Not part of
-# `make test`, which downloads nothing but the TypeScript client's locked npm devDependencies. The deselected tests are the ones we differ from on
-# purpose; README "Compatibility with capebase 0.1" says why.
+# `make test`, which downloads nothing but the TypeScript client's locked npm devDependencies.
+# The deselected tests are the ones we differ from on purpose; README "Compatibility with
+# capebase 0.1" says why.
 COMPAT_VERSION := 0.1.0a3
 COMPAT_SDIST := .cache/capebase-$(COMPAT_VERSION).tar.gz
 COMPAT_RUN := .cache/compat-run

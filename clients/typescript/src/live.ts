@@ -85,7 +85,10 @@ export class LiveQuery<R = Row> {
     if (query.transport !== undefined) options.transport = query.transport;
     if (query.idleTimeout !== undefined) options.idleTimeout = query.idleTimeout;
     this.subscription = new Subscription<Row>(context, table, encodeWhere(stream), (change) => this.receive(change), options);
+    this.untrack = context.track(this);
   }
+
+  private readonly untrack: () => void;
 
   /** The current rows, in the query's order (a new frozen array after each change). */
   get rows(): readonly R[] {
@@ -119,6 +122,7 @@ export class LiveQuery<R = Row> {
   close(): void {
     this.closed = true;
     this.subscription.close();
+    this.untrack();
   }
 
   private receive(change: Change<Row>): void {

@@ -86,7 +86,8 @@ export function openSse(transport: Transport, request: StreamRequest, handlers: 
   };
 
   void (async () => {
-    const headers: Record<string, string> = { Accept: "text/event-stream", "Cache-Control": "no-store" };
+    // Only Authorization and Last-Event-ID beyond what CORS allows without asking.
+    const headers: Record<string, string> = { Accept: "text/event-stream" };
     if (request.resume !== null) headers["Last-Event-ID"] = request.resume;
     let response: Response;
     try {

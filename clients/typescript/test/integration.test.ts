@@ -1,5 +1,5 @@
 // Everything against one real capebase app (tests/clients/ts_app.py on SQLite): the suites run
-// side by side, then the restart suite runs alone.
+// side by side, then the README example and the restart suite run alone.
 
 import { describe } from "node:test";
 import { crudSuite } from "./crud.js";
@@ -13,7 +13,8 @@ describe("against a running app", { concurrency: true }, () => {
   describe("crud", crudSuite);
   describe("streams", streamsSuite);
   describe("live", liveSuite);
-  describe("readme", readmeSuite);
 });
 
+// Alone: its output names the changes it sees, and only its own should be there.
+describe("readme", readmeSuite);
 describe("restart", restartSuite);

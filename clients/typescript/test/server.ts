@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 
 /** The repository's root (this file is clients/typescript/build/test/server.js once built). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
-const PYTHON = process.env["CAPEBASE_PYTHON"] ?? join(ROOT, ".venv", "bin", "python");
+const PYTHON = resolve(process.env["CAPEBASE_PYTHON"] ?? join(ROOT, ".venv", "bin", "python"));
 const START_WITHIN_MS = 30_000;
 
 export interface ServerOptions {
@@ -53,10 +53,13 @@ export class AppServer {
     };
     const child = spawn(PYTHON, ["-m", "tests.clients.ts_app"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     this.process = child;
+    let failed: Error | null = null;
+    child.once("error", (error) => (failed = error));
     child.stdout?.on("data", (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr?.on("data", (chunk: Buffer) => (this.output += chunk.toString()));
     const deadline = Date.now() + START_WITHIN_MS;
     while (Date.now() < deadline) {
+      if (failed !== null) throw new Error(`cannot start ${PYTHON} (set CAPEBASE_PYTHON): ${String(failed)}`);
       if (child.exitCode !== null) throw new Error(`the app exited with ${child.exitCode}:\n${this.output}`);
       try {
         const response = await fetch(`${this.url}/openapi.json`);

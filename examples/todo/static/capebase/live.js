@@ -74,7 +74,9 @@ export class LiveQuery {
         if (query.idleTimeout !== undefined)
             options.idleTimeout = query.idleTimeout;
         this.subscription = new Subscription(context, table, encodeWhere(stream), (change) => this.receive(change), options);
+        this.untrack = context.track(this);
     }
+    untrack;
     /** The current rows, in the query's order (a new frozen array after each change). */
     get rows() {
         return this.snapshot;
@@ -102,6 +104,7 @@ export class LiveQuery {
     close() {
         this.closed = true;
         this.subscription.close();
+        this.untrack();
     }
     receive(change) {
         if (this.buffer !== null) {

@@ -82,7 +82,8 @@ export function openSse(transport, request, handlers) {
         }
     };
     void (async () => {
-        const headers = { Accept: "text/event-stream", "Cache-Control": "no-store" };
+        // Only Authorization and Last-Event-ID beyond what CORS allows without asking.
+        const headers = { Accept: "text/event-stream" };
         if (request.resume !== null)
             headers["Last-Event-ID"] = request.resume;
         let response;

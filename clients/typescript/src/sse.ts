@@ -149,7 +149,8 @@ export function endForStatus(response: Response, body: unknown, url: string): Pa
   return { action: "fail", error };
 }
 
-function interpret(event: SseEvent): StreamMessage | Parameters<StreamHandlers["end"]>[0] | null {
+/** What one SSE event means: a message for the subscription, or how the stream ends. */
+export function interpret(event: SseEvent): StreamMessage | Parameters<StreamHandlers["end"]>[0] | null {
   const data = parse(event.data);
   switch (event.event) {
     case "message":

@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { CapebaseError } from "../src/errors.js";
 import { compareCodePoints, compareDecimals, durationMicros, instant, likePattern, matchesWhere, rowComparator } from "../src/order.js";
 import { encodeQuery, splitForStream } from "../src/query.js";
-import { SseParser } from "../src/sse.js";
+import { SseParser, interpret } from "../src/sse.js";
 import { endForClose } from "../src/websocket.js";
 
 describe("list grammar", () => {
@@ -134,6 +134,38 @@ describe("SSE parser", () => {
     const parser = new SseParser();
     const events = parser.feed("data: a\ndata: b\nretry: 5000\nevent: unavailable\n\nid: x\n\n");
     assert.deepEqual(events, [{ event: "unavailable", data: "a\nb", id: null, retry: 5000 }]);
+  });
+});
+
+describe("SSE events", () => {
+  const event = (name: string, data: unknown, id: string | null = null, retry: number | null = null) => ({
+    event: name,
+    data: JSON.stringify(data),
+    id,
+    retry,
+  });
+
+  test("changes, ready and reset carry the token to resume from", () => {
+    const change = { id: 4, table: "todo", event: "INSERT", payload: { id: 1 }, old: null, timestamp: "t" };
+    assert.deepEqual(interpret(event("message", change, "tok4")), { kind: "change", change, token: "tok4" });
+    assert.deepEqual(interpret(event("ready", { event: "ready", id: "tok0" }, "tok0")), { kind: "ready", token: "tok0" });
+    assert.deepEqual(interpret(event("reset", { event: "reset", id: 9, resume: "tok9", reason: "expired token" }, "tok9")), {
+      kind: "reset",
+      token: "tok9",
+      reason: "expired token",
+    });
+  });
+
+  test("expired and overflow resume at once; unavailable after the server's retry, from its token", () => {
+    assert.deepEqual(interpret(event("expired", { event: "expired" })), { action: "reconnect", delay: "now" });
+    // Not the overflow's token: changes queued behind the last one sent were dropped, and a
+    // token taken at that moment may no longer name them as missing. Our last token does.
+    assert.deepEqual(interpret(event("overflow", { event: "overflow", resume: "later" })), { action: "reconnect", delay: "now" });
+    assert.deepEqual(interpret(event("unavailable", { event: "unavailable", resume: "tok7" }, "tok7", 5000)), {
+      action: "reconnect",
+      delay: 5000,
+      resume: "tok7",
+    });
   });
 });
 

@@ -155,7 +155,8 @@ export function endForStatus(response, body, url) {
     }
     return { action: "fail", error };
 }
-function interpret(event) {
+/** What one SSE event means: a message for the subscription, or how the stream ends. */
+export function interpret(event) {
     const data = parse(event.data);
     switch (event.event) {
         case "message":

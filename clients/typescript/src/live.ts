@@ -10,8 +10,8 @@ import { backoff, startTimer } from "./timers.js";
 
 /** A live query: a list query, plus how to follow it. */
 export interface LiveQueryOptions<Row> extends ListQuery<Row> {
-  /** Where NULL sorts: "smallest" (SQLite, MySQL, MariaDB; the default) or "largest"
-   * (PostgreSQL). Matters only when ordering by a nullable field. */
+  /** Where NULL sorts when ordering by a nullable field: "largest" (the default: capebase
+   * sorts NULL as the largest value on every database) or "smallest" (servers before that). */
   nulls?: NullOrder;
   transport?: StreamTransport;
   idleTimeout?: number;
@@ -45,6 +45,8 @@ export class LiveQuery<R = Row> {
   private buffer: Change<Row>[] | null = null;
   private loading: Promise<void> | null = null;
   private reloadWanted = false;
+  private recountWanted = false;
+  private counting = false;
   private closed = false;
   private notifyPending = false;
   private readonly limit: number;
@@ -149,7 +151,10 @@ export class LiveQuery<R = Row> {
         change.event === "INSERT"
           ? false
           : !this.hasLocal || (change.old !== null ? matchesWhere(change.old, this.local, this.schema) : index >= 0);
-      this.total += Number(enters) - Number(was);
+      if (enters !== was) {
+        this.total += Number(enters) - Number(was);
+        this.recount();
+      }
     }
     if (index >= 0) this.items.splice(index, 1);
     if (!enters) {
@@ -219,14 +224,41 @@ export class LiveQuery<R = Row> {
       const buffered = this.buffer;
       this.buffer = null;
       for (const change of buffered) this.apply(change);
-      // Replayed changes may predate the fetch: the rows end right, a count may not.
-      if (count && buffered.length > 0) this.reloadWanted = true;
       if (!this.loaded) {
         this.loaded = true;
         this.settle.resolve();
       }
       this.changed();
     }
+  }
+
+  /**
+   * Count the matching rows again. A change may reach the stream after a fetch that already
+   * counted it: applied to the rows that is harmless (the same image again), added to a count
+   * it is not. So every change of the count asks the server, and the last answer, asked after
+   * the last change arrived, is exact.
+   */
+  private recount(): void {
+    this.recountWanted = true;
+    if (this.counting || this.closed) return;
+    this.counting = true;
+    void (async () => {
+      while (this.recountWanted && !this.closed) {
+        this.recountWanted = false;
+        const query: ListQuery<Row> = { limit: 0, count: true };
+        if (this.query.where !== undefined) query.where = this.query.where;
+        try {
+          const { total } = await this.fetchPage(query);
+          if (!this.recountWanted && !this.closed && this.total !== null && this.total !== total) {
+            this.total = total;
+            this.changed();
+          }
+        } catch {
+          // The next change, or the next fetch of the rows, counts again.
+        }
+      }
+      this.counting = false;
+    })();
   }
 
   private fail(error: CapebaseError | null): void {

@@ -31,8 +31,8 @@ export interface TableSchema {
 export type DatabaseSchema = Readonly<Record<string, TableSchema>>;
 
 /**
- * Where NULL goes in an ascending order: "smallest" as on SQLite, MySQL and MariaDB (first
- * when ascending), "largest" as on PostgreSQL (last when ascending).
+ * Where NULL goes in an order: "largest" (last ascending, first descending), as capebase sorts
+ * it on every database, or "smallest", as SQLite and MariaDB put it before capebase did.
  */
 export type NullOrder = "smallest" | "largest";
 
@@ -42,7 +42,7 @@ type Row = Record<string, unknown>;
 export function rowComparator(
   orderBy: string | readonly string[] | undefined,
   schema: TableSchema,
-  nulls: NullOrder = "smallest",
+  nulls: NullOrder = "largest",
 ): (a: Row, b: Row) => number {
   const keys: { field: string; sign: number }[] = [];
   for (const term of orderTerms(orderBy)) {

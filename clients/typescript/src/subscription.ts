@@ -74,6 +74,10 @@ export class Subscription<Row = Record<string, unknown>> {
   error: CapebaseError | null = null;
   /** The token to resume after the last change received: save it to resume after a reload. */
   resumeToken: string | null;
+  /** Resolves once the server has accepted the stream: changes committed from then on arrive.
+   * Rejects if the stream fails first (a refused filter) or is closed. */
+  readonly ready: Promise<void>;
+  private settle!: { resolve: () => void; reject: (error: unknown) => void };
 
   private connection: StreamConnection | null = null;
   private generation = 0;
@@ -92,6 +96,10 @@ export class Subscription<Row = Record<string, unknown>> {
     private readonly options: SubscribeOptions = {},
   ) {
     this.resumeToken = options.resume ?? null;
+    this.ready = new Promise((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
+    this.ready.catch(() => undefined); // unobserved: not an unhandled rejection
     const transport = options.transport ?? context.defaultTransport;
     if (transport === "websocket" && context.WebSocket === undefined) {
       throw new CapebaseError(0, "No WebSocket on this runtime: pass createClient(url, { WebSocket }) or use SSE", {
@@ -115,6 +123,7 @@ export class Subscription<Row = Record<string, unknown>> {
     this.unlisten();
     this.removeOnline();
     this.setState("closed", null);
+    this.settle.reject(new CapebaseError(0, "The subscription was closed", { kind: "usage" }));
   }
 
   /** Reconnect now (resuming), e.g. after `failed` once the cause is fixed. */
@@ -154,6 +163,7 @@ export class Subscription<Row = Record<string, unknown>> {
         this.attempts = 0;
         this.hasOpened = true;
         this.setState("live", null);
+        this.settle.resolve();
         this.options.onOpen?.(resume !== null);
       },
       message: (message: StreamMessage) => {
@@ -240,6 +250,7 @@ export class Subscription<Row = Record<string, unknown>> {
   private ended(end: StreamEnd): void {
     if (end.action === "fail") {
       this.setState("failed", end.error);
+      this.settle.reject(end.error);
       return;
     }
     if (end.action === "reconnect" && end.resume) this.resumeToken = end.resume;

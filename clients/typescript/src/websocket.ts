@@ -47,15 +47,23 @@ export function openWebSocket(
     if (request.idleTimeout > 0 && !closed) idle = startTimer(() => finish(RESUME_NOW), request.idleTimeout, false);
   };
 
-  socket.onopen = () => {
-    if (closed) return;
+  // The server accepts every socket, then closes one whose filters it refuses; a new stream's
+  // first message (`ready`) is what says it was accepted. A resumed stream's filters were
+  // accepted before, and it may have nothing to say for a while.
+  const accepted = () => {
+    if (opened) return;
     opened = true;
     handlers.open();
+  };
+  socket.onopen = () => {
+    if (closed) return;
     touch();
+    if (request.resume !== null) accepted();
   };
   socket.onmessage = (event: MessageEvent) => {
     if (closed) return;
     touch();
+    accepted();
     let data: unknown;
     try {
       data = JSON.parse(String(event.data));

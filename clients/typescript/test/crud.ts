@@ -194,7 +194,8 @@ export function crudSuite(): void {
       const cli = join(ROOT, "clients", "typescript", "dist", "cli.js");
       const { stdout } = await promisify(execFile)(process.execPath, [cli, server().url]);
       const committed = readFileSync(join(ROOT, "clients", "typescript", "test", "generated", "schema.ts"), "utf8");
-      const body = (text: string) => text.slice(text.indexOf("\n"));
+      // Comments aside: descriptions follow the server's version (a Decimal's digits, say).
+      const body = (text: string) => text.split("\n").slice(1).filter((line) => !/^\s*\/\*\*.*\*\/$/.test(line)).join("\n");
       assert.equal(body(stdout), body(committed), "regenerate: node dist/cli.js <url> --out test/generated/schema.ts");
       assert.match(stdout.split("\n")[0]!, new RegExp(`from ${server().url}/openapi.json`));
     });

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
-import { type CapebaseClient, PasswordAuth, type StreamTransport } from "../src/index.js";
+import { type CapebaseClient, type CapebaseError, PasswordAuth, type StreamTransport } from "../src/index.js";
 import { TOKEN_LIFETIME, signedIn } from "./fixture.js";
 import type { Database, Row } from "./generated/schema.js";
 import { eventually, sleep } from "./server.js";
@@ -27,7 +27,7 @@ export function streamsSuite(): void {
         const filtered = new Recorder<Row<"todo">>();
         const a = alice.subscribe("todo", { transport, onState: open.onState }, open.handler);
         const b = alice.from("todo").subscribe({ transport, filters: { is_complete: false } }, filtered.handler);
-        await eventually(() => a.resumeToken !== null && b.resumeToken !== null, () => `${a.state} ${b.state}`);
+        await Promise.all([a.ready, b.ready]); // accepted: changes from now on arrive
         const todo = await writer.from("todo").create({ task: `${transport} one` });
         await writer.from("todo").update(todo.id, { is_complete: true }); // leaves the filtered view
         await writer.from("todo").update(todo.id, { task: `${transport} renamed` }); // unseen there
@@ -50,7 +50,8 @@ export function streamsSuite(): void {
       test("a refused filter fails the subscription with the server's message", async () => {
         const alice = await signedIn("alice");
         const subscription = alice.subscribe("todo", { transport, filters: { nope: 1 } as never }, () => undefined);
-        await eventually(() => subscription.state === "failed", () => subscription.state);
+        await assert.rejects(subscription.ready, (error: CapebaseError) => error.status === 400);
+        assert.equal(subscription.state, "failed");
         assert.match(subscription.error?.message ?? "", /Unknown filter field 'nope'/);
         assert.equal(subscription.error?.status, 400);
         subscription.close();

@@ -92,9 +92,10 @@ describe("ordering as the server does", () => {
       { id: 1, score: null },
       { id: 2, score: 1 },
     ];
-    assert.deepEqual([...rows].sort(rowComparator("-score", schema)).map((r) => r.id), [2, 3, 1]);
-    assert.deepEqual([...rows].sort(rowComparator("-score", schema, "largest")).map((r) => r.id), [1, 2, 3]);
-    assert.deepEqual([...rows].sort(rowComparator("score", schema)).map((r) => r.id), [1, 2, 3]);
+    assert.deepEqual([...rows].sort(rowComparator("-score", schema)).map((r) => r.id), [1, 2, 3]);
+    assert.deepEqual([...rows].sort(rowComparator("score", schema)).map((r) => r.id), [2, 3, 1]);
+    assert.deepEqual([...rows].sort(rowComparator("-score", schema, "smallest")).map((r) => r.id), [2, 3, 1]);
+    assert.deepEqual([...rows].sort(rowComparator("score", schema, "smallest")).map((r) => r.id), [1, 2, 3]);
     const enums = { primaryKey: "id", fields: { id: "integer", kind: "enum" }, enums: { kind: ["temperature", "humidity"] } } as const;
     assert.equal(rowComparator("kind", enums)({ id: 1, kind: "temperature" }, { id: 2, kind: "humidity" }), -1);
   });

@@ -33,6 +33,8 @@ export class LiveQuery {
     buffer = null;
     loading = null;
     reloadWanted = false;
+    recountWanted = false;
+    counting = false;
     closed = false;
     notifyPending = false;
     limit;
@@ -129,7 +131,10 @@ export class LiveQuery {
             const was = change.event === "INSERT"
                 ? false
                 : !this.hasLocal || (change.old !== null ? matchesWhere(change.old, this.local, this.schema) : index >= 0);
-            this.total += Number(enters) - Number(was);
+            if (enters !== was) {
+                this.total += Number(enters) - Number(was);
+                this.recount();
+            }
         }
         if (index >= 0)
             this.items.splice(index, 1);
@@ -208,15 +213,43 @@ export class LiveQuery {
             this.buffer = null;
             for (const change of buffered)
                 this.apply(change);
-            // Replayed changes may predate the fetch: the rows end right, a count may not.
-            if (count && buffered.length > 0)
-                this.reloadWanted = true;
             if (!this.loaded) {
                 this.loaded = true;
                 this.settle.resolve();
             }
             this.changed();
         }
+    }
+    /**
+     * Count the matching rows again. A change may reach the stream after a fetch that already
+     * counted it: applied to the rows that is harmless (the same image again), added to a count
+     * it is not. So every change of the count asks the server, and the last answer, asked after
+     * the last change arrived, is exact.
+     */
+    recount() {
+        this.recountWanted = true;
+        if (this.counting || this.closed)
+            return;
+        this.counting = true;
+        void (async () => {
+            while (this.recountWanted && !this.closed) {
+                this.recountWanted = false;
+                const query = { limit: 0, count: true };
+                if (this.query.where !== undefined)
+                    query.where = this.query.where;
+                try {
+                    const { total } = await this.fetchPage(query);
+                    if (!this.recountWanted && !this.closed && this.total !== null && this.total !== total) {
+                        this.total = total;
+                        this.changed();
+                    }
+                }
+                catch {
+                    // The next change, or the next fetch of the rows, counts again.
+                }
+            }
+            this.counting = false;
+        })();
     }
     fail(error) {
         this.error = error;

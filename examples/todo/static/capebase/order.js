@@ -4,7 +4,7 @@
 import { CapebaseError } from "./errors.js";
 import { filterEntries, orderTerms } from "./query.js";
 /** The comparator of `orderBy` (then the primary key), as the server sorts a list. */
-export function rowComparator(orderBy, schema, nulls = "smallest") {
+export function rowComparator(orderBy, schema, nulls = "largest") {
     const keys = [];
     for (const term of orderTerms(orderBy)) {
         const descending = term.startsWith("-");

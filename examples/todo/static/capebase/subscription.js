@@ -18,6 +18,10 @@ export class Subscription {
     error = null;
     /** The token to resume after the last change received: save it to resume after a reload. */
     resumeToken;
+    /** Resolves once the server has accepted the stream: changes committed from then on arrive.
+     * Rejects if the stream fails first (a refused filter) or is closed. */
+    ready;
+    settle;
     connection = null;
     generation = 0;
     attempts = 0;
@@ -33,6 +37,10 @@ export class Subscription {
         this.handler = handler;
         this.options = options;
         this.resumeToken = options.resume ?? null;
+        this.ready = new Promise((resolve, reject) => {
+            this.settle = { resolve, reject };
+        });
+        this.ready.catch(() => undefined); // unobserved: not an unhandled rejection
         const transport = options.transport ?? context.defaultTransport;
         if (transport === "websocket" && context.WebSocket === undefined) {
             throw new CapebaseError(0, "No WebSocket on this runtime: pass createClient(url, { WebSocket }) or use SSE", {
@@ -57,6 +65,7 @@ export class Subscription {
         this.unlisten();
         this.removeOnline();
         this.setState("closed", null);
+        this.settle.reject(new CapebaseError(0, "The subscription was closed", { kind: "usage" }));
     }
     /** Reconnect now (resuming), e.g. after `failed` once the cause is fixed. */
     reconnect() {
@@ -96,6 +105,7 @@ export class Subscription {
                 this.attempts = 0;
                 this.hasOpened = true;
                 this.setState("live", null);
+                this.settle.resolve();
                 this.options.onOpen?.(resume !== null);
             },
             message: (message) => {
@@ -183,6 +193,7 @@ export class Subscription {
     ended(end) {
         if (end.action === "fail") {
             this.setState("failed", end.error);
+            this.settle.reject(end.error);
             return;
         }
         if (end.action === "reconnect" && end.resume)

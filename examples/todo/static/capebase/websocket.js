@@ -36,17 +36,27 @@ export function openWebSocket(transport, WebSocketImpl, request, auth, handlers)
         if (request.idleTimeout > 0 && !closed)
             idle = startTimer(() => finish(RESUME_NOW), request.idleTimeout, false);
     };
-    socket.onopen = () => {
-        if (closed)
+    // The server accepts every socket, then closes one whose filters it refuses; a new stream's
+    // first message (`ready`) is what says it was accepted. A resumed stream's filters were
+    // accepted before, and it may have nothing to say for a while.
+    const accepted = () => {
+        if (opened)
             return;
         opened = true;
         handlers.open();
+    };
+    socket.onopen = () => {
+        if (closed)
+            return;
         touch();
+        if (request.resume !== null)
+            accepted();
     };
     socket.onmessage = (event) => {
         if (closed)
             return;
         touch();
+        accepted();
         let data;
         try {
             data = JSON.parse(String(event.data));

@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 SYNC := $(UV) sync --frozen --python $(PYTHON)
 
-.PHONY: .venv demo-env test lint test-oldest package compat demo bench soak deep mutate lock clean
+.PHONY: .venv demo-env test lint docs docs-build test-oldest package compat demo bench soak deep mutate lock clean
 
 # uv itself, pinned, in a virtualenv of its own (pip is all a fresh machine needs).
 $(UV):
@@ -38,23 +38,36 @@ lint: .venv
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
+# The documentation site (docs/, mkdocs.yml). `make docs` serves it with live reload;
+# `make docs-build` builds it into build/site with --strict: a broken link, anchor or API
+# reference fails (a few seconds; part of `make test`).
+DOCS_PORT ?= 8001
+export NO_MKDOCS_2_WARNING := 1
+docs: .venv
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build: .venv
+	$(BIN)/mkdocs build --strict --quiet
+
 # The whole suite on SQLite, PostgreSQL and MariaDB (CAPEBASE_TEST_DBS=sqlite,... to narrow it),
-# then the oldest versions pyproject.toml allows, then the built packages.
-test: lint
-	$(BIN)/pytest -q
+# on two workers but for the `serial` tests, which restart the servers the others use (see
+# tests/conftest.py); then the oldest versions pyproject.toml allows, then the built packages.
+test: lint docs-build
+	$(BIN)/pytest -q -n 2 -m "not serial"
+	$(BIN)/pytest -q -m serial
 	$(MAKE) test-oldest
 	$(MAKE) package
 
 # The lowest version of every direct dependency that pyproject.toml allows, on SQLite: proves the
 # declared floors. Its own virtualenv; the locked .venv is untouched. The server-restarting
-# reliability and scale-out suites, the browser test and the TypeScript client's suite run
-# only in the locked environment.
+# reliability and scale-out suites, the browser test and the documentation's tests run only in
+# the locked environment.
 OLDEST := .venv-oldest
 test-oldest: | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(OLDEST)
 	VIRTUAL_ENV=$(OLDEST) $(UV) pip install -q --resolution lowest-direct -e '.[dev]'
-	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -p no:cacheprovider \
-		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/clients
+	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -n 2 -p no:cacheprovider \
+		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/docs --ignore=tests/clients
 
 # sdist and wheel, checked by twine (tests/test_package.py, in the suite, installs a wheel into
 # a clean virtualenv and serves the Quick start from it).
@@ -65,9 +78,8 @@ package: .venv
 
 # capebase 0.1.0a3's own end-to-end tests (tests/test_rls.py and tests/test_subscribe.py from
 # its sdist on PyPI, checked against a pinned sha256) run against this checkout. Not part of
-# `make test`, which downloads nothing but the TypeScript client's locked npm devDependencies.
-# The deselected tests are the ones we differ from on purpose; README "Compatibility with
-# capebase 0.1" says why.
+# `make test`, which downloads nothing. The deselected tests are the ones we differ from on
+# purpose; docs/guides/upgrading.md ("Compatibility with capebase 0.1") says why.
 COMPAT_VERSION := 0.1.0a3
 COMPAT_SDIST := .cache/capebase-$(COMPAT_VERSION).tar.gz
 COMPAT_RUN := .cache/compat-run

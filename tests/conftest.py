@@ -14,6 +14,10 @@ A test for some kinds only parametrizes `db_kind` itself:
 A server that is down skips its tests with the command that starts it, except under CI=true,
 where it fails them.
 
+`make test` runs the suite on two xdist workers (`-n 2 -m "not serial"`), each with databases and
+a Redis database of its own, then the `serial` tests alone: those in tests/reliability and
+tests/scaleout restart PostgreSQL and Redis, and run several server processes each.
+
 Hypothesis runs under one of two settings profiles (`tests/_hypothesis.py`):
 - `fast` (the default, `make test`): derandomized, so every run checks the same examples; each
   randomized test asserts that those examples cover the case classes it promises.
@@ -39,6 +43,17 @@ from tests._databases import (
 from tests._hypothesis import register_profiles
 
 register_profiles()
+
+SERIAL_DIRECTORIES = ("reliability", "scaleout")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(tests) if item.path.is_relative_to(tests) else None
+        if relative is not None and relative.parts[0] in SERIAL_DIRECTORIES:
+            item.add_marker(pytest.mark.serial)
+
 
 try:
     SELECTED_DB_KINDS = selected_db_kinds()

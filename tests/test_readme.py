@@ -1,27 +1,16 @@
-"""Every ```python block of our README.md runs as written.
-
-A block's first line says how: ``# app.py`` / ``# test_app.py`` are the quick start's files
-(the app must import, its test must pass twice on the same database); ``# continues app.py``
-runs after app.py's source; ``# fragment`` blocks are compiled only (they need a server or
-names from around them); any other block runs alone in an empty directory.
-"""
+"""README's Quick start runs as written: ``app.py`` imports and ``test_app.py`` passes twice on
+the same database. Every other block of README.md runs in tests/docs/test_code_blocks.py, with
+the rules in tests/docs/blocks.py."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.docs.blocks import README, page_files
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
-FILES = {
-    match.group(1): block
-    for block in BLOCKS
-    if (match := re.match(r"# (\w+\.py)\b", block)) and not block.startswith("# continues")
-}
+FILES = page_files(README)
 
 
 def _run(workdir: Path, script: str) -> None:
@@ -29,26 +18,6 @@ def _run(workdir: Path, script: str) -> None:
         [sys.executable, script], cwd=workdir, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
-
-
-def _label(block: str) -> str:
-    return (block.splitlines() or ["(empty)"])[0][:40]
-
-
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{n}" for n in range(1, len(BLOCKS) + 1)])
-def test_block_runs(block: str, tmp_path: Path) -> None:
-    first = _label(block)
-    if first.startswith("# fragment"):
-        compile(block, first, "exec")
-    elif first.startswith("# continues "):
-        base = first.split()[2]
-        (tmp_path / "block.py").write_text(FILES[base] + "\n\n" + block)
-        _run(tmp_path, "block.py")
-    elif re.match(r"# \w+\.py", first):
-        compile(block, first, "exec")  # the quick start files run in the test below
-    else:
-        (tmp_path / "block.py").write_text(block)
-        _run(tmp_path, "block.py")
 
 
 def test_quick_start_app_imports_and_its_test_passes_twice(tmp_path: Path) -> None:

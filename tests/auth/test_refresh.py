@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -104,3 +105,25 @@ async def test_an_expired_or_unknown_refresh_token_is_refused(db_url: str) -> No
             assert (response.status_code, response.json()) == (401, BAD_TOKEN)
         for body in ({}, {"refresh_token": ""}, {"refresh_token": "x", "extra": 1}):
             assert (await client.post("/auth/refresh", json=body)).status_code == 422
+
+
+async def test_concurrent_reuse_of_one_refresh_token_revokes_the_sign_in(db_url: str) -> None:
+    """Several refreshes with one token at once: at most one wins, and the others are reuses
+    like a later one would be, so the whole sign-in ends (on PostgreSQL and MariaDB the losers
+    used to get a plain 401 and leave the winner's new token working)."""
+    async with running(db_url) as (_built, client):
+        first = await signed_up(client, "alice@example.com")
+        body = {"refresh_token": first["refresh_token"]}
+        answers = await asyncio.gather(*(client.post("/auth/refresh", json=body) for _ in range(8)))
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses.count(200) <= 1 and set(statuses) <= {200, 401}, statuses
+        for answer in answers:
+            if answer.status_code == 200:
+                successor = answer.json()["refresh_token"]
+                again = await client.post("/auth/refresh", json={"refresh_token": successor})
+                assert again.status_code == 401, again.text
+                access = answer.json()["access_token"]
+                assert (await client.get("/auth/me", headers=bearer(access))).status_code == 401
+        assert (
+            await client.get("/auth/me", headers=bearer(first["access_token"]))
+        ).status_code == 401

@@ -1,5 +1,6 @@
-"""schemathesis against the routes of a model with a column of each common type: no body that
-violates the published schema is accepted, every answer matches its documented schema, no 5xx.
+"""schemathesis against the routes of the type-matrix model (tests/types: a column of every
+type, required and optional): no body that violates the published schema is accepted, every
+answer matches its documented schema, no 5xx.
 
 Valid and invalid requests for every operation but the stream (tests/reliability fuzzes that),
 derandomized and bounded (CAPEBASE_FUZZ_EXAMPLES per operation); item routes aim at stored rows,
@@ -30,7 +31,11 @@ from schemathesis.checks import (
 from schemathesis.python.asgi import shutdown_lifespans
 
 from tests.apps import make_cape
-from tests.crud._every_type import EveryType
+from tests.types._models import MODELS
+from tests.types.test_matrix import as_json, row_values
+
+MODEL = MODELS["int"]
+PATH = f"/{MODEL.__tablename__}"
 
 EXAMPLES = int(os.environ.get("CAPEBASE_FUZZ_EXAMPLES", "80"))
 SEEDED = 5
@@ -41,6 +46,13 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
+DECIMALS = {"decimal_max_digits", "decimal_max_places", "decimal_whole_digits"}
+DURATIONS = {"time_delta_parsing", "value_error"}
+LIMITS = {
+    *((field, kind) for field in ("price", "o_price") for kind in DECIMALS),
+    *((field, kind) for field in ("span", "o_span") for kind in DURATIONS),
+    *((field, "datetime_from_date_parsing") for field in ("naive", "o_naive")),
+}
 # Deletes last, so the other item routes find the seeded rows.
 ORDER = {"GET": 0, "POST": 1, "PATCH": 2, "DELETE": 3}
 
@@ -48,8 +60,8 @@ ORDER = {"GET": 0, "POST": 1, "PATCH": 2, "DELETE": 3}
 @pytest.fixture
 def app(db_url: str) -> Iterator[FastAPI]:
     app, cape = make_cape(db_url)
-    cape.publish(EveryType)
-    cape.permission_required(EveryType, actions=["*"])
+    cape.publish(MODEL)
+    cape.permission_required(MODEL, actions=["*"])
     try:
         yield app
     finally:
@@ -78,13 +90,19 @@ def test_no_invalid_body_is_accepted_and_no_answer_breaks_its_schema(app: FastAP
     operations = [result.ok() for result in schema.get_all_operations()]
     operations = [op for op in operations if not op.path.endswith("/subscribe")]
     assert {op.label for op in operations} == {
-        "GET /typed_every", "POST /typed_every", "GET /typed_every/{id}",
-        "PATCH /typed_every/{id}", "DELETE /typed_every/{id}",
+        f"GET {PATH}", f"POST {PATH}", f"GET {PATH}/{{id}}", f"PATCH {PATH}/{{id}}",
+        f"DELETE {PATH}/{{id}}",
     }
-    create = schema["/typed_every"]["POST"]
-    keys = [create.Case(body={}, media_type="application/json").call().json()["id"]
-            for _ in range(SEEDED)]
+    create = schema[PATH]["POST"]
+    bodies = [as_json(MODEL, row_values(index % 3)) for index in range(SEEDED)]
+    keys = []
+    for body in bodies:
+        case = create.Case(body=body, media_type="application/json")
+        response = case.call()
+        case.validate_response(response, checks=CHECKS)
+        keys.append(response.json()["id"])
     seen: Counter[str] = Counter()
+    refusals: Counter[tuple[str, str]] = Counter()
     for operation in sorted(operations, key=lambda op: ORDER[op.method.upper()]):
 
         @given(case=strategy(operation, keys))
@@ -96,13 +114,21 @@ def test_no_invalid_body_is_accepted_and_no_answer_breaks_its_schema(app: FastAP
             mode = "invalid" if case.meta.generation.mode.is_negative else "valid"
             outcome = "2xx" if response.status_code < 300 else str(response.status_code)
             seen[f"{case.method.upper()} {mode} {outcome}"] += 1
+            if mode == "valid" and response.status_code == 422:
+                refusals.update(
+                    (error["loc"][1], error["type"]) for error in response.json()["detail"]
+                )
 
         call()
-    print(dict(sorted(seen.items())))
+    print(dict(sorted(seen.items())), dict(refusals))
+    # A body the schema allows is refused only for a documented value limit the schema cannot
+    # state: a Decimal's digits sent as a JSON number, a duration's range, a calendar date
+    # (the naive date-time pattern allows February 31).
+    assert set(refusals) <= LIMITS, set(refusals) - LIMITS
     # Accepted writes of generated bodies, and invalid bodies, in numbers on both write routes.
-    # At least one accepted write in sixteen examples: the run is not vacuous. (The
-    # derandomized draw gives about 9-26; a tighter bound broke on unrelated schema changes.)
-    assert seen["POST valid 2xx"] >= EXAMPLES // 16, seen
+    # Most generated creates of the 32 fields break one of those limits somewhere, so the
+    # bar for them is lower; the seeded creates above are checked the same way.
+    assert seen["POST valid 2xx"] >= 1, seen
     assert seen["PATCH valid 2xx"] >= EXAMPLES // 16, seen
     for method in ("POST", "PATCH"):
         assert seen[f"{method} invalid 422"] >= EXAMPLES // 8, seen

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect as ws_connect
 from capebase import CapeBase, ConfigurationError, MetricsConfig
 from capebase.testing import app_client
 from tests.observability._app import make_app, parse, scrape, who
-from tests.realtime._live import serve, wait_until
+from tests.realtime._live import SSEStream, serve, wait_until
 
 REQUESTS = "capebase_http_requests_total"
 DURATION_COUNT = "capebase_http_request_duration_seconds_count"
@@ -223,19 +223,49 @@ async def test_the_global_registry_can_be_opted_in(sqlite_url: str) -> None:
     assert "python_info" in text  # the global registry's own collectors come along
 
 
-async def test_websockets_pass_through(sqlite_url: str) -> None:
-    """The middleware leaves WebSocket connections alone, and counts no HTTP request for them."""
+async def test_websockets_are_counted_by_their_route(sqlite_url: str) -> None:
+    """Regression: WebSocket streams were not counted at all. A connection is a request of
+    method WEBSOCKET: in flight while open, then counted with status 101 (accepted)."""
     app, _cape = make_app(sqlite_url, metrics=True)
+    labels = {"method": "WEBSOCKET", "route": "/obs_note/subscribe"}
     async with serve(app) as live, httpx.AsyncClient(base_url=live.url) as client:
         async with ws_connect(f"{live.ws_url}/obs_note/subscribe", proxy=None) as websocket:
             await wait_until(lambda: _cape.hub.subscriber_count == 1, what="the subscription")
             await client.post("/obs_note", json={"title": "over ws"}, headers=who("ann"))
             ready = json.loads(await asyncio.wait_for(websocket.recv(), 5))
             message = json.loads(await asyncio.wait_for(websocket.recv(), 5))
+            during = await scrape(client)
         assert ready["event"] == "ready"
         assert message["payload"]["title"] == "over ws"
+        await wait_until(lambda: _cape.hub.subscriber_count == 0, what="the unsubscription")
         after = await scrape(client)
-    assert after.value(REQUESTS, route="/obs_note/subscribe") == 0
+    assert during.value(IN_FLIGHT, **labels) == 1
+    assert after.value(IN_FLIGHT, **labels) == 0
+    assert after.value(REQUESTS, status="101", **labels) == 1
+    assert after.value(DURATION_COUNT, **labels) == 1
+    assert after.value(REQUESTS, method="GET", route="/obs_note/subscribe") == 0
+
+
+async def test_streams_and_fastapis_own_pages_are_labelled_by_route(sqlite_url: str) -> None:
+    """Regression: SSE requests were labelled ``route=""``, and /docs, /openapi.json (routes
+    FastAPI records nothing for) ``<unmatched>``."""
+    app, _cape = make_app(sqlite_url, metrics=True)
+    async with serve(app) as live, httpx.AsyncClient(base_url=live.url) as client:
+        async with SSEStream(live.url, "/obs_note/subscribe"):
+            during = await scrape(client)
+        assert (await client.get("/obs_note/subscribe?nosuch=1")).status_code == 400
+        for path in ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"):
+            assert (await client.get(path)).status_code == 200, path
+        await wait_until(lambda: _cape.hub.subscriber_count == 0, what="the unsubscription")
+        after = await scrape(client)
+    sse = {"method": "GET", "route": "/obs_note/subscribe"}
+    assert during.value(IN_FLIGHT, **sse) == 1
+    assert after.value(REQUESTS, status="200", **sse) == 1
+    assert after.value(REQUESTS, status="400", **sse) == 1
+    for path in ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"):
+        assert after.value(REQUESTS, method="GET", route=path, status="200") == 1, path
+    assert "" not in after.label_values(REQUESTS, "route")
+    assert "<unmatched>" not in after.label_values(REQUESTS, "route")
 
 
 def test_bad_settings_are_refused() -> None:

@@ -1,7 +1,8 @@
 // npm test: build the package and the tests with tsc, then run them with Node's test runner
 // (with WebSocket on Node 20, where it is behind a flag). Extra arguments go to `node --test`.
-// The README's client example is extracted to test/readme/ first, so that it is compiled and
-// run (test/readme.ts) as written, with its imports pointed at this checkout.
+// The documentation's client example (docs/guides/client.md) is extracted to test/readme/ first,
+// so that it is compiled and run (test/readme.ts) as written, with its imports pointed at this
+// checkout.
 
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -17,21 +18,20 @@ function run(command, args) {
 }
 
 function extractReadmeExample() {
-  const readme = readFileSync(join(here, "..", "..", "README.md"), "utf8");
-  const section = readme.slice(readme.indexOf("## Browser and Node client"));
-  const block = /```ts\n([\s\S]*?)```/.exec(section);
-  if (!block) throw new Error("README.md: no ```ts block under 'Browser and Node client'");
+  const page = readFileSync(join(here, "..", "..", "docs", "guides", "client.md"), "utf8");
+  const block = /```ts\n([\s\S]*?)```/.exec(page);
+  if (!block) throw new Error("docs/guides/client.md: no ```ts block");
   let code = block[1];
   for (const [from, to] of [
     ['"@capebase/client"', '"../../src/index.js"'],
     ['"./capebase-types.js"', '"../generated/schema.js"'],
     ['"http://127.0.0.1:8000"', 'process.env["CAPEBASE_URL"] ?? "http://127.0.0.1:8000"'],
   ]) {
-    if (!code.includes(from)) throw new Error(`README.md's client example no longer has ${from}`);
+    if (!code.includes(from)) throw new Error(`docs/guides/client.md's example no longer has ${from}`);
     code = code.replace(from, to);
   }
   mkdirSync(join(here, "test", "readme"), { recursive: true });
-  writeFileSync(join(here, "test", "readme", "example.ts"), `// Extracted from README.md by scripts/test.js: do not edit.\n${code}`);
+  writeFileSync(join(here, "test", "readme", "example.ts"), `// Extracted from docs/guides/client.md by scripts/test.js: do not edit.\n${code}`);
 }
 
 rmSync(join(here, "build"), { recursive: true, force: true });

@@ -1,4 +1,4 @@
-// The README's "Browser and Node client" example runs as written against the app.
+// The example of docs/guides/client.md ("Browser and Node client") runs as written against the app.
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";

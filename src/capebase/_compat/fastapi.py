@@ -80,12 +80,21 @@ def served_route_path(scope: Mapping[str, Any]) -> str | None:
     FastAPI records it in its private ``scope["fastapi"]["effective_route_context"]``; None
     where this FastAPI records none."""
     effective = scope.get("fastapi", {}).get("effective_route_context")
-    path = getattr(effective, "path", None)
-    return path if isinstance(path, str) else None
+    # A plain Starlette route of an included router (the SSE and WebSocket streams) has an
+    # empty ``path`` there; its route, as included, has the template.
+    for source in (effective, getattr(effective, "starlette_route", None)):
+        path = getattr(source, "path", None)
+        if isinstance(path, str) and path:
+            return path
+    return None
 
 
 def included_routes(route: Any) -> list[Any] | None:
     """The routes of an included router as requests meet them (FastAPI's private
     ``effective_route_contexts``), or None for a plain route."""
     contexts = getattr(route, "effective_route_contexts", None)
-    return list(contexts()) if callable(contexts) else None
+    if not callable(contexts):
+        return None
+    # A plain Starlette route's context carries no path or pattern; its route, as included,
+    # does (FastAPI matches it the same way).
+    return [getattr(context, "starlette_route", None) or context for context in contexts()]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
+    ARRAY,
     JSON,
     Boolean,
     Column,
@@ -35,6 +37,7 @@ from ..policy.sqlexpr import (
 )
 from .values import (
     ValueCheck,
+    exact_decimal,
     integer_range,
     interval_problem,
     storage_type,
@@ -99,6 +102,8 @@ def _operators(stored: TypeEngine[Any], is_text: bool) -> tuple[frozenset[str], 
     if isinstance(stored, JSON):
         # PostgreSQL's json has neither equality nor order; a JSON null is not SQL NULL.
         return frozenset({"isnull"}), "JSON"
+    if isinstance(stored, ARRAY):  # a query string has no grammar for an array
+        return frozenset({"isnull"}), "array"
     if isinstance(stored, Boolean):
         return _EQUALITY_OPERATORS, "boolean"
     if isinstance(stored, Enum):
@@ -117,7 +122,7 @@ def check_operator(name: str, op: str, field: FilterField) -> None:
     """
     if op in field.operators:
         return
-    if op in TEXT_OPERATORS and field.kind not in ("JSON", "boolean", "enum"):
+    if op in TEXT_OPERATORS and field.kind not in ("JSON", "array", "boolean", "enum"):
         raise QueryError(f"Operator {op!r} applies to text fields only; {name!r} is not text")
     raise QueryError(
         f"Operator {op!r} does not apply to {name!r} ({field.kind}); use one of: "
@@ -146,7 +151,16 @@ def _value_parser(declared: TypeEngine[Any], stored: TypeEngine[Any]) -> Callabl
         python_type = str
     if python_type is str:
         return _text
+    if python_type is Decimal:
+        return _decimal
     return TypeAdapter(python_type).validate_strings
+
+
+_DECIMAL = TypeAdapter(Decimal)
+
+
+def _decimal(raw: str) -> Decimal:
+    return exact_decimal(_DECIMAL.validate_strings(raw))
 
 
 def _checked(parse: Callable[[str], Any], check: ValueCheck | None) -> Callable[[str], Any]:
@@ -314,9 +328,11 @@ def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
 
 
 def parse_order_by(
-    raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]]
+    raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]], dialect: str = ""
 ) -> list[Any]:
-    """``order_by=-inserted_at,id`` → ORDER BY clauses; the primary key breaks ties.
+    """``order_by=-inserted_at,id`` → ORDER BY clauses; the primary key breaks ties. NULL
+    sorts after every value ascending and before every value descending, on every
+    ``dialect`` (PostgreSQL's default: NULL is the largest value).
 
     Raises:
         QueryError: 400 for an unknown field.
@@ -342,6 +358,10 @@ def parse_order_by(
         key: ColumnElement[Any] = field.column
         if field.is_text:
             key = codepoint_ordered(key)
+        if field.column.nullable and dialect != "postgresql":
+            # SQLite and MySQL put NULL first ascending; MySQL has no NULLS LAST.
+            is_null = field.column.is_(None)
+            clauses.append(is_null.desc() if descending else is_null.asc())
         clauses.append(key.desc() if descending else key.asc())
     clauses.extend(column.asc() for column in pk if column.key not in used)
     return clauses

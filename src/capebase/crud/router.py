@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Table, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.convertors import Convertor, register_url_convertor
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
@@ -51,7 +52,8 @@ from .schemas import (
     update_schema_for,
 )
 from .server_fields import ServerFields, refusing, schema_warnings, server_fields
-from .values import ValueChecks, integer_range, storage_type, unserved_problem
+from .structured import json_safe
+from .values import ValueChecks, integer_range, storage_type, text_problem, unserved_problem
 
 if TYPE_CHECKING:
     from ..app import CapeBase
@@ -191,20 +193,22 @@ def describe_model(
         routes=frozenset(chosen),  # type: ignore[arg-type]  # validated above
         pk=pk_columns[0],
         create_schema=refusing(
-            input_schema(create_schema, model) if create_schema else create_schema_for(model),
+            input_schema(create_schema, model, dialect) if create_schema
+            else create_schema_for(model, dialect),
             server.on_create,
         ),
         update_schema=refusing(
-            input_schema(update_schema, model) if update_schema else update_schema_for(model),
+            input_schema(update_schema, model, dialect) if update_schema
+            else update_schema_for(model, dialect),
             server.on_update,
         ),
         server_set=server,
-        read_schema=read_schema_for(model),
+        read_schema=read_schema_for(model, dialect),
         row_json=TypeAdapter(row),
         rows_json=TypeAdapter(list[row]),  # type: ignore[valid-type]
         # Secret columns can be neither filtered nor sorted on: either would reveal their values.
         fields={k: f for k, f in filter_fields(table).items() if k not in secret_keys(table)},
-        value_checks=ValueChecks(table),
+        value_checks=ValueChecks(table, dialect),
         key_range=integer_range(pk_columns[0].type),
     )
 
@@ -222,7 +226,27 @@ def _pk_path(published: PublishedModel) -> tuple[str, Any]:
         return f"{published.path}/{{{key}:int}}", int
     if python_type is uuid.UUID:
         return f"{published.path}/{{{key}:uuid}}", uuid.UUID
+    if python_type is str:
+        return f"{published.path}/{{{key}:{TEXT_KEY}}}", str
     return f"{published.path}/{{{key}}}", python_type
+
+
+class _TextKeyConvertor(Convertor[str]):
+    """A text primary key in a path: any non-empty text, ``/`` included (sent as ``%2F``,
+    which the server decodes before routing), so every stored key has a URL."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+TEXT_KEY = "capebase_text_key"
+"""The path convertor of text primary keys (a Starlette convertor name, so global)."""
+register_url_convertor(TEXT_KEY, _TextKeyConvertor())
 
 
 def _with_signature(method: Callable[..., Any], params: list[pyinspect.Parameter]) -> Any:
@@ -361,6 +385,7 @@ class _Handlers:
         if cape.direct is not None:
             cape.direct.prebuilt(self.select_by_key)
         self.columns = tuple(published.table.c.keys())
+        self.dialect = cape.engine.dialect.name
         self.writer = (
             DirectWriter(cape, published, cape.direct)
             if cape.direct is not None and DirectWriter.supports(published, cape.direct)
@@ -405,7 +430,7 @@ class _Handlers:
         read = self.cape.policy.sql_filter(p.model, "read", ctx)
         statement = (
             self.select_all.where(read, *conditions)
-            .order_by(*parse_order_by(order_by, p.fields, [p.pk]))
+            .order_by(*parse_order_by(order_by, p.fields, [p.pk], self.dialect))
             .limit(config.default_page_size if limit is None else limit)
             .offset(offset)
         )
@@ -506,11 +531,14 @@ class _Handlers:
             await _commit(session, self.published)
 
     def _key(self, path: dict[str, Any]) -> Any:
-        """The primary key from the path; 404 for an integer no row can have, which the
-        database driver would otherwise reject with an error."""
+        """The primary key from the path; 404 for a key no row can have, which the database
+        driver would otherwise reject with an error (an integer out of range, a text with a
+        NUL character on PostgreSQL)."""
         p = self.published
         key = path[p.pk.key]
         if p.key_range is not None and not p.key_range[0] <= key <= p.key_range[1]:
+            raise NotFoundError(p.name, key)
+        if isinstance(key, str) and text_problem(key) is not None:
             raise NotFoundError(p.name, key)
         return key
 
@@ -527,7 +555,8 @@ class _Handlers:
         problems = self.published.value_checks.problems(values)
         if problems:
             raise RequestValidationError([
-                {"type": "value_error", "loc": ("body", field), "msg": reason, "input": value}
+                {"type": "value_error", "loc": ("body", field), "msg": reason,
+                 "input": json_safe(value)}
                 for field, value, reason in problems
             ])
 

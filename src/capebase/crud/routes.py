@@ -39,6 +39,7 @@ from .._compat.fastapi import (
 )
 from ..auth.context import AuthContext
 from ..auth.provider import AuthProvider, accept_any_connection, checked_context
+from .wire import ExactDecimals
 
 LeanHandler = Callable[[Request], Awaitable[Response]]
 HandlerFactory = Callable[[APIRoute], LeanHandler]
@@ -231,8 +232,11 @@ def body_handler(
 ) -> HandlerFactory:
     """The lean handler of a route taking a JSON body (create, update):
     ``method(body=..., ctx=..., <key>=...)``, the body an instance of ``schema`` validated from
-    its bytes in JSON mode (the schema is strict, see ``schemas``). Errors have FastAPI's shape
-    (``loc`` starts with "body")."""
+    its bytes in JSON mode (the schema is strict, see ``schemas``), its Decimal numbers from
+    their exact text (``wire.ExactDecimals``). Errors have FastAPI's shape (``loc`` starts
+    with "body")."""
+
+    exact = ExactDecimals.of(schema)
 
     def factory(_route: APIRoute) -> LeanHandler:
         async def handle(request: Request) -> Response:
@@ -240,6 +244,8 @@ def body_handler(
             body = await _json_body(request)
             try:
                 value = schema.model_validate_json(body)
+                if exact is not None:
+                    value = exact.apply(body, value)
             except ValidationError as exc:
                 raise RequestValidationError(_body_errors(exc)) from None
             response = await method(body=value, ctx=ctx, **request.path_params)

@@ -35,18 +35,21 @@ def _input_fields(model: type[Any], *, chosen_keys: bool = False) -> dict[str, F
 _INPUT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
-def create_schema_for(model: type[Any]) -> type[BaseModel]:
+def create_schema_for(model: type[Any], dialect: str = "") -> type[BaseModel]:
     """``{Model}Create``: every column but auth-filled fields and a primary key the model or
-    database assigns."""
+    database assigns (``dialect``: the database's, whose column limits it publishes)."""
     columns = model.__table__.c
     fields: dict[str, Any] = {
-        name: (wire_annotation(info.annotation, columns[name], info.metadata), _plain_field(info))
+        name: (
+            wire_annotation(info.annotation, columns[name], info.metadata, dialect),
+            _plain_field(info),
+        )
         for name, info in _input_fields(model, chosen_keys=True).items()
     }
     return create_model(f"{model.__name__}Create", __config__=_INPUT, **fields)
 
 
-def update_schema_for(model: type[Any]) -> type[BaseModel]:
+def update_schema_for(model: type[Any], dialect: str = "") -> type[BaseModel]:
     """``{Model}Update``: the create fields, each optional; only the fields sent are applied."""
     columns = model.__table__.c
     fields: dict[str, Any] = {}
@@ -54,23 +57,25 @@ def update_schema_for(model: type[Any]) -> type[BaseModel]:
         # A new FieldInfo, not a changed copy: pydantic merges the one it is given with the
         # annotation's metadata from the attributes it was created with.
         field = FieldInfo.merge_field_infos(_plain_field(info), default=None, default_factory=None)
-        fields[name] = (wire_annotation(info.annotation, columns[name], info.metadata), field)
+        fields[name] = (
+            wire_annotation(info.annotation, columns[name], info.metadata, dialect), field
+        )
     return create_model(f"{model.__name__}Update", __config__=_INPUT, **fields)
 
 
-def read_schema_for(model: type[Any]) -> type[BaseModel]:
+def read_schema_for(model: type[Any], dialect: str = "") -> type[BaseModel]:
     """``{Model}Read``: the response model shown in OpenAPI, one field per non-secret column."""
     table = model.__table__
     columns = set(table.c.keys()) - secret_keys(table)
     fields: dict[str, Any] = {
-        name: (wire_annotation(info.annotation, table.c[name], info.metadata), ...)
+        name: (wire_annotation(info.annotation, table.c[name], info.metadata, dialect), ...)
         for name, info in model.model_fields.items()
         if name in columns
     }
     return create_model(f"{model.__name__}Read", **fields)
 
 
-def input_schema(schema: type[BaseModel], model: type[Any]) -> type[BaseModel]:
+def input_schema(schema: type[BaseModel], model: type[Any], dialect: str = "") -> type[BaseModel]:
     """A user's create or update ``schema`` as the routes validate it, like the generated
     ones: unknown fields refused, strict, and the strings of its fields held to their grammar
     (``wire``; a field that is a column of ``model`` by the column's)."""
@@ -78,7 +83,7 @@ def input_schema(schema: type[BaseModel], model: type[Any]) -> type[BaseModel]:
     columns = model.__table__.c
     wired: dict[str, Any] = {}
     for name, info in schema.model_fields.items():
-        annotation = wire_annotation(info.annotation, columns.get(name), info.metadata)
+        annotation = wire_annotation(info.annotation, columns.get(name), info.metadata, dialect)
         if annotation is not info.annotation:
             wired[name] = (annotation, copy.copy(info))
     if not wired:

@@ -11,9 +11,12 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -27,7 +30,14 @@ from sqlalchemy import (
     Table,
     Time,
 )
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import CompileError
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from .structured import array_check, check_json
+
+ValueCheck = Callable[[Any], str | None]
+"""Returns why a value does not fit a column, or None when it does."""
 
 # Widths as PostgreSQL and MySQL store them; SQLite's INTEGER is wider, but the same model
 # should accept the same values on every database.
@@ -37,8 +47,6 @@ _INT_BITS: tuple[tuple[type[Integer], int], ...] = (
     (Integer, 32),
 )
 
-ValueCheck = Callable[[Any], str | None]
-"""Returns why a value does not fit a column, or None when it does."""
 
 
 def storage_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
@@ -110,10 +118,12 @@ MAX_DECIMAL_PLACES = 1000
 """Digits after the point a Decimal filter value may have (drivers refuse huge exponents)."""
 
 
-def decimal_check(precision: int, scale: int) -> ValueCheck:
+def decimal_check(precision: int, scale: int, *, stored: bool = True) -> ValueCheck:
     """The check of a ``NUMERIC(precision, scale)`` value: finite, and no larger than the
-    column can hold (drivers fail on a value far beyond it, even in a comparison)."""
+    column can hold (drivers fail on a value far beyond it, even in a comparison); a value
+    ``stored`` has at most ``scale`` digits after the point, which the database would round."""
     whole_digits = precision - scale
+    places = scale if stored else MAX_DECIMAL_PLACES
 
     def check(value: Any) -> str | None:
         if not isinstance(value, Decimal):
@@ -122,12 +132,37 @@ def decimal_check(precision: int, scale: int) -> ValueCheck:
             return "must be a finite number"
         if value and value.adjusted() >= whole_digits:
             return f"out of range for this column (at most {whole_digits} digits before the point)"
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
-            return f"more than {MAX_DECIMAL_PLACES} digits after the point"
+        if decimal_places(value) > places:
+            return f"more than {places} digits after the point"
         return None
 
     return check
+
+
+def exact_decimal(value: Decimal) -> Decimal:
+    """``value`` with the same number and no trailing zeros (zero as ``0``), without rounding.
+
+    ``0E+300000`` and ``1.000…0`` (20,000 zeros) are fine numbers that drivers refuse to
+    send (asyncpg: "exponent is too large"); the checks bound the digits that remain.
+    """
+    if not value.is_finite():
+        return value
+    if not value:
+        return Decimal(0)
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    kept = len("".join(map(str, digits)).rstrip("0"))
+    return Decimal((sign, digits[:kept], exponent + len(digits) - kept))
+
+
+def decimal_places(value: Decimal) -> int:
+    """The digits after the point of a finite ``value``, trailing zeros left out (exactly:
+    ``normalize()`` would round to the context's precision)."""
+    _sign, digits, exponent = value.as_tuple()
+    if not value or not isinstance(exponent, int):
+        return 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros))
 
 
 def _check_naive_time(value: Any) -> str | None:
@@ -136,15 +171,39 @@ def _check_naive_time(value: Any) -> str | None:
     return None
 
 
-def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | None:
-    """The check for values of ``column``, or None when every value of its Python type fits.
+def text_length(column: Column[Any], dialect: str = "") -> int | None:
+    """The characters a text ``column`` holds on ``dialect``, or None for no limit (or no
+    text): SQLModel's ``AutoString`` (a plain ``str``) is ``VARCHAR(255)`` on MySQL."""
+    return _length(column.type, dialect)
+
+
+def _length(type_: TypeEngine[Any], dialect: str) -> int | None:
+    stored = storage_type(type_)
+    if not isinstance(stored, String):
+        return None
+    if stored.length is None and dialect in ("mysql", "mariadb"):
+        default: int | None = getattr(type_, "mysql_default_length", None)
+        return default
+    return stored.length
+
+
+def value_check(
+    column: Column[Any], *, stored: bool = True, dialect: str = ""
+) -> ValueCheck | None:
+    """The check for values of ``column`` on ``dialect``, or None when every value of its
+    Python type fits.
 
     ``stored=False`` checks a value compared with the column (a filter), not stored in it: a
-    text longer than the column is then a fine value that no row equals.
+    text longer than the column is then a fine value that no row equals, and a decimal may
+    have more places than the column keeps.
     """
-    if isinstance(column.type, Interval):  # a TypeDecorator over DateTime where not native
+    return _type_check(column.type, stored, dialect)
+
+
+def _type_check(type_: TypeEngine[Any], stored: bool, dialect: str) -> ValueCheck | None:
+    if isinstance(type_, Interval):  # a TypeDecorator over DateTime where not native
         return _check_interval
-    bounds = integer_range(column.type)
+    bounds = integer_range(type_)
     if bounds is not None:
         low, high = bounds
 
@@ -154,9 +213,9 @@ def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | Non
             return None
 
         return check_integer
-    kind = storage_type(column.type)
+    kind = storage_type(type_)
     if isinstance(kind, String):
-        length = kind.length if stored else None
+        length = _length(type_, dialect) if stored else None
 
         def check_text(value: Any) -> str | None:
             if not isinstance(value, str):
@@ -169,22 +228,26 @@ def value_check(column: Column[Any], *, stored: bool = True) -> ValueCheck | Non
     if isinstance(kind, Float):
         return _check_finite
     if isinstance(kind, Numeric) and kind.precision is not None:
-        return decimal_check(kind.precision, kind.scale or 0)
+        return decimal_check(kind.precision, kind.scale or 0, stored=stored)
     if isinstance(kind, DateTime) and kind.timezone:
         return _check_aware  # SQLModel's UTCDateTime refuses naive values with a 500
     if isinstance(kind, Time):
         return _check_naive_time
+    if isinstance(kind, JSON):
+        return check_json
+    if isinstance(kind, ARRAY):
+        return array_check(_type_check(kind.item_type, stored, dialect))
     return None
 
 
 class ValueChecks:
-    """The value checks of one table, built once when a model is published."""
+    """The value checks of one table on ``dialect``, built once when a model is published."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, dialect: str = "") -> None:
         self._checks = {
             column.key: check
             for column in table.c
-            if (check := value_check(column)) is not None
+            if (check := value_check(column, dialect=dialect)) is not None
         }
 
     def problems(self, values: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
@@ -237,6 +300,20 @@ def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
             f"SQLite stores a Decimal as a float, exact to {SQLITE_DECIMAL_DIGITS} digits; "
             f"use max_digits={SQLITE_DECIMAL_DIGITS} or fewer, or PostgreSQL or MariaDB"
         )
+    if isinstance(stored, ARRAY) and dialect != "postgresql":
+        return (
+            "ARRAY exists on PostgreSQL only; store a list in a JSON column "
+            "(sa_type=JSON) to serve it on every database"
+        )
+    if not _renders(column.type, dialect):
+        return f"the database ({dialect}) has no such column type; choose a type it has"
+    if isinstance(stored, Time) and stored.timezone:
+        return (
+            "Time(timezone=True) (PostgreSQL's timetz) cannot be served alike everywhere: "
+            "SQLite and MySQL store no offset, and a time of day with an offset names no "
+            "instant to compare by; store a `datetime`, or a plain `time` and the time zone "
+            "in a field of its own"
+        )
     if (
         dialect in ("sqlite", "mysql")
         and type(column.type) is DateTime  # not SQLModel's UTCDateTime, which converts to UTC
@@ -249,3 +326,24 @@ def unserved_problem(column: Column[Any], dialect: str = "") -> str | None:
             "sa_type=sqlmodel.sql.sqltypes.UTCDateTime"
         )
     return None
+
+
+@cache
+def _dialect(name: str) -> Dialect | None:
+    """A dialect of ``name`` to render types with (no driver is imported), or None."""
+    try:
+        return make_url(f"{name}://").get_dialect()()
+    except Exception:  # an unknown dialect: its tables' DDL will say what is wrong
+        return None
+
+
+def _renders(type_: TypeEngine[Any], dialect: str) -> bool:
+    """Whether ``type_`` has a column type on ``dialect`` (``JSONB`` has none on MySQL)."""
+    target = _dialect(dialect) if dialect else None
+    if target is None:
+        return True
+    try:
+        type_.compile(dialect=target)
+    except CompileError:
+        return False
+    return True

@@ -8,11 +8,15 @@ published ``format`` (a Unix time ``"0"`` as a datetime, a UUID without dashes),
 without a time zone is served without an offset, which the ``date-time`` and ``time`` formats
 require. So each such value gets its grammar checked before pydantic parses it, and where
 pydantic's schema is not what capebase serves, the published schema is the grammar's pattern.
+A column's limits (an integer's range, a text's length, a decimal's digits) join the field's
+schema where the field declares none, and a JSON number sent for a Decimal is read again from
+its text (``ExactDecimals``), since pydantic reads it as a double.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import operator
 import re
 import uuid
@@ -23,12 +27,24 @@ from functools import reduce
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from annotated_types import Ge, Gt, Le, Lt
-from pydantic import AwareDatetime, BeforeValidator, NaiveDatetime, Strict, WithJsonSchema
+from annotated_types import Ge, Gt, Le, Lt, MaxLen
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    NaiveDatetime,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Column, DateTime, Time
+from sqlalchemy import Column, DateTime, Numeric
 
-from .values import integer_range, storage_type
+from .values import exact_decimal, integer_range, storage_type, text_length
 
 _FRACTION = r"(\.[0-9]{1,6})?"  # microseconds: what every database keeps
 _OFFSET = r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
@@ -56,7 +72,9 @@ class Grammar:
         if isinstance(value, str):
             if self.regex.fullmatch(value) is not None:
                 return value
-        elif self.numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        elif self.numbers and isinstance(value, int | float | Decimal) and not isinstance(
+            value, bool
+        ):  # a Decimal: one ``ExactDecimals`` read from the body's text
             return value
         raise PydanticCustomError(
             "string_format", "Input should be {expected}", {"expected": self.expected}
@@ -68,7 +86,9 @@ class Grammar:
         A checked value reaches pydantic's own validator as a Python value, which strict mode
         would refuse for a string: the type is validated laxly, behind this check.
         """
-        checks = (Strict(False), BeforeValidator(self.check))
+        checks: tuple[Any, ...] = (Strict(False), BeforeValidator(self.check))
+        if self.numbers:  # a Decimal: sent to the database in a form it takes
+            checks = (*checks, AfterValidator(exact_decimal))
         if self.published is None:
             return checks
         return (*checks, WithJsonSchema(self.published, mode=self.published_mode))
@@ -93,7 +113,6 @@ NAIVE_DATETIME = _grammar(
     "a date-time without an offset, like 2024-05-01T12:30:00 (the column stores none)",
     publish="A date-time without an offset (the column stores none)",
 )
-AWARE_TIME = _grammar(f"{_TIME}{_OFFSET}", "a time with an offset, like 12:30:00Z")
 NAIVE_TIME = _grammar(
     _TIME,
     "a time without an offset, like 12:30:00 (the column stores none)",
@@ -116,13 +135,33 @@ DURATION = _grammar(
     publish="An ISO 8601 duration: [-]P[nY][nW][nD][T[nH][nM][n[.ffffff]S]] (a year is 365 days)",
 )
 _DECIMAL = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-DECIMAL = Grammar(
-    re.compile(_DECIMAL),
-    "a number, or a string of one like '12.50'",
-    {"anyOf": [{"type": "number"}, {"type": "string", "pattern": f"^{_DECIMAL}$"}]},
-    published_mode="validation",  # responses carry strings, as pydantic says
-    numbers=True,
-)
+
+
+def decimal_grammar(precision: int | None = None, scale: int | None = None) -> Grammar:
+    """The grammar of a Decimal; with a ``NUMERIC(precision, scale)`` column's digits, which
+    its published schema states (the number's bounds, ``x-max-digits``, ``x-decimal-places``)."""
+    number: dict[str, Any] = {"type": "number"}
+    published: dict[str, Any] = {
+        "anyOf": [number, {"type": "string", "pattern": f"^{_DECIMAL}$"}]
+    }
+    if precision is not None and scale is not None:
+        bound = 10 ** (precision - scale)
+        number.update(exclusiveMinimum=-bound, exclusiveMaximum=bound)
+        published.update({
+            "description": f"A decimal of at most {precision} digits, {scale} after the point",
+            "x-max-digits": precision,
+            "x-decimal-places": scale,
+        })
+    return Grammar(
+        re.compile(_DECIMAL),
+        "a number, or a string of one like '12.50'",
+        published,
+        published_mode="validation",  # responses carry strings, as pydantic says
+        numbers=True,
+    )
+
+
+DECIMAL = decimal_grammar()
 
 
 def _integral(value: Any) -> Any:
@@ -146,14 +185,15 @@ def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
     if python_type is dt.datetime:
         aware = not isinstance(stored, DateTime) or bool(stored.timezone)
         return AWARE_DATETIME if aware else NAIVE_DATETIME
-    if python_type is dt.time:
-        aware = isinstance(stored, Time) and bool(stored.timezone)
-        return AWARE_TIME if aware else NAIVE_TIME
+    if python_type is dt.time:  # publish refuses Time(timezone=True) (``values``)
+        return NAIVE_TIME
     if python_type is dt.date:
         return DATE
     if python_type is uuid.UUID:
         return UUID
     if python_type is Decimal:
+        if isinstance(stored, Numeric) and stored.precision is not None:
+            return decimal_grammar(stored.precision, stored.scale or 0)
         return DECIMAL
     if python_type is dt.timedelta:
         return DURATION
@@ -161,23 +201,101 @@ def grammar_of(python_type: Any, column: Column[Any] | None) -> Grammar | None:
 
 
 def wire_annotation(
-    annotation: Any, column: Column[Any] | None, constraints: Sequence[Any] = ()
+    annotation: Any,
+    column: Column[Any] | None,
+    constraints: Sequence[Any] = (),
+    dialect: str = "",
 ) -> Any:
     """``annotation`` with the grammar checks (and published schemas) of the types in it,
-    and the range of an integer column where the field's ``constraints`` (its metadata) set
-    none; ``X | None`` keeps its ``None``."""
+    and the limits of the column on ``dialect`` (an integer's range, a text's length, a
+    decimal's digits) where the field's ``constraints`` (its metadata) set none;
+    ``X | None`` keeps its ``None``."""
     if get_origin(annotation) in (Union, UnionType):
         members = get_args(annotation)
-        wired = [wire_annotation(member, column, constraints) for member in members]
+        wired = [wire_annotation(member, column, constraints, dialect) for member in members]
         if all(a is b for a, b in zip(wired, members, strict=True)):
             return annotation
         return reduce(operator.or_, wired)
     if annotation is int and column is not None:
         return _integer(column, constraints)
+    if annotation is str and column is not None:
+        length = text_length(column, dialect)
+        if length is None or any(isinstance(c, MaxLen) for c in constraints):
+            return annotation
+        return Annotated[str, MaxLen(length)]
     grammar = grammar_of(annotation, column)
     if grammar is None:
         return annotation
-    return Annotated[(annotation, *grammar.metadata())]
+    return Annotated[(annotation, *_digits(annotation, column, constraints),
+                      *grammar.metadata())]
+
+
+def _digits(annotation: Any, column: Column[Any] | None, constraints: Sequence[Any]) -> list[Any]:
+    """A Decimal column's digits as pydantic constraints, unless the field declares its own
+    (``sa_column=Column(Numeric(10, 2))`` declares none): the database would round a value
+    with more decimal places."""
+    stored = storage_type(column.type) if column is not None else None
+    if (
+        annotation is not Decimal
+        or not isinstance(stored, Numeric)
+        or stored.precision is None
+        or any(getattr(c, "max_digits", None) is not None for c in constraints)
+        or any(getattr(c, "decimal_places", None) is not None for c in constraints)
+    ):
+        return []
+    return [Field(max_digits=stored.precision, decimal_places=stored.scale or 0)]
+
+
+class ExactDecimals:
+    """The Decimal fields of a body schema, read again from the body's JSON text: pydantic
+    reads a JSON number as a double first, which keeps about 16 significant digits, so that
+    ``12345678901234567890.5`` would be stored as ``12345678901234567000``."""
+
+    def __init__(self, fields: dict[str, tuple[str, TypeAdapter[Any]]]) -> None:
+        self._fields = fields  # JSON key -> (field name, the field's validator)
+
+    @classmethod
+    def of(cls, schema: type[BaseModel]) -> ExactDecimals | None:
+        """The reader of ``schema``'s Decimal fields, or None when it has none."""
+        fields: dict[str, tuple[str, TypeAdapter[Any]]] = {}
+        for name, info in schema.model_fields.items():
+            if _holds_decimal(info.annotation):
+                annotation: Any = info.annotation
+                if info.metadata:  # the field's own constraints (max_digits...)
+                    annotation = Annotated[(annotation, *info.metadata)]
+                fields[info.alias or name] = (name, TypeAdapter(annotation))
+        return cls(fields) if fields else None
+
+    def apply(self, body: bytes, value: BaseModel) -> BaseModel:
+        """``value`` (validated from ``body``) with its Decimal fields sent as JSON numbers
+        validated again from their exact text.
+
+        Raises:
+            RequestValidationError: an exact number the field does not take (more digits).
+        """
+        sent = json.loads(body, parse_float=Decimal)
+        updates: dict[str, Any] = {}
+        for key, (name, field) in self._fields.items():
+            number = sent.get(key)
+            if not isinstance(number, int | Decimal) or isinstance(number, bool):
+                continue
+            exact = Decimal(number)
+            if exact == getattr(value, name):
+                continue
+            try:
+                updates[name] = field.validate_python(exact)
+            except ValidationError as exc:
+                raise RequestValidationError([
+                    {**error, "loc": ("body", key, *error["loc"]), "input": str(exact)}
+                    for error in exc.errors(include_url=False)
+                ]) from None
+        return value.model_copy(update=updates) if updates else value
+
+
+def _holds_decimal(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType, Annotated):
+        return any(_holds_decimal(member) for member in get_args(annotation))
+    return annotation is Decimal
 
 
 def _integer(column: Column[Any], constraints: Sequence[Any]) -> Any:

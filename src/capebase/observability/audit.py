@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Select
 
 _INTEGER = re.compile(r"-?\d+")
+_NO_NUL = r"^[^\x00]*$"
+"""Filter texts: PostgreSQL stores no NUL character, and fails a query that carries one."""
 
 
 class AuditEntry(BaseModel):
@@ -106,9 +108,10 @@ class Audit:
             table: a table model or table name.
             pk: a primary key as text (``"42"``, ``"abc"``, a UUID; JSON for composite keys).
             actor: the id of the user who made the changes.
-            since / until: only changes written at or after / before these times (naive
-                datetimes are taken as UTC).
-            limit / offset: the page.
+            since: only changes written at or after this time (a naive datetime is UTC).
+            until: only changes written before this time (a naive datetime is UTC).
+            limit: the page's size.
+            offset: the changes of the result to skip.
         """
         query = select(changes)
         if table is not None:
@@ -149,9 +152,12 @@ def audit_router(
 
     async def read_audit_trail(
         ctx: AuthContext = Depends(auth),
-        table: str | None = Query(None, description="Only this table"),
-        pk: str | None = Query(None, description="Only this primary key (needs no table)"),
-        actor: str | None = Query(None, description="Only changes by this user id"),
+        table: str | None = Query(None, description="Only this table", pattern=_NO_NUL),
+        pk: str | None = Query(
+            None, description="Only this primary key (needs no table)", pattern=_NO_NUL
+        ),
+        actor: str | None = Query(None, description="Only changes by this user id",
+                                  pattern=_NO_NUL),
         since: datetime | None = Query(None, description="Written at or after (ISO 8601)"),
         until: datetime | None = Query(None, description="Written before (ISO 8601)"),
         limit: int = Query(config.default_page_size, ge=1, le=config.max_page_size),

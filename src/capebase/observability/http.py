@@ -1,5 +1,5 @@
-"""HTTP metrics: a pure ASGI middleware (streams and WebSockets pass through untouched) and
-the scrape endpoint."""
+"""HTTP metrics: a pure ASGI middleware (streams pass through untouched, WebSocket
+connections are counted as requests of method ``WEBSOCKET``) and the scrape endpoint."""
 
 from __future__ import annotations
 
@@ -23,14 +23,18 @@ UNMATCHED = "<unmatched>"
 label unbounded."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 """Method label values; a client can send any method name, so others are labelled "OTHER"."""
+WEBSOCKET = "WEBSOCKET"
+"""The method label of a WebSocket connection: status 101 once accepted, its duration the
+connection's."""
 
 
 class HttpMetricsMiddleware:
-    """Counts, times and tracks in-flight HTTP requests by route template, method and status.
+    """Counts, times and tracks in-flight HTTP requests and WebSocket connections by route
+    template, method and status.
 
     The request's route is the template of the route that handled it, as OpenAPI documents it
-    (``/todo/{id}``, convertors left out); while a request is in flight it is the template of
-    the first route matching its path.
+    (``/todo/{id}``, convertors left out); while a request is in flight, or where FastAPI
+    records no route, it is the template of the first route matching its path.
     """
 
     def __init__(
@@ -44,28 +48,32 @@ class HttpMetricsMiddleware:
         self._flat_key: tuple[int, ...] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            reset = transport.set("websocket")
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                transport.reset(reset)
-            return
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        method = scope["method"] if scope["method"] in METHODS else "OTHER"
-        in_flight = self.metrics.http_in_flight.labels(method, self._match(scope))
+        if kind == "websocket":
+            method = WEBSOCKET
+        else:
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            scope[SCOPE_KEY] = self.observer
+        matched = self._match(scope)
+        in_flight = self.metrics.http_in_flight.labels(method, matched)
         in_flight.inc()
-        scope[SCOPE_KEY] = self.observer
         status = 500  # what the client gets if the app raises before responding
+        accepted = False
         started = time.perf_counter()
-        reset = transport.set("sse")
+        reset = transport.set("sse" if kind == "http" else "websocket")
 
         async def send_and_watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+            nonlocal status, accepted
+            sent = message["type"]
+            if sent in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
+            elif sent == "websocket.accept":
+                status, accepted = 101, True
+            elif sent == "websocket.close" and not accepted:
+                status = 403  # what the server answers a handshake closed before accept
             await send(message)
 
         try:
@@ -73,7 +81,10 @@ class HttpMetricsMiddleware:
         finally:
             transport.reset(reset)
             in_flight.dec()
-            labels = (method, route_template(scope), str(status))
+            # FastAPI records no route for its own pages (/docs) or a router's plain routes:
+            # the template matched on the way in names them.
+            route = route_template(scope)
+            labels = (method, matched if route == UNMATCHED else route, str(status))
             self.metrics.http_requests.labels(*labels).inc()
             self.metrics.http_duration.labels(*labels).observe(time.perf_counter() - started)
 
@@ -85,11 +96,11 @@ class HttpMetricsMiddleware:
             return UNMATCHED
 
     def _first_match(self, scope: Scope) -> str:
-        path, method = _route_path(scope), scope["method"]
+        path, method = _route_path(scope), scope.get("method")
         partial = None
         for route in self._candidates():
             regex, methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
-            if regex is not None and methods:
+            if regex is not None and methods and method is not None:
                 # An HTTP route: matching its path pattern is all ``matches`` would do here,
                 # without building the child scope.
                 if regex.match(path) is None:

@@ -44,6 +44,11 @@ class HandlerRunner:
         self.process_id = process_id
         self._queue: asyncio.Queue[ChangeRecord] = asyncio.Queue(maxsize=config.replay_batch)
 
+    def restart(self) -> None:
+        """An empty queue for the running event loop (a change left queued by an earlier run
+        is still pending in the log, where ``run_forever``'s sweep finds it)."""
+        self._queue = asyncio.Queue(maxsize=self.config.replay_batch)
+
     def has_handlers(self, table: str) -> bool:
         """Whether a handler is registered for ``table``."""
         return any(m.__table__.name == table for m in self.handlers.models())

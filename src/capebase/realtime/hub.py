@@ -129,7 +129,7 @@ class Hub:
         self.link = BrokerLink(
             broker,
             config.broker_channel,
-            self._wake.set,
+            self._wake_up,
             lambda connected, outage: observer_for(engine).broker_state(connected, outage=outage),
             self._end_user_streams,
             self.process_id,
@@ -164,6 +164,9 @@ class Hub:
         self._wake.set()
         self.link.announce()
 
+    def _wake_up(self) -> None:
+        self._wake.set()
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def add_view(self, view: ModelView) -> None:
@@ -187,6 +190,11 @@ class Hub:
 
     async def start(self) -> None:
         """Start following the log from its end, and handle what earlier runs left pending."""
+        # An app may be started again in another event loop (pytest-asyncio gives each test a
+        # loop of its own): asyncio's events and queues belong to the loop that first waits.
+        self._wake = asyncio.Event()
+        self.link.restart()
+        self.runner.restart()
         key = await load_key(self.engine, self.config.resume_token_secret)
         self._tokens = ResumeTokens(key, self.config.resume_token_ttl)
         async with self.engine.connect() as connection:

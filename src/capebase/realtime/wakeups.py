@@ -53,6 +53,12 @@ class BrokerLink:
         self._wake_pending = False
         self._disconnects: dict[str, None] = {}
 
+    def restart(self) -> None:
+        """Make the link usable in the running event loop (before ``connect``)."""
+        self._outbound = asyncio.Event()
+        if self._wake_pending or self._disconnects:
+            self._outbound.set()
+
     def announce(self) -> None:
         """Tell the other processes to read the log (coalesced: one message per burst)."""
         self._wake_pending = True

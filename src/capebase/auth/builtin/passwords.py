@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import weakref
 
 import anyio.to_thread
 from pwdlib import PasswordHash
@@ -23,8 +24,19 @@ class Passwords:
 
     def __init__(self, hasher: PasswordHash) -> None:
         self.hasher = hasher
-        self._slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+        self._semaphores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore
+        ] = weakref.WeakKeyDictionary()
         self._dummy: str | None = None
+
+    @property
+    def _slots(self) -> asyncio.Semaphore:
+        """The running loop's semaphore: an asyncio semaphore serves one event loop only."""
+        loop = asyncio.get_running_loop()
+        slots = self._semaphores.get(loop)
+        if slots is None:
+            slots = self._semaphores[loop] = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+        return slots
 
     async def prepare(self) -> None:
         """Make the dummy hash now, so that the first unknown login is not slower than others."""

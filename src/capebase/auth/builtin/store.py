@@ -160,8 +160,12 @@ class UserStore:
             if row is None:
                 raise InvalidTokenError()
             if row.revoked_at is None:
-                return await _rotate(session, row, now, expires_at)
-            # Revoke (and commit) before raising: raising inside the transaction would undo it.
+                issued = await _rotate(session, row, now, expires_at)
+                if issued is not None:
+                    return issued
+            # Already rotated, before this request or concurrently with it (the other
+            # request's revoke won): a reuse either way. Revoke (and commit) before raising:
+            # raising inside the transaction would undo it.
             await _revoke(session, col(RefreshToken.family_id) == row.family_id, now)
         raise TokenReuseError(row.user_id)
 
@@ -190,14 +194,16 @@ class UserStore:
 
 async def _rotate(
     session: AsyncSession, row: RefreshToken, now: datetime, expires_at: datetime
-) -> IssuedRefresh:
+) -> IssuedRefresh | None:
+    """The next token of ``row``'s family, or None when a concurrent request rotated ``row``
+    first."""
     user = await session.get(User, row.user_id)
     if as_utc(row.expires_at) <= now or user is None or not user.is_active:
         raise InvalidTokenError()
     # Conditional on still being unrevoked, so two concurrent refreshes with one token cannot
     # both succeed.
     if await _revoke(session, col(RefreshToken.id) == row.id, now) != 1:
-        raise InvalidTokenError()
+        return None
     successor = new_refresh_token()
     session.add(_token_row(user.id, row.family_id, successor, now, expires_at))
     return IssuedRefresh(token=successor, session_id=row.family_id, user=user)

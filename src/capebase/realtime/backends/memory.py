@@ -15,7 +15,7 @@ class MemoryBackend(BrokerBackend):
         self._closed = asyncio.Event()
 
     async def connect(self) -> None:
-        self._closed.clear()
+        self._closed = asyncio.Event()  # for the running event loop
 
     async def disconnect(self) -> None:
         self._closed.set()

@@ -67,7 +67,7 @@ test-oldest: | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(OLDEST)
 	VIRTUAL_ENV=$(OLDEST) $(UV) pip install -q --resolution lowest-direct -e '.[dev]'
 	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -n 2 -p no:cacheprovider \
-		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/docs
+		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/docs --ignore=tests/clients
 
 # sdist and wheel, checked by twine (tests/test_package.py, in the suite, installs a wheel into
 # a clean virtualenv and serves the Quick start from it).

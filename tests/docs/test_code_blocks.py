@@ -20,7 +20,8 @@ from .blocks import README, Block, all_blocks, blocks, page_files
 
 BLOCKS = all_blocks()
 CHECKED = {"python", "json", "yaml", "toml", "ini", "javascript"}
-SHOWN = {"shell", "bash", "text", "http", "nginx", "html", "dockerfile", "console"}
+# ts: the client page's example, compiled and run by clients/typescript's `npm test`
+SHOWN = {"shell", "bash", "text", "http", "nginx", "html", "dockerfile", "console", "ts"}
 
 
 def run(workdir: Path, *args: str) -> None:

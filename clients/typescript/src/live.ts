@@ -1,0 +1,287 @@
+// A live query: the result of a list query, kept in step with the change stream. Rows that
+// enter the query's view are placed by its order, rows that leave are dropped, and when the
+// client cannot know what fills a gap in a limited window it fetches the list again.
+
+import { CapebaseError } from "./errors.js";
+import { type NullOrder, type TableSchema, matchesWhere, rowComparator } from "./order.js";
+import { type ListQuery, type ListResult, encodeWhere, orderTerms, splitForStream } from "./query.js";
+import { type Change, type ConnectionState, type StreamContext, type StreamTransport, Subscription } from "./subscription.js";
+import { backoff, startTimer } from "./timers.js";
+
+/** A live query: a list query, plus how to follow it. */
+export interface LiveQueryOptions<Row> extends ListQuery<Row> {
+  /** Where NULL sorts when ordering by a nullable field: "largest" (the default: capebase
+   * sorts NULL as the largest value on every database) or "smallest" (servers before that). */
+  nulls?: NullOrder;
+  transport?: StreamTransport;
+  idleTimeout?: number;
+}
+
+/** The server's default page size: a live query without `limit` keeps this many rows. */
+export const DEFAULT_LIMIT = 100;
+
+type Row = Record<string, unknown>;
+
+/**
+ * The rows of a list query, kept current. Read `rows`; `onChange` tells when they changed.
+ *
+ * The stream filters on the server what it can (comparison operators); text operators
+ * (`contains`, `like`, ...) are applied here, `ilike`/`icontains` folding case as JavaScript does.
+ * With an `offset`, every change fetches the page again.
+ */
+export class LiveQuery<R = Row> {
+  /** Whether the first fetch has completed. */
+  loaded = false;
+  /** The number of matching rows when the query asked for `count: true`, else null. */
+  total: number | null = null;
+  /** The last error: a failed fetch or connection (retried), or why the query failed. */
+  error: CapebaseError | null = null;
+  /** Resolves after the first fetch; rejects if the query fails (a bad filter). */
+  readonly ready: Promise<void>;
+
+  private items: Row[] = [];
+  private snapshot: readonly R[] = Object.freeze([]);
+  private complete = false;
+  private buffer: Change<Row>[] | null = null;
+  private loading: Promise<void> | null = null;
+  private reloadWanted = false;
+  private recountWanted = false;
+  private counting = false;
+  private closed = false;
+  private notifyPending = false;
+  private readonly limit: number;
+  private readonly compare: (a: Row, b: Row) => number;
+  private readonly local: Record<string, Record<string, unknown>>;
+  private readonly hasLocal: boolean;
+  private readonly subscription: Subscription<Row>;
+  private readonly changeListeners = new Set<(rows: readonly R[]) => void>();
+  private readonly stateListeners = new Set<(state: ConnectionState, error: CapebaseError | null) => void>();
+  private settle!: { resolve: () => void; reject: (error: unknown) => void };
+
+  constructor(
+    context: StreamContext,
+    table: string,
+    private readonly schema: TableSchema,
+    private readonly fetchPage: (query: ListQuery<Row>) => Promise<ListResult<Row>>,
+    private readonly query: LiveQueryOptions<Row>,
+  ) {
+    this.ready = new Promise((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
+    this.ready.catch(() => undefined); // a caller that never awaits it must not see an unhandled rejection
+    this.limit = query.limit ?? DEFAULT_LIMIT;
+    this.compare = rowComparator(orderTerms(query.orderBy), schema, query.nulls);
+    const { stream, local } = splitForStream(query.where as Record<string, unknown> | undefined);
+    this.local = local;
+    this.hasLocal = Object.keys(local).length > 0;
+    const options: ConstructorParameters<typeof Subscription>[4] = {
+      onOpen: (resumed) => {
+        if (!resumed) this.reload();
+      },
+      onReset: () => this.reload(),
+      onState: (state, error) => {
+        if (state === "failed") this.fail(error);
+        for (const listener of [...this.stateListeners]) listener(state, error);
+      },
+    };
+    if (query.transport !== undefined) options.transport = query.transport;
+    if (query.idleTimeout !== undefined) options.idleTimeout = query.idleTimeout;
+    this.subscription = new Subscription<Row>(context, table, encodeWhere(stream), (change) => this.receive(change), options);
+    this.untrack = context.track(this);
+  }
+
+  private readonly untrack: () => void;
+
+  /** The current rows, in the query's order (a new frozen array after each change). */
+  get rows(): readonly R[] {
+    return this.snapshot;
+  }
+
+  /** The stream's connection state. */
+  get state(): ConnectionState {
+    return this.subscription.state;
+  }
+
+  /** Call `listener` with the rows after they change (several changes in one tick: once). */
+  onChange(listener: (rows: readonly R[]) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /** Call `listener` when the connection state changes. */
+  onStateChange(listener: (state: ConnectionState, error: CapebaseError | null) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  /** Fetch the rows again now (they are kept current without it). */
+  refresh(): Promise<void> {
+    this.reload();
+    return this.loading ?? Promise.resolve();
+  }
+
+  /** Stop following. */
+  close(): void {
+    this.closed = true;
+    this.subscription.close();
+    this.untrack();
+  }
+
+  private receive(change: Change<Row>): void {
+    if (this.buffer !== null) {
+      this.buffer.push(change);
+      return;
+    }
+    if (!this.loaded) return; // before the first fetch: what it returns already has it
+    this.apply(change);
+    this.changed();
+  }
+
+  /** Apply one change to the window; fetch again when the window has a gap it cannot fill. */
+  private apply(change: Change<Row>): void {
+    if ((this.query.offset ?? 0) > 0) {
+      this.reload(); // rows before the page shift it: only the server knows the page
+      return;
+    }
+    const key = this.schema.primaryKey;
+    const index = this.items.findIndex((row) => sameKey(row[key], change.payload[key]));
+    const enters = change.event !== "DELETE" && (!this.hasLocal || matchesWhere(change.payload, this.local, this.schema));
+    if (this.total !== null) {
+      const was =
+        change.event === "INSERT"
+          ? false
+          : !this.hasLocal || (change.old !== null ? matchesWhere(change.old, this.local, this.schema) : index >= 0);
+      if (enters !== was) {
+        this.total += Number(enters) - Number(was);
+        this.recount();
+      }
+    }
+    if (index >= 0) this.items.splice(index, 1);
+    if (!enters) {
+      if (index >= 0) this.checkGap();
+      return;
+    }
+    const row = change.payload as Row;
+    let position = this.items.findIndex((other) => this.compare(row, other) < 0);
+    if (position === -1) position = this.items.length;
+    if (position === this.items.length && !this.complete) {
+      // It sorts after every row we hold, and rows we do not hold may come before it.
+      this.checkGap();
+      return;
+    }
+    this.items.splice(position, 0, row);
+    if (this.items.length > this.limit) {
+      this.items.length = this.limit;
+      this.complete = false;
+    }
+  }
+
+  private checkGap(): void {
+    if (!this.complete && this.items.length < this.limit) this.reload();
+  }
+
+  private reload(): void {
+    this.reloadWanted = true;
+    if (this.loading !== null || this.closed) return;
+    this.loading = this.load().finally(() => {
+      this.loading = null;
+    });
+  }
+
+  private async load(): Promise<void> {
+    let attempt = 0;
+    while (this.reloadWanted && !this.closed) {
+      this.reloadWanted = false;
+      // Changes delivered before this fetch is sent are in its answer; later ones wait here.
+      this.buffer = [];
+      const { where, orderBy, offset, count } = this.query;
+      const query: ListQuery<Row> = { limit: this.limit };
+      if (where !== undefined) query.where = where;
+      if (orderBy !== undefined) query.orderBy = orderBy;
+      if (offset !== undefined) query.offset = offset;
+      if (count) query.count = true;
+      let result: ListResult<Row>;
+      try {
+        result = await this.fetchPage(query);
+      } catch (error) {
+        const failure = error instanceof CapebaseError ? error : CapebaseError.network(error);
+        if (isPermanent(failure)) {
+          this.buffer = null;
+          this.fail(failure);
+          this.subscription.close();
+          return;
+        }
+        this.error = failure;
+        this.reloadWanted = true;
+        await new Promise<void>((resolve) => startTimer(resolve, backoff(attempt++, 250, 5000), false));
+        continue;
+      }
+      if (this.closed) return;
+      this.error = null;
+      this.items = result.rows;
+      this.total = count ? result.total : null;
+      this.complete = result.rows.length < this.limit;
+      const buffered = this.buffer;
+      this.buffer = null;
+      for (const change of buffered) this.apply(change);
+      if (!this.loaded) {
+        this.loaded = true;
+        this.settle.resolve();
+      }
+      this.changed();
+    }
+  }
+
+  /**
+   * Count the matching rows again. A change may reach the stream after a fetch that already
+   * counted it: applied to the rows that is harmless (the same image again), added to a count
+   * it is not. So every change of the count asks the server, and the last answer, asked after
+   * the last change arrived, is exact.
+   */
+  private recount(): void {
+    this.recountWanted = true;
+    if (this.counting || this.closed) return;
+    this.counting = true;
+    void (async () => {
+      while (this.recountWanted && !this.closed) {
+        this.recountWanted = false;
+        const query: ListQuery<Row> = { limit: 0, count: true };
+        if (this.query.where !== undefined) query.where = this.query.where;
+        try {
+          const { total } = await this.fetchPage(query);
+          if (!this.recountWanted && !this.closed && this.total !== null && this.total !== total) {
+            this.total = total;
+            this.changed();
+          }
+        } catch {
+          // The next change, or the next fetch of the rows, counts again.
+        }
+      }
+      this.counting = false;
+    })();
+  }
+
+  private fail(error: CapebaseError | null): void {
+    this.error = error;
+    this.settle.reject(error ?? new CapebaseError(0, "The live query failed", { kind: "usage" }));
+  }
+
+  private changed(): void {
+    this.snapshot = Object.freeze([...this.items]) as unknown as readonly R[];
+    if (this.notifyPending) return;
+    this.notifyPending = true;
+    queueMicrotask(() => {
+      this.notifyPending = false;
+      if (this.closed) return;
+      for (const listener of [...this.changeListeners]) listener(this.snapshot);
+    });
+  }
+}
+
+function sameKey(a: unknown, b: unknown): boolean {
+  return a === b || (a !== null && a !== undefined && b !== null && b !== undefined && String(a) === String(b));
+}
+
+function isPermanent(error: CapebaseError): boolean {
+  return error.status >= 400 && error.status < 500 && error.status !== 401 && error.status !== 408 && error.status !== 429;
+}

@@ -25,7 +25,7 @@ class Page(KeysModel, table=True):
     title: str = ""
 
 
-KEYS = ["a/b", "/lead", "trail/", "a//b/subscribe", "%2F", "x?y#z", "sp ace", "é/✓"]
+KEYS = ["a/b", "/lead", "trail/", "a//b/subscribe", "%2F", "x?y#z", "sp ace", "é/✓", "a\nb", "\n"]
 
 
 def url(key: str) -> str:

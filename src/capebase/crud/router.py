@@ -235,7 +235,7 @@ class _TextKeyConvertor(Convertor[str]):
     """A text primary key in a path: any non-empty text, ``/`` included (sent as ``%2F``,
     which the server decodes before routing), so every stored key has a URL."""
 
-    regex = ".+"
+    regex = "(?s:.+)"  # a newline too
 
     def convert(self, value: str) -> str:
         return value

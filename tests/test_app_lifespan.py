@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import MetaData, Table, event, inspect, select
+from sqlalchemy import Column, Integer, MetaData, Table, Text, event, inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import capebase
@@ -55,8 +55,11 @@ async def test_create_tables_false_leaves_the_schema_alone(db_url: str) -> None:
     app, cape = make_cape(db_url, create_tables=False)
     cape.publish(Item)
     cape.permission_required(Item, actions=["*"])
-    async with app_client(app):
-        assert await table_names(db_url) == own_tables
+    # the model's table is missing: start-up says so instead of each request failing
+    with pytest.raises(ConfigurationError, match=r"lacks table crud_item \(model Item\)"):
+        async with app_client(app):
+            pass
+    assert await table_names(db_url) == own_tables
     assert "crud_item" not in own_tables
 
     await create_tables(db_url, Item.metadata, [Item.__table__])
@@ -117,3 +120,19 @@ async def test_create_tables_false_without_capebase_tables_says_how_to_fix(
 def test_capebase_metadata_is_the_change_log_metadata() -> None:
     assert capebase.metadata is changelog_metadata
     assert "capebase_changes" in capebase.metadata.tables
+
+
+@pytest.mark.parametrize("create", [True, False], ids=["create_tables", "no create_tables"])
+async def test_a_table_without_a_models_column_stops_start_up(db_url: str, create: bool) -> None:
+    """A model that gained a field after its table was created: capebase never alters a table,
+    so start-up names the missing column (each request answered 503 "database unavailable")."""
+    await create_tables(db_url, changelog_metadata)
+    older = MetaData()  # Item before it had `name`
+    Table("crud_item", older, Column("id", Integer, primary_key=True), Column("owner_id", Text))
+    await create_tables(db_url, older)
+    app, cape = make_cape(db_url, create_tables=create)
+    cape.publish(Item)
+    cape.permission_required(Item, actions=["*"])
+    with pytest.raises(ConfigurationError, match=r"lacks column crud_item\.name \(model Item\)"):
+        async with app_client(app):
+            pass

@@ -366,6 +366,7 @@ class CapeBase:
                 logger.info("capebase: added %s to capebase_changes", ", ".join(added))
         else:
             await self._check_own_tables()
+        await self._check_model_tables()
         if self.auth is not None:
             await self.auth.startup()
         await self.hub.start()
@@ -398,6 +399,39 @@ class CapeBase:
                 "create_tables=False. Add capebase.metadata to your Alembic target_metadata "
                 "(e.g. target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or "
                 "use CapeBase(create_tables=True)."
+            )
+
+    async def _check_model_tables(self) -> None:
+        """Every table capebase serves exists with every column of its model: tables are
+        created when missing, never altered, so a model that gained a field would otherwise
+        fail each request with a database error."""
+        served = [*self._published, *self.policy_models(), *self.handlers.models()]
+        models = dict.fromkeys(served)
+
+        def missing(connection: Any) -> list[str]:
+            inspector = inspect(connection)
+            names = set(inspector.get_table_names())
+            found = []
+            for model in models:
+                table = model.__table__
+                if table.name not in names:
+                    found.append(f"table {table.name} (model {model.__name__})")
+                    continue
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                found += [
+                    f"column {table.name}.{column.name} (model {model.__name__})"
+                    for column in table.c
+                    if column.name not in present
+                ]
+            return found
+
+        async with self.engine.connect() as connection:
+            absent = await connection.run_sync(missing)
+        if absent:
+            raise ConfigurationError(
+                f"The database lacks {', '.join(absent)}. capebase creates missing tables, but "
+                "never changes a table that exists: migrate the schema (Alembic: see "
+                "`capebase alembic init`), or in development delete the database and start again."
             )
 
     def _metadatas(self) -> list[MetaData]:

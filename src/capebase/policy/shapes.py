@@ -1,0 +1,380 @@
+"""Which statements a user session may run: an allow-list of the kinds of SQL they are built of.
+
+A user session filters reads by adding the policy's predicate to every reference to a table
+(``coverage`` checks, as the statement compiles, that each has it). That is only sound if the
+table references are the only way the SQL reads rows; so every node of a statement must be of
+a kind listed in ``_KINDS`` below: a kind whose SQL reads rows only through the table
+references it renders. Anything else (SQL text, a function that runs a query or reads a file,
+a hint, a kind added by a newer SQLAlchemy or a dialect) is refused, whether or not anyone
+thought of it. The walk follows every slot SQLAlchemy declares for a node, not only the
+children ``get_children()`` reports (it leaves out options, prefixes and hints).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import Column, Table
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import LoaderCriteriaOption, UserDefinedOption
+from sqlalchemy.orm.strategy_options import Load
+from sqlalchemy.orm.util import AliasedClass
+from sqlalchemy.sql import (
+    Delete,
+    Insert,
+    Select,
+    Update,
+    elements,
+    functions,
+    operators,
+    selectable,
+)
+from sqlalchemy.sql.base import ExecutableOption
+from sqlmodel.sql.expression import Select as SQLModelSelect
+from sqlmodel.sql.expression import SelectOfScalar
+
+from .._compat.sqlalchemy import (
+    AliasAdaptingCriteria,
+    AttributeStrategyLoad,
+    ClassStrategyLoad,
+    InternalTraversal,
+    LabelReference,
+    MemoizedSelectEntities,
+    OffsetLimitParam,
+    ORMJoin,
+    ScopeOption,
+    TextualLabelReference,
+    TokenStrategyLoad,
+    generic_functions,
+    node_kind,
+    parent_entity,
+    plain,
+    traverse_internals,
+)
+from ..errors import UnfilterableStatementError
+from . import guards, sqlexpr
+
+USE_ORM = (
+    "Use ORM statements on mapped classes (select(Model), update(Model), ...), or "
+    "`async with cape.get_privileged_session()` for SQL the policy cannot see into."
+)
+
+SAFE_FUNCTIONS = frozenset({
+    # aggregates and window functions: they see only the rows the query reads
+    "count", "sum", "min", "max", "avg", "total", "group_concat", "string_agg",
+    "aggregate_strings", "array_agg", "json_agg", "jsonb_agg", "json_group_array",
+    "json_group_object", "json_object_agg", "jsonb_object_agg", "bool_and", "bool_or",
+    "every", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
+    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
+    "first_value", "last_value", "nth_value", "mode", "percentile_cont", "percentile_disc",
+    "rollup", "cube", "grouping_sets",
+    # functions of their arguments only
+    "coalesce", "nullif", "ifnull", "greatest", "least", "abs", "round", "floor", "ceil",
+    "ceiling", "sign", "mod", "power", "pow", "sqrt", "exp", "ln", "log", "trunc", "random",
+    "lower", "upper", "length", "char_length", "character_length", "octet_length", "substr",
+    "substring", "trim", "ltrim", "rtrim", "replace", "concat", "concat_ws", "instr",
+    "position", "strpos", "left", "right", "lpad", "rpad", "reverse", "repeat", "initcap",
+    "now", "current_date", "current_time", "current_timestamp", "localtime",
+    "localtimestamp", "date", "time", "datetime", "strftime", "julianday", "unixepoch",
+    "date_trunc", "date_part", "to_char", "to_date", "to_timestamp", "age", "make_date",
+    "date_add", "date_sub", "datediff", "timestampdiff", "year", "month", "day", "hour",
+    "minute", "second", "json_extract", "json_array_length", "json_build_object",
+    "json_build_array", "jsonb_build_object", "json_object", "json_array", "json_typeof",
+    "jsonb_typeof", "json_type",
+    # TABLESAMPLE methods
+    "bernoulli", "system",
+})
+"""Names of the SQL functions a user statement may call (lower case). Every other name is
+refused: some databases have functions that run a query given as text (PostgreSQL's
+``query_to_xml``), read files (``pg_read_file``, MySQL's ``LOAD_FILE``) or another database."""
+
+_SAFE_OPERATOR = re.compile(r"[-+*/%<>=!~@#^&|?]{1,3}")
+"""A custom operator (``column.op("@>")``) is rendered as written: punctuation only."""
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATOR_MODULES = frozenset({"sqlalchemy.sql.operators", "_operator", "operator"})
+
+
+def require_known_shape(statement: Any) -> None:
+    """Raise UnfilterableStatementError unless every node of ``statement`` is of a kind in
+    ``_KINDS`` and passes that kind's check."""
+    seen: set[int] = set()
+    todo = [statement]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        entity = parent_entity(node)
+        if entity is not None:
+            _require_own_table(entity)
+        kind = ScopeOption if isinstance(node, ScopeOption) else node_kind(node)
+        if kind not in _KINDS:
+            raise UnfilterableStatementError(
+                f"{_name(kind)} cannot be filtered in a user session. {USE_ORM}"
+            )
+        check = _KINDS[kind]
+        if check is not None:
+            check(node)
+        if kind in _LEAVES:
+            continue
+        todo.extend(_children(node))
+
+
+def _children(node: Any) -> Iterator[Any]:
+    """What ``node`` holds in its declared slots: the nodes to walk next. A slot whose kind
+    renders its content as raw SQL must be empty; a slot of an unknown kind too."""
+    for name, slot in traverse_internals(node):
+        value = getattr(node, name, None)
+        if slot is InternalTraversal.dp_compile_state_funcs and all(
+            str(getattr(fn, "__module__", "")).startswith("sqlalchemy.orm.")
+            for fn, _key in value or ()
+        ):
+            continue  # the ORM's own loaders (a lazy load's reverse, a relationship's order)
+        if slot in _RAW_SQL_SLOTS or slot not in _NODE_SLOTS | _VALUE_SLOTS:
+            if value:
+                raise UnfilterableStatementError(
+                    f"{_name(node_kind(node))} with {name.strip('_')} cannot be checked in a "
+                    f"user session (SQL text the policy cannot see into). {USE_ORM}"
+                )
+            continue
+        if slot in _NODE_SLOTS:
+            yield from _nodes_in(value)
+
+
+def _nodes_in(value: Any) -> Iterator[Any]:
+    """The SQL elements and options in a slot's value (a node, or lists, tuples and dicts of
+    them); mapped classes and aliases are checked where they stand."""
+    if isinstance(value, elements.ClauseElement | ExecutableOption):
+        yield value
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _nodes_in(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nodes_in(key)
+            yield from _nodes_in(item)
+    elif getattr(value, "is_aliased_class", False) or isinstance(value, AliasedClass):
+        _require_own_table(sa_inspect(value))
+
+
+def _require_own_table(entity: Any) -> None:
+    """Refuse ``aliased(Model, other_table)``: the model's rules would judge another model's
+    rows (``adapt_on_names`` maps any table with matching column names)."""
+    if not getattr(entity, "is_aliased_class", False):
+        return
+    base = plain(entity.selectable)
+    while isinstance(base, selectable.Alias):
+        base = plain(base.element)
+    if isinstance(base, selectable.TableClause) and base not in entity.mapper.tables:
+        raise UnfilterableStatementError(
+            f"aliased({entity.mapper.class_.__name__}, {base.name}) reads another table "
+            f"under {entity.mapper.class_.__name__}'s rules. {USE_ORM}"
+        )
+
+
+def _name(kind: type[Any]) -> str:
+    if issubclass(kind, elements.TextClause):
+        return "text() SQL"
+    if issubclass(kind, elements.ColumnClause):
+        return "literal_column() SQL"
+    return kind.__name__.lstrip("_")
+
+
+# -- checks of single kinds --------------------------------------------------------------------
+
+
+def _refuse(why: str) -> Callable[[Any], None]:
+    def check(node: Any) -> None:
+        raise UnfilterableStatementError(f"{why} cannot be filtered in a user session. {USE_ORM}")
+
+    return check
+
+
+def _column(node: Any) -> None:
+    if node.is_literal and node.name != "*":
+        _refuse("literal_column() SQL")(node)
+
+
+def _function(node: Any) -> None:
+    name = str(node.name).lower()
+    if name not in SAFE_FUNCTIONS or getattr(node, "packagenames", None):
+        raise UnfilterableStatementError(
+            f"The SQL function {node.name}() is not on capebase's list of functions a user "
+            f"session may call (policy.shapes.SAFE_FUNCTIONS). {USE_ORM}"
+        )
+
+
+def _operator(node: Any) -> None:
+    for op in (getattr(node, "operator", None), getattr(node, "modifier", None)):
+        if op is None:
+            continue
+        if isinstance(op, operators.custom_op):
+            if not _SAFE_OPERATOR.fullmatch(op.opstring):
+                raise UnfilterableStatementError(
+                    f"The custom operator {op.opstring!r} is SQL text a user session cannot "
+                    f"check. {USE_ORM}"
+                )
+        elif getattr(op, "__module__", None) not in _OPERATOR_MODULES:
+            raise UnfilterableStatementError(f"Unknown SQL operator {op!r}. {USE_ORM}")
+
+
+def _word(attribute: str) -> Callable[[Any], None]:
+    """A string ``attribute`` rendered as written (EXTRACT's field, a collation): one word."""
+
+    def check(node: Any) -> None:
+        value = getattr(node, attribute, "")
+        if not (isinstance(value, str) and _WORD.fullmatch(value)):
+            raise UnfilterableStatementError(
+                f"{_name(node_kind(node))} {value!r} cannot be checked in a user session. "
+                f"{USE_ORM}"
+            )
+
+    return check
+
+
+def _loader_criteria(node: Any) -> None:
+    if node.deferred_where_criteria:
+        _refuse("with_loader_criteria() given a lambda")(node)
+
+
+# -- the allow-list -----------------------------------------------------------------------------
+
+_KINDS: dict[type[Any], Callable[[Any], None] | None] = {
+    # statements and what they read from; every table reference is checked by ``coverage``
+    Select: None,
+    SQLModelSelect: None,  # sqlmodel.select(): SQLAlchemy's, typed
+    SelectOfScalar: None,
+    selectable.CompoundSelect: None,
+    selectable.SelectStatementGrouping: None,
+    selectable.ScalarSelect: None,
+    selectable.Exists: _operator,
+    selectable.Subquery: None,
+    selectable.Alias: None,
+    selectable.CTE: None,
+    selectable.Lateral: None,
+    selectable.TableSample: None,
+    selectable.Join: None,
+    ORMJoin: None,
+    selectable.FromGrouping: None,
+    selectable.Values: None,
+    selectable.ScalarValues: None,
+    selectable.ForUpdateArg: None,
+    MemoizedSelectEntities: None,
+    Table: None,
+    selectable.TableClause: None,
+    Update: None,
+    Delete: None,
+    Insert: None,
+    # column expressions
+    Column: None,
+    elements.ColumnClause: _column,
+    elements.BindParameter: None,
+    OffsetLimitParam: None,
+    elements.Null: None,
+    elements.True_: None,
+    elements.False_: None,
+    elements.Label: None,
+    elements.Grouping: None,
+    elements.Tuple: None,
+    elements.ClauseList: _operator,
+    elements.BooleanClauseList: _operator,
+    elements.ExpressionClauseList: _operator,
+    elements.BinaryExpression: _operator,
+    elements.UnaryExpression: _operator,
+    elements.CollectionAggregate: _operator,
+    elements.AsBoolean: _operator,
+    elements.Cast: None,
+    elements.TypeCoerce: None,
+    elements.TypeClause: None,
+    elements.Case: None,
+    elements.Extract: _word("field"),
+    elements.CollationClause: _word("collation"),
+    elements.Over: None,
+    elements.WithinGroup: None,
+    elements.FunctionFilter: None,
+    elements.Slice: None,
+    LabelReference: None,
+    TextualLabelReference: _word("element"),
+    # functions: only those named in SAFE_FUNCTIONS
+    functions.Function: _function,
+    **dict.fromkeys(generic_functions(), _function),
+    # capebase's own comparisons (sqlexpr), which policy predicates are built of
+    sqlexpr.exact_equals: None,
+    sqlexpr.binary_collated: None,
+    sqlexpr.strict_text: None,
+    sqlexpr.codepoint_ordered: None,
+    # the policy's own predicates, as statements it rewrote carry them (not walked: the
+    # tables a rule reads are the rule's), and the app's expressions inside them (walked)
+    guards.policy_guard: None,
+    guards.app_expression: None,
+    # options: loader strategies (what they hold is walked), with_loader_criteria (ANDed to
+    # the policy's), capebase's own, and user-defined ones, which no SQL sees
+    Load: None,
+    AttributeStrategyLoad: None,
+    ClassStrategyLoad: None,
+    TokenStrategyLoad: None,
+    LoaderCriteriaOption: _loader_criteria,
+    AliasAdaptingCriteria: None,
+    ScopeOption: None,
+    UserDefinedOption: None,
+}
+"""Every kind of node a user statement may hold, with the check its instances must pass."""
+
+_LEAVES = frozenset({
+    Table, selectable.TableClause, guards.policy_guard, AliasAdaptingCriteria, ScopeOption,
+    UserDefinedOption,
+})
+"""Kinds whose content is not walked: a table's columns; the policy's own criteria."""
+
+_NODE_SLOTS = frozenset({
+    InternalTraversal.dp_clauseelement,
+    InternalTraversal.dp_clauseelement_list,
+    InternalTraversal.dp_clauseelement_tuple,
+    InternalTraversal.dp_clauseelement_tuples,
+    InternalTraversal.dp_fromclause_ordered_set,
+    InternalTraversal.dp_setup_join_tuple,
+    InternalTraversal.dp_memoized_select_entities,
+    InternalTraversal.dp_executable_options,
+    InternalTraversal.dp_has_cache_key,
+    InternalTraversal.dp_has_cache_key_list,
+    InternalTraversal.dp_has_cache_key_tuples,
+    InternalTraversal.dp_multi,
+    InternalTraversal.dp_multi_list,
+    InternalTraversal.dp_inspectable,
+    InternalTraversal.dp_plain_dict,
+    InternalTraversal.dp_string_clauseelement_dict,
+    InternalTraversal.dp_dml_values,
+    InternalTraversal.dp_dml_ordered_values,
+    InternalTraversal.dp_dml_multi_values,
+})
+"""Slots that hold SQL elements (or options, or entities), walked in turn."""
+
+_VALUE_SLOTS = frozenset({
+    InternalTraversal.dp_string,
+    InternalTraversal.dp_string_list,
+    InternalTraversal.dp_anon_name,
+    InternalTraversal.dp_boolean,
+    InternalTraversal.dp_operator,
+    InternalTraversal.dp_type,
+    InternalTraversal.dp_plain_obj,
+    InternalTraversal.dp_annotations_key,
+    InternalTraversal.dp_propagate_attrs,
+    InternalTraversal.dp_params,
+    InternalTraversal.dp_ignore,
+    InternalTraversal.dp_fromclause_canonical_column_collection,
+})
+"""Slots of plain values: names SQLAlchemy quotes, flags, types, operators (checked by kind),
+bound parameter values, and a table's own columns."""
+
+_RAW_SQL_SLOTS = frozenset({
+    InternalTraversal.dp_prefix_sequence,
+    InternalTraversal.dp_table_hint_list,
+    InternalTraversal.dp_statement_hint_list,
+    InternalTraversal.dp_compile_state_funcs,
+    InternalTraversal.dp_dialect_options,
+    InternalTraversal.dp_unknown_structure,
+})
+"""Slots that put text into the SQL as written (prefixes, suffixes, hints), change how the
+statement compiles, or are of no known structure: they must be empty."""

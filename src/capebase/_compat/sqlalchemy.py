@@ -75,6 +75,12 @@ def node_kind(element: Any) -> type[Any]:
     return type(plain(element))
 
 
+def with_traversed(cls: type[Any], *slots: tuple[str, InternalTraversal]) -> list[Any]:
+    """``cls``'s declared slots plus ``slots``: what a subclass that adds state to a SQL
+    element declares, so that the state is in its cache key."""
+    return [*cls._traverse_internals, *slots]
+
+
 def traverse_internals(element: Any) -> list[tuple[str, InternalTraversal]]:
     """The slots SQLAlchemy declares for ``element`` (name, kind): every part of it that can
     reach the SQL it compiles to, which ``get_children()`` only partly reports (it leaves out

@@ -40,7 +40,7 @@ from .._compat.sqlalchemy import (
     where_criteria,
 )
 from ..errors import UnfilterableStatementError
-from .guards import TRUSTED, policy_guard
+from .guards import POLICY, TRUSTED, is_policy_guard, policy_guard
 from .shapes import USE_ORM
 
 _GUARDED = "capebase.guarded"
@@ -52,11 +52,14 @@ class UserStatement(ScopeOption):
     table the statement may read unfiltered (association tables no rule governs)."""
 
     inherit_cache = True
+    made_by: object | None = None
 
 
 def user_statement(free: Iterable[Any]) -> UserStatement:
     """The option marking a user session's statement, given the tables it may read freely."""
-    return UserStatement(frozenset((table.schema, table.name) for table in free))
+    option = UserStatement(frozenset((table.schema, table.name) for table in free))
+    option.made_by = POLICY
+    return option
 
 
 def require_covered(statement: Any, dialect: Any) -> None:
@@ -68,7 +71,7 @@ def require_covered(statement: Any, dialect: Any) -> None:
 
 def _user_scope(compiler: SQLCompiler) -> UserStatement | None:
     for option in statement_options(getattr(compiler, "statement", None)):
-        if isinstance(option, UserStatement):
+        if isinstance(option, UserStatement) and option.__dict__.get("made_by") is POLICY:
             return option
     return None
 
@@ -125,7 +128,7 @@ def _guarded_in(level: dict[str, Any], reference: Any) -> bool:
 def _guarded_references(level: dict[str, Any]) -> set[Any]:
     guarded: set[Any] = set()
     for condition in _conjuncts(where_criteria(level["selectable"])):
-        if isinstance(condition, policy_guard):
+        if is_policy_guard(condition):
             guarded |= _filtered_by(condition)
     for join in level.get("asfrom_froms", ()):
         if not isinstance(join, selectable.Join) or join.full:
@@ -136,7 +139,7 @@ def _guarded_references(level: dict[str, Any]) -> set[Any]:
         if not join.isouter:
             reach |= set(_surface(join.left))
         for condition in _conjuncts([join.onclause]):
-            if isinstance(condition, policy_guard):
+            if is_policy_guard(condition):
                 guarded |= _filtered_by(condition) & reach
     return guarded
 

@@ -13,9 +13,24 @@ from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.sql import expression
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from .._compat.sqlalchemy import InternalTraversal, with_traversed
+
 TRUSTED = "capebase_policy_predicate"
 """Compiler keyword set while a guard's predicate renders: the tables a rule reads (in a
 subquery of its own) are the rule's business, not the caller's."""
+
+
+class _Token:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<capebase policy>"
+
+
+POLICY = _Token()
+"""Marks what the policy made (``guard``, ``coverage.user_statement``): only what carries this
+very object counts as the policy's; a look-alike an app builds is checked like its own SQL.
+SQLAlchemy's copies (clones, annotated and adapted versions) keep it."""
 
 
 class policy_guard(expression.FunctionElement[bool]):
@@ -23,16 +38,25 @@ class policy_guard(expression.FunctionElement[bool]):
     column per table of the entity) say which FROM reference it filters."""
 
     type = Boolean()
-    inherit_cache = True
     name = "policy_guard"
     # A condition already: SQLite and MySQL must not render it as ``(...) = 1``.
     _is_implicitly_boolean = True
+    made_by: _Token | None = None
+    # ``made_by`` is in the cache key: a look-alike never shares the policy's compiled form.
+    _traverse_internals = with_traversed(
+        expression.FunctionElement, ("made_by", InternalTraversal.dp_plain_obj)
+    )
+
+
+def is_policy_guard(element: Any) -> bool:
+    """Whether ``element`` is a guard the policy made (see ``POLICY``)."""
+    return isinstance(element, policy_guard) and element.__dict__.get("made_by") is POLICY
 
 
 @compiles(policy_guard)
 def _compile_guard(element: policy_guard, compiler: SQLCompiler, **kw: Any) -> str:
     *_anchors, predicate = list(element.clauses)
-    kw[TRUSTED] = True
+    kw[TRUSTED] = is_policy_guard(element)
     return f"({compiler.process(predicate, **kw)})"
 
 
@@ -62,7 +86,9 @@ def guard(model: type[Any], predicate: ColumnElement[bool]) -> policy_guard:
     for table in mapper.tables:
         column = next(c for c in table.c if mapper.has_property(_key(mapper, c)))
         anchors.append(getattr(model, _key(mapper, column)))
-    return policy_guard(*anchors, predicate)
+    element = policy_guard(*anchors, predicate)
+    element.made_by = POLICY
+    return element
 
 
 def _key(mapper: Any, column: Any) -> str:

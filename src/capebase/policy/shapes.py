@@ -93,6 +93,7 @@ refused: some databases have functions that run a query given as text (PostgreSQ
 _SAFE_OPERATOR = re.compile(r"[-+*/%<>=!~@#^&|?]{1,3}")
 """A custom operator (``column.op("@>")``) is rendered as written: punctuation only."""
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STAR_OR_NUMBER = re.compile(r"\*|[0-9]+")
 _OPERATOR_MODULES = frozenset({"sqlalchemy.sql.operators", "_operator", "operator"})
 
 
@@ -117,7 +118,7 @@ def require_known_shape(statement: Any) -> None:
         check = _KINDS[kind]
         if check is not None:
             check(node)
-        if kind in _LEAVES:
+        if kind in _LEAVES or guards.is_policy_guard(node):
             continue
         todo.extend(_children(node))
 
@@ -193,7 +194,8 @@ def _refuse(why: str) -> Callable[[Any], None]:
 
 
 def _column(node: Any) -> None:
-    if node.is_literal and node.name != "*":
+    # ``*`` and a number, as SQLAlchemy writes EXISTS (SELECT 1 ...) for has() and any().
+    if node.is_literal and not _STAR_OR_NUMBER.fullmatch(str(node.name)):
         _refuse("literal_column() SQL")(node)
 
 
@@ -306,11 +308,13 @@ _KINDS: dict[type[Any], Callable[[Any], None] | None] = {
     sqlexpr.strict_text: None,
     sqlexpr.codepoint_ordered: None,
     # the policy's own predicates, as statements it rewrote carry them (not walked: the
-    # tables a rule reads are the rule's), and the app's expressions inside them (walked)
+    # tables a rule reads are the rule's; a look-alike is walked), and the app's expressions
+    # inside them (walked)
     guards.policy_guard: None,
     guards.app_expression: None,
     # options: loader strategies (what they hold is walked), with_loader_criteria (ANDed to
-    # the policy's), capebase's own, and user-defined ones, which no SQL sees
+    # the policy's; its criteria walked), capebase's markers, and user-defined options,
+    # which no SQL sees
     Load: None,
     AttributeStrategyLoad: None,
     ClassStrategyLoad: None,
@@ -322,11 +326,8 @@ _KINDS: dict[type[Any], Callable[[Any], None] | None] = {
 }
 """Every kind of node a user statement may hold, with the check its instances must pass."""
 
-_LEAVES = frozenset({
-    Table, selectable.TableClause, guards.policy_guard, AliasAdaptingCriteria, ScopeOption,
-    UserDefinedOption,
-})
-"""Kinds whose content is not walked: a table's columns; the policy's own criteria."""
+_LEAVES = frozenset({Table, selectable.TableClause, ScopeOption, UserDefinedOption})
+"""Kinds whose content is not walked: a table's columns, markers without SQL."""
 
 _NODE_SLOTS = frozenset({
     InternalTraversal.dp_clauseelement,

@@ -57,19 +57,19 @@ def _filter_statement(state: ORMExecuteState) -> None:
     if scope is None or scope.ctx is None or is_internal(state.execution_options):
         return
     ctx, policy = scope.ctx, scope.policy
-    if not state.is_orm_statement:
+    # Relationship loads and refreshes are checked too: the flags that mark them are
+    # compile options app code can set on any statement.
+    require_known_shape(state.statement)
+    if not (state.is_orm_statement or state.is_select):
         raise UnfilterableStatementError(
-            "A user session cannot run raw SQL or Core statements on tables: the permission "
-            f"policy cannot be applied to them. {USE_ORM}"
+            "A user session cannot run raw SQL or Core statements that write to tables: the "
+            f"permission policy cannot be applied to them. {USE_ORM}"
         )
     if state.execution_options.get("schema_translate_map"):
         raise UnfilterableStatementError(
             "schema_translate_map would have a user session read tables the policy does not "
             f"know under the names of those it does. {USE_ORM}"
         )
-    # Relationship loads and refreshes are checked too: the flags that mark them are
-    # compile options app code can set on any statement.
-    require_known_shape(state.statement)
     models = _models_in(state.statement, state.all_mappers)
     options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
@@ -100,10 +100,11 @@ def _secondary_tables(mapper: Mapper[Any]) -> frozenset[Any]:
 
 
 def _free_tables(policy: Policy, models: Iterable[type[Any]]) -> frozenset[Any]:
-    """The association tables of ``models`` that no rule governs: read freely, like any plain
-    link table (a link model with rules of its own is filtered like any model)."""
+    """The association tables that no rule governs, of ``models`` and of the models the
+    policy names (and those they reach): read freely, like any plain link table (a link model
+    with rules of its own is filtered like any model)."""
     secondaries: set[Any] = set()
-    for model in models:
+    for model in {*models, *(m for named in policy.models() for m in _reachable(named.__mapper__))}:
         secondaries |= _secondary_tables(model.__mapper__)
     return frozenset(secondaries - policy.governed_tables())
 

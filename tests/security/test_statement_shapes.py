@@ -487,3 +487,27 @@ async def test_app_code_cannot_mark_its_statement_internal(world: World) -> None
         )
         await session.commit()
     assert updated.rowcount == 2  # type: ignore[attr-defined]  # alice's own two notes
+
+
+async def test_bulk_statements_change_and_return_only_permitted_rows(world: World) -> None:
+    """Subqueries in a bulk statement's WHERE and RETURNING are filtered like SELECTs."""
+    hidden_team = select(Team.name).where(Team.id == 2).scalar_subquery()
+    async with world.session() as session:
+        in_team = select(Note.id).where(Note.team_id == 1)  # 1, 2 and bob's locked 4
+        updated = await session.execute(
+            update(Note).where(Note.id.in_(in_team)).values(body="edited")
+        )
+        assert updated.rowcount == 2  # type: ignore[attr-defined]
+        gone = await session.execute(delete(Note).where(Note.body == "b-secret"))
+        assert gone.rowcount == 0  # type: ignore[attr-defined]
+        if world.kind != "mariadb":  # MariaDB has no UPDATE ... RETURNING
+            returned = await session.execute(
+                update(Note).where(Note.id == 1).values(body="again")
+                .returning(Note.id, hidden_team)
+            )
+            assert returned.all() == [(1, None)]
+        await session.commit()
+    async with world.cape.get_privileged_session() as session:
+        bodies = dict((await session.execute(select(Note.id, Note.body))).all())
+    first = "edited" if world.kind == "mariadb" else "again"
+    assert bodies == {1: first, 2: "edited", 3: "b-secret", 4: "b-locked", 5: "case"}

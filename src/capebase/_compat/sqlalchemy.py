@@ -81,11 +81,11 @@ def with_traversed(cls: type[Any], *slots: tuple[str, InternalTraversal]) -> lis
     return [*cls._traverse_internals, *slots]
 
 
-def traverse_internals(element: Any) -> list[tuple[str, InternalTraversal]]:
-    """The slots SQLAlchemy declares for ``element`` (name, kind): every part of it that can
-    reach the SQL it compiles to, which ``get_children()`` only partly reports (it leaves out
-    options, hints and prefixes)."""
-    return list(getattr(type(element), "_traverse_internals", None) or ())
+def traverse_internals_of(cls: type[Any]) -> list[tuple[str, InternalTraversal]]:
+    """The slots SQLAlchemy declares for instances of ``cls`` (name, kind): every part of one
+    that can reach the SQL it compiles to, which ``get_children()`` only partly reports (it
+    leaves out options, hints and prefixes)."""
+    return list(getattr(cls, "_traverse_internals", None) or ())
 
 
 def generic_functions() -> list[type[Any]]:

@@ -13,7 +13,7 @@ children ``get_children()`` reports (it leaves out options, prefixes and hints).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Column, Table
@@ -51,44 +51,16 @@ from .._compat.sqlalchemy import (
     node_kind,
     parent_entity,
     plain,
-    traverse_internals,
+    traverse_internals_of,
 )
 from ..errors import UnfilterableStatementError
 from . import guards, sqlexpr
+from .sql_functions import SAFE_FUNCTIONS
 
 USE_ORM = (
     "Use ORM statements on mapped classes (select(Model), update(Model), ...), or "
     "`async with cape.get_privileged_session()` for SQL the policy cannot see into."
 )
-
-SAFE_FUNCTIONS = frozenset({
-    # aggregates and window functions: they see only the rows the query reads
-    "count", "sum", "min", "max", "avg", "total", "group_concat", "string_agg",
-    "aggregate_strings", "array_agg", "json_agg", "jsonb_agg", "json_group_array",
-    "json_group_object", "json_object_agg", "jsonb_object_agg", "bool_and", "bool_or",
-    "every", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
-    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
-    "first_value", "last_value", "nth_value", "mode", "percentile_cont", "percentile_disc",
-    "rollup", "cube", "grouping_sets",
-    # functions of their arguments only
-    "coalesce", "nullif", "ifnull", "greatest", "least", "abs", "round", "floor", "ceil",
-    "ceiling", "sign", "mod", "power", "pow", "sqrt", "exp", "ln", "log", "trunc", "random",
-    "lower", "upper", "length", "char_length", "character_length", "octet_length", "substr",
-    "substring", "trim", "ltrim", "rtrim", "replace", "concat", "concat_ws", "instr",
-    "position", "strpos", "left", "right", "lpad", "rpad", "reverse", "repeat", "initcap",
-    "now", "current_date", "current_time", "current_timestamp", "localtime",
-    "localtimestamp", "date", "time", "datetime", "strftime", "julianday", "unixepoch",
-    "date_trunc", "date_part", "to_char", "to_date", "to_timestamp", "age", "make_date",
-    "date_add", "date_sub", "datediff", "timestampdiff", "year", "month", "day", "hour",
-    "minute", "second", "json_extract", "json_array_length", "json_build_object",
-    "json_build_array", "jsonb_build_object", "json_object", "json_array", "json_typeof",
-    "jsonb_typeof", "json_type",
-    # TABLESAMPLE methods
-    "bernoulli", "system",
-})
-"""Names of the SQL functions a user statement may call (lower case). Every other name is
-refused: some databases have functions that run a query given as text (PostgreSQL's
-``query_to_xml``), read files (``pg_read_file``, MySQL's ``LOAD_FILE``) or another database."""
 
 _SAFE_OPERATOR = re.compile(r"[-+*/%<>=!~@#^&|?]{1,3}")
 """A custom operator (``column.op("@>")``) is rendered as written: punctuation only."""
@@ -97,10 +69,11 @@ _STAR_OR_NUMBER = re.compile(r"\*|[0-9]+")
 _OPERATOR_MODULES = frozenset({"sqlalchemy.sql.operators", "_operator", "operator"})
 
 
-def require_known_shape(statement: Any) -> None:
+def require_known_shape(statement: Any) -> set[Any]:
     """Raise UnfilterableStatementError unless every node of ``statement`` is of a kind in
-    ``_KINDS`` and passes that kind's check."""
+    ``_KINDS`` and passes that kind's check; return the mappers of the entities it names."""
     seen: set[int] = set()
+    mappers: set[Any] = set()
     todo = [statement]
     while todo:
         node = todo.pop()
@@ -110,6 +83,7 @@ def require_known_shape(statement: Any) -> None:
         entity = parent_entity(node)
         if entity is not None:
             _require_own_table(entity)
+            mappers.add(entity.mapper)
         kind = ScopeOption if isinstance(node, ScopeOption) else node_kind(node)
         if kind not in _KINDS:
             raise UnfilterableStatementError(
@@ -118,46 +92,76 @@ def require_known_shape(statement: Any) -> None:
         check = _KINDS[kind]
         if check is not None:
             check(node)
-        if kind in _LEAVES or guards.is_policy_guard(node):
+        if kind not in _LEAVES and not guards.is_policy_guard(node):
+            _add_children(node, todo)
+    return mappers
+
+
+def _add_children(node: Any, todo: list[Any]) -> None:
+    """Add what ``node`` holds in its declared slots to ``todo``. A slot whose kind renders
+    its content as raw SQL must be empty; a slot of an unknown kind too."""
+    for name, action in _plan(type(node)):
+        value: Any = getattr(node, name, None)
+        if action is _WALK:
+            _add_nodes(value, todo)
+        elif value is None or (not isinstance(value, elements.ClauseElement) and not value):
             continue
-        todo.extend(_children(node))
-
-
-def _children(node: Any) -> Iterator[Any]:
-    """What ``node`` holds in its declared slots: the nodes to walk next. A slot whose kind
-    renders its content as raw SQL must be empty; a slot of an unknown kind too."""
-    for name, slot in traverse_internals(node):
-        value = getattr(node, name, None)
-        if slot is InternalTraversal.dp_compile_state_funcs and all(
-            str(getattr(fn, "__module__", "")).startswith("sqlalchemy.orm.")
-            for fn, _key in value or ()
-        ):
+        elif action is _ORM_FUNCTIONS and _from_the_orm(value):
             continue  # the ORM's own loaders (a lazy load's reverse, a relationship's order)
-        if slot in _RAW_SQL_SLOTS or slot not in _NODE_SLOTS | _VALUE_SLOTS:
-            if value:
-                raise UnfilterableStatementError(
-                    f"{_name(node_kind(node))} with {name.strip('_')} cannot be checked in a "
-                    f"user session (SQL text the policy cannot see into). {USE_ORM}"
-                )
-            continue
-        if slot in _NODE_SLOTS:
-            yield from _nodes_in(value)
+        else:
+            raise UnfilterableStatementError(
+                f"{_name(node_kind(node))} with {name.strip('_')} cannot be checked in a "
+                f"user session (SQL text the policy cannot see into). {USE_ORM}"
+            )
 
 
-def _nodes_in(value: Any) -> Iterator[Any]:
-    """The SQL elements and options in a slot's value (a node, or lists, tuples and dicts of
-    them); mapped classes and aliases are checked where they stand."""
-    if isinstance(value, elements.ClauseElement | ExecutableOption):
-        yield value
-    elif isinstance(value, list | tuple | set | frozenset):
+def _from_the_orm(functions: Any) -> bool:
+    """Whether compile-state functions are all the ORM's own."""
+    return all(
+        str(getattr(fn, "__module__", "")).startswith("sqlalchemy.orm.") for fn, _key in functions
+    )
+
+
+def _add_nodes(value: Any, todo: list[Any]) -> None:
+    """Add the SQL elements and options in a slot's value (a node, or lists, tuples and dicts
+    of them) to ``todo``; mapped classes and aliases are checked where they stand."""
+    if value is None:
+        return
+    if isinstance(value, _NODES):
+        todo.append(value)
+    elif isinstance(value, _COLLECTIONS):
         for item in value:
-            yield from _nodes_in(item)
+            _add_nodes(item, todo)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _nodes_in(key)
-            yield from _nodes_in(item)
+            _add_nodes(key, todo)
+            _add_nodes(item, todo)
     elif getattr(value, "is_aliased_class", False) or isinstance(value, AliasedClass):
         _require_own_table(sa_inspect(value))
+
+
+_NODES = (elements.ClauseElement, ExecutableOption)
+_COLLECTIONS = (list, tuple, set, frozenset)
+
+
+_WALK, _EMPTY, _ORM_FUNCTIONS = "walk", "must be empty", "ORM functions only"
+_PLANS: dict[type[Any], tuple[tuple[str, str], ...]] = {}
+
+
+def _plan(cls: type[Any]) -> tuple[tuple[str, str], ...]:
+    """What to do with each declared slot of ``cls`` (slots of plain values: nothing)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        steps = []
+        for name, slot in traverse_internals_of(cls):
+            if slot is InternalTraversal.dp_compile_state_funcs:
+                steps.append((name, _ORM_FUNCTIONS))
+            elif slot in _RAW_SQL_SLOTS or slot not in _NODE_SLOTS | _VALUE_SLOTS:
+                steps.append((name, _EMPTY))
+            elif slot in _NODE_SLOTS:
+                steps.append((name, _WALK))
+        plan = _PLANS[cls] = tuple(steps)
+    return plan
 
 
 def _require_own_table(entity: Any) -> None:
@@ -204,7 +208,7 @@ def _function(node: Any) -> None:
     if name not in SAFE_FUNCTIONS or getattr(node, "packagenames", None):
         raise UnfilterableStatementError(
             f"The SQL function {node.name}() is not on capebase's list of functions a user "
-            f"session may call (policy.shapes.SAFE_FUNCTIONS). {USE_ORM}"
+            f"session may call (policy.sql_functions.SAFE_FUNCTIONS). {USE_ORM}"
         )
 
 

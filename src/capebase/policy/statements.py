@@ -24,7 +24,6 @@ from .._compat.sqlalchemy import (
     has_post_values_clause,
     has_prefixes,
     multi_values,
-    parent_entity,
     plain,
     statement_values,
 )
@@ -59,7 +58,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
     ctx, policy = scope.ctx, scope.policy
     # Relationship loads and refreshes are checked too: the flags that mark them are
     # compile options app code can set on any statement.
-    require_known_shape(state.statement)
+    named = require_known_shape(state.statement)
     if not (state.is_orm_statement or state.is_select):
         raise UnfilterableStatementError(
             "A user session cannot run raw SQL or Core statements that write to tables: the "
@@ -70,7 +69,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
             "schema_translate_map would have a user session read tables the policy does not "
             f"know under the names of those it does. {USE_ORM}"
         )
-    models = _models_in(state.statement, state.all_mappers)
+    models = _models_in([*named, *state.all_mappers])
     options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
         statement: Any = state.statement.options(*options)
@@ -109,15 +108,10 @@ def _free_tables(policy: Policy, models: Iterable[type[Any]]) -> frozenset[Any]:
     return frozenset(secondaries - policy.governed_tables())
 
 
-def _models_in(statement: Any, mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
-    """Every mapped class a statement can load, including through relationships."""
-    found: set[Mapper[Any]] = set(mappers)
-    for element in visitors.iterate(statement):
-        entity = parent_entity(element)
-        if entity is not None:
-            found.add(entity.mapper)
+def _models_in(mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
+    """Every mapped class a statement naming ``mappers`` can load, through relationships too."""
     models: set[type[Any]] = set()
-    for mapper in found:
+    for mapper in mappers:
         models.update(_reachable(mapper))
     return models
 

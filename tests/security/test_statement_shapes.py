@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    cast,
     column,
     delete,
     except_,
@@ -61,6 +62,7 @@ from sqlalchemy.orm import (
     with_polymorphic,
 )
 from sqlalchemy.orm.context import _ORMCompileState
+from sqlalchemy.types import UserDefinedType
 
 from capebase import AuthContext, CapeBase, UnfilterableStatementError
 from capebase.policy.coverage import UserStatement
@@ -80,6 +82,14 @@ note_tag = Table(
     # session reads freely (an association table no rule governs).
     Column("note_id", Integer, primary_key=True),
     Column("tag_id", Integer, primary_key=True),
+)
+
+
+membership = Table(
+    "sh_membership",
+    Base.metadata,
+    Column("team_id", Integer, primary_key=True),
+    Column("user", String(40), primary_key=True),
 )
 
 
@@ -235,6 +245,15 @@ async def oracle(world: World, statement: Any) -> list[Any]:
     return rows
 
 
+class RawType(UserDefinedType[str]):
+    """A type whose name is SQL: ``CAST(x AS <whatever it says>)``."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "TEXT) || (SELECT max(body) FROM sh_note"
+
+
 NOTE = Note.__table__
 TEAM = Team.__table__
 n2 = aliased(Note)
@@ -310,6 +329,12 @@ LEGIT: dict[str, Callable[[], Any]] = {
     "except_": lambda: except_(select(Note.team_id), select(Team.id)),
     "intersect": lambda: intersect(select(Note.team_id), select(Team.id)),
     "window function": lambda: select(Note.id, func.row_number().over(order_by=Note.id)),
+    "window frame": lambda: select(
+        Note.id, func.sum(Note.id).over(order_by=Note.id, rows=(None, 0))
+    ),
+    "aggregate filter": lambda: select(Note.team_id, func.count(Note.id).filter(Note.id > 1))
+    .group_by(Note.team_id),
+    "cast to a SQLAlchemy type": lambda: select(cast(Note.id, String(10))),
     "with_only_columns": lambda: select(Note).with_only_columns(Note.body),
     "same table's Core column next to the entity": lambda: select(Note.id, NOTE.c.body),
     "select_from the entity's Core table": lambda: select(Note.id).select_from(NOTE),
@@ -399,6 +424,11 @@ REFUSED: dict[str, Callable[[], Any]] = {
     .values(id=3, owner="alice", body="mine now", team_id=1),
     "update SET from a Core subquery": lambda: update(Note).where(Note.id == 1)
     .values(body=select(NOTE.c.body).where(NOTE.c.id == 3).scalar_subquery()),
+    "CAST to a user-defined type": lambda: select(cast(Note.id, RawType())),
+    # SQLAlchemy gives the entity of a Core SELECT's only column no criteria here.
+    "aggregate filter, no entity in the columns": lambda: select(
+        func.count(Note.id).filter(Note.id > 1)
+    ),
     # Look-alikes of the policy's own markers, which an app would have to import to build.
     "a guard the app made": lambda: select(NOTE).where(policy_guard(NOTE.c.id, true())),
     "a user-statement marker the app made": lambda: select(NOTE)
@@ -409,6 +439,7 @@ REFUSED: dict[str, Callable[[], Any]] = {
 UNSUPPORTED = {
     ("values() as a FROM", "sqlite"),  # no (VALUES ...) AS name (columns)
     ("values() as a FROM", "mariadb"),
+    ("aggregate filter", "mariadb"),  # no FILTER (WHERE ...)
     ("lateral subquery", "sqlite"),
     ("lateral subquery", "mariadb"),
     ("tablesample of an aliased entity", "sqlite"),
@@ -511,3 +542,25 @@ async def test_bulk_statements_change_and_return_only_permitted_rows(world: Worl
         bodies = dict((await session.execute(select(Note.id, Note.body))).all())
     first = "edited" if world.kind == "mariadb" else "again"
     assert bodies == {1: first, 2: "edited", 3: "b-secret", 4: "b-locked", 5: "case"}
+
+
+async def test_a_rule_may_read_other_tables_in_its_own_subquery(db_url: str) -> None:
+    """What a rule reads is the rule's business: a membership table in its subquery is not
+    the caller's Core table (a user session reading it directly is refused)."""
+    app = FastAPI()
+    cape = CapeBase(app=app, db_path=db_url)
+    cape.permission_required(Team, actions=["read"], where=lambda ctx: Team.id.in_(
+        select(membership.c.team_id).where(membership.c.user == ctx.id)
+    ))
+    async with app_client(app):
+        async with cape.get_privileged_session() as session:
+            session.add_all(Team(id=i, owner=o, name=n) for i, o, n in TEAMS)
+            await session.execute(insert(membership).values(team_id=2, user="alice"))
+            await session.commit()
+        async with cape.get_session(ALICE) as session:
+            assert (await session.execute(select(Team.name))).all() == [("bob team",)]
+            t2 = aliased(Team)
+            pairs = select(Team.id, t2.id).join(t2, t2.id == Team.id)
+            assert (await session.execute(pairs)).all() == [(2, 2)]
+            with pytest.raises(UnfilterableStatementError):
+                await session.execute(select(Team.id, membership.c.user))

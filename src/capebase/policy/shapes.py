@@ -32,6 +32,7 @@ from sqlalchemy.sql import (
     selectable,
 )
 from sqlalchemy.sql.base import ExecutableOption
+from sqlalchemy.types import TypeDecorator
 from sqlmodel.sql.expression import Select as SQLModelSelect
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -240,6 +241,19 @@ def _word(attribute: str) -> Callable[[Any], None]:
     return check
 
 
+def _sqlalchemy_type(node: Any) -> None:
+    """A type written into the SQL (a CAST's target): SQLAlchemy's own, which render as
+    type names; a user-defined type renders whatever text its ``get_col_spec`` returns."""
+    type_ = node.type
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl_instance
+    if not type(type_).__module__.startswith("sqlalchemy."):
+        raise UnfilterableStatementError(
+            f"CAST to {type(type_).__name__}, a user-defined type, cannot be checked in a user "
+            f"session. {USE_ORM}"
+        )
+
+
 def _loader_criteria(node: Any) -> None:
     if node.deferred_where_criteria:
         _refuse("with_loader_criteria() given a lambda")(node)
@@ -291,14 +305,16 @@ _KINDS: dict[type[Any], Callable[[Any], None] | None] = {
     elements.UnaryExpression: _operator,
     elements.CollectionAggregate: _operator,
     elements.AsBoolean: _operator,
-    elements.Cast: None,
-    elements.TypeCoerce: None,
-    elements.TypeClause: None,
+    elements.Cast: _sqlalchemy_type,
+    elements.TypeCoerce: None,  # a Python-side type: no SQL
+    elements.TypeClause: _sqlalchemy_type,
     elements.Case: None,
     elements.Extract: _word("field"),
     elements.CollationClause: _word("collation"),
     elements.Over: None,
+    elements.FrameClause: None,
     elements.WithinGroup: None,
+    elements.AggregateOrderBy: None,
     elements.FunctionFilter: None,
     elements.Slice: None,
     LabelReference: None,

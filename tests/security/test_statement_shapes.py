@@ -422,6 +422,15 @@ REFUSED: dict[str, Callable[[], Any]] = {
                                                             Note.team_id)),
     "INSERT OR REPLACE (prefix)": lambda: insert(Note).prefix_with("OR REPLACE")
     .values(id=3, owner="alice", body="mine now", team_id=1),
+    # Writes inside a SELECT (PostgreSQL runs them): no write check, no change capture.
+    "INSERT in a CTE": lambda: select(
+        insert(Note).values(id=50, owner="bob", body="forged", team_id=2)
+        .returning(Note.id).cte("forged").c.id
+    ),
+    "UPDATE in a CTE": lambda: select(
+        update(Note).values(owner="alice").returning(Note.id).cte("taken").c.id
+    ),
+    "DELETE in a CTE": lambda: select(delete(Note).returning(Note.id).cte("gone").c.id),
     "update SET from a Core subquery": lambda: update(Note).where(Note.id == 1)
     .values(body=select(NOTE.c.body).where(NOTE.c.id == 3).scalar_subquery()),
     "CAST to a user-defined type": lambda: select(cast(Note.id, RawType())),

@@ -90,6 +90,13 @@ def require_known_shape(statement: Any) -> set[Any]:
             raise UnfilterableStatementError(
                 f"{_name(kind)} cannot be filtered in a user session. {USE_ORM}"
             )
+        if kind in _WRITES and node is not statement:
+            # An INSERT, UPDATE or DELETE inside another statement (a CTE of a SELECT, on
+            # PostgreSQL) would write without the checks of a write.
+            raise UnfilterableStatementError(
+                f"{kind.__name__.upper()} inside another statement cannot be checked in a user "
+                f"session; run it as a statement of its own. {USE_ORM}"
+            )
         check = _KINDS[kind]
         if check is not None:
             check(node)
@@ -345,6 +352,9 @@ _KINDS: dict[type[Any], Callable[[Any], None] | None] = {
     UserDefinedOption: None,
 }
 """Every kind of node a user statement may hold, with the check its instances must pass."""
+
+_WRITES = frozenset({Insert, Update, Delete})
+"""Kinds that write: only as the statement itself (``statements`` checks what they write)."""
 
 _LEAVES = frozenset({Table, selectable.TableClause, ScopeOption, UserDefinedOption})
 """Kinds whose content is not walked: a table's columns, markers without SQL."""

@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     intersect,
+    lambda_stmt,
     literal,
     literal_column,
     select,
@@ -434,6 +435,9 @@ REFUSED: dict[str, Callable[[], Any]] = {
     "update SET from a Core subquery": lambda: update(Note).where(Note.id == 1)
     .values(body=select(NOTE.c.body).where(NOTE.c.id == 3).scalar_subquery()),
     "CAST to a user-defined type": lambda: select(cast(Note.id, RawType())),
+    "a kind the allow-list does not know (lambda_stmt)": lambda: lambda_stmt(
+        lambda: select(Note.id)
+    ),
     # SQLAlchemy gives the entity of a Core SELECT's only column no criteria here.
     "aggregate filter, no entity in the columns": lambda: select(
         func.count(Note.id).filter(Note.id > 1)

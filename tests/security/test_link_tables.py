@@ -6,8 +6,7 @@ authorization). Found by the second security review."""
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-from sqlalchemy.orm import registry
+from sqlalchemy.orm import registry, selectinload
 from sqlmodel import Field, Relationship, SQLModel
 
 from capebase import AuthContext, CapeBase, UnfilterableStatementError

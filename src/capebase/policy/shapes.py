@@ -123,10 +123,11 @@ def _add_children(node: Any, todo: list[Any]) -> None:
             )
 
 
-def _from_the_orm(functions: Any) -> bool:
+def _from_the_orm(compile_functions: Any) -> bool:
     """Whether compile-state functions are all the ORM's own."""
     return all(
-        str(getattr(fn, "__module__", "")).startswith("sqlalchemy.orm.") for fn, _key in functions
+        str(getattr(fn, "__module__", "")).startswith("sqlalchemy.orm.")
+        for fn, _key in compile_functions
     )
 
 

@@ -11,7 +11,7 @@ a VALUES list, are checked like flushed ones (``enforcement``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, event, insert, literal
@@ -102,8 +102,16 @@ def _free_tables(policy: Policy, models: Iterable[type[Any]]) -> frozenset[Any]:
     """The association tables that no rule governs, of ``models`` and of the models the
     policy names (and those they reach): read freely, like any plain link table (a link model
     with rules of its own is filtered like any model)."""
+    return _free_tables_of(policy, policy.version, frozenset(models))
+
+
+@lru_cache(maxsize=1024)
+def _free_tables_of(
+    policy: Policy, _version: int, models: frozenset[type[Any]]
+) -> frozenset[Any]:
+    named = (m for model in policy.models() for m in _reachable(model.__mapper__))
     secondaries: set[Any] = set()
-    for model in {*models, *(m for named in policy.models() for m in _reachable(named.__mapper__))}:
+    for model in {*models, *named}:
         secondaries |= _secondary_tables(model.__mapper__)
     return frozenset(secondaries - policy.governed_tables())
 

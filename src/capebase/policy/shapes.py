@@ -360,53 +360,30 @@ _WRITES = frozenset({Insert, Update, Delete})
 _LEAVES = frozenset({Table, selectable.TableClause, ScopeOption, UserDefinedOption})
 """Kinds whose content is not walked: a table's columns, markers without SQL."""
 
-_NODE_SLOTS = frozenset({
-    InternalTraversal.dp_clauseelement,
-    InternalTraversal.dp_clauseelement_list,
-    InternalTraversal.dp_clauseelement_tuple,
-    InternalTraversal.dp_clauseelement_tuples,
-    InternalTraversal.dp_fromclause_ordered_set,
-    InternalTraversal.dp_setup_join_tuple,
-    InternalTraversal.dp_memoized_select_entities,
-    InternalTraversal.dp_executable_options,
-    InternalTraversal.dp_has_cache_key,
-    InternalTraversal.dp_has_cache_key_list,
-    InternalTraversal.dp_has_cache_key_tuples,
-    InternalTraversal.dp_multi,
-    InternalTraversal.dp_multi_list,
-    InternalTraversal.dp_inspectable,
-    InternalTraversal.dp_plain_dict,
-    InternalTraversal.dp_string_clauseelement_dict,
-    InternalTraversal.dp_dml_values,
-    InternalTraversal.dp_dml_ordered_values,
-    InternalTraversal.dp_dml_multi_values,
-})
+def _slots(*names: str) -> frozenset[InternalTraversal]:
+    return frozenset(getattr(InternalTraversal, f"dp_{name}") for name in names)
+
+
+_NODE_SLOTS = _slots(
+    "clauseelement", "clauseelement_list", "clauseelement_tuple", "clauseelement_tuples",
+    "fromclause_ordered_set", "setup_join_tuple", "memoized_select_entities",
+    "executable_options", "has_cache_key", "has_cache_key_list", "has_cache_key_tuples",
+    "multi", "multi_list", "inspectable", "plain_dict", "string_clauseelement_dict",
+    "dml_values", "dml_ordered_values", "dml_multi_values",
+)
 """Slots that hold SQL elements (or options, or entities), walked in turn."""
 
-_VALUE_SLOTS = frozenset({
-    InternalTraversal.dp_string,
-    InternalTraversal.dp_string_list,
-    InternalTraversal.dp_anon_name,
-    InternalTraversal.dp_boolean,
-    InternalTraversal.dp_operator,
-    InternalTraversal.dp_type,
-    InternalTraversal.dp_plain_obj,
-    InternalTraversal.dp_annotations_key,
-    InternalTraversal.dp_propagate_attrs,
-    InternalTraversal.dp_params,
-    InternalTraversal.dp_ignore,
-    InternalTraversal.dp_fromclause_canonical_column_collection,
-})
+_VALUE_SLOTS = _slots(
+    "string", "string_list", "anon_name", "boolean", "operator", "type", "plain_obj",
+    "annotations_key", "propagate_attrs", "params", "ignore",
+    "fromclause_canonical_column_collection",
+)
 """Slots of plain values: names SQLAlchemy quotes, flags, types, operators (checked by kind),
 bound parameter values, and a table's own columns."""
 
-_RAW_SQL_SLOTS = frozenset({
-    InternalTraversal.dp_prefix_sequence,
-    InternalTraversal.dp_table_hint_list,
-    InternalTraversal.dp_statement_hint_list,
-    InternalTraversal.dp_compile_state_funcs,
-    InternalTraversal.dp_dialect_options,
-    InternalTraversal.dp_unknown_structure,
-})
+_RAW_SQL_SLOTS = _slots(
+    "prefix_sequence", "table_hint_list", "statement_hint_list", "compile_state_funcs",
+    "dialect_options", "unknown_structure",
+)
 """Slots that put text into the SQL as written (prefixes, suffixes, hints), change how the
 statement compiles, or are of no known structure: they must be empty."""

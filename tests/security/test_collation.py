@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, col
 
@@ -76,11 +76,32 @@ CASES = [
     Case("regexp", lambda _: title.regexp_match("^pub"), ("pub", "pub x"), ("PUB x", "püb")),
     Case("from the context", lambda ctx: title.startswith(ctx.context["tag"]),
          ("tag-1", "tag-10"), ("TAG-1", "tág-1")),
+    # startswith, endswith and contains find their value as text: a context value's % and _
+    # are not wildcards, nor its backslashes escapes (issue 16, security review).
+    Case("startswith a context value with % and _",
+         lambda ctx: title.startswith(ctx.context["wild"]),
+         ("50%_", "50%_off"), ("5000", "50%x", "50x_", "50")),
+    Case("not startswith a context value with % and _",
+         lambda ctx: ~title.startswith(ctx.context["wild"]), ("5000", "50%x"), ("50%_", "50%_x")),
+    Case("endswith a context value with _", lambda ctx: title.endswith(ctx.context["tail"]),
+         ("a_1", "_1"), ("a1", "ab1", "_1 ")),
+    Case("contains a context value with \\ and %",
+         lambda ctx: title.contains(ctx.context["mid"]),
+         ("xa\\%by", "a\\%b"), ("a%b", "ab", "a\\xb", "a\\b")),
+    Case("startswith a value ending with \\", lambda _: title.startswith("a\\"),
+         ("a\\", "a\\b"), ("a", "ab", "A\\")),
+    Case("contains a constant with %", lambda _: title.contains("5%"),
+         ("5%", "a5%b"), ("50", "5 %")),
+    Case("endswith a computed value with _ (escaped by the database)",
+         lambda _: title.endswith(func.lower("_X1")), ("a_x1", "_x1"), ("ab1", "abx1", "a_X1")),
 ]
 
 
 async def header_auth(request: Request) -> AuthContext:
-    return AuthContext(id=request.headers.get("X-User"), context={"tag": "tag-1"})
+    return AuthContext(
+        id=request.headers.get("X-User"),
+        context={"tag": "tag-1", "wild": "50%_", "tail": "_1", "mid": "a\\%b"},
+    )
 
 
 ALICE = {"X-User": "alice"}

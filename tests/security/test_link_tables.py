@@ -6,7 +6,7 @@ authorization). Found by the second security review."""
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from sqlalchemy.orm import registry
+from sqlalchemy.orm import registry, selectinload
 from sqlmodel import Field, Relationship, SQLModel
 
 from capebase import AuthContext, CapeBase, UnfilterableStatementError
@@ -54,8 +54,14 @@ async def test_a_governed_link_table_is_not_read_as_core(db_url: str, governed: 
             await session.commit()
         async with cape.get_session(AuthContext(id="bob")) as session:
             statement = select(SecTeam.id, link.c.note).join(link, link.c.team_id == SecTeam.id)
+            # A relationship through the link table reads it too (issue 16: relationship loads
+            # were not checked).
+            loaded = select(SecTeam).options(selectinload(SecTeam.heroes))
             if governed:
-                with pytest.raises(UnfilterableStatementError):
-                    await session.execute(statement)
+                for refused in (statement, loaded):
+                    with pytest.raises(UnfilterableStatementError):
+                        await session.execute(refused)
             else:  # a plain association table, which no rule governs, stays readable
                 assert (await session.execute(statement)).all() == [(1, "ALICE-LINK-SECRET")]
+                team = (await session.scalars(loaded)).one()
+                assert [hero.id for hero in team.heroes] == [1]

@@ -25,6 +25,7 @@ from tests.security.test_lockout import LOCKED, Clock, from_address
 
 LIMIT = 5
 GUESSES = 40
+RIGHT = 20
 
 
 class CountingHasher(Argon2Hasher):
@@ -78,6 +79,40 @@ async def test_concurrent_guesses_check_at_most_the_limit(
         right = await login(client, "alice@example.com", PASSWORD)
         assert (right.status_code, right.json()) == (429, LOCKED)
         assert hasher.verified == LIMIT
+
+
+@pytest.mark.parametrize("key", ["account", "address"])
+async def test_concurrent_right_sign_ins_all_succeed(
+    db_url: str, key: Literal["account", "address"]
+) -> None:
+    """Regression (security review, low): 20 concurrent sign-ins with the right password got
+    429s, since the attempts in flight took up the limit. A right password frees its
+    reservation and counts no failure; the others wait for it instead of being refused."""
+    hasher = CountingHasher()
+    limits = (
+        {"max_failed_logins": LIMIT, "max_failed_logins_per_address": 10_000}
+        if key == "account"
+        else {"max_failed_logins": 10_000, "max_failed_logins_per_address": LIMIT}
+    )
+    async with running(db_url, password_hash=PasswordHash((hasher,)), **limits) as (
+        built,
+        client,
+    ):
+        built.auth.limiter.clock = Clock()
+        emails = [f"user{n}@example.com" for n in range(RIGHT)] if key == "address" else []
+        for email in emails or ["alice@example.com"]:
+            assert (await signup(client, email)).status_code == 201
+        hasher.verified = 0
+
+        async def sign_in(n: int) -> httpx.Response:
+            if key == "account":
+                async with from_address(built.app, f"192.0.2.{n + 1}") as elsewhere:
+                    return await login(elsewhere, "alice@example.com", PASSWORD)
+            return await login(client, emails[n], PASSWORD)
+
+        responses = await asyncio.gather(*(sign_in(n) for n in range(RIGHT)))
+        assert [r.status_code for r in responses] == [200] * RIGHT
+        assert hasher.verified == RIGHT
 
 
 def test_attempts_in_flight_count_against_the_limit() -> None:

@@ -7,21 +7,41 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import LoaderCriteriaOption
-
-# Internal classes the policy's statement checks test for (re-exported).
 from sqlalchemy.orm.context import FromStatement as FromStatement
+from sqlalchemy.orm.interfaces import CompileStateOption
+from sqlalchemy.orm.strategy_options import (
+    _AttributeStrategyLoad,
+    _ClassStrategyLoad,
+    _TokenStrategyLoad,
+)
+from sqlalchemy.orm.util import _ORMJoin
 from sqlalchemy.pool import _ConnectionFairy
-from sqlalchemy.sql import ColumnElement, Delete, Insert, Update
+from sqlalchemy.sql import ColumnElement, Delete, Insert, Select, Update
 from sqlalchemy.sql.annotation import Annotated as Annotated
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.elements import ClauseElement, _label_reference, _textual_label_reference
+from sqlalchemy.sql.selectable import _MemoizedSelectEntities, _OffsetLimitParam
+from sqlalchemy.sql.visitors import InternalTraversal as InternalTraversal
 from sqlalchemy.types import TypeEngine
 
 from . import missing_names
 
+# Internal classes a user statement can hold (``policy.shapes`` lists them), by public names:
+# the ORM's join, loader strategy options, ``with_only_columns`` memo, a LIMIT/OFFSET value,
+# and references to a label by name (``order_by("name")``).
+ORMJoin: type[Any] = _ORMJoin
+AttributeStrategyLoad: type[Any] = _AttributeStrategyLoad
+ClassStrategyLoad: type[Any] = _ClassStrategyLoad
+TokenStrategyLoad: type[Any] = _TokenStrategyLoad
+MemoizedSelectEntities: type[Any] = _MemoizedSelectEntities
+OffsetLimitParam: type[Any] = _OffsetLimitParam
+LabelReference: type[Any] = _label_reference
+TextualLabelReference: type[Any] = _textual_label_reference
+
 REQUIRED: list[tuple[object, str]] = [
     (ClauseElement, "_annotations"),
     (ClauseElement, "_deannotate"),
+    (sqlalchemy.sql.functions, "_registry"),
     (Insert, "_multi_values"),
     (Insert, "_post_values_clause"),
     (Insert, "_prefixes"),
@@ -29,6 +49,11 @@ REQUIRED: list[tuple[object, str]] = [
     (Insert, "_returning"),
     (Update, "_values"),
     (Delete, "_returning"),
+    (Select, "_traverse_internals"),
+    (Select, "_where_criteria"),
+    (Update, "_where_criteria"),
+    (Delete, "_where_criteria"),
+    (Select, "_with_options"),
     (LoaderCriteriaOption, "_traverse_internals"),
     (LoaderCriteriaOption, "_resolve_where_criteria"),
     (ClauseElement, "_compile_w_cache"),
@@ -43,6 +68,74 @@ REQUIRED: list[tuple[object, str]] = [
 def missing() -> list[str]:
     """The private names of ``REQUIRED`` that the installed SQLAlchemy lacks."""
     return missing_names("sqlalchemy", sqlalchemy.__version__, REQUIRED)
+
+
+def node_kind(element: Any) -> type[Any]:
+    """The class of ``element`` as written, not the Annotated subclass the ORM wraps it in."""
+    return type(plain(element))
+
+
+def with_traversed(cls: type[Any], *slots: tuple[str, InternalTraversal]) -> list[Any]:
+    """``cls``'s declared slots plus ``slots``: what a subclass that adds state to a SQL
+    element declares, so that the state is in its cache key."""
+    return [*cls._traverse_internals, *slots]
+
+
+def traverse_internals_of(cls: type[Any]) -> list[tuple[str, InternalTraversal]]:
+    """The slots SQLAlchemy declares for instances of ``cls`` (name, kind): every part of one
+    that can reach the SQL it compiles to, which ``get_children()`` only partly reports (it
+    leaves out options, hints and prefixes)."""
+    return list(getattr(cls, "_traverse_internals", None) or ())
+
+
+def generic_functions() -> list[type[Any]]:
+    """The ``GenericFunction`` classes registered with ``func`` (``func.count`` builds one);
+    SQLAlchemy keeps them in a private registry."""
+    registry = sqlalchemy.sql.functions._registry["_default"]
+    generic = sqlalchemy.sql.functions.GenericFunction
+    return [cls for cls in registry.values() if issubclass(cls, generic)]
+
+
+def statement_options(statement: Any) -> tuple[Any, ...]:
+    """The options given to a statement with ``.options(...)``."""
+    return tuple(getattr(statement, "_with_options", ()) or ())
+
+
+def where_criteria(statement: Any) -> tuple[Any, ...]:
+    """The WHERE conditions of a SELECT, UPDATE or DELETE (ANDed)."""
+    return tuple(getattr(statement, "_where_criteria", ()) or ())
+
+
+def visit_table(compiler: SQLCompiler, table: Any, **kw: Any) -> str:
+    """The compiler's own rendering of ``table`` (what ``@compiles(Table)`` replaces)."""
+    result: str = compiler.visit_table(table, **kw)  # type: ignore[no-untyped-call]
+    return result
+
+
+def compiling_level(compiler: SQLCompiler) -> dict[str, Any] | None:
+    """The compiler's entry for the SELECT (or UPDATE/DELETE/INSERT) being rendered: its
+    ``selectable`` is the statement as rendered (after the ORM's changes, loader criteria
+    included) and ``asfrom_froms`` the FROM objects it renders, joins included."""
+    stack: list[Any] = compiler.stack
+    return stack[-1] if stack else None
+
+
+class ScopeOption(CompileStateOption):
+    """An option with no effect on the ORM's compilation, part of the statement's cache key.
+
+    A subclass marks the statements of user sessions for ``policy.coverage``; ``payload`` (any
+    hashable value) is in the cache key, so two payloads never share a compiled statement.
+    """
+
+    _traverse_internals = [("payload", InternalTraversal.dp_plain_obj)]  # noqa: RUF012
+    # What subclasses (``inherit_cache = True``) build their cache keys from.
+    _cache_key_traversal = _traverse_internals
+
+    def __init__(self, payload: Any) -> None:
+        self.payload = payload
+
+    def process_compile_state(self, compile_state: Any) -> None:
+        return None
 
 
 def plain(element: Any) -> Any:

@@ -581,7 +581,7 @@ async def _save(session: Any, published: PublishedModel, obj: Any) -> dict[str, 
     model, pk = published.model, published.pk
     # Read back past the caller's read rules: the write was allowed, and its answer is the row
     # as written even when the change moves it out of the caller's view (as on the direct path).
-    read_back = select(model).execution_options(populate_existing=True, **{INTERNAL: True})
+    read_back = select(model).execution_options(populate_existing=True, **INTERNAL)
 
     async def flush_and_read() -> None:
         await session.flush()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,8 +16,28 @@ if TYPE_CHECKING:
     from ..policy.registry import Policy
 
 SCOPE_KEY = "capebase.scope"
-INTERNAL = "capebase_internal"
-"""Execution option that marks capebase's own statements, which the policy does not filter."""
+_INTERNAL_KEY = "capebase_internal"
+
+
+class _InternalToken:
+    """The value of the execution option that marks capebase's own statements."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<capebase internal statement>"
+
+
+_INTERNAL = _InternalToken()
+INTERNAL: Mapping[str, Any] = MappingProxyType({_INTERNAL_KEY: _INTERNAL})
+"""Execution options marking capebase's own statements, which the policy does not filter.
+Only this object's value counts (compared by identity): app code setting
+``capebase_internal=True`` on a statement gets it filtered like any other."""
+
+
+def is_internal(options: Mapping[str, Any]) -> bool:
+    """Whether execution ``options`` mark one of capebase's own statements."""
+    return options.get(_INTERNAL_KEY) is _INTERNAL
 
 
 class ChangeSink(Protocol):

@@ -105,7 +105,7 @@ def check_in_database(
     """Ask the database to evaluate the policy predicate over a row image it does not store."""
     predicate = with_row_values(policy.sql_filter(model, action, ctx), model.__table__, row)
     result = session.execute(
-        select(predicate.label("allowed")), execution_options={INTERNAL: True}
+        select(predicate.label("allowed")), execution_options=INTERNAL
     ).scalar()
     return bool(result)
 
@@ -142,7 +142,7 @@ def _check_stored(
     statement = (
         select(table).where(key_filter, policy.sql_filter(model, action, ctx)).with_for_update()
     )
-    result = session.execute(statement, execution_options={INTERNAL: True}).mappings()
+    result = session.execute(statement, execution_options=INTERNAL).mappings()
     allowed = {
         tuple(row[c.key] for c in pk_columns): {c.key: row[c.key] for c in table.c}
         for row in result

@@ -23,6 +23,8 @@ from .like import (
     NEGATED,
     PATTERN_OPERATORS,
     closed_value,
+    escaped,
+    is_literal_value,
     like_matches,
     pattern_for,
 )
@@ -165,7 +167,11 @@ def _evaluate_pattern(expr: elements.BinaryExpression[Any], left: Any, right: An
     if not (isinstance(left, str) and isinstance(right, str)):
         raise NotEvaluable("LIKE over something other than text")
     escape = expr.modifiers.get("escape") or DEFAULT_ESCAPE
-    if not isinstance(expr.right, elements.BindParameter) and closed_value(right, escape) != right:
+    if is_literal_value(expr.operator, expr.modifiers):
+        right = escaped(right, escape)  # text to find, as ``sqlexpr.exact_text`` sends it
+    elif not isinstance(expr.right, elements.BindParameter) and closed_value(
+        right, escape
+    ) != right:
         # Only a pattern value is closed (``sqlexpr.exact_text``); the databases disagree on
         # a computed pattern ending with a lone escape character.
         raise NotEvaluable("a computed LIKE pattern ending with its escape character")

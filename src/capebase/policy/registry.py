@@ -89,6 +89,10 @@ class Policy:
         """Whether any rule names ``model``."""
         return any(m is model for m, _ in self._rules)
 
+    def models(self) -> list[type[Any]]:
+        """Every model some rule names, in registration order."""
+        return list(dict.fromkeys(model for model, _ in self._rules))
+
     def governed_tables(self) -> frozenset[Any]:
         """The tables of the models some rule names."""
         tables = (getattr(model, "__table__", None) for model, _ in self._rules)

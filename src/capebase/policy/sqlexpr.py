@@ -6,14 +6,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Table, and_, literal, not_, or_
+from sqlalchemy import Boolean, ColumnElement, Table, and_, func, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import elements, expression, operators, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import String, TypeDecorator, TypeEngine
 
 from .._compat.sqlalchemy import plain
-from .like import CASE_FOLDING_OPERATORS, DEFAULT_ESCAPE, PATTERN_OPERATORS, closed_value
+from .like import (
+    CASE_FOLDING_OPERATORS,
+    DEFAULT_ESCAPE,
+    PATTERN_OPERATORS,
+    closed_value,
+    escaped,
+    is_literal_value,
+)
 
 NO_OPTIONS: dict[str, Any] = {}
 """Empty options for ``visitors.replacement_traverse``."""
@@ -237,12 +244,23 @@ def _rebuilt(
 
 def _exact_pattern(element: elements.BinaryExpression[Any]) -> Any:
     """A LIKE-style comparison on ``binary_collated`` text, with a backslash for escape
-    character where none is named, and a pattern value's trailing lone escape closed."""
+    character where none is named; the value of ``startswith`` and its kin escaped (it is
+    text, not a pattern: see ``like``), a pattern value's trailing lone escape closed."""
     modifiers = dict(element.modifiers)
+    literal_value = is_literal_value(element.operator, modifiers)
     escape = modifiers.get("escape") or DEFAULT_ESCAPE
     modifiers["escape"] = escape
     right: Any = exact_text(element.right)
-    if isinstance(right, elements.BindParameter) and isinstance(right.effective_value, str):
+    is_value = isinstance(right, elements.BindParameter) and isinstance(
+        right.effective_value, str
+    )
+    if literal_value and is_value:
+        right = literal(escaped(right.effective_value, escape), type_=right.type)
+    elif literal_value:
+        # A computed value (another column, a function): escaped by the database.
+        for char in (escape, "%", "_"):
+            right = func.replace(right, literal(char), literal(escape + char))
+    elif is_value:
         closed = closed_value(right.effective_value, escape)
         if closed != right.effective_value:
             right = literal(closed, type_=right.type)

@@ -1,53 +1,51 @@
 """Statements in user sessions: SELECTs filtered, bulk writes restricted, unfilterable SQL refused.
 
-Every SELECT gets the read predicate for every entity it touches (joins, aliases, subqueries,
-relationship loads, refreshes); bulk UPDATE/DELETE get the read and update/delete predicates
-(UPDATE on both images); bulk INSERT rows, given as parameters or as a VALUES list, are
-checked like flushed ones (``enforcement``).
+Every statement is first checked against the allow-list of ``shapes`` (no SQL text, no unknown
+construct). Every SELECT then gets the read predicate for every entity it touches (joins,
+aliases, subqueries, relationship loads, refreshes), and ``coverage`` checks, as it compiles,
+that each table it reads is filtered where it is read. Bulk UPDATE/DELETE get the read and
+update/delete predicates (UPDATE on both images); bulk INSERT rows, given as parameters or as
+a VALUES list, are checked like flushed ones (``enforcement``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from functools import cache
+from collections.abc import Iterable, Mapping
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Table, Update, and_, event, insert, literal
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import ColumnElement, Table, and_, event, insert, literal
 from sqlalchemy.orm import Mapper, ORMExecuteState
-from sqlalchemy.sql import elements, selectable, visitors
+from sqlalchemy.sql import elements, visitors
 
 from .._compat.sqlalchemy import (
     AliasAdaptingCriteria,
-    Annotated,
-    FromStatement,
     has_multi_values,
     has_post_values_clause,
     has_prefixes,
     multi_values,
-    parent_entity,
     plain,
     statement_values,
 )
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
-from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
+from ..db.sessions import CapeSyncSession, is_internal, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..observability.observer import count_denial
+from .coverage import require_covered, user_statement
 from .enforcement import check_image
+from .guards import app_expression, guard
 from .registry import Policy
+from .shapes import USE_ORM, require_known_shape
 from .sqlexpr import NO_OPTIONS
-
-_USE_ORM = (
-    "Use ORM statements on mapped classes (select(Model), update(Model), ...), or "
-    "`async with cape.get_privileged_session()` for SQL the policy cannot see into."
-)
 
 
 def read_criteria(policy: Policy, ctx: AuthContext, models: Iterable[type[Any]]) -> list[Any]:
     """Loader options restricting every occurrence of ``models`` to rows ``ctx`` may read."""
     return [
-        AliasAdaptingCriteria(model, policy.sql_filter(model, "read", ctx), include_aliases=True)
+        AliasAdaptingCriteria(
+            model, guard(model, policy.sql_filter(model, "read", ctx)), include_aliases=True
+        )
         for model in models
     ]
 
@@ -55,149 +53,43 @@ def read_criteria(policy: Policy, ctx: AuthContext, models: Iterable[type[Any]])
 @event.listens_for(CapeSyncSession, "do_orm_execute")
 def _filter_statement(state: ORMExecuteState) -> None:
     scope = scope_of(state.session)
-    if scope is None or scope.ctx is None or state.execution_options.get(INTERNAL):
+    if scope is None or scope.ctx is None or is_internal(state.execution_options):
         return
-    ctx = scope.ctx
-    if not state.is_orm_statement:
+    ctx, policy = scope.ctx, scope.policy
+    # Relationship loads and refreshes are checked too: the flags that mark them are
+    # compile options app code can set on any statement.
+    named = require_known_shape(state.statement)
+    if not (state.is_orm_statement or state.is_select):
         raise UnfilterableStatementError(
-            "A user session cannot run raw SQL or Core statements on tables: the permission "
-            f"policy cannot be applied to them. {_USE_ORM}"
+            "A user session cannot run raw SQL or Core statements that write to tables: the "
+            f"permission policy cannot be applied to them. {USE_ORM}"
         )
-    statement: Any = state.statement
-    if not (state.is_relationship_load or state.is_column_load):
-        _require_filterable(statement, scope.policy.governed_tables())
-    models = _models_in(statement, state.all_mappers)
+    if state.execution_options.get("schema_translate_map"):
+        raise UnfilterableStatementError(
+            "schema_translate_map would have a user session read tables the policy does not "
+            f"know under the names of those it does. {USE_ORM}"
+        )
+    models = _models_in([*named, *state.all_mappers])
+    options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
-        statement = statement.options(*read_criteria(scope.policy, ctx, models))
+        statement: Any = state.statement.options(*options)
         if state.is_column_load:
             # SQLAlchemy leaves loader criteria out of refreshes (and loads of expired or
             # deferred attributes), but an object can enter a session without being read, e.g.
             # through make_transient_to_detached(); so the refreshed entity is filtered here.
             statement = statement.where(
-                *(scope.policy.sql_filter(m.class_, "read", ctx) for m in state.all_mappers)
+                *(guard(m.class_, policy.sql_filter(m.class_, "read", ctx))
+                  for m in state.all_mappers)
             )
         state.statement = statement
     elif state.is_update or state.is_delete:
-        restricted = _restrict_bulk(state, scope.policy, ctx)
         # What a bulk statement reads (subqueries in its WHERE or SET) is filtered like a
         # SELECT, so it cannot copy or probe rows the caller may not read.
-        state.statement = restricted.options(*read_criteria(scope.policy, ctx, models))
+        state.statement = _restrict_bulk(state, policy, ctx).options(*options)
+        require_covered(state.statement, state.session.get_bind().dialect)
     elif state.is_insert:
-        _check_bulk_insert(state, scope.policy, ctx)
-
-
-def _require_filterable(statement: Any, governed: frozenset[Any] = frozenset()) -> None:
-    """Raise UnfilterableStatementError if ``statement`` reads anything the policy can't filter:
-    SQL text, or a table used as a Core ``Table`` rather than through its mapped class.
-
-    Loader criteria reach a table only where a SELECT names its class, so each SELECT (and
-    the UPDATE or DELETE itself) may use a table as Core only if it names the table's class
-    too; elsewhere, the class named in another part of the statement does not cover it
-    (``union_all(select(Note.x), select(Note.__table__.c.x))``). The association tables of
-    the classes the statement names may be read as Core anywhere, unless a rule governs them
-    (a link model with rules of its own: ``governed`` holds the governed tables).
-    """
-    if isinstance(statement, FromStatement):
-        raise UnfilterableStatementError(
-            f"select(...).from_statement(...) cannot be filtered in a user session. {_USE_ORM}"
-        )
-    target = _dml_target(statement)
-    used: dict[int, set[Any]] = {}  # scope -> the tables it uses as Core
-    named: dict[int, set[Any]] = {}  # scope -> the tables of the classes it names
-    secondaries: set[Any] = set()
-    for element, scope in _walk(statement):
-        if isinstance(element, elements.TextClause | selectable.TextualSelect) or (
-            isinstance(element, elements.ColumnClause)
-            and element.is_literal
-            and element.name != "*"
-        ):
-            raise UnfilterableStatementError(
-                f"text() and literal_column() SQL cannot be filtered in a user session. {_USE_ORM}"
-            )
-        entity = parent_entity(element)
-        if entity is not None:
-            _require_own_table(entity)
-            if target is not None and scope == id(statement) and (
-                getattr(entity, "is_aliased_class", False) or entity.mapper is not target
-            ):
-                # Loader criteria filter an UPDATE's or DELETE's target, not the other
-                # entities its WHERE or SET bring in as extra FROMs.
-                raise UnfilterableStatementError(
-                    "An UPDATE or DELETE in a user session may name only its own table outside "
-                    f"subqueries; put other entities in a select(...) subquery. {_USE_ORM}"
-                )
-            tables = named.setdefault(scope, set())
-            if getattr(entity, "is_aliased_class", False):
-                # The criteria filter the alias only: it covers no Core use of the table.
-                tables.add(plain(entity.selectable))
-            else:
-                tables.update(entity.mapper.tables)
-            secondaries.update(_secondary_tables(entity.mapper))
-        if isinstance(element, Annotated):  # ORM attributes and entities
-            continue
-        if isinstance(element, selectable.TableClause) or (
-            # A Core alias (or TABLESAMPLE, LATERAL) of a table is filtered no more than the
-            # table itself.
-            isinstance(element, selectable.FromClauseAlias)
-            and isinstance(element.element, selectable.TableClause)
-        ):
-            used.setdefault(scope, set()).add(plain(element))
-        elif isinstance(element, elements.ColumnClause) and isinstance(
-            element.table, selectable.TableClause | selectable.FromClauseAlias
-        ):
-            used.setdefault(scope, set()).add(element.table)
-    refused = {
-        table
-        for scope, tables in used.items()
-        for table in tables - named.get(scope, set()) - (secondaries - governed)
-    }
-    uncovered = sorted({getattr(t, "name", str(t)) for t in refused})
-    if uncovered:
-        raise UnfilterableStatementError(
-            f"Table(s) {', '.join(uncovered)} are used as Core tables, which a user session "
-            f"cannot filter; use their mapped classes instead. {_USE_ORM}"
-        )
-
-
-def _dml_target(statement: Any) -> Mapper[Any] | None:
-    """The mapper an ORM UPDATE or DELETE changes, or None for other statements."""
-    if not isinstance(statement, Update | Delete):
-        return None
-    entity = (statement.entity_description or {}).get("entity")
-    return None if entity is None else sa_inspect(entity).mapper
-
-
-def _require_own_table(entity: Any) -> None:
-    """Refuse ``aliased(Model, other_table)``: the model's rules would judge another model's
-    rows (``adapt_on_names`` maps any table with matching column names)."""
-    if not getattr(entity, "is_aliased_class", False):
-        return
-    base = plain(entity.selectable)
-    while isinstance(base, selectable.Alias):
-        base = plain(base.element)
-    if isinstance(base, selectable.TableClause) and base not in entity.mapper.tables:
-        raise UnfilterableStatementError(
-            f"aliased({entity.mapper.class_.__name__}, {base.name}) reads another table "
-            f"under {entity.mapper.class_.__name__}'s rules. {_USE_ORM}"
-        )
-
-
-def _walk(statement: Any) -> Iterator[tuple[Any, int]]:
-    """Every element of ``statement``, like ``visitors.iterate``, except the tables behind
-    columns (a column's table is judged from the column, see ``_require_filterable``); each
-    with its scope: the id of the innermost SELECT (or the statement) it is part of."""
-    stack: list[tuple[Any, int]] = [(statement, id(statement))]
-    seen: set[tuple[int, int]] = set()  # a table can be in several SELECTs
-    while stack:
-        element, scope = stack.pop()
-        if (id(element), scope) in seen:
-            continue
-        seen.add((id(element), scope))
-        yield element, scope
-        if isinstance(element, elements.ColumnClause):
-            continue
-        inner = id(element) if isinstance(element, selectable.Select) else scope
-        stack.extend((child, inner) for child in element.get_children())
+        _check_bulk_insert(state, policy, ctx)
+        state.statement = state.statement.options(*options)
 
 
 @cache
@@ -206,16 +98,28 @@ def _secondary_tables(mapper: Mapper[Any]) -> frozenset[Any]:
     return frozenset(rel.secondary for rel in mapper.relationships if rel.secondary is not None)
 
 
+def _free_tables(policy: Policy, models: Iterable[type[Any]]) -> frozenset[Any]:
+    """The association tables that no rule governs, of ``models`` and of the models the
+    policy names (and those they reach): read freely, like any plain link table (a link model
+    with rules of its own is filtered like any model)."""
+    return _free_tables_of(policy, policy.version, frozenset(models))
 
-def _models_in(statement: Any, mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
-    """Every mapped class a statement can load, including through relationships."""
-    found: set[Mapper[Any]] = set(mappers)
-    for element in visitors.iterate(statement):
-        entity = parent_entity(element)
-        if entity is not None:
-            found.add(entity.mapper)
+
+@lru_cache(maxsize=1024)
+def _free_tables_of(
+    policy: Policy, _version: int, models: frozenset[type[Any]]
+) -> frozenset[Any]:
+    named = (m for model in policy.models() for m in _reachable(model.__mapper__))
+    secondaries: set[Any] = set()
+    for model in {*models, *named}:
+        secondaries |= _secondary_tables(model.__mapper__)
+    return frozenset(secondaries - policy.governed_tables())
+
+
+def _models_in(mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
+    """Every mapped class a statement naming ``mappers`` can load, through relationships too."""
     models: set[type[Any]] = set()
-    for mapper in found:
+    for mapper in mappers:
         models.update(_reachable(mapper))
     return models
 
@@ -253,7 +157,9 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     # Read is required too, as everywhere else (a row you cannot see, you cannot change). It is
     # put in the WHERE clause itself, not only in loader criteria, so that whatever inspects
     # the statement's WHERE (change capture) sees the rows it really affects.
-    predicate = and_(policy.sql_filter(model, "read", ctx), policy.sql_filter(model, action, ctx))
+    predicate: ColumnElement[bool] = guard(
+        model, and_(policy.sql_filter(model, "read", ctx), policy.sql_filter(model, action, ctx))
+    )
     if action == "update":
         parameters: Mapping[str, Any] = state.parameters or {}  # type: ignore[assignment]
         assignments = {
@@ -267,7 +173,7 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
                 assignments[name] = literal(value, type_=table.c[name].type)
         new_image = _substitute_columns(policy.sql_filter(model, action, ctx), table, assignments)
         if new_image is not None:
-            predicate = and_(predicate, new_image)
+            predicate = and_(predicate, guard(model, new_image))
     return statement.where(predicate)
 
 
@@ -281,7 +187,7 @@ def _set_value(value: Any, parameters: Mapping[str, Any]) -> Any:
         raw = parameters.get(value.key, value.effective_value)
         return literal(raw, type_=value.type)
     if isinstance(value, elements.ClauseElement):
-        return value
+        return app_expression(value)
     return literal(value)
 
 

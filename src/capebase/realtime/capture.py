@@ -15,7 +15,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from .._compat.sqlalchemy import has_returning
 from ..auth.context import AuthContext
-from ..db.sessions import INTERNAL, CapeSyncSession, SessionScope, scope_of
+from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
 from ..errors import UnfilterableStatementError
 from ..observability.request_id import current_client_request_id, current_request_id
 from ..observability.secret_fields import without_secrets
@@ -97,7 +97,7 @@ def _stored_rows(connection: Connection, objects: Sequence[Any]) -> dict[int, di
 def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
     if not (state.is_insert or state.is_update or state.is_delete):
         return None
-    if state.execution_options.get(INTERNAL) or not state.is_orm_statement:
+    if is_internal(state.execution_options) or not state.is_orm_statement:
         return None
     scope = _capturing(state.session)
     if scope is None:

@@ -221,8 +221,9 @@ class PasswordAuth:
         # The account, not what was typed: its email and its username share one count.
         account = f"user:{user.id}" if user is not None else f"login:{typed}"
         # Reserved before the hash, in the same step as the check: concurrent guesses each
-        # take one of the remaining attempts, instead of all passing before any has failed.
-        if (wait := self.limiter.begin_attempt(account, address)) > 0:
+        # take one of the remaining attempts, instead of all passing before any has failed;
+        # beyond them a sign-in waits for the attempts in flight to settle.
+        if (wait := await self.limiter.acquire(account, address)) > 0:
             raise LockedOutError(wait)
         succeeded = False
         try:

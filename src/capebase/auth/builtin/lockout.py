@@ -6,10 +6,15 @@ keeps its own, so an attacker gets up to ``limit x processes`` tries per lockout
 A sign-in reserves its attempt (``begin_attempt``) before the password hash runs, atomically
 with the lockout check, and settles it afterwards (``end_attempt``): attempts in flight count
 against the limit, so concurrent guesses cannot all pass the check before any failure is counted.
+When the limit is taken up only by attempts in flight (nothing is locked), a sign-in waits for
+them to settle (``acquire``) rather than being refused: a right password settles as a success,
+which frees its reservation and counts nothing, so concurrent right sign-ins all go through,
+while wrong ones still lock the key after the limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +26,10 @@ MAX_TRACKED = 100_000
 
 BUSY_RETRY_SECONDS = 1.0
 """``Retry-After`` while the limit is taken up by attempts still being checked (not yet locked)."""
+
+PATIENCE_SECONDS = 5.0
+"""How long ``acquire`` waits for attempts in flight to settle before giving up (429)."""
+_POLL_SECONDS = 0.01
 
 
 @dataclass(slots=True)
@@ -81,21 +90,35 @@ class LoginLimiter:
         ``end_attempt``), else the seconds to wait: the key is locked, or its remaining
         attempts are all in flight.
         """
+        return self._begin(account, address)[0]
+
+    async def acquire(
+        self, account: str, address: str, *, patience: float = PATIENCE_SECONDS
+    ) -> float:
+        """``begin_attempt``, waiting up to ``patience`` seconds while the limit is taken up
+        by attempts in flight only; the seconds to wait (0: reserved) as it returns them."""
+        deadline = time.monotonic() + patience  # real time: ``clock`` may be a test's
+        while True:
+            wait, locked = self._begin(account, address)
+            if wait == 0 or locked or time.monotonic() >= deadline:
+                return wait
+            await asyncio.sleep(_POLL_SECONDS)
+
+    def _begin(self, account: str, address: str) -> tuple[float, bool]:
+        """Reserve as ``begin_attempt`` does: (seconds to wait, whether a key is locked)."""
         keys = (("account", account, self.max_per_account),
                 ("address", address, self.max_per_address))
         with self._lock:
             now = self.clock()
             counters = [(self._current(kind, name, now), limit) for kind, name, limit in keys]
-            waits = [
-                max(c.locked_until - now,
-                    BUSY_RETRY_SECONDS if c.failures + c.in_flight >= limit else 0.0)
-                for c, limit in counters
-            ]
-            if max(waits) > 0:
-                return max(waits)
+            locked = max(c.locked_until - now for c, _limit in counters)
+            if locked > 0:
+                return locked, True
+            if any(c.failures + c.in_flight >= limit for c, limit in counters):
+                return BUSY_RETRY_SECONDS, False
             for counter, _limit in counters:
                 counter.in_flight += 1
-            return 0.0
+            return 0.0, False
 
     def end_attempt(self, account: str, address: str, *, succeeded: bool) -> None:
         """Settle an attempt ``begin_attempt`` reserved: count it as a failure or a success."""

@@ -47,6 +47,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["src/capebase/realtime/capture.py"],
         [
             "tests/realtime/test_capture.py",
+            "tests/realtime/test_capture_images.py",
             "tests/realtime/test_handlers.py",
             "tests/observability/test_audit.py",
         ],

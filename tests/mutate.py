@@ -41,6 +41,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
             "tests/policy/test_sessions.py",
             "tests/policy/test_predicates_agree.py",
             "tests/policy/test_stateful.py",
+            "tests/policy/test_insert_values.py",
+            "tests/policy/test_explain.py",
         ],
     ),
     "capture": (
@@ -77,6 +79,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["src/capebase/crud/direct_writes.py"],
         [
             "tests/crud/test_direct_paths.py",
+            "tests/crud/test_direct_writer.py",
             "tests/crud/test_routes.py",
             "tests/policy/test_matrix.py",
         ],
@@ -98,6 +101,105 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
         "self._counters.popitem(last=False)",
         "self._counters.popitem(last=None)",
         "OrderedDict.popitem tests `last` for truth, and None is false",
+    ),
+]
+
+EQUIVALENT += [
+    (
+        "capebase.realtime.capture",
+        "if key is None or any(value is None for value in key):",
+        after,
+        "never true: the objects looked up are persistent ones (an identity) before the flush "
+        "and ones this flush wrote (a full primary key) after it",
+    )
+    for after in ("if key is None and any(value is None for value in key):",)
+] + [
+    (
+        "capebase.realtime.capture",
+        "continue",
+        "break",
+        "in _stored_rows: reached only for a key with a NULL, which no object looked up has "
+        "(see the `if` above it)",
+    ),
+]
+
+EQUIVALENT += [
+    (
+        "capebase.crud.direct_writes",
+        before,
+        after,
+        "the key is compared with the primary key (`pk == bindparam`), which gives an untyped "
+        "bind the column's type; DirectWriter runs only where UPDATE ... RETURNING exists, "
+        "never on MySQL, whose exact_equals also renders the bare bind",
+    )
+    for before, after in [
+        ("key = bindparam(KEY, type_=published.pk.type)", "key = bindparam(KEY, type_=None)"),
+        ("key = bindparam(KEY, type_=published.pk.type)", "key = bindparam(KEY, )"),
+        (
+            ".where(equals(p.pk, bindparam(KEY, type_=p.pk.type)))",
+            ".where(equals(p.pk, bindparam(KEY, type_=None)))",
+        ),
+        (
+            ".where(equals(p.pk, bindparam(KEY, type_=p.pk.type)))",
+            ".where(equals(p.pk, bindparam(KEY, )))",
+        ),
+    ]
+] + [
+    (
+        "capebase.crud.direct_writes",
+        before,
+        after,
+        "server_values(model, ctx, None) computes auth_fields(model) itself: the same markers",
+    )
+    for before, after in [
+        ("self._auth_fields = auth_fields(published.model)", "self._auth_fields = None"),
+        (
+            "image.update(server_values(self.published.model, ctx, self._auth_fields))",
+            "image.update(server_values(self.published.model, ctx, None))",
+        ),
+        (
+            "image.update(server_values(self.published.model, ctx, self._auth_fields))",
+            "image.update(server_values(self.published.model, ctx, ))",
+        ),
+    ]
+] + [
+    (
+        "capebase.crud.direct_writes",
+        'readable = False if old is None else self.cape.policy.check_row(p.model, "read", ctx, '
+        "old)",
+        'readable = True if old is None else self.cape.policy.check_row(p.model, "read", ctx, '
+        "old)",
+        "a missing row (old is None) raises NotFoundError on the next line whatever `readable` is",
+    ),
+    (
+        "capebase.crud.direct_writes",
+        "raise NotFoundError(p.name, key)",
+        "raise NotFoundError(p.name, None)",
+        "the writer's NotFoundError only reaches the HTTP handler, whose 404 says "
+        "'{model} not found' without the key",
+    ),
+] + [
+    (
+        "capebase.crud.direct_writes",
+        "return dict(zip(self.columns, row, strict=True))",
+        f"return dict(zip(self.columns, row, {strict}))",
+        "every row has exactly the table's columns (select(table), RETURNING *table.c): "
+        "strict=True only guards against a future change",
+    )
+    for strict in ("strict=None", "", "strict=False")
+] + [
+    (
+        "capebase.crud.direct_writes",
+        "return cast(Callable[[], Any], field.default_factory)  # `supports` refused the others",
+        "return cast(None, field.default_factory)  # `supports` refused the others",
+        "typing.cast returns its second argument whatever the first",
+    ),
+    (
+        "capebase.crud.direct_writes",
+        "return lambda: copy.deepcopy(default)",
+        "return lambda: copy.copy(default)",
+        "the image's values are only bound and compared, never changed in place: a shallow "
+        "copy of a mutable default is as safe as a deep one",
     ),
 ]
 

@@ -1,0 +1,142 @@
+"""What a user session says when it refuses a statement: each refusal's exact message, which
+names what was refused and what to do instead (test_sessions.py checks *that* they are refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, insert, literal_column, select, text, update
+from sqlalchemy.orm import aliased
+
+from capebase import AuthContext
+from capebase.errors import PermissionDeniedError, UnfilterableStatementError
+from tests._databases import DbKind
+
+from .models import Bare, Note, Team
+from .test_sessions import NOTES, Running, _upsert, start
+
+USE_ORM = (
+    " Use ORM statements on mapped classes (select(Model), update(Model), ...), or "
+    "`async with cape.get_privileged_session()` for SQL the policy cannot see into."
+)
+NOTE = Note.__table__
+TEAM = Team.__table__
+
+REFUSALS: dict[str, tuple[Callable[[], Any], str]] = {
+    "text": (
+        lambda: text("SELECT * FROM pol_note"),
+        "A user session cannot run raw SQL or Core statements on tables: the permission "
+        "policy cannot be applied to them." + USE_ORM,
+    ),
+    "from_statement": (
+        lambda: select(Note).from_statement(select(Note)),
+        "select(...).from_statement(...) cannot be filtered in a user session." + USE_ORM,
+    ),
+    "literal_column": (
+        lambda: select(Note.id, literal_column("(SELECT 1)")),
+        "text() and literal_column() SQL cannot be filtered in a user session." + USE_ORM,
+    ),
+    "update naming another class": (
+        lambda: update(Note).where(Note.owner == "alice", Team.owner == "bob").values(body="x"),
+        "An UPDATE or DELETE in a user session may name only its own table outside "
+        "subqueries; put other entities in a select(...) subquery." + USE_ORM,
+    ),
+    "Core tables": (
+        lambda: select(Bare.id, TEAM.c.name, NOTE.c.body),
+        "Table(s) pol_note, pol_team are used as Core tables, which a user session cannot "
+        "filter; use their mapped classes instead." + USE_ORM,
+    ),
+    "aliased over another table": (
+        lambda: select(aliased(Note, TEAM, adapt_on_names=True).id),  # type: ignore[attr-defined]
+        "aliased(Note, pol_team) reads another table under Note's rules." + USE_ORM,
+    ),
+    "INSERT ... SELECT": (
+        lambda: insert(Note).from_select(["owner", "body"], select(Note.owner, Note.body)),
+        "INSERT ... SELECT into Note cannot be checked in a user session: read the rows, then "
+        "insert them as values or parameters",
+    ),
+    "VALUES list with a prefix": (
+        lambda: insert(Note).values([{"body": "x"}]).prefix_with("OR IGNORE"),
+        "INSERT ... VALUES lists into Note with parameters or prefixes cannot be checked in a "
+        "user session; pass the rows as parameters: session.execute(insert(Model), [{...}, ...])",
+    ),
+    "VALUES list of tuples": (
+        lambda: insert(Note).values([(None, "alice", "x")]),
+        "INSERT ... VALUES lists of tuples cannot be checked in a user session; give each row "
+        "as a dict of column names",
+    ),
+    "VALUES computed by SQL": (
+        lambda: insert(Note).values([{"body": func.lower("X")}]),
+        "INSERT values computed by SQL expressions cannot be checked in a user session",
+    ),
+}
+
+
+@pytest.fixture
+async def running(db_url: str) -> AsyncIterator[Running]:
+    async for value in start(db_url):
+        yield value
+
+
+async def test_each_refusal_says_what_and_what_instead(running: Running) -> None:
+    said = {}
+    async with running.session() as session:
+        for name, (statement, _message) in REFUSALS.items():
+            with pytest.raises(UnfilterableStatementError) as refused:
+                await session.execute(statement())
+            said[name] = str(refused.value)
+    assert said == {name: message for name, (_statement, message) in REFUSALS.items()}
+
+
+async def test_bulk_and_upsert_refusals_say_what_and_what_instead(
+    running: Running, db_kind: DbKind
+) -> None:
+    async with running.session() as session:
+        with pytest.raises(UnfilterableStatementError) as refused:
+            await session.execute(update(Note), [{"id": 1, "body": "x"}])
+        assert str(refused.value) == (
+            "Bulk UPDATE/DELETE of Note by primary key lists cannot be checked in a user "
+            "session; load the objects and change them, or use "
+            "update(Model).where(...).values(...)."
+        )
+        with pytest.raises(UnfilterableStatementError) as refused:
+            await session.execute(delete(Note), [{"id": 1}])
+        assert "Bulk UPDATE/DELETE of Note by primary key lists" in str(refused.value)
+        with pytest.raises(UnfilterableStatementError) as refused:
+            await session.execute(insert(Note).values([{"body": "x"}]), {"body": "y"})
+        assert str(refused.value) == REFUSALS["VALUES list with a prefix"][1]
+        with pytest.raises(UnfilterableStatementError) as refused:
+            await session.execute(_upsert(db_kind))
+        assert str(refused.value) == (
+            "INSERT ... ON CONFLICT / ON DUPLICATE KEY into Note cannot be checked in a user "
+            "session (it may update a row the caller may not update); insert, or load and "
+            "change the row."
+        )
+
+
+@pytest.mark.parametrize(
+    ("ctx", "status"), [(AuthContext(id="alice"), 403), (AuthContext(), 401)]
+)
+async def test_an_insert_in_another_name_is_a_denied_create(
+    running: Running, ctx: AuthContext, status: int
+) -> None:
+    async with running.session(ctx) as session:
+        with pytest.raises(PermissionDeniedError) as denied:
+            await session.execute(insert(Note).values(body="x", owner="bob"))
+    assert (denied.value.action, denied.value.model, denied.value.status_code) == (
+        "create",
+        "Note",
+        status,
+    )
+
+
+async def test_parameters_complete_an_inserts_own_values(running: Running) -> None:
+    """``execute(insert(M).values(...), {...})``: the parameters and the VALUES both count."""
+    async with running.session() as session:
+        await session.execute(insert(Note).values(body="given"), {"team_id": 2})
+        await session.commit()
+    added = [row for pk, row in (await running.notes()).items() if pk > len(NOTES)]
+    assert [(r["owner"], r["body"], r["team_id"]) for r in added] == [("alice", "given", 2)]

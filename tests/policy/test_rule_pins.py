@@ -1,0 +1,176 @@
+"""``Rule.pins``: the column values a rule pins a caller's rows to (the realtime hub indexes
+subscribers by them), with context values coerced to each column's type as the SQL and row
+predicates coerce them. Rules are built and asked directly; the last test reads a database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, String, TypeDecorator, select
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from capebase import AuthContext
+from capebase.policy.rules import build_rule
+from capebase.testing import app_client
+
+from ._support import make_app, reset
+from .models import OrgDoc
+
+
+class PinBase(SQLModel, registry=registry()):
+    __test__ = False
+
+
+class Opaque(TypeDecorator[str]):
+    """A column type with no ``python_type``: values pass through as given."""
+
+    impl = String(20)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[Any]:
+        raise NotImplementedError
+
+
+class Pinned(PinBase, table=True):
+    """A column of each type a context value may be coerced to."""
+
+    __tablename__ = "pol_pinned"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=40)
+    team: int = 0
+    flag: bool = False
+    key: uuid.UUID | None = None
+    day: date | None = None
+    amount: float = 0.0
+    tag: str = Field(default="", sa_column=Column(Opaque()))
+
+
+def rule(**kwargs: Any) -> Any:
+    options: dict[str, Any] = {"owner_field": None, "context_fields": None, "where": None}
+    return build_rule(Pinned, actions="read", role=None, index=0, **{**options, **kwargs})
+
+
+KEY = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+def test_an_owner_rule_pins_the_owner_column_to_the_callers_id() -> None:
+    assert rule(owner_field="owner").pins(AuthContext(id="alice")) == [("owner", "alice")]
+    assert rule(owner_field="owner").pins(AuthContext(id=None)) == []  # matches no row
+    assert rule(owner_field="team").pins(AuthContext(id="7")) == [("team", 7)]
+    assert rule(owner_field="team").pins(AuthContext(id="seven")) == []
+
+
+def test_a_rule_without_owner_or_context_fields_pins_nothing() -> None:
+    assert rule().pins(AuthContext(id="alice")) is None
+    assert rule(where=lambda _ctx: Pinned.team == 1).pins(AuthContext(id="alice")) is None
+
+
+def test_a_context_rule_pins_its_field_to_the_context_values() -> None:
+    teams = rule(context_fields={"team": "teams"})
+    assert teams.pins(AuthContext(context={"teams": ["1", 2, "x", None]})) == [
+        ("team", 1),
+        ("team", 2),
+    ]
+    assert teams.pins(AuthContext(context={"teams": "3"})) == [("team", 3)]
+    assert teams.pins(AuthContext(context={})) == []  # the key missing: matches no row
+    assert teams.pins(AuthContext(context={"teams": []})) == []
+    # The first context field decides; the others only narrow what it pins.
+    both = rule(context_fields={"team": "teams", "owner": "who"})
+    assert both.pins(AuthContext(context={"teams": 4, "who": "bob"})) == [("team", 4)]
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "pinned"),
+    [
+        ("team", 5, [5]),
+        ("team", 5.0, [5]),
+        ("team", 5.5, []),  # no integer row holds it
+        ("team", "5", [5]),
+        ("team", "five", []),
+        ("team", True, []),  # a boolean is not a number here
+        ("team", Decimal("5"), []),
+        ("owner", 5, ["5"]),
+        ("owner", 1.5, ["1.5"]),
+        ("owner", KEY, [str(KEY)]),
+        ("owner", b"bytes", []),
+        ("owner", False, []),
+        ("flag", True, [True]),
+        ("flag", 1, []),
+        ("flag", "true", []),
+        ("key", str(KEY), [KEY]),
+        ("key", KEY, [KEY]),
+        ("key", "not-a-uuid", []),
+        ("day", "2024-02-29", [date(2024, 2, 29)]),
+        ("day", "2023-02-29", []),
+        ("amount", 2, [2.0]),
+        ("amount", "2.5", [2.5]),
+        ("tag", 7, [7]),  # no python_type: passed on as is
+    ],
+)
+def test_context_values_are_coerced_to_the_columns_type(
+    field: str, raw: Any, pinned: list[Any]
+) -> None:
+    found = rule(context_fields={field: "v"}).pins(AuthContext(context={"v": raw}))
+    assert found == [(field, value) for value in pinned]
+    assert [type(v) for _f, v in found] == [type(v) for v in pinned]
+
+
+def test_describe_names_every_part_of_the_rule() -> None:
+    def clearance(_ctx: AuthContext) -> Any:
+        return Pinned.team <= 1
+
+    described = build_rule(
+        Pinned,
+        actions=["update", "read"],
+        role=["reader", "admin"],
+        owner_field="owner",
+        context_fields={"team": "teams", "day": "day"},
+        where=clearance,
+        index=3,
+    ).describe()
+    assert described == (
+        "rule #3 on Pinned actions=read,update role=admin,reader owner_field=owner "
+        "context_fields=team<-teams,day<-day where=clearance"
+    )
+    assert rule().describe() == (
+        "rule #0 on Pinned actions=read role=*"
+    )
+
+
+ORG_DOCS = [
+    {"id": 1, "org_id": "5", "title": "numeric org"},
+    {"id": 2, "org_id": "acme", "title": "named org"},
+    {"id": 3, "org_id": "0", "title": "zero org"},
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "readable"),
+    [(5, {1}), (5.0, set()), (0, {3}), ([0, "acme"], {2, 3}), (True, set()), (2.5, set())],
+)
+async def test_numbers_in_the_context_match_a_str_column_as_text(
+    db_url: str, value: Any, readable: set[int]
+) -> None:
+    """Regression: SQLModel's ``str`` columns (AutoString) name no Python type, so context
+    values reached them uncoerced: SQLite matched ``5`` to "5" in SQL but not in Python, and
+    MariaDB matched ``0`` to every non-numeric text ("acme" = 0 is true there), PostgreSQL
+    failed the query. A number is matched as its text, ``str(5.0)`` being "5.0"."""
+    app, cape = make_app(db_url)
+    cape.permission_required(OrgDoc, context_fields=["org_id"], actions=["read"])
+    ctx = AuthContext(id="u", context={"org_id": value})
+    async with app_client(app):
+        await reset(cape, OrgDoc, ORG_DOCS)
+        async with cape.get_session(ctx) as session:
+            in_sql = set((await session.scalars(select(OrgDoc.id))).all())
+    in_python = {
+        row["id"] for row in ORG_DOCS if cape.policy.check_row(OrgDoc, "read", ctx, row)
+    }
+    assert in_sql == in_python == readable

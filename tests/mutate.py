@@ -36,6 +36,8 @@ POLICY_TESTS = [
     "tests/policy/test_stateful.py",
     "tests/policy/test_insert_values.py",
     "tests/policy/test_refusal_messages.py",
+    "tests/policy/test_rule_pins.py",
+    "tests/policy/test_evaluate.py",
     "tests/policy/test_explain.py",
 ]
 

@@ -1,5 +1,7 @@
 """What a user session says when it refuses a statement: each refusal's exact message, which
-names what was refused and what to do instead (test_sessions.py checks *that* they are refused).
+names what was refused and what to do instead (test_sessions.py checks *that* they are refused);
+and the details of the bulk statements it lets through: both images of an UPDATE are checked,
+with the values the statement's parameters give.
 """
 
 from __future__ import annotations
@@ -8,11 +10,23 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, literal_column, select, text, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from capebase import AuthContext
 from capebase.errors import PermissionDeniedError, UnfilterableStatementError
+from capebase.policy.statements import _walk
 from tests._databases import DbKind
 
 from .models import Bare, Note, Team
@@ -51,6 +65,17 @@ REFUSALS: dict[str, tuple[Callable[[], Any], str]] = {
     ),
     "aliased over another table": (
         lambda: select(aliased(Note, TEAM, adapt_on_names=True).id),  # type: ignore[attr-defined]
+        "aliased(Note, pol_team) reads another table under Note's rules." + USE_ORM,
+    ),
+    "a Core alias, named as such": (
+        lambda: select(Bare.id, TEAM.alias("t").c.name),
+        "Table(s) pol_team, t are used as Core tables, which a user session cannot filter; use "
+        "their mapped classes instead." + USE_ORM,
+    ),
+    "aliased over an alias of another table": (
+        lambda: select(
+            aliased(Note, TEAM.alias("t"), adapt_on_names=True).id  # type: ignore[attr-defined]
+        ),
         "aliased(Note, pol_team) reads another table under Note's rules." + USE_ORM,
     ),
     "INSERT ... SELECT": (
@@ -140,3 +165,41 @@ async def test_parameters_complete_an_inserts_own_values(running: Running) -> No
         await session.commit()
     added = [row for pk, row in (await running.notes()).items() if pk > len(NOTES)]
     assert [(r["owner"], r["body"], r["team_id"]) for r in added] == [("alice", "given", 2)]
+
+
+async def test_a_bulk_update_checks_the_old_image_too(running: Running) -> None:
+    """Note 6 is bob's and locked: alice may read it, not update it, even to make it hers (the
+    new image would pass the update rule; the old one does not)."""
+    async with running.session() as session:
+        taken = await session.execute(
+            update(Note).where(Note.id == 6).values(owner="alice", body="taken")
+        )
+        await session.commit()
+    assert taken.rowcount == 0  # type: ignore[attr-defined]
+    assert (await running.notes())[6]["owner"] == "bob"
+
+
+async def test_a_bulk_updates_own_owner_may_be_set_by_parameters(running: Running) -> None:
+    """SET values given as execution parameters or bound parameters are checked with their
+    values: alice setting her own id on her own note is allowed."""
+    mine = update(Note).where(Note.id == 1)
+    async with running.session() as session:
+        by_parameters = await session.execute(mine, {"owner": "alice", "body": "p"})
+        by_bindparam = await session.execute(
+            mine.values(owner=bindparam("who"), body="b"), {"who": "alice"}
+        )
+        await session.commit()
+    assert (by_parameters.rowcount, by_bindparam.rowcount) == (1, 1)  # type: ignore[attr-defined]
+    assert (await running.notes())[1]["body"] == "b"
+
+
+def test_the_statement_walk_yields_each_element_once_per_scope() -> None:
+    """Shared subexpressions are walked once: without that, a statement that reuses one
+    expression n levels deep costs 2**n steps to check."""
+    expression: Any = Note.id == 1
+    for _ in range(12):
+        expression = and_(or_(expression, Note.body == "x"), or_(expression, Note.owner == "y"))
+    statement = select(Note.id).where(expression)
+    walked = list(_walk(statement))
+    assert len(walked) == len(set((id(element), scope) for element, scope in walked))
+    assert len(walked) < 500

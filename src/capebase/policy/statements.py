@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Delete, Table, Update, and_, event, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql import elements, selectable, visitors
+from sqlalchemy.types import NullType
 
 from .._compat.sqlalchemy import (
     AliasAdaptingCriteria,
@@ -257,7 +258,7 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     if action == "update":
         parameters: Mapping[str, Any] = state.parameters or {}  # type: ignore[assignment]
         assignments = {
-            _key(col): _set_value(expr, parameters)
+            _key(col): _set_value(expr, parameters, table.c[_key(col)].type)
             for col, expr in statement_values(statement).items()
         }
         # Execution parameters named after columns are SET values too: update(M).where(...)
@@ -271,15 +272,17 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     return statement.where(predicate)
 
 
-def _set_value(value: Any, parameters: Mapping[str, Any]) -> Any:
+def _set_value(value: Any, parameters: Mapping[str, Any], column_type: Any) -> Any:
     """A SET value as an expression the WHERE clause may repeat.
 
     The bind parameter ``.values(owner="bob")`` creates belongs to the SET clause, and SQLAlchemy
-    refuses to render it twice; a fresh one with the same value is used instead.
+    refuses to render it twice; a fresh one with the same value is used instead, of the type
+    the SET binds it with: its own, or else (``.values()`` leaves it untyped) the column's.
     """
     if isinstance(value, elements.BindParameter):
         raw = parameters.get(value.key, value.effective_value)
-        return literal(raw, type_=value.type)
+        bound = column_type if isinstance(value.type, NullType) else value.type
+        return literal(raw, type_=bound)
     if isinstance(value, elements.ClauseElement):
         return value
     return literal(value)

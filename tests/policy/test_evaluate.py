@@ -41,7 +41,7 @@ doc = Table(
     Column("s", String(20)),
     Column("b", Boolean),
 )
-other = Table("other", metadata, Column("n", Integer))
+other = Table("other", metadata, Column("n", Integer), Column("b", Boolean))
 
 ROW = {"id": 1, "n": 2, "s": "ab", "b": True}
 NULLS = {"id": 1, "n": None, "s": None, "b": None}
@@ -125,11 +125,16 @@ def test_value(expr: Any, row: dict[str, Any], value: Any) -> None:
     assert (result, type(result)) == (value, type(value))
 
 
+OTHER_N = "column 'n' is not a column of doc"
 BOOLEAN_MIX = "comparison of a boolean with another type"
 IS_OTHER = "IS with a value other than NULL, true or false"
 NOT_EVALUABLE: list[tuple[str, Any, dict[str, Any], str]] = [
     ("literal SQL", literal_column("x") == 1, ROW, "literal SQL 'x'"),
-    ("another table's column", other.c.n == 1, ROW, "column 'n' is not a column of doc"),
+    ("another table's column", other.c.n == 1, ROW, OTHER_N),
+    ("another table's column in AND", and_(doc.c.n == 2, other.c.n == 2), ROW, OTHER_N),
+    ("another table's column in OR", or_(doc.c.n == 2, other.c.n == 2), ROW, OTHER_N),
+    ("another table's boolean, negated", ~other.c.b, ROW, "column 'b' is not a column of doc"),
+    ("another table's column in IN", other.c.n.in_([2]), ROW, OTHER_N),
     ("a column not in the row", doc.c.n == 1, {"id": 1}, "column 'n' is not in the row image"),
     ("a function", func.lower(doc.c.s) == "ab", ROW, "cannot evaluate Function in Python"),
     ("text as a boolean", and_(doc.c.s, doc.c.n == 2), ROW, "str value used as a boolean"),

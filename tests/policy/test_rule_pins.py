@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, String, TypeDecorator, select
-from sqlalchemy.orm import registry
+from sqlalchemy.orm import column_property, registry
 from sqlmodel import Field, SQLModel
 
 from capebase import AuthContext
@@ -51,6 +51,19 @@ class Pinned(PinBase, table=True):
     day: date | None = None
     amount: float = 0.0
     tag: str = Field(default="", sa_column=Column(Opaque()))
+
+
+class Scored(PinBase, table=True):
+    """A model with a computed (column_property) attribute, which is no column of its table."""
+
+    __tablename__ = "pol_scored"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=40)
+    score: int = 0
+
+
+Scored.__mapper__.add_property("double", column_property(Scored.__table__.c.score * 2))
 
 
 def rule(**kwargs: Any) -> Any:
@@ -140,9 +153,42 @@ def test_describe_names_every_part_of_the_rule() -> None:
         "rule #3 on Pinned actions=read,update role=admin,reader owner_field=owner "
         "context_fields=team<-teams,day<-day where=clearance"
     )
-    assert rule().describe() == (
-        "rule #0 on Pinned actions=read role=*"
+    assert rule().describe() == "rule #0 on Pinned actions=read role=*"
+
+    class Clearance:
+        """A callable object: it has no __name__."""
+
+        def __call__(self, _ctx: AuthContext) -> Any:
+            return Pinned.team <= 1
+
+    assert rule(where=Clearance()).describe() == (
+        "rule #0 on Pinned actions=read role=* where=callable"
     )
+
+
+def test_coercion_and_columns_work_from_cold_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The type adapters and ORM columns rules use are built once per type and model (a warm
+    process never builds them again, so each is checked from empty here)."""
+    import capebase.policy.rules as rules
+
+    monkeypatch.setattr(rules, "_ADAPTERS", {})
+    monkeypatch.setattr(rules, "_ORM_COLUMNS", {})
+    days = rule(context_fields={"day": "v"})
+    assert days.pins(AuthContext(context={"v": "2024-02-29"})) == [("day", date(2024, 2, 29))]
+    assert days.pins(AuthContext(context={"v": "2024-03-01"})) == [("day", date(2024, 3, 1))]
+    assert list(rules._ADAPTERS) == [date]
+    assert rules._adapter(date) is rules._adapter(date)
+    owned = rule(owner_field="owner", context_fields={"team": "t"})
+    sql = owned.sql(AuthContext(id="alice", context={"t": 1}))
+    assert str(sql.compile(compile_kwargs={"literal_binds": True})) == (
+        "(pol_pinned.owner = 'alice') AND pol_pinned.team = 1"
+    )
+    assert set(rules._ORM_COLUMNS[Pinned]) == {c.key for c in Pinned.__table__.c}
+    assert rules._orm_columns(Pinned) is rules._orm_columns(Pinned)
+    scored = build_rule(Scored, actions="read", role=None, owner_field="owner",
+                        context_fields=None, where=None, index=0)
+    assert str(scored.sql(AuthContext(id="bob"))) == "(pol_scored.owner = :param_1)"
+    assert set(rules._ORM_COLUMNS[Scored]) == {"id", "owner", "score"}
 
 
 ORG_DOCS = [

@@ -130,6 +130,28 @@ EQUIVALENT += [
 
 EQUIVALENT += [
     (
+        "capebase.policy.rules",
+        "if isinstance(column, Column) and column.table is mapper.local_table:",
+        "if isinstance(column, Column) or column.table is mapper.local_table:",
+        "the columns it adds (an inherited table's) are never looked up: build_rule accepts "
+        "only fields of the model's own table",
+    ),
+    (
+        "capebase.policy.evaluate",
+        'raise NotEvaluable(f"cannot evaluate clause list with {expr.operator}")',
+        "raise NotEvaluable(None)",
+        "unreachable: SQLAlchemy builds a BooleanClauseList with and_ or or_ only",
+    ),
+    (
+        "capebase.policy.evaluate",
+        'raise NotEvaluable(f"cannot evaluate {expr.operator}")',
+        "raise NotEvaluable(None)",
+        "unreachable: SQLAlchemy builds an AsBoolean with is_true or is_false only",
+    ),
+]
+
+EQUIVALENT += [
+    (
         "capebase.policy.statements",
         before,
         before.replace("False)", after),

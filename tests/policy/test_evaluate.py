@@ -153,6 +153,9 @@ NOT_EVALUABLE: list[tuple[str, Any, dict[str, Any], str]] = [
      "IN over something other than a list of values"),
     ("IN mixing types", doc.c.n.in_(["2"]), ROW, "comparison between int and str"),
     ("ordering of unorderable values", doc.c.s < literal(("a",)), ROW, "comparison between"),
+    ("ordering of values Python cannot order", doc.c.s < literal({"b": 2}), {**ROW, "s": {"a": 1}},
+     "'<' not supported between instances of 'dict' and 'dict'"),
+    ("another table's column left of IN", other.c.n.in_([2, None]), ROW, OTHER_N),
 ]
 
 

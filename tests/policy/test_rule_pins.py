@@ -5,6 +5,7 @@ predicates coerce them. Rules are built and asked directly; the last test reads 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -220,3 +221,18 @@ async def test_numbers_in_the_context_match_a_str_column_as_text(
         row["id"] for row in ORG_DOCS if cape.policy.check_row(OrgDoc, "read", ctx, row)
     }
     assert in_sql == in_python == readable
+
+
+def test_a_where_reading_a_missing_context_key_matches_nothing_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def clearance(ctx: AuthContext) -> Any:
+        return Pinned.team <= ctx.context["clearance"]
+
+    cleared = rule(where=clearance)
+    with caplog.at_level(logging.DEBUG, logger="capebase.policy"):
+        assert cleared.where_expression(AuthContext(id="alice")) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "rule #0 on Pinned actions=read role=* where=clearance: no match for 'alice', "
+        "missing 'clearance'"
+    ]

@@ -146,6 +146,25 @@ EQUIVALENT += [
     ),
     (
         "capebase.policy.evaluate",
+        'if table is not None and plain(getattr(expr, "table", None)) is not table:',
+        'if table is not None and plain(getattr(expr, "table", )) is not table:',
+        "every ColumnClause has a table attribute (None for a lightweight column): getattr's "
+        "default is never used",
+    ),
+] + [
+    (
+        "capebase.policy.evaluate",
+        "raise NotEvaluable(f\"cannot evaluate operator {getattr(op, '__name__', op)!r} in "
+        "Python\")",
+        f"raise NotEvaluable(f\"cannot evaluate operator {{getattr(op, '__name__', {default})!r}}"
+        " in Python\")",
+        "SQLAlchemy's operators (functions, custom_op) all have a __name__: getattr's default "
+        "is never used",
+    )
+    for default in ("None", "")
+] + [
+    (
+        "capebase.policy.evaluate",
         'raise NotEvaluable(f"cannot evaluate clause list with {expr.operator}")',
         "raise NotEvaluable(None)",
         "unreachable: SQLAlchemy builds a BooleanClauseList with and_ or or_ only",

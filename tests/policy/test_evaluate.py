@@ -143,8 +143,11 @@ NOT_EVALUABLE: list[tuple[str, Any, dict[str, Any], str]] = [
     ("number compared with a boolean", doc.c.n == True, ROW, BOOLEAN_MIX),  # noqa: E712
     ("IS a number", doc.c.n.is_(literal(2)), ROW, IS_OTHER),
     ("IS true of a number", doc.c.n.is_(True), ROW, IS_OTHER),
-    ("operator", doc.c.n.op("%")(2) == 0, ROW, "cannot evaluate operator"),
-    ("ilike", doc.c.s.ilike("a%"), ROW, "cannot evaluate operator"),
+    ("operator", doc.c.n.op("%")(2) == 0, ROW, "cannot evaluate operator 'custom_op' in Python"),
+    ("ilike", doc.c.s.ilike("a%"), ROW, "cannot evaluate operator 'ilike_op' in Python"),
+    ("another table's column, grouped", (other.c.n == 2).self_group(), ROW, OTHER_N),
+    ("another table's column under NOT", not_(and_(doc.c.n == 2, other.c.n == 2)), ROW, OTHER_N),
+    ("another table's column on the right", doc.c.n == other.c.n, ROW, OTHER_N),
     ("like over a number", doc.c.s.like("2"), {**ROW, "s": 2},
      "LIKE over something other than text"),
     ("computed pattern ending with its escape", doc.c.s.like(doc.c.s), {**ROW, "s": "a\\"},
@@ -166,6 +169,8 @@ def test_not_evaluable(expr: Any, row: dict[str, Any], message: str) -> None:
     with pytest.raises(NotEvaluable) as refused:
         evaluate(expr, row, doc)
     assert str(refused.value).startswith(message)
+    if not message.startswith("comparison between"):  # the rest names the types
+        assert str(refused.value) == message
 
 
 def test_without_a_table_any_column_in_the_row_counts() -> None:

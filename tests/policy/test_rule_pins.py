@@ -17,6 +17,7 @@ from sqlalchemy.orm import column_property, registry
 from sqlmodel import Field, SQLModel
 
 from capebase import AuthContext
+from capebase.errors import ConfigurationError
 from capebase.policy.rules import build_rule
 from capebase.testing import app_client
 
@@ -236,3 +237,23 @@ def test_a_where_reading_a_missing_context_key_matches_nothing_and_says_why(
         "rule #0 on Pinned actions=read role=* where=clearance: no match for 'alice', "
         "missing 'clearance'"
     ]
+
+
+def test_a_where_returning_a_python_bool_matches_all_or_nothing() -> None:
+    row = {"id": 1, "owner": "a", "team": 0}
+    ctx = AuthContext(id="a")
+    assert rule(where=lambda _ctx: True).matches(ctx, row) is True
+    assert rule(where=lambda _ctx: False).matches(ctx, row) is False
+    assert str(rule(where=lambda _ctx: False).sql(ctx)) == "false"
+
+
+def test_a_where_returning_something_else_is_a_configuration_error() -> None:
+    def title(_ctx: AuthContext) -> Any:
+        return "title"
+
+    with pytest.raises(ConfigurationError) as refused:
+        rule(where=title).sql(AuthContext(id="a"))
+    assert str(refused.value) == (
+        "rule #0 on Pinned actions=read role=* where=title: where= returned str; it must "
+        "return a SQLAlchemy boolean expression, e.g. Doc.level <= ctx.context['clearance']"
+    )

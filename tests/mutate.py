@@ -145,6 +145,12 @@ EQUIVALENT += [
         "only fields of the model's own table",
     ),
     (
+        "capebase.policy.rules",
+        "return conditions[0] if len(conditions) == 1 else _and(conditions)",
+        "return conditions[0] if (len(conditions) == 1) and False else _and(conditions)",
+        "and_() of one condition is that condition",
+    ),
+    (
         "capebase.policy.evaluate",
         'if table is not None and plain(getattr(expr, "table", None)) is not table:',
         'if table is not None and plain(getattr(expr, "table", )) is not table:',

@@ -17,7 +17,7 @@ from sqlalchemy.orm import column_property, registry
 from sqlmodel import Field, SQLModel
 
 from capebase import AuthContext
-from capebase.errors import ConfigurationError
+from capebase.errors import ConfigurationError, NotATableError
 from capebase.policy.rules import build_rule
 from capebase.testing import app_client
 
@@ -256,4 +256,26 @@ def test_a_where_returning_something_else_is_a_configuration_error() -> None:
     assert str(refused.value) == (
         "rule #0 on Pinned actions=read role=* where=title: where= returned str; it must "
         "return a SQLAlchemy boolean expression, e.g. Doc.level <= ctx.context['clearance']"
+    )
+
+
+def test_a_where_over_another_models_column_is_left_to_the_database() -> None:
+    """Scored.owner is not Pinned's, though the row has an "owner": Python cannot decide."""
+    foreign = rule(where=lambda _ctx: Scored.owner == "a")
+    assert foreign.matches(AuthContext(id="a"), {"id": 1, "owner": "a", "team": 0}) is None
+
+
+class Plain:
+    """Not a table model."""
+
+
+@pytest.mark.parametrize(
+    ("model", "named"), [(Plain, "'Plain'"), (42, "42")], ids=["class", "not a class"]
+)
+def test_rules_on_something_else_than_a_table_model_are_refused(model: Any, named: str) -> None:
+    with pytest.raises(NotATableError) as refused:
+        build_rule(model, actions="read", role=None, owner_field=None, context_fields=None,
+                   where=None, index=0)
+    assert str(refused.value) == (
+        f"{named} is not a table model; declare it with `class X(SQLModel, table=True)`"
     )

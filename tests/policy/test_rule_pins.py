@@ -18,7 +18,7 @@ from sqlmodel import Field, SQLModel
 
 from capebase import AuthContext
 from capebase.errors import ConfigurationError, NotATableError
-from capebase.policy.rules import build_rule
+from capebase.policy.rules import ACTIONS, build_rule
 from capebase.testing import app_client
 
 from ._support import make_app, reset
@@ -279,3 +279,57 @@ def test_rules_on_something_else_than_a_table_model_are_refused(model: Any, name
     assert str(refused.value) == (
         f"{named} is not a table model; declare it with `class X(SQLModel, table=True)`"
     )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"actions": []}, "permission_required needs at least one action"),
+        (
+            {"actions": ["read", "fly"]},
+            "Unknown action 'fly'; use one of create, read, update, delete or '*'",
+        ),
+        (
+            {"owner_field": "nope"},
+            "Pinned has no column 'nope' (columns: id, owner, team, flag, key, day, amount, tag)",
+        ),
+        (
+            {"context_fields": {"team": "t", "nope": "n"}},
+            "Pinned has no column 'nope' (columns: id, owner, team, flag, key, day, amount, tag)",
+        ),
+        (
+            {"where": "Pinned.team == 1"},
+            "where= must be a callable taking the AuthContext and returning a SQLAlchemy "
+            "boolean expression, e.g. where=lambda ctx: Doc.level <= ctx.context['clearance']",
+        ),
+    ],
+    ids=["no action", "unknown action", "unknown owner field", "unknown context field", "where"],
+)
+def test_a_rule_that_cannot_work_is_refused_saying_why(
+    arguments: dict[str, Any], message: str
+) -> None:
+    options: dict[str, Any] = {
+        "actions": "read", "role": None, "owner_field": None, "context_fields": None,
+        "where": None, "index": 0,
+    }
+    with pytest.raises(ConfigurationError) as refused:
+        build_rule(Pinned, **{**options, **arguments})
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("role", "roles"),
+    [
+        (None, None),
+        ("*", None),
+        (["admin", "*"], None),
+        ("admin", frozenset({"admin"})),
+        (["admin", "reader"], frozenset({"admin", "reader"})),
+    ],
+)
+def test_roles_star_means_everyone(role: Any, roles: frozenset[str] | None) -> None:
+    built = build_rule(Pinned, actions=["*"], role=role, owner_field=None, context_fields=None,
+                       where=None, index=0)
+    assert (built.roles, built.actions) == (roles, frozenset(ACTIONS))
+    assert built.applies_to(AuthContext(role="guest")) is (roles is None)
+    assert built.applies_to(AuthContext(role="admin")) is True

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy
+from sqlalchemy import inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import LoaderCriteriaOption
+from sqlalchemy.orm import LoaderCriteriaOption, UOWTransaction
 from sqlalchemy.orm.context import FromStatement as FromStatement
 from sqlalchemy.orm.interfaces import CompileStateOption
 from sqlalchemy.orm.strategy_options import (
@@ -180,6 +181,14 @@ def has_prefixes(statement: Insert) -> bool:
 def has_returning(statement: Any) -> bool:
     """Whether a DML statement already has a ``returning(...)``."""
     return bool(getattr(statement, "_returning", ()))
+
+
+def flush_writes(flush: UOWTransaction, obj: Any) -> bool:
+    """Whether ``flush`` writes ``obj`` itself. ``Session.flush(objects)`` writes only some of
+    the session's pending changes; the unit of work's ``states`` (state -> (is delete, list
+    only)) names those it writes, "list only" ones being there for relationship bookkeeping."""
+    entry = flush.states.get(inspect(obj))
+    return entry is not None and not entry[1]
 
 
 class AliasAdaptingCriteria(LoaderCriteriaOption):

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Column, ColumnElement, Table, false, inspect, true
 from sqlalchemy.sql import elements
+from sqlmodel.sql.sqltypes import AutoString
 
 from ..auth.context import AuthContext
 from ..db.mapping import require_plain_columns
@@ -156,10 +157,15 @@ class Rule:
         if value is None:
             return _NO_MATCH
         column: Column[Any] = self.table.c[field]
-        try:
-            python_type = column.type.python_type
-        except NotImplementedError:
-            return value
+        if isinstance(column.type, AutoString):
+            # SQLModel's ``str`` columns name no Python type (SQLAlchemy's default, ``object``):
+            # unchecked, a number reached the database, which compares it its own way.
+            python_type: type[Any] = str
+        else:
+            try:
+                python_type = column.type.python_type
+            except NotImplementedError:
+                return value
         # A value the column's type cannot hold matches no row: passing it on would let the
         # database coerce it its own way (or fail), and the Python predicate could not agree.
         if isinstance(value, bool) != (python_type is bool):

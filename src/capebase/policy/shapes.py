@@ -110,6 +110,10 @@ def _add_children(node: Any, todo: list[Any]) -> None:
     its content as raw SQL must be empty; a slot of an unknown kind too."""
     for name, action in _plan(type(node)):
         value: Any = getattr(node, name, None)
+        if name == "dialect_options":
+            # Only the options given: the mapping fills in each dialect's defaults as that
+            # dialect's compiler reads them (MySQL's, once a statement compiled there).
+            value = node.dialect_kwargs
         if action is _WALK:
             _add_nodes(value, todo)
         elif value is None or (not isinstance(value, elements.ClauseElement) and not value):
@@ -193,6 +197,10 @@ def _name(kind: type[Any]) -> str:
         return "text() SQL"
     if issubclass(kind, elements.ColumnClause):
         return "literal_column() SQL"
+    if kind.__name__ == "FromStatement":
+        return "select(...).from_statement(...)"
+    if issubclass(kind, Insert) and kind is not Insert:  # a dialect's, with ON CONFLICT...
+        return "INSERT ... ON CONFLICT / ON DUPLICATE KEY"
     return kind.__name__.lstrip("_")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, event, insert, literal
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql import elements, visitors
+from sqlalchemy.types import NullType
 
 from .._compat.sqlalchemy import (
     AliasAdaptingCriteria,
@@ -163,7 +164,7 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     if action == "update":
         parameters: Mapping[str, Any] = state.parameters or {}  # type: ignore[assignment]
         assignments = {
-            _key(col): _set_value(expr, parameters)
+            _key(col): _set_value(expr, parameters, table.c[_key(col)].type)
             for col, expr in statement_values(statement).items()
         }
         # Execution parameters named after columns are SET values too: update(M).where(...)
@@ -177,15 +178,17 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
     return statement.where(predicate)
 
 
-def _set_value(value: Any, parameters: Mapping[str, Any]) -> Any:
+def _set_value(value: Any, parameters: Mapping[str, Any], column_type: Any) -> Any:
     """A SET value as an expression the WHERE clause may repeat.
 
     The bind parameter ``.values(owner="bob")`` creates belongs to the SET clause, and SQLAlchemy
-    refuses to render it twice; a fresh one with the same value is used instead.
+    refuses to render it twice; a fresh one with the same value is used instead, of the type
+    the SET binds it with: its own, or else (``.values()`` leaves it untyped) the column's.
     """
     if isinstance(value, elements.BindParameter):
         raw = parameters.get(value.key, value.effective_value)
-        return literal(raw, type_=value.type)
+        bound = column_type if isinstance(value.type, NullType) else value.type
+        return literal(raw, type_=bound)
     if isinstance(value, elements.ClauseElement):
         return app_expression(value)
     return literal(value)

@@ -13,7 +13,7 @@ from sqlalchemy import Table, event, insert, inspect, select
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from .._compat.sqlalchemy import has_returning
+from .._compat.sqlalchemy import flush_writes, has_returning
 from ..auth.context import AuthContext
 from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
 from ..errors import UnfilterableStatementError
@@ -42,22 +42,32 @@ def _remember_stored_rows(session: Session, _flush: UOWTransaction, _instances: 
     if _capturing(session) is None:
         return
     changing = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
-    session.info[_STORED_BEFORE] = _stored_rows(session.connection(), [*changing, *session.deleted])
+    # Looked up by identity, the key the row is stored under until this flush: an update may
+    # change the primary key itself.
+    session.info[_STORED_BEFORE] = _stored_rows(
+        session.connection(), [(o, inspect(o).identity) for o in [*changing, *session.deleted]]
+    )
 
 
 @event.listens_for(CapeSyncSession, "after_flush")
-def _capture_unit_of_work(session: Session, _flush: UOWTransaction) -> None:
+def _capture_unit_of_work(session: Session, flush: UOWTransaction) -> None:
     scope = _capturing(session)
     if scope is None:
         return
     before = session.info.pop(_STORED_BEFORE, {})
     connection = session.connection()
-    changed = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
+    # Only what this flush wrote: Session.flush(objects) leaves the other changes pending.
+    inserted = [o for o in session.new if flush_writes(flush, o)]
+    changed = [
+        o for o in session.dirty
+        if session.is_modified(o, include_collections=False) and flush_writes(flush, o)
+    ]
+    deleted = [o for o in session.deleted if flush_writes(flush, o)]
     # The new images as stored, too: column defaults, server defaults and onupdate values the
     # database computed are not (or not yet) on the objects.
-    after = _stored_rows(connection, [*session.new, *changed])
+    after = _stored_rows(connection, [(o, _current_key(o)) for o in [*inserted, *changed]])
     records: list[dict[str, Any]] = []
-    for obj in session.new:
+    for obj in inserted:
         new = after.get(id(obj)) or row_image(obj)
         records.append(_record(scope, _table_of(obj), "INSERT", None, new))
     for obj in changed:
@@ -65,19 +75,23 @@ def _capture_unit_of_work(session: Session, _flush: UOWTransaction) -> None:
         new = after.get(id(obj)) or row_image(obj)
         if old != new:
             records.append(_record(scope, _table_of(obj), "UPDATE", old, new))
-    for obj in session.deleted:
+    for obj in deleted:
         old = before.get(id(obj)) or _old_image(obj)
         records.append(_record(scope, _table_of(obj), "DELETE", old, None))
     _write(session, connection, records)
 
 
-def _stored_rows(connection: Connection, objects: Sequence[Any]) -> dict[int, dict[str, Any]]:
-    """The stored row of each of ``objects`` (by ``id(obj)``), one query per table."""
+def _current_key(obj: Any) -> tuple[Any, ...]:
+    return tuple(inspect(obj).mapper.primary_key_from_instance(obj))
+
+
+def _stored_rows(
+    connection: Connection, objects: Sequence[tuple[Any, tuple[Any, ...] | None]]
+) -> dict[int, dict[str, Any]]:
+    """The row stored under each object's key (by ``id(obj)``), one query per table."""
     by_table: dict[Table, list[tuple[Any, tuple[Any, ...]]]] = {}
-    for obj in objects:
-        mapper = inspect(obj).mapper
-        key = tuple(mapper.primary_key_from_instance(obj))
-        if any(value is None for value in key):
+    for obj, key in objects:
+        if key is None or any(value is None for value in key):
             continue
         by_table.setdefault(_table_of(obj), []).append((obj, key))
     found: dict[int, dict[str, Any]] = {}

@@ -1,0 +1,241 @@
+"""The surviving mutants of ``make mutate`` that no test can tell apart from the code, with why.
+
+``tests/mutate.py`` counts a survivor as equivalent when its change matches an entry here:
+(module, line as written, line as mutated, reason). Matched by the change itself, not by
+mutmut's numbering, which shifts when the code does. docs/MUTATION.md tells each group's story.
+"""
+
+from __future__ import annotations
+
+EQUIVALENT: list[tuple[str, str, str, str]] = [
+    # (module, line as written, line as mutated, why no test can tell them apart): survivors
+    # that match are reported as equivalent and do not fail the run. Matched by the change,
+    # not by mutmut's numbering, which shifts when the code does.
+    (
+        "capebase.auth.builtin.lockout",
+        "if account is None",
+        "if (account is None) and False",
+        "accounts are strings: the extra key ('account', None) is never stored",
+    ),
+    (
+        "capebase.auth.builtin.lockout",
+        "self._counters.popitem(last=False)",
+        "self._counters.popitem(last=None)",
+        "OrderedDict.popitem tests `last` for truth, and None is false",
+    ),
+]
+
+EQUIVALENT += [
+    (
+        "capebase.realtime.capture",
+        "if key is None or any(value is None for value in key):",
+        after,
+        "never true: the objects looked up are persistent ones (an identity) before the flush "
+        "and ones this flush wrote (a full primary key) after it",
+    )
+    for after in ("if key is None and any(value is None for value in key):",)
+] + [
+    (
+        "capebase.realtime.capture",
+        "continue",
+        "break",
+        "in _stored_rows: reached only for a key with a NULL, which no object looked up has "
+        "(see the `if` above it)",
+    ),
+]
+
+EQUIVALENT += [
+    (
+        "capebase.policy.rules",
+        "if isinstance(column, Column) and column.table is mapper.local_table:",
+        "if isinstance(column, Column) or column.table is mapper.local_table:",
+        "the columns it adds (an inherited table's) are never looked up: build_rule accepts "
+        "only fields of the model's own table",
+    ),
+    (
+        "capebase.policy.rules",
+        "return conditions[0] if len(conditions) == 1 else _and(conditions)",
+        "return conditions[0] if (len(conditions) == 1) and False else _and(conditions)",
+        "and_() of one condition is that condition",
+    ),
+    (
+        "capebase.policy.evaluate",
+        'if table is not None and plain(getattr(expr, "table", None)) is not table:',
+        'if table is not None and plain(getattr(expr, "table", )) is not table:',
+        "every ColumnClause has a table attribute (None for a lightweight column): getattr's "
+        "default is never used",
+    ),
+] + [
+    (
+        "capebase.policy.evaluate",
+        "raise NotEvaluable(f\"cannot evaluate operator {getattr(op, '__name__', op)!r} in "
+        "Python\")",
+        f"raise NotEvaluable(f\"cannot evaluate operator {{getattr(op, '__name__', {default})!r}}"
+        " in Python\")",
+        "SQLAlchemy's operators (functions, custom_op) all have a __name__: getattr's default "
+        "is never used",
+    )
+    for default in ("None", "")
+] + [
+    (
+        "capebase.policy.evaluate",
+        'raise NotEvaluable(f"cannot evaluate clause list with {expr.operator}")',
+        "raise NotEvaluable(None)",
+        "unreachable: SQLAlchemy builds a BooleanClauseList with and_ or or_ only",
+    ),
+    (
+        "capebase.policy.evaluate",
+        'raise NotEvaluable(f"cannot evaluate {expr.operator}")',
+        "raise NotEvaluable(None)",
+        "unreachable: SQLAlchemy builds an AsBoolean with is_true or is_false only",
+    ),
+]
+
+EQUIVALENT += [
+    (
+        "capebase.policy.statements",
+        before,
+        before.replace("False)", after),
+        "parent entities are Mappers or AliasedInsps, which both define is_aliased_class: "
+        "getattr's default is never used",
+    )
+    for before in (
+        'getattr(entity, "is_aliased_class", False) or entity.mapper is not target',
+        'if getattr(entity, "is_aliased_class", False):',
+        'if not getattr(entity, "is_aliased_class", False):',
+    )
+    for after in ("None)", ")", "True)")
+] + [
+    (
+        "capebase.policy.statements",
+        'uncovered = sorted({getattr(t, "name", str(t)) for t in refused})',
+        f'uncovered = sorted({{getattr(t, "name", {default}) for t in refused}})',
+        "the refused tables and aliases all have a name: getattr's default is never used",
+    )
+    for default in ("None", "", "str(None)")
+] + [
+    (
+        "capebase.policy.statements",
+        "return None if entity is None else sa_inspect(entity).mapper",
+        "return None if (entity is None) and False else sa_inspect(entity).mapper",
+        "_require_filterable runs on ORM statements only, and an ORM UPDATE or DELETE always "
+        "has an entity",
+    ),
+    (
+        "capebase.policy.statements",
+        'predicate = and_(policy.sql_filter(model, "read", ctx), policy.sql_filter(model, '
+        "action, ctx))",
+        "predicate = and_(policy.sql_filter(model, action, ctx))",
+        "the read criteria also reach the UPDATE/DELETE as loader criteria; change capture, "
+        "which reads the WHERE alone, then reads (and locks) more rows but logs only those "
+        "that changed or went",
+    ),
+    (
+        "capebase.policy.statements",
+        "return literal(value)",
+        "return literal(None)",
+        "unreachable: SQLAlchemy stores every .values() entry as a bind parameter or a clause",
+    ),
+    (
+        "capebase.policy.statements",
+        "return column if isinstance(column, str) else str(column.key)",
+        "return column if (isinstance(column, str)) and False else str(column.key)",
+        "unreachable: SQLAlchemy keys .values() entries (VALUES lists too) by column objects",
+    ),
+] + [
+    (
+        "capebase.policy.statements",
+        before,
+        after,
+        "with no SET column in the predicate, the 'new image' is the action predicate again: "
+        "AND-ing it twice selects the same rows",
+    )
+    for before, after in (
+        ("substituted = False", "substituted = None"),
+        ("substituted = False", "substituted = True"),
+        (
+            "return result if substituted else None",
+            "return result if (substituted) or True else None",
+        ),
+    )
+]
+
+EQUIVALENT += [
+    (
+        "capebase.crud.direct_writes",
+        before,
+        after,
+        "the key is compared with the primary key (`pk == bindparam`), which gives an untyped "
+        "bind the column's type; DirectWriter runs only where UPDATE ... RETURNING exists, "
+        "never on MySQL, whose exact_equals also renders the bare bind",
+    )
+    for before, after in [
+        ("key = bindparam(KEY, type_=published.pk.type)", "key = bindparam(KEY, type_=None)"),
+        ("key = bindparam(KEY, type_=published.pk.type)", "key = bindparam(KEY, )"),
+        (
+            ".where(equals(p.pk, bindparam(KEY, type_=p.pk.type)))",
+            ".where(equals(p.pk, bindparam(KEY, type_=None)))",
+        ),
+        (
+            ".where(equals(p.pk, bindparam(KEY, type_=p.pk.type)))",
+            ".where(equals(p.pk, bindparam(KEY, )))",
+        ),
+    ]
+] + [
+    (
+        "capebase.crud.direct_writes",
+        before,
+        after,
+        "server_values(model, ctx, None) computes auth_fields(model) itself: the same markers",
+    )
+    for before, after in [
+        ("self._auth_fields = auth_fields(published.model)", "self._auth_fields = None"),
+        (
+            "image.update(server_values(self.published.model, ctx, self._auth_fields))",
+            "image.update(server_values(self.published.model, ctx, None))",
+        ),
+        (
+            "image.update(server_values(self.published.model, ctx, self._auth_fields))",
+            "image.update(server_values(self.published.model, ctx, ))",
+        ),
+    ]
+] + [
+    (
+        "capebase.crud.direct_writes",
+        'readable = False if old is None else self.cape.policy.check_row(p.model, "read", ctx, '
+        "old)",
+        'readable = True if old is None else self.cape.policy.check_row(p.model, "read", ctx, '
+        "old)",
+        "a missing row (old is None) raises NotFoundError on the next line whatever `readable` is",
+    ),
+    (
+        "capebase.crud.direct_writes",
+        "raise NotFoundError(p.name, key)",
+        "raise NotFoundError(p.name, None)",
+        "the writer's NotFoundError only reaches the HTTP handler, whose 404 says "
+        "'{model} not found' without the key",
+    ),
+] + [
+    (
+        "capebase.crud.direct_writes",
+        "return dict(zip(self.columns, row, strict=True))",
+        f"return dict(zip(self.columns, row, {strict}))",
+        "every row has exactly the table's columns (select(table), RETURNING *table.c): "
+        "strict=True only guards against a future change",
+    )
+    for strict in ("strict=None", "", "strict=False")
+] + [
+    (
+        "capebase.crud.direct_writes",
+        "return cast(Callable[[], Any], field.default_factory)  # `supports` refused the others",
+        "return cast(None, field.default_factory)  # `supports` refused the others",
+        "typing.cast returns its second argument whatever the first",
+    ),
+    (
+        "capebase.crud.direct_writes",
+        "return lambda: copy.deepcopy(default)",
+        "return lambda: copy.copy(default)",
+        "the image's values are only bound and compared, never changed in place: a shallow "
+        "copy of a mutable default is as safe as a deep one",
+    ),
+]

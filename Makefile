@@ -51,26 +51,29 @@ docs-build: .venv
 
 # The whole suite on SQLite, PostgreSQL and MariaDB (CAPEBASE_TEST_DBS=sqlite,... to narrow it),
 # on two workers but for the `serial` tests, which restart the servers the others use (see
-# tests/conftest.py); then the oldest versions pyproject.toml allows, then the built packages.
-test: lint docs-build
-	$(BIN)/pytest -q -n 2 -m "not serial"
+# tests/conftest.py); then the oldest versions pyproject.toml allows.
+# The packages are built first: tests/test_package.py installs that wheel (CAPEBASE_WHEEL_DIR)
+# instead of building one of its own.
+test: lint docs-build package
+	CAPEBASE_WHEEL_DIR=$(CURDIR)/dist $(BIN)/pytest -q -n 2 -m "not serial"
 	$(BIN)/pytest -q -m serial
 	$(MAKE) test-oldest
-	$(MAKE) package
 
 # The lowest version of every direct dependency that pyproject.toml allows, on SQLite: proves the
 # declared floors. Its own virtualenv; the locked .venv is untouched. The server-restarting
 # reliability and scale-out suites, the browser test and the documentation's tests run only in
-# the locked environment.
+# the locked environment, and so does tests/test_package.py (its clean virtualenv gets the
+# locked versions, not the lowest: the same check as in the locked run).
 OLDEST := .venv-oldest
 test-oldest: | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(OLDEST)
 	VIRTUAL_ENV=$(OLDEST) $(UV) pip install -q --resolution lowest-direct -e '.[dev]'
 	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -n 2 -p no:cacheprovider \
-		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/docs --ignore=tests/clients
+		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/docs --ignore=tests/clients \
+		--ignore=tests/test_package.py
 
-# sdist and wheel, checked by twine (tests/test_package.py, in the suite, installs a wheel into
-# a clean virtualenv and serves the Quick start from it).
+# sdist and wheel, checked by twine (tests/test_package.py, in the suite, installs the wheel
+# into a clean virtualenv and serves the Quick start from it; `make test` builds them first).
 package: .venv
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist . > /dev/null

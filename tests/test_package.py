@@ -81,16 +81,15 @@ def test_the_wheel_serves_the_quick_start(tmp_path: Path) -> None:
         check=True, timeout=300, env=uv_env,
     )
     python = env_dir / "bin" / "python"
-    # Installed, not editable: the package comes from the virtualenv's site-packages.
+    # Installed, not editable: the package comes from the virtualenv's site-packages; and the
+    # clean virtualenv has no dev tools. (One interpreter for both: each start imports capebase.)
     where = subprocess.run(
-        [str(python), "-c", "import capebase, pytest"], capture_output=True, text=True
+        [str(python), "-c", "import capebase; print(capebase.__file__, flush=True); import pytest"],
+        capture_output=True, text=True, cwd=tmp_path,
     )
     assert "No module named 'pytest'" in where.stderr, "the clean virtualenv has dev tools"
-    located = subprocess.run(
-        [str(python), "-c", "import capebase; print(capebase.__file__)"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
-    ).stdout.strip()
-    assert located.startswith(str(env_dir)), located
+    located = where.stdout.strip()
+    assert located.startswith(str(env_dir)), located + where.stderr
 
     app_dir = tmp_path / "quickstart"
     app_dir.mkdir()

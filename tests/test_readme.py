@@ -1,5 +1,5 @@
-"""README's Quick start runs as written: ``app.py`` imports and ``test_app.py`` passes twice on
-the same database. Every other block of README.md runs in tests/docs/test_code_blocks.py, with
+"""README's Quick start runs as written: ``test_app.py`` (which imports ``app.py``) passes twice
+on the same database. Every other block of README.md runs in tests/docs/test_code_blocks.py, with
 the rules in tests/docs/blocks.py."""
 
 from __future__ import annotations
@@ -24,7 +24,5 @@ def test_quick_start_app_imports_and_its_test_passes_twice(tmp_path: Path) -> No
     assert {"app.py", "test_app.py"} <= FILES.keys(), "the quick start blocks are missing"
     for name in ("app.py", "test_app.py"):
         (tmp_path / name).write_text(FILES[name])
-    (tmp_path / "load.py").write_text("import app\n")
-    _run(tmp_path, "load.py")
-    _run(tmp_path, "test_app.py")
+    _run(tmp_path, "test_app.py")  # it imports app.py first
     _run(tmp_path, "test_app.py")  # the database persists between runs

@@ -6,10 +6,12 @@ database, with ``create_tables=False`` as the guide says.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .blocks import DOCS, README, find_block, page_files, shell_commands
 
@@ -17,6 +19,7 @@ GUIDE = DOCS / "guides" / "migrations.md"
 INIT = shell_commands(find_block(GUIDE, "capebase alembic init", "shell"))
 MIGRATE = shell_commands(find_block(GUIDE, "alembic upgrade head  ", "shell"))
 QUICK_START = page_files(README)
+CONSOLE = Path(__file__).with_name("_console.py")
 README_URL = '"sqlite+aiosqlite:///todos.db"'
 
 
@@ -26,6 +29,20 @@ def _sh(command: str, cwd: Path) -> str:
                             timeout=180, env={**os.environ, "PATH": path})
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def _commands(folder: Path, steps: list[Any]) -> list[Any]:
+    """The guide's commands in one process (see _console.py): one import of the app, not one
+    per command. Returns each step's result."""
+    result = subprocess.run(
+        [sys.executable, str(CONSOLE), json.dumps(steps)], cwd=folder,
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, f"{steps} failed:\n{result.stdout}\n{result.stderr}"
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("RESULTS "), result.stdout
+    results: list[Any] = json.loads(last.removeprefix("RESULTS "))
+    return results
 
 
 def _project(folder: Path, url: str, *, create_tables: bool) -> None:
@@ -39,11 +56,10 @@ def _project(folder: Path, url: str, *, create_tables: bool) -> None:
     (folder / "test_app.py").write_text(QUICK_START["test_app.py"])
 
 
-def _init(folder: Path) -> None:
+def _init_commands() -> list[str]:
     commands = [c for c in INIT if not c.startswith("pip ")]
     assert commands == ["capebase alembic init --app app:cape"], commands
-    for command in commands:
-        _sh(command, folder)
+    return commands
 
 
 def _operations(migration: Path) -> str:
@@ -55,63 +71,47 @@ def _operations(migration: Path) -> str:
     )
 
 
-def _autogenerate(folder: Path, message: str) -> Path:
-    _sh(f'alembic revision --autogenerate -m "{message}"', folder)
+def _autogenerate(message: str) -> str:
+    return f'alembic revision --autogenerate -m "{message}"'
+
+
+def _migration(folder: Path, message: str) -> Path:
     slug = message.replace(" ", "_")
     (found,) = (folder / "migrations" / "versions").glob(f"*_{slug}.py")
     return found
 
 
-def _tables(folder: Path, url: str) -> set[str]:
-    script = (
-        "import asyncio, sys\n"
-        "from sqlalchemy import inspect\n"
-        "from sqlalchemy.ext.asyncio import create_async_engine\n"
-        "async def main():\n"
-        f"    engine = create_async_engine({url!r})\n"
-        "    async with engine.connect() as c:\n"
-        "        print(','.join(await c.run_sync(lambda s: inspect(s).get_table_names())))\n"
-        "    await engine.dispose()\n"
-        "asyncio.run(main())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True,
-                         text=True, timeout=60, check=True).stdout
-    return set(filter(None, out.strip().split(",")))
-
-
 def test_autogenerate_apply_run_and_downgrade(db_url: str, tmp_path: Path) -> None:
     _project(tmp_path, db_url, create_tables=False)
-    _init(tmp_path)
-    assert "import sqlmodel" in (tmp_path / "migrations" / "script.py.mako").read_text()
-    assert MIGRATE[0] == 'alembic revision --autogenerate -m "create tables"', MIGRATE
+    assert MIGRATE[0] == _autogenerate("create tables"), MIGRATE
     assert MIGRATE[1:] == ["alembic upgrade head", "uvicorn app:app"], MIGRATE
+    *_, tables = _commands(tmp_path, [*_init_commands(), *MIGRATE[:2], ["tables", db_url]])
+    assert "import sqlmodel" in (tmp_path / "migrations" / "script.py.mako").read_text()
 
-    first = _autogenerate(tmp_path, "create tables")
-    operations = _operations(first)
+    operations = _operations(_migration(tmp_path, "create tables"))
     for table in ("todo", "capebase_changes", "capebase_meta"):
         assert f"op.create_table('{table}'" in operations, operations
     assert "sqlmodel.sql.sqltypes.AutoString" in operations  # why the template imports it
-    _sh(MIGRATE[1], tmp_path)
-    assert {"todo", "capebase_changes", "capebase_meta", "alembic_version"} <= _tables(
-        tmp_path, db_url)
+    assert {"todo", "capebase_changes", "capebase_meta", "alembic_version"} <= set(tables)
 
     # The app starts on the migrated schema with create_tables=False, and its test passes.
     _sh("python test_app.py", tmp_path)
 
-    nothing = _autogenerate(tmp_path, "no change")
+    *_, tables = _commands(tmp_path, [
+        _autogenerate("no change"), "alembic downgrade base", ["tables", db_url],
+    ])
+    # The empty migration was the head: the downgrade went through it, changing nothing.
+    nothing = _migration(tmp_path, "no change")
     assert _operations(nothing) == "", _operations(nothing)
-    nothing.unlink()
-
-    _sh("alembic downgrade base", tmp_path)
-    assert _tables(tmp_path, db_url) <= {"alembic_version"}
+    assert set(tables) <= {"alembic_version"}
 
 
 def test_a_database_capebase_created_needs_no_migration(db_url: str, tmp_path: Path) -> None:
     """create_tables=True and Alembic make the same schema (DATETIME(6) on MariaDB too)."""
     _project(tmp_path, db_url, create_tables=True)
     _sh("python test_app.py", tmp_path)  # start-up creates the tables
-    _init(tmp_path)
-    migration = _autogenerate(tmp_path, "after create tables")
+    _commands(tmp_path, [*_init_commands(), _autogenerate("after create tables")])
+    migration = _migration(tmp_path, "after create tables")
     assert _operations(migration) == "", _operations(migration)
 
 

@@ -764,3 +764,32 @@ async def test_readme_custom_route_example(db_url: str) -> None:
         assert taken.status_code == 403
         assert (await client.get("/pol_todo/filter?completed=true")).json() == [ids[0]]
         assert (await client.get("/pol_todo/filter?completed=false")).json() == [ids[1]]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        lambda: select(Note.__table__.c.body).where(Note.__table__.c.id == 2).scalar_subquery(),
+        lambda: select(Note.body).where(Note.id == 2).scalar_subquery(),
+        lambda: text("(SELECT body FROM pol_note WHERE id = 2)"),
+        lambda: literal_column("'x'"),
+    ],
+    ids=["core subquery", "orm subquery", "text", "literal_column"],
+)
+async def test_an_attribute_set_to_sql_is_refused(
+    running: Running, expression: Callable[[], Any]
+) -> None:
+    """The flush's own INSERT or UPDATE would run the expression, unseen by any statement
+    check: alice copied bob's hidden note into hers (an adversarial review's finding)."""
+    async with running.session() as session:
+        note = await session.get(Note, 1)
+        assert note is not None
+        note.body = expression()
+        with pytest.raises(UnfilterableStatementError, match=r"Note\.body is set to a SQL"):
+            await session.commit()
+    async with running.session() as session:
+        session.add(Note(owner="alice", body=expression(), team_id=1))
+        with pytest.raises(UnfilterableStatementError, match=r"Note\.body is set to a SQL"):
+            await session.commit()
+    assert (await running.notes())[1]["body"] == "a1"
+    assert len(await running.notes()) == len(NOTES)

@@ -10,11 +10,12 @@ from typing import Any
 
 from sqlalchemy import Table, event, inspect, select, tuple_
 from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.sql import ClauseElement
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
-from ..errors import PermissionDeniedError
+from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..observability.observer import count_denial
 from .registry import Policy
 from .sqlexpr import with_row_values
@@ -28,7 +29,9 @@ def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> N
     ctx, policy = scope.ctx, scope.policy
     for obj in list(session.new):
         fill_auth_fields(obj, ctx)
-        check_image(session, policy, type(obj), "create", ctx, row_image(obj))
+        image = row_image(obj)
+        _refuse_sql_values(type(obj), image)
+        check_image(session, policy, type(obj), "create", ctx, image)
     dirty: dict[type[Any], list[Any]] = {}
     for obj in session.dirty:
         if session.is_modified(obj, include_collections=False):
@@ -36,12 +39,25 @@ def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> N
     for model, objects in dirty.items():
         stored = _check_stored(session, policy, model, "update", ctx, objects)
         for obj, old in zip(objects, stored, strict=True):
-            check_image(session, policy, model, "update", ctx, _new_image(obj, old))
+            image = _new_image(obj, old)
+            _refuse_sql_values(model, image)
+            check_image(session, policy, model, "update", ctx, image)
     deleted: dict[type[Any], list[Any]] = {}
     for obj in session.deleted:
         deleted.setdefault(type(obj), []).append(obj)
     for model, objects in deleted.items():
         _check_stored(session, policy, model, "delete", ctx, objects)
+
+
+def _refuse_sql_values(model: type[Any], image: Mapping[str, Any]) -> None:
+    """An attribute set to a SQL expression (a subquery, ``text()``) runs that SQL in the
+    flush's INSERT or UPDATE, which no statement check sees: it could copy any row."""
+    for name, value in image.items():
+        if isinstance(value, ClauseElement):
+            raise UnfilterableStatementError(
+                f"{model.__name__}.{name} is set to a SQL expression, which a user session "
+                "cannot check; set a value (or use a privileged session)."
+            )
 
 
 def fill_auth_fields(obj: Any, ctx: AuthContext) -> None:

@@ -142,7 +142,8 @@ def describe_model(
 
     Raises:
         ConfigurationError: not a table model, composite primary key, unknown route name, a
-            column type the routes cannot serve exactly.
+            column type the routes cannot serve exactly, a field annotation its column does
+            not store exactly, a user schema changing a column's field type.
     """
     table = getattr(model, "__table__", None)
     if not isinstance(table, Table):
@@ -165,7 +166,7 @@ def describe_model(
                 f"{', '.join(sorted(QUERY_PARAMETERS))}; and '__' separates a field from its "
                 "operator); rename the field"
             )
-        field = model.model_fields.get(column.key)
+        field = getattr(model, "model_fields", {}).get(column.key)
         problem = (
             unserved_problem(column, dialect)
             or declaration_problem(column.type)
@@ -232,11 +233,12 @@ def _check_schema(
     """
     table = model.__table__
     for name, info in schema.model_fields.items():
-        if name not in table.c or name in refused:  # not stored: ignored or refused (422)
+        field = getattr(model, "model_fields", {}).get(name)
+        if name not in table.c or name in refused or field is None:  # ignored, or a 422
             continue
         column = table.c[name]
         problem = annotation_problem(info.annotation, column.type) or schema_field_problem(
-            info.annotation, model.model_fields[name].annotation
+            info.annotation, field.annotation
         )
         if problem is not None:
             raise ConfigurationError(

@@ -245,9 +245,9 @@ class Narrow(BaseModel):
 
 
 async def test_a_schema_may_narrow_fields_and_the_columns_limits_still_apply(
-    sqlite_url: str,
+    db_url: str,
 ) -> None:
-    app, cape = make_cape(sqlite_url)
+    app, cape = make_cape(db_url)
     cape.publish(Acct, create_schema=Narrow, update_schema=Narrow)
     cape.permission_required(Acct, actions=["*"])
     async with app_client(app) as client:

@@ -49,9 +49,10 @@ def capebase_column_types() -> Iterator[None]:
 
     On MySQL and MariaDB ``DATETIME(6)``, ``TIME(6)``, ``DOUBLE``, ``LONGTEXT`` (and a UUID as
     ``CHAR(36)`` on MariaDB) where SQLAlchemy's defaults would drop microseconds, float digits
-    or text past 64 KB; other databases are unchanged. Run Alembic's migrations inside it, so a
-    migrated table matches the one ``create_tables=True`` would have made, and autogenerate
-    compares against the same types.
+    or text past 64 KB; on SQLite ``INTEGER`` for ``BigInteger`` and ``SmallInteger`` (only an
+    ``INTEGER`` key is assigned rowids); PostgreSQL is unchanged. Run Alembic's migrations
+    inside it, so a migrated table matches the one ``create_tables=True`` would have made, and
+    autogenerate compares against the same types.
     """
     with creating_tables():
         yield

@@ -4,21 +4,28 @@
 from __future__ import annotations
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import (
     CHAR,
+    BigInteger,
     Column,
     DateTime,
     Enum,
     Float,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     Time,
     Uuid,
+    create_engine,
+    insert,
+    select,
 )
-from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.schema import CreateTable
 
@@ -66,3 +73,21 @@ def test_other_databases_are_left_alone() -> None:
     plain = ddl(dialect)
     with creating_tables():
         assert ddl(dialect) == plain
+
+
+def test_sqlite_creates_wide_and_narrow_integers_as_integer_keys_it_assigns() -> None:
+    """Regression: a ``BigInteger`` key was created as ``BIGINT``, to which SQLite assigns no
+    rowid, so every insert failed on its NULL key; Alembic sees the same types (no change)."""
+    metadata = MetaData()
+    keyed = Table("keyed", metadata, Column("id", BigInteger, primary_key=True),
+                  Column("small", SmallInteger), Column("big", BigInteger))
+    assert "id BIGINT NOT NULL" in str(CreateTable(keyed).compile(dialect=sqlite.dialect()))
+    engine = create_engine("sqlite://")
+    with engine.begin() as connection, creating_tables():
+        metadata.create_all(connection)
+        ids = [connection.execute(insert(keyed).values(big=2**63 - 1)).inserted_primary_key[0]
+               for _ in range(2)]
+        assert ids == [1, 2]
+        assert connection.execute(select(keyed.c.big)).scalars().all() == [2**63 - 1] * 2
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []

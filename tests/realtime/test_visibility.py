@@ -191,6 +191,7 @@ async def test_stream_filters_narrow_the_view(db_url: str) -> None:
         ({"title__like": "x"}, 400),  # operator not available on streams
         ({"is_complete__bogus": "1"}, 400),  # unknown operator
         ({"id": "abc"}, 422),  # a value that does not parse
+        ({"is_complete__isnull": "maybe"}, 422),  # as the list answers (it was read as false)
     ],
 )
 async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], status: int) -> None:

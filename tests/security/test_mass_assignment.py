@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, col
@@ -102,7 +102,7 @@ AUTH_FIELDS = ("owner", "role", "org")
 
 class EveryColumn(BaseModel):
     """A user's schema that declares every column, the primary key and auth fields included,
-    and a field that is no column."""
+    and a field that is no column (``every_column`` gives it the model's key type)."""
 
     id: Any = None
     owner: str | None = None
@@ -110,6 +110,13 @@ class EveryColumn(BaseModel):
     org: str | None = None
     name: str | None = None
     comment: str | None = None
+
+
+def every_column(model: type[Any]) -> type[BaseModel]:
+    """``EveryColumn`` with ``model``'s key type: a schema may narrow a column's field but not
+    change its type (an ``Any`` key would let a number into a text key)."""
+    key: Any = model.model_fields["id"].annotation
+    return create_model("EveryColumn", __base__=EveryColumn, id=(key | None, None))
 
 
 async def header_auth(request: Request) -> AuthContext:
@@ -143,7 +150,8 @@ def not_hidden(model: type[Any]) -> Any:
 def make_app(db_url: str, model: type[Any], schemas: str, path: str) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
     cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth)
-    custom = {"create_schema": EveryColumn, "update_schema": EveryColumn}
+    schema = every_column(model)
+    custom = {"create_schema": schema, "update_schema": schema}
     cape.publish(model, **(custom if schemas == "custom" else {}))
     where = not_hidden(model) if path == "session" else None
     cape.permission_required(model, role="*", actions=["*"], where=where)

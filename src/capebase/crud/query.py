@@ -37,6 +37,7 @@ from ..policy.sqlexpr import (
 )
 from .values import (
     ValueCheck,
+    enum_values,
     exact_decimal,
     integer_range,
     interval_problem,
@@ -145,6 +146,9 @@ def _value_parser(declared: TypeEngine[Any], stored: TypeEngine[Any]) -> Callabl
         return _integer_parser(*bounds)
     if isinstance(stored, DateTime):
         return _datetime_parser(is_aware=bool(stored.timezone))
+    members = enum_values(stored)
+    if members is not None:
+        return _member_parser(members)
     try:
         python_type: Any = stored.python_type
     except NotImplementedError:
@@ -176,6 +180,19 @@ def _checked(parse: Callable[[str], Any], check: ValueCheck | None) -> Callable[
         return value
 
     return parse_and_check
+
+
+def _member_parser(members: tuple[str, ...]) -> Callable[[str], str]:
+    """An enum of strings: a value that is none of its members fails in PostgreSQL's
+    comparison with its native enum."""
+    allowed = frozenset(members)
+
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"not one of {', '.join(map(repr, members))}")
+        return raw
+
+    return parse
 
 
 _TIMEDELTA = TypeAdapter(timedelta)
@@ -256,7 +273,7 @@ def _condition(
     column = field.column
     check_operator(name, op, field)
     if op == "isnull":
-        wanted = _parse(name, raw, _BOOL.validate_strings)
+        wanted = parse_isnull(name, raw)
         if field.kind == "JSON":
             # A JSON null (what None stores, as the ORM does) reads back as null like SQL NULL.
             is_null = or_(column.is_(None), cast(column, Text) == "null")
@@ -292,6 +309,16 @@ def _condition(
         "gt": left > value, "gte": left >= value, "lt": left < value, "lte": left <= value
     }
     return comparisons[op]
+
+
+def parse_isnull(name: str, raw: str) -> bool:
+    """The value of ``?name__isnull=raw``: ``true``, ``false`` (or ``1``, ``0``, ``yes``...).
+
+    Raises:
+        QueryError: 422 for any other value.
+    """
+    wanted: bool = _parse(name, raw, _BOOL.validate_strings)
+    return wanted
 
 
 def _ends_with_escape(pattern: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect as pyinspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -27,6 +27,7 @@ from ..limits import check_filter_count
 from ..observability.secret_fields import secret_keys
 from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
+from .declarations import annotation_problem, declaration_problem, schema_field_problem
 from .direct_writes import KEY, DirectWriter, Undecided
 from .query import (
     RESERVED,
@@ -141,7 +142,8 @@ def describe_model(
 
     Raises:
         ConfigurationError: not a table model, composite primary key, unknown route name, a
-            column type the routes cannot serve exactly.
+            column type the routes cannot serve exactly, a field annotation its column does
+            not store exactly, a user schema changing a column's field type.
     """
     table = getattr(model, "__table__", None)
     if not isinstance(table, Table):
@@ -164,7 +166,12 @@ def describe_model(
                 f"{', '.join(sorted(QUERY_PARAMETERS))}; and '__' separates a field from its "
                 "operator); rename the field"
             )
-        problem = unserved_problem(column, dialect)
+        field = getattr(model, "model_fields", {}).get(column.key)
+        problem = (
+            unserved_problem(column, dialect)
+            or declaration_problem(column.type)
+            or (annotation_problem(field.annotation, column.type) if field else None)
+        )
         if problem is not None:
             raise ConfigurationError(
                 f"Cannot publish {model.__name__}: field {column.key!r} ({column.type!r}) "
@@ -184,6 +191,8 @@ def describe_model(
         (create_schema, server.on_create, "create"),
         (update_schema, server.on_update, "update"),
     ):
+        if schema is not None:
+            _check_schema(model, schema, refused, route)
         for warning in schema_warnings(schema, refused, columns, route) if schema else ():
             logger.warning("capebase: %s", warning)
     return PublishedModel(
@@ -211,6 +220,31 @@ def describe_model(
         value_checks=ValueChecks(table, dialect),
         key_range=integer_range(pk_columns[0].type),
     )
+
+
+def _check_schema(
+    model: type[Any], schema: type[BaseModel], refused: Container[str], route: str
+) -> None:
+    """Refuse a user's schema whose field for a column is not what the column stores: its
+    values would be changed or fail in the database (``declarations``).
+
+    Raises:
+        ConfigurationError: naming the schema, the field and the annotations.
+    """
+    table = model.__table__
+    for name, info in schema.model_fields.items():
+        field = getattr(model, "model_fields", {}).get(name)
+        if name not in table.c or name in refused or field is None:  # ignored, or a 422
+            continue
+        column = table.c[name]
+        problem = annotation_problem(info.annotation, column.type) or schema_field_problem(
+            info.annotation, field.annotation
+        )
+        if problem is not None:
+            raise ConfigurationError(
+                f"Cannot publish {model.__name__} with {route}_schema={schema.__name__}: "
+                f"field {name!r} ({column.type!r}) cannot be served: {problem}"
+            )
 
 
 def _pk_path(published: PublishedModel) -> tuple[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Enum,
     Float,
     Integer,
     Interval,
@@ -64,6 +65,15 @@ def integer_range(type_: TypeEngine[Any]) -> tuple[int, int] | None:
         return None
     bits = next(bits for kind, bits in _INT_BITS if isinstance(stored, kind))
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def enum_values(type_: TypeEngine[Any]) -> tuple[str, ...] | None:
+    """The values of an ``Enum`` column declared with strings (``Enum("red", "green")``),
+    or None for other types: its field is a ``str``, which takes no other value."""
+    stored = storage_type(type_)
+    if isinstance(stored, Enum) and stored.enum_class is None:
+        return tuple(stored.enums)
+    return None
 
 
 def text_problem(value: str) -> str | None:

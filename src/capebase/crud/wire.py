@@ -44,7 +44,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Column, DateTime, Numeric
 
-from .values import exact_decimal, integer_range, storage_type, text_length
+from .values import enum_values, exact_decimal, integer_range, storage_type, text_length
 
 _FRACTION = r"(\.[0-9]{1,6})?"  # microseconds: what every database keeps
 _OFFSET = r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
@@ -219,6 +219,9 @@ def wire_annotation(
     if annotation is int and column is not None:
         return _integer(column, constraints)
     if annotation is str and column is not None:
+        values = enum_values(column.type)
+        if values is not None:  # published as the members, which pydantic then enforces
+            return Literal[values]
         length = text_length(column, dialect)
         if length is None or any(isinstance(c, MaxLen) for c in constraints):
             return annotation

@@ -12,6 +12,10 @@ Text columns (``str``, ``Text``, a ``str`` enum) get a binary collation there: M
 MariaDB's default collations compare case- and accent-insensitively (and ignore trailing
 spaces), so a unique or primary key ``'a'`` would refuse ``'A'``, ``'á'`` and ``'a '``, which
 PostgreSQL and SQLite store as different values.
+On SQLite, only a column declared ``INTEGER PRIMARY KEY`` takes the next rowid when a row leaves
+it out; a ``BigInteger`` or ``SmallInteger`` is created as ``INTEGER`` there (the same 64-bit
+storage), or every insert into a table with such an autoincrementing key would fail on its NULL
+key.
 DDL the user runs (Alembic, their own ``create_all``) is left as SQLAlchemy renders it.
 """
 
@@ -22,7 +26,21 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import CHAR, VARCHAR, DateTime, Enum, Float, String, Text, Time, Uuid
+from sqlalchemy import (
+    BIGINT,
+    CHAR,
+    SMALLINT,
+    VARCHAR,
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    SmallInteger,
+    String,
+    Text,
+    Time,
+    Uuid,
+)
 from sqlalchemy.ext.compiler import compiles
 
 MICROSECONDS = 6
@@ -74,6 +92,18 @@ def _uuid_on_mysql(type_: Uuid[Any], compiler: Any, **kw: Any) -> str:
     if _creating.get() and type_.native_uuid and getattr(compiler.dialect, "is_mariadb", False):
         return "CHAR(36)"  # what MariaDB accepts for its UUID binds: the dashed text
     return str(compiler.visit_uuid(type_, **kw))
+
+
+@compiles(BigInteger, "sqlite")
+@compiles(BIGINT, "sqlite")
+@compiles(SmallInteger, "sqlite")
+@compiles(SMALLINT, "sqlite")
+def _integer_on_sqlite(type_: Any, compiler: Any, **kw: Any) -> str:
+    if _creating.get():
+        # The same storage (SQLite's integers are 64 bits), and an autoincrementing key gets
+        # rowids. Every such column, not only keys: Alembic compares types without columns.
+        return "INTEGER"
+    return str(getattr(compiler, f"visit_{type_.__visit_name__}")(type_, **kw))
 
 
 def binary_collation(dialect: Any) -> str:

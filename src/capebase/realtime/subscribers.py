@@ -58,7 +58,7 @@ def parse_stream_filters(
     Raises:
         QueryError: unknown field or operator (400), or a value that does not parse (422).
     """
-    from ..crud.query import _parse, check_operator
+    from ..crud.query import _parse, check_operator, parse_isnull
 
     filters: list[StreamFilter] = []
     for key, raw in params:
@@ -78,7 +78,7 @@ def parse_stream_filters(
             )
         check_operator(name, op, field)
         if op == "isnull":
-            value: Any = raw.lower() in ("1", "true", "yes", "on")
+            value: Any = parse_isnull(name, raw)  # as the list reads it: "maybe" is a 422
         elif op in ("in", "nin"):
             items = raw.split(",")
             if len(items) > max_in:

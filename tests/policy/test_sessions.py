@@ -793,3 +793,27 @@ async def test_an_attribute_set_to_sql_is_refused(
             await session.commit()
     assert (await running.notes())[1]["body"] == "a1"
     assert len(await running.notes()) == len(NOTES)
+
+
+async def test_a_set_value_may_not_read_a_column_the_update_also_sets(running: Running) -> None:
+    """MariaDB evaluates SET left to right: with body set to "bob" first, owner = body made
+    alice's note bob's, though the check had judged owner = the old body (an adversarial
+    review's finding). Such an UPDATE is refused on every database; a value reading only its
+    own column (a counter) still runs."""
+    async with running.session() as session:
+        with pytest.raises(UnfilterableStatementError, match=r"sets owner from body"):
+            await session.execute(
+                update(Note).where(Note.id == 1)
+                .ordered_values((Note.body, "bob"), (Note.owner, Note.body))
+            )
+        with pytest.raises(UnfilterableStatementError, match=r"sets owner from body"):
+            await session.execute(
+                update(Note).where(Note.id == 1).values(owner=Note.body, body="bob")
+            )
+        done = await session.execute(
+            update(Note).where(Note.id == 1).values(body=Note.body + "!")
+        )
+        await session.commit()
+    assert done.rowcount == 1  # type: ignore[attr-defined]
+    stored_notes = await running.notes()
+    assert (stored_notes[1]["owner"], stored_notes[1]["body"]) == ("alice", "a1!")

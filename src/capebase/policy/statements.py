@@ -172,10 +172,30 @@ def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> 
         for name, value in parameters.items():
             if name in table.c:
                 assignments[name] = literal(value, type_=table.c[name].type)
+        _require_independent_sets(model, table, assignments)
         new_image = _substitute_columns(policy.sql_filter(model, action, ctx), table, assignments)
         if new_image is not None:
             predicate = and_(predicate, guard(model, new_image))
     return statement.where(predicate)
+
+
+def _require_independent_sets(model: Any, table: Table, assignments: Mapping[str, Any]) -> None:
+    """Refuse a SET value that reads another column the same UPDATE sets: MySQL and MariaDB
+    evaluate SET left to right, each value seeing the new values before it, so the new image
+    the check substitutes (from the old row) would not be the row stored."""
+    for name, expression in assignments.items():
+        read = {
+            element.key
+            for element in visitors.iterate(expression)
+            if isinstance(element, elements.ColumnClause) and plain(element.table) is table
+        }
+        others = sorted((read & set(assignments)) - {name})
+        if others:
+            raise UnfilterableStatementError(
+                f"An UPDATE of {model.__name__} in a user session sets {name} from "
+                f"{', '.join(others)}, which it also sets (MySQL and MariaDB read the new value, "
+                "other databases the old one); set them in separate statements."
+            )
 
 
 def _set_value(value: Any, parameters: Mapping[str, Any], column_type: Any) -> Any:

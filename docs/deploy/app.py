@@ -14,7 +14,7 @@ class Todo(SQLModel, table=True):
     user_id: FROM_AUTH_ID = Field(index=True)
     task: str = Field(min_length=1, max_length=200)
     is_complete: bool = False
-    inserted_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    inserted_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))  # noqa: UP017
 
 
 app = FastAPI(title="Todos")

@@ -364,9 +364,7 @@ class CapeBase:
             )
             if added:
                 logger.info("capebase: added %s to capebase_changes", ", ".join(added))
-        else:
-            await self._check_own_tables()
-        await self._check_model_tables()
+        await self._check_schema(own_tables=not self.create_tables)
         if self.auth is not None:
             await self.auth.startup()
         await self.hub.start()
@@ -381,63 +379,58 @@ class CapeBase:
         await self.engine.dispose()
         release_abandoned_statements(self.engine)
 
-    async def _check_own_tables(self) -> None:
-        """With ``create_tables=False`` the schema is the user's: say clearly what is missing."""
+    async def _check_schema(self, *, own_tables: bool) -> None:
+        """Say clearly what the database lacks, in one look at it: capebase's own tables and
+        columns (``own_tables``: with ``create_tables=False`` they are the user's to migrate),
+        and every table capebase serves with every column of its model (tables are created
+        when missing, never altered, so a model that gained a field would otherwise fail each
+        request with a database error)."""
 
-        def missing(connection: Any) -> list[str]:
-            names = set(inspect(connection).get_table_names())
-            absent = [t for t in changelog_metadata.tables if t not in names]
-            if changes.name in names:
-                absent += [f"{changes.name}.{c}" for c in missing_columns(connection)]
-            return absent
-
-        async with self.engine.connect() as connection:
-            absent = await connection.run_sync(missing)
-        if absent:
-            raise ConfigurationError(
-                f"capebase's tables or columns {', '.join(absent)} do not exist and "
-                "create_tables=False. Add capebase.metadata to your Alembic target_metadata "
-                "(e.g. target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or "
-                "use CapeBase(create_tables=True)."
-            )
-
-    async def _check_model_tables(self) -> None:
-        """Every table capebase serves exists with every column of its model: tables are
-        created when missing, never altered, so a model that gained a field would otherwise
-        fail each request with a database error."""
-        served = [*self._published, *self.policy_models(), *self.handlers.models()]
-        models = dict.fromkeys(served)
-
-        def missing(connection: Any) -> list[str]:
+        def missing(connection: Any) -> tuple[list[str], list[str]]:
             inspector = inspect(connection)
             names = set(inspector.get_table_names())
-            found = []
-            for model in models:
+            own: list[str] = []
+            if own_tables:
+                own = [t for t in changelog_metadata.tables if t not in names]
+                if changes.name in names:
+                    own += [f"{changes.name}.{c}" for c in missing_columns(connection)]
+            served: list[str] = []
+            for model in dict.fromkeys(self._served_models()):
                 table = model.__table__
                 if table.name not in names:
-                    found.append(f"table {table.name} (model {model.__name__})")
+                    served.append(f"table {table.name} (model {model.__name__})")
                     continue
                 present = {column["name"] for column in inspector.get_columns(table.name)}
-                found += [
+                served += [
                     f"column {table.name}.{column.name} (model {model.__name__})"
                     for column in table.c
                     if column.name not in present
                 ]
-            return found
+            return own, served
 
         async with self.engine.connect() as connection:
-            absent = await connection.run_sync(missing)
-        if absent:
+            own, served = await connection.run_sync(missing)
+        if own:
             raise ConfigurationError(
-                f"The database lacks {', '.join(absent)}. capebase creates missing tables, but "
+                f"capebase's tables or columns {', '.join(own)} do not exist and "
+                "create_tables=False. Add capebase.metadata to your Alembic target_metadata "
+                "(e.g. target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or "
+                "use CapeBase(create_tables=True)."
+            )
+        if served:
+            raise ConfigurationError(
+                f"The database lacks {', '.join(served)}. capebase creates missing tables, but "
                 "never changes a table that exists: migrate the schema (Alembic: see "
                 "`capebase alembic init`), or in development delete the database and start again."
             )
 
+    def _served_models(self) -> list[type[Any]]:
+        """The models capebase reads or writes: published, named by a rule, or handled."""
+        return [*self._published, *self.policy_models(), *self.handlers.models()]
+
     def _metadatas(self) -> list[MetaData]:
         found: list[MetaData] = [SQLModel.metadata]
-        models = [*self._published, *self.policy_models(), *self.handlers.models()]
-        for model in models:
+        for model in self._served_models():
             metadata = model.__table__.metadata
             if all(metadata is not m for m in found):
                 found.append(metadata)

@@ -90,7 +90,7 @@ def add_missing_columns(connection: Connection) -> list[str]:
     for name in missing_columns(connection):
         column = changes.c[name]
         if not column.nullable:
-            continue  # none so far; _check_own_tables names it
+            continue  # none so far; CapeBase._check_schema names it
         kind = column.type.compile(dialect=connection.dialect)
         connection.execute(text(
             f"ALTER TABLE {preparer.format_table(changes)} "

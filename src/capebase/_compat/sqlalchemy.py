@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
@@ -105,6 +106,39 @@ def statement_options(statement: Any) -> tuple[Any, ...]:
 def where_criteria(statement: Any) -> tuple[Any, ...]:
     """The WHERE conditions of a SELECT, UPDATE or DELETE (ANDed)."""
     return tuple(getattr(statement, "_where_criteria", ()) or ())
+
+
+@dataclass(frozen=True)
+class SelectParts:
+    """The clauses of a SELECT as the app wrote them (before the ORM compiles it)."""
+
+    columns: tuple[Any, ...]
+    froms: tuple[Any, ...]
+    onclauses: tuple[Any, ...]
+    where: tuple[Any, ...]
+    group_by: tuple[Any, ...]
+    having: tuple[Any, ...]
+    order_by: tuple[Any, ...]
+
+
+def select_parts(statement: Any) -> SelectParts:
+    """The clauses of ``statement`` (a Select); the public accessors give them only as
+    compiled (``selected_columns``, ``whereclause``), not as written."""
+    joins = tuple(getattr(statement, "_setup_joins", ()) or ())
+    return SelectParts(
+        columns=tuple(statement._raw_columns),
+        froms=tuple(statement._from_obj) + tuple(j[0] for j in joins),
+        onclauses=tuple(j[1] for j in joins if j[1] is not None and not _is_attribute(j[1])),
+        where=tuple(statement._where_criteria),
+        group_by=tuple(statement._group_by_clauses),
+        having=tuple(statement._having_criteria),
+        order_by=tuple(statement._order_by_clauses),
+    )
+
+
+def _is_attribute(onclause: Any) -> bool:
+    """A relationship attribute given as a join's ON clause (``join(Note.team)``)."""
+    return not isinstance(onclause, ColumnElement) or hasattr(onclause, "property")
 
 
 def visit_table(compiler: SQLCompiler, table: Any, **kw: Any) -> str:

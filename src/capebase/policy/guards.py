@@ -20,6 +20,11 @@ TRUSTED = "capebase_policy_predicate"
 subquery of its own) are the rule's business, not the caller's."""
 
 
+OPEN_GUARDS = "capebase_open_guards"
+"""Compiler keyword: the ids of the guards whose predicate is rendering (a term inside one is
+not run under that very guard)."""
+
+
 class _Token:
     __slots__ = ()
 
@@ -57,6 +62,7 @@ def is_policy_guard(element: Any) -> bool:
 def _compile_guard(element: policy_guard, compiler: SQLCompiler, **kw: Any) -> str:
     *_anchors, predicate = list(element.clauses)
     kw[TRUSTED] = is_policy_guard(element)
+    kw[OPEN_GUARDS] = kw.get(OPEN_GUARDS, frozenset()) | {id(element)}
     return f"({compiler.process(predicate, **kw)})"
 
 

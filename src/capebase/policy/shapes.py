@@ -55,7 +55,7 @@ from .._compat.sqlalchemy import (
     traverse_internals_of,
 )
 from ..errors import UnfilterableStatementError
-from . import guards, sqlexpr
+from . import fallible, guards, sqlexpr
 from .sql_functions import SAFE_FUNCTIONS
 
 USE_ORM = (
@@ -348,6 +348,7 @@ _KINDS: dict[type[Any], Callable[[Any], None] | None] = {
     # inside them (walked)
     guards.policy_guard: None,
     guards.app_expression: None,
+    fallible.fallible: None,  # an app's term, walked; wrapping it only adds the policy's filters
     # options: loader strategies (what they hold is walked), with_loader_criteria (ANDed to
     # the policy's; its criteria walked), capebase's markers, and user-defined options,
     # which no SQL sees

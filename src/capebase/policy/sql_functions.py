@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-SAFE_FUNCTIONS = frozenset({
-    # aggregates and window functions: they see only the rows the query reads
+AGGREGATES = frozenset({
     "count", "sum", "min", "max", "avg", "total", "group_concat", "string_agg",
     "aggregate_strings", "array_agg", "json_agg", "jsonb_agg", "json_group_array",
     "json_group_object", "json_object_agg", "jsonb_object_agg", "bool_and", "bool_or",
     "every", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
     "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
     "first_value", "last_value", "nth_value", "mode", "percentile_cont", "percentile_disc",
+})
+"""Aggregate and window functions: they see only the rows the query reads (after its WHERE)."""
+
+SAFE_FUNCTIONS = AGGREGATES | frozenset({
     "rollup", "cube", "grouping_sets",
     # functions of their arguments only
     "coalesce", "nullif", "ifnull", "greatest", "least", "abs", "round", "floor", "ceil",

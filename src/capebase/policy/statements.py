@@ -35,6 +35,7 @@ from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..observability.observer import count_denial
 from .coverage import require_covered, user_statement
 from .enforcement import check_image
+from .fallible import mark, mark_expression
 from .guards import app_expression, guard
 from .registry import Policy
 from .shapes import USE_ORM, require_known_shape
@@ -73,7 +74,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
     models = _models_in([*named, *state.all_mappers])
     options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
-        statement: Any = state.statement.options(*options)
+        statement: Any = mark(state.statement).options(*options)
         if state.is_column_load:
             # SQLAlchemy leaves loader criteria out of refreshes (and loads of expired or
             # deferred attributes), but an object can enter a session without being read, e.g.
@@ -86,7 +87,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
     elif state.is_update or state.is_delete:
         # What a bulk statement reads (subqueries in its WHERE or SET) is filtered like a
         # SELECT, so it cannot copy or probe rows the caller may not read.
-        state.statement = _restrict_bulk(state, policy, ctx).options(*options)
+        state.statement = mark(_restrict_bulk(state, policy, ctx)).options(*options)
         require_covered(state.statement, state.session.get_bind().dialect)
     elif state.is_insert:
         _check_bulk_insert(state, policy, ctx)
@@ -210,7 +211,7 @@ def _set_value(value: Any, parameters: Mapping[str, Any], column_type: Any) -> A
         bound = column_type if isinstance(value.type, NullType) else value.type
         return literal(raw, type_=bound)
     if isinstance(value, elements.ClauseElement):
-        return app_expression(value)
+        return app_expression(mark_expression(value))
     return literal(value)
 
 

@@ -7,13 +7,13 @@ commits or rolls back with the change itself; the hub is woken only after commit
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, event, insert, inspect, select
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from .._compat.sqlalchemy import flush_writes, has_returning
+from .._compat.sqlalchemy import flush_writes, has_returning, parent_entity, plain
 from ..auth.context import AuthContext
 from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
 from ..errors import UnfilterableStatementError
@@ -118,7 +118,7 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
         return None
     # ORM DML statements (Insert/Update/Delete) all carry these attributes; Executable does not.
     statement: Any = state.statement
-    table: Table = statement.entity_description["table"]
+    table = _target_table(statement)
     connection = state.session.connection()
     if state.is_insert:
         return _capture_bulk_insert(state, scope, table, connection)
@@ -156,6 +156,16 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
         ]
     _write(state.session, connection, records)
     return result
+
+
+def _target_table(statement: Any) -> Table:
+    """The table an INSERT/UPDATE/DELETE writes: its entity's, or (a Core statement on a
+    mapped table whose WHERE names ORM attributes, which SQLAlchemy runs as an ORM
+    statement) the table itself."""
+    if parent_entity(statement.table) is not None:
+        table: Table = statement.entity_description["table"]
+        return table
+    return cast(Table, plain(statement.table))
 
 
 def _capture_bulk_insert(

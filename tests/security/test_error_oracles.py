@@ -1,0 +1,175 @@
+"""Errors and warnings tell nothing of the rows a caller may not read (``policy.fallible``).
+
+A database evaluates a statement's conditions in the order it likes: an app's term can run on
+a row before the policy's filter drops it. A term that can fail (an overflow, a bad CAST, a
+division by zero, a scalar subquery of several rows, malformed JSON) would then fail, or warn,
+because of a hidden row, and the error (often quoting the value) answers a question about it.
+Found by the statement-check attack of issue 16 (finding 2), on all three databases.
+
+The oracle, as in ``test_statement_shapes``: a user session's outcome (its rows, or the fact
+that it failed) must be the outcome of a privileged session over the rows the caller may read;
+a statement the check cannot make safe may be refused instead. Every probe below fails (or
+warns) only because of a hidden row's values, so a leak shows as a difference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+
+from capebase import UnfilterableStatementError
+from tests._databases import DbKind
+
+from ._shapes import Note, Tag, Team, World, _rows, open_world
+
+MIN_BIGINT = -(2**63)
+
+# Conditions true on a hidden row only: bob's note 3 ("b-secret", team 2) and note 5 ("case",
+# team 2, owner "Alice"); alice reads notes 1, 2 (hers) and 4 (locked), and team 1.
+HIDDEN_NOTE = Note.body == "b-secret"
+HIDDEN_TEAM = Team.name == "bob team"
+
+
+def _overflow(condition: Any) -> Any:
+    """abs() of the smallest BIGINT where ``condition`` holds: an overflow error there."""
+    return func.abs(case((condition, cast(bindparam("low", MIN_BIGINT), BigInteger)), else_=1))
+
+
+def _bad_cast(condition: Any) -> Any:
+    """A CAST of a hidden text to an integer where ``condition`` (``text_column == value``)
+    holds (PostgreSQL: an error that quotes it; MariaDB: a warning that does)."""
+    return cast(case((condition, condition.left), else_="1"), Integer)
+
+
+def _bad_json(condition: Any) -> Any:
+    return func.json_extract(case((condition, condition.left), else_="{}"), "$.a")
+
+
+def _two_tags(condition: Any) -> Any:
+    """A scalar subquery of two rows (both tags are public) where ``condition`` holds."""
+    return (
+        select(Tag.id).where(Tag.id >= case((condition, 1), else_=2)).scalar_subquery()
+    )
+
+
+def _divide(condition: Any) -> Any:
+    return 10 / case((condition, 0), else_=1)
+
+
+FAILING = {
+    "overflow": _overflow,
+    "bad cast": _bad_cast,
+    "bad json": _bad_json,
+    "scalar subquery of two rows": _two_tags,
+    "division by zero": _divide,
+}
+
+derived = select(Note.id, _overflow(HIDDEN_NOTE).label("x")).subquery()
+grouped = select(Note.team_id, func.count().label("n")).group_by(Note.team_id)
+
+PROBES: dict[str, Callable[[Callable[[Any], Any]], Any]] = {
+    "WHERE term": lambda fail: select(Note.id).where(fail(HIDDEN_NOTE) > 0),
+    "WHERE term beside an equality": lambda fail: select(Note.id)
+    .where(Note.owner != "nobody", fail(HIDDEN_NOTE) > 0),
+    "OR": lambda fail: select(Note.id).where((Note.id < 0) | (fail(HIDDEN_NOTE) > 0)),
+    "joined entity's column": lambda fail: select(Note.id)
+    .join(Note.team).where(fail(HIDDEN_TEAM) > 0),
+    "ON clause": lambda fail: select(Team.id)
+    .join(Note, and_(Note.team_id == Team.id, fail(HIDDEN_NOTE) > 0)),
+    "outer join ON clause": lambda fail: select(Team.id)
+    .outerjoin(Note, and_(Note.team_id == Team.id, fail(HIDDEN_NOTE) > 0)),
+    "select list": lambda fail: select(Note.id, fail(HIDDEN_NOTE)),
+    "ORDER BY": lambda fail: select(Note.id).order_by(fail(HIDDEN_NOTE)),
+    "correlated EXISTS": lambda fail: select(Team.id)
+    .where(exists().where(Note.team_id == Team.id, fail(HIDDEN_NOTE) > 0)),
+    "subquery's column filtered outside": lambda fail: select(
+        (sub := select(Note.id, fail(HIDDEN_NOTE).label("x")).subquery()).c.id
+    ).where(sub.c.x > 0),
+    "HAVING": lambda fail: select(Note.team_id)
+    .group_by(Note.team_id).having(func.max(fail(HIDDEN_NOTE)) > 0),
+    "grouped by the failing term": lambda fail: select(
+        (term := fail(HIDDEN_NOTE)), func.count()
+    ).group_by(term),
+    "aggregate argument": lambda fail: select(func.sum(fail(HIDDEN_NOTE))),
+    # (alice may update her own notes only; the oracle, privileged, would update others)
+    "bulk UPDATE's WHERE": lambda fail: update(Note)
+    .where(fail(HIDDEN_NOTE) > 0, Note.owner == "alice").values(body="x"),
+    # Team's rule is one equality, which SQLite and MariaDB propagate into other terms.
+    "entity with a one-equality rule": lambda fail: select(Team.id).where(fail(HIDDEN_TEAM) > 0),
+    "one-equality rule, term after it": lambda fail: select(Team.id)
+    .where(Team.owner == "alice", fail(HIDDEN_TEAM) > 0),
+}
+
+# Where a failing term cannot fail on that database, the probe proves nothing there.
+CANNOT_FAIL: dict[str, set[DbKind]] = {
+    "bad cast": {"sqlite"},  # no error (MariaDB warns, quoting the value: checked below)
+    "bad json": {"postgresql"},  # no json_extract (MariaDB: NULL and a warning)
+    "division by zero": {"sqlite", "mariadb"},  # NULL
+}
+
+SECRETS = ("b-secret", "bob team", "case")
+"""Values of hidden rows that must not appear in an error or warning alice sees."""
+
+
+@pytest.fixture
+async def world(db_url: str, db_kind: DbKind) -> AsyncIterator[World]:
+    async with open_world(db_url, db_kind) as opened:
+        yield opened
+
+
+async def _outcome(session: Any, statement: Any) -> tuple[Any, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result: Any = _rows(await session.execute(statement))
+        except UnfilterableStatementError:
+            result = "refused"
+        except DBAPIError as error:
+            result = ("failed", str(error.orig))
+        await session.rollback()
+    return result, [str(w.message) for w in caught]
+
+
+async def test_no_error_or_warning_depends_on_a_hidden_row(world: World) -> None:
+    ran = 0
+    problems: list[str] = []
+    for failing_name, fail in FAILING.items():
+        if world.kind in CANNOT_FAIL.get(failing_name, set()):
+            continue
+        for probe_name, probe in PROBES.items():
+            statement = probe(fail)
+            async with world.session() as session:
+                mine, my_warnings = await _outcome(session, statement)
+            async with world.cape.get_privileged_session() as session:
+                # The oracle: the same statement where the hidden rows are not.
+                await session.execute(Note.__table__.delete().where(Note.id.in_([3, 5])))
+                await session.execute(Team.__table__.delete().where(Team.id == 2))
+                expected, _ = await _outcome(session, statement)
+            ran += 1
+            said = repr(mine) + " ".join(my_warnings)
+            if mine == "refused":
+                continue
+            failed = isinstance(mine, tuple) and mine and mine[0] == "failed"
+            expected_failed = isinstance(expected, tuple) and expected and expected[0] == "failed"
+            if failed != expected_failed or (not failed and mine != expected):
+                problems.append(f"{failing_name} / {probe_name}: {mine!r}, expected {expected!r}")
+            elif any(secret in said for secret in SECRETS):
+                problems.append(f"{failing_name} / {probe_name} quotes a hidden value: {said}")
+    assert ran >= 2 * len(PROBES), ran  # every probe ran with at least two failing terms
+    assert not problems, "\n".join(problems)

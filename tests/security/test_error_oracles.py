@@ -173,3 +173,22 @@ async def test_no_error_or_warning_depends_on_a_hidden_row(world: World) -> None
                 problems.append(f"{failing_name} / {probe_name} quotes a hidden value: {said}")
     assert ran >= 2 * len(PROBES), ran  # every probe ran with at least two failing terms
     assert not problems, "\n".join(problems)
+
+
+async def test_no_lock_error_depends_on_a_hidden_row(world: World) -> None:
+    """MySQL and MariaDB lock the rows an index lookup meets before the read filter drops
+    them: NOWAIT would fail while another user writes a hidden row (statement-check attack,
+    finding 6). It is refused there; elsewhere it answers as the oracle."""
+    statement = select(Note.id).where(Note.id.in_([1, 3])).with_for_update(nowait=True)
+    async with world.cape.get_privileged_session() as bob:
+        # bob holds a lock on his note 3, which alice cannot read
+        await bob.execute(update(Note).where(Note.id == 3).values(body="b-secret 2"))
+        async with world.session() as session:
+            mine, _ = await _outcome(session, statement)
+        await bob.rollback()
+    if world.kind == "mariadb":
+        assert mine == "refused"
+    elif world.kind == "postgresql":
+        assert mine == [(1,)]  # PostgreSQL locks only the rows it returns
+    async with world.session() as session:  # no lock held: the same answer everywhere
+        assert await _outcome(session, statement.with_for_update()) == ([(1,)], [])

@@ -141,6 +141,11 @@ def _is_attribute(onclause: Any) -> bool:
     return not isinstance(onclause, ColumnElement) or hasattr(onclause, "property")
 
 
+def for_update(statement: Any) -> Any:
+    """A SELECT's ``with_for_update()`` arguments (``nowait``, ``skip_locked``...), or None."""
+    return getattr(statement, "_for_update_arg", None)
+
+
 def visit_table(compiler: SQLCompiler, table: Any, **kw: Any) -> str:
     """The compiler's own rendering of ``table`` (what ``@compiles(Table)`` replaces)."""
     result: str = compiler.visit_table(table, **kw)  # type: ignore[no-untyped-call]

@@ -21,6 +21,7 @@ from sqlalchemy.types import NullType
 
 from .._compat.sqlalchemy import (
     AliasAdaptingCriteria,
+    for_update,
     has_multi_values,
     has_post_values_clause,
     has_prefixes,
@@ -71,6 +72,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
             "schema_translate_map would have a user session read tables the policy does not "
             f"know under the names of those it does. {USE_ORM}"
         )
+    _refuse_lock_probes(state)
     models = _models_in([*named, *state.all_mappers])
     options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
@@ -92,6 +94,21 @@ def _filter_statement(state: ORMExecuteState) -> None:
     elif state.is_insert:
         _check_bulk_insert(state, policy, ctx)
         state.statement = state.statement.options(*options)
+
+
+def _refuse_lock_probes(state: ORMExecuteState) -> None:
+    """MySQL and MariaDB lock the rows an index lookup meets before the WHERE clause (the
+    read filter included) drops them: ``FOR UPDATE NOWAIT`` would fail because another user is
+    writing a row this caller may not read."""
+    lock = for_update(state.statement)
+    if lock is None or not lock.nowait:
+        return
+    if state.session.get_bind().dialect.name == "mysql":
+        raise UnfilterableStatementError(
+            "with_for_update(nowait=True) cannot be used in a user session on MySQL or MariaDB: "
+            "it would fail on rows locked by other users that the caller may not read; use "
+            "with_for_update() (which waits), or a privileged session."
+        )
 
 
 @cache

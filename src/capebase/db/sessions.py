@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -68,8 +69,28 @@ class SessionScope:
         return self.ctx is None
 
 
+_FLUSHING: ContextVar[SessionScope | None] = ContextVar("capebase_flushing", default=None)
+
+
 class CapeSyncSession(Session):
     """The sync Session behind every capebase AsyncSession; policy and capture hook in here."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        """Flush, with ``flushing_scope()`` telling connection-level hooks who writes."""
+        token = _FLUSHING.set(scope_of(self))
+        try:
+            super().flush(objects)
+        finally:
+            _FLUSHING.reset(token)
+
+
+def flushing_scope() -> SessionScope | None:
+    """The scope of the capebase session whose flush is running here, if any.
+
+    Statements a flush runs go straight to its connection, where no session event sees
+    them; this is how a connection event tells they come from a user session's flush.
+    """
+    return _FLUSHING.get()
 
 
 def scope_of(session: Session) -> SessionScope | None:

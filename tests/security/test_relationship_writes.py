@@ -58,6 +58,7 @@ class RwTeam(Base, table=True):
     members: list["RwMember"] = Relationship(sa_relationship_kwargs={"overlaps": "team"})
     heroes: list["RwHero"] = Relationship(back_populates="teams", link_model=RwLink)
     tags: list["RwTag"] = Relationship(link_model=RwTagLink)
+    tasks: list["RwTask"] = Relationship(sa_relationship_kwargs={"cascade": "all, delete-orphan"})
 
 
 class RwMember(Base, table=True):
@@ -67,6 +68,15 @@ class RwMember(Base, table=True):
     public: bool = False
     team_id: int | None = Field(default=None, foreign_key="rw_team.id")
     team: Optional[RwTeam] = Relationship(sa_relationship_kwargs={"overlaps": "members"})
+
+
+class RwTask(Base, table=True):
+    """The child of a delete-orphan collection: removing it deletes its row."""
+
+    __tablename__ = "rw_task"
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=40)
+    team_id: int | None = Field(default=None, foreign_key="rw_team.id")
 
 
 class RwHero(Base, table=True):
@@ -103,6 +113,7 @@ def _rules(cape: CapeBase) -> None:
     for model in (RwTeam, RwHero):
         cape.permission_required(model, owner_field="owner", actions=["create", "update",
                                                                       "delete"])
+    cape.permission_required(RwTask, owner_field="owner", actions=["*"])
     cape.permission_required(RwMember, owner_field="owner", where=_in_own_team,
                              actions=["create", "update", "delete"])
     cape.permission_required(RwLink, where=_link_of_own_team,
@@ -120,6 +131,7 @@ ROWS: list[tuple[type[Any], list[dict[str, Any]]]] = [
                 {"id": 2, "owner": "bob", "public": True, "team_id": 2},
                 {"id": 3, "owner": "bob", "team_id": 3}]),
     (RwHero, [{"id": 1, "owner": "alice"}, {"id": 2, "owner": "bob", "public": True}]),
+    (RwTask, [{"id": 1, "owner": "alice", "team_id": 1}, {"id": 2, "owner": "bob", "team_id": 1}]),
     (RwTag, [{"id": 1, "name": "red"}]),
     (RwLink, [{"team_id": 2, "hero_id": 2}, {"team_id": 1, "hero_id": 1}]),
     (RwTagLink, [{"team_id": 2, "tag_id": 1}]),
@@ -158,7 +170,7 @@ async def running(db_url: str) -> AsyncIterator[Running]:
                 await session.flush()
             if cape.engine.dialect.name == "postgresql":
                 # Explicit ids do not advance PostgreSQL's sequences; keep new ids clear.
-                for name in ("rw_team", "rw_member", "rw_hero", "rw_tag"):
+                for name in ("rw_team", "rw_member", "rw_hero", "rw_tag", "rw_task"):
                     await session.execute(
                         text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), 1000)")
                     )
@@ -233,6 +245,30 @@ async def test_a_new_parent_checks_the_children_it_adopts(running: Running) -> N
         with pytest.raises(PermissionDeniedError):
             await session.commit()
     assert await running.snapshot() == before
+
+
+async def test_an_orphan_deleted_at_flush_is_checked(running: Running) -> None:
+    """Task 2 is bob's (hidden from alice) in alice's team; task 99 does not exist."""
+    before = await running.snapshot()
+    messages = set()
+    for task_id in (2, 99):
+        async with running.session() as session:
+            task = forged(RwTask, id=task_id, owner="alice", team_id=1)
+            session.add(task)
+            team = await own_team(session, tasks=[task])
+            team.tasks.remove(task)
+            with pytest.raises(PermissionDeniedError) as denied:
+                await session.commit()
+            messages.add(str(denied.value))
+    assert messages == {"Permission denied: cannot delete RwTask"}
+    async with running.session() as session:  # her own task: deleted as an orphan
+        team = await own_team(session, tasks=[await session.get(RwTask, 1)])
+        team.tasks.clear()
+        await session.commit()
+    assert await running.rows(RwTask) == [{"id": 2, "owner": "bob", "team_id": 1}]
+    assert [rows for rows in await running.snapshot() if rows not in before] == [
+        [{"id": 2, "owner": "bob", "team_id": 1}]
+    ]
 
 
 async def test_many_to_one_set_checks_the_foreign_key_it_writes(running: Running) -> None:
@@ -367,3 +403,30 @@ async def test_plain_link_tables_stay_free_and_privileged_sessions_unchanged(
         await session.execute(delete(RwLink).where(RwLink.hero_id == 1))
         await session.commit()
     assert await running.rows(RwLink) == [{"team_id": 2, "hero_id": 2}]
+
+
+# -- the legacy bulk methods: no flush, no statement the session sees ------------------------
+
+BULK: dict[str, Callable[[Any], Any]] = {
+    "bulk_update_mappings": lambda s: s.bulk_update_mappings(
+        RwMember, [{"id": 3, "owner": "alice"}]
+    ),
+    "bulk_insert_mappings": lambda s: s.bulk_insert_mappings(
+        RwMember, [{"id": 50, "owner": "bob"}]
+    ),
+    "bulk_save_objects": lambda s: s.bulk_save_objects([RwMember(id=51, owner="bob")]),
+}
+
+
+@pytest.mark.parametrize("method", list(BULK))
+async def test_legacy_bulk_methods_are_refused(running: Running, method: str) -> None:
+    before = await running.snapshot()
+    async with running.session() as session:
+        with pytest.raises(UnfilterableStatementError, match=method):
+            await session.run_sync(BULK[method])
+        await session.commit()
+    assert await running.snapshot() == before
+    async with running.cape.get_privileged_session() as session:
+        await session.run_sync(BULK[method])
+        await session.commit()
+    assert await running.snapshot() != before

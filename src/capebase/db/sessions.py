@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from ..auth.context import AuthContext
+from ..errors import UnfilterableStatementError
 
 if TYPE_CHECKING:
     from ..policy.registry import Policy
@@ -82,6 +83,32 @@ class CapeSyncSession(Session):
             super().flush(objects)
         finally:
             _FLUSHING.reset(token)
+
+    # The legacy bulk methods write rows without a flush and without a statement the session
+    # sees: nothing could check them for a user.
+    def bulk_save_objects(self, *args: Any, **kwargs: Any) -> None:
+        """As ``Session.bulk_save_objects``; refused in a user session."""
+        self._refuse_bulk("bulk_save_objects")
+        super().bulk_save_objects(*args, **kwargs)
+
+    def bulk_insert_mappings(self, *args: Any, **kwargs: Any) -> None:
+        """As ``Session.bulk_insert_mappings``; refused in a user session."""
+        self._refuse_bulk("bulk_insert_mappings")
+        super().bulk_insert_mappings(*args, **kwargs)
+
+    def bulk_update_mappings(self, *args: Any, **kwargs: Any) -> None:
+        """As ``Session.bulk_update_mappings``; refused in a user session."""
+        self._refuse_bulk("bulk_update_mappings")
+        super().bulk_update_mappings(*args, **kwargs)
+
+    def _refuse_bulk(self, name: str) -> None:
+        scope = scope_of(self)
+        if scope is not None and scope.ctx is not None:
+            raise UnfilterableStatementError(
+                f"Session.{name}() writes rows no permission check sees; in a user session "
+                "add objects, or run session.execute(insert(Model), [...]) / "
+                "update(Model).where(...).values(...)."
+            )
 
 
 def flushing_scope() -> SessionScope | None:

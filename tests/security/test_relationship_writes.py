@@ -79,6 +79,16 @@ class RwTask(Base, table=True):
     team_id: int | None = Field(default=None, foreign_key="rw_team.id")
 
 
+class RwBadge(Base, table=True):
+    """A many-to-one written by a post_update: a second UPDATE with no mapper event."""
+
+    __tablename__ = "rw_badge"
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=40)
+    team_id: int | None = Field(default=None, foreign_key="rw_team.id")
+    team: Optional[RwTeam] = Relationship(sa_relationship_kwargs={"post_update": True})
+
+
 class RwHero(Base, table=True):
     __tablename__ = "rw_hero"
     id: int | None = Field(default=None, primary_key=True)
@@ -114,6 +124,8 @@ def _rules(cape: CapeBase) -> None:
         cape.permission_required(model, owner_field="owner", actions=["create", "update",
                                                                       "delete"])
     cape.permission_required(RwTask, owner_field="owner", actions=["*"])
+    cape.permission_required(RwBadge, owner_field="owner", actions=["*"],
+                             where=lambda _c: RwBadge.team_id.is_(None))
     cape.permission_required(RwMember, owner_field="owner", where=_in_own_team,
                              actions=["create", "update", "delete"])
     cape.permission_required(RwLink, where=_link_of_own_team,
@@ -131,6 +143,7 @@ ROWS: list[tuple[type[Any], list[dict[str, Any]]]] = [
                 {"id": 2, "owner": "bob", "public": True, "team_id": 2},
                 {"id": 3, "owner": "bob", "team_id": 3}]),
     (RwHero, [{"id": 1, "owner": "alice"}, {"id": 2, "owner": "bob", "public": True}]),
+    (RwBadge, [{"id": 1, "owner": "alice"}]),
     (RwTask, [{"id": 1, "owner": "alice", "team_id": 1}, {"id": 2, "owner": "bob", "team_id": 1}]),
     (RwTag, [{"id": 1, "name": "red"}]),
     (RwLink, [{"team_id": 2, "hero_id": 2}, {"team_id": 1, "hero_id": 1}]),
@@ -170,7 +183,8 @@ async def running(db_url: str) -> AsyncIterator[Running]:
                 await session.flush()
             if cape.engine.dialect.name == "postgresql":
                 # Explicit ids do not advance PostgreSQL's sequences; keep new ids clear.
-                for name in ("rw_team", "rw_member", "rw_hero", "rw_tag", "rw_task"):
+                for name in ("rw_team", "rw_member", "rw_hero", "rw_tag", "rw_task",
+                             "rw_badge"):
                     await session.execute(
                         text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), 1000)")
                     )
@@ -281,6 +295,27 @@ async def test_many_to_one_set_checks_the_foreign_key_it_writes(running: Running
             await session.commit()
     async with running.session() as session:
         session.add(RwMember(owner="alice", team=await session.get(RwTeam, 2)))
+        with pytest.raises(PermissionDeniedError):
+            await session.commit()
+    assert await running.snapshot() == before
+
+
+async def test_post_update_relationships_are_refused(running: Running) -> None:
+    before = await running.snapshot()
+    async with running.session() as session:
+        badge = await session.get(RwBadge, 1)
+        assert badge is not None
+        badge.team = await session.get(RwTeam, 2)
+        with pytest.raises(UnfilterableStatementError, match="post_update"):
+            await session.commit()
+    async with running.session() as session:
+        session.add(RwBadge(owner="alice", team=await session.get(RwTeam, 2)))
+        with pytest.raises(UnfilterableStatementError, match="post_update"):
+            await session.commit()
+    async with running.session() as session:  # the column itself is checked as usual
+        badge = await session.get(RwBadge, 1)
+        assert badge is not None
+        badge.team_id = 2
         with pytest.raises(PermissionDeniedError):
             await session.commit()
     assert await running.snapshot() == before

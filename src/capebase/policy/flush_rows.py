@@ -11,6 +11,9 @@ A many-to-many relationship (``secondary=``, SQLModel's ``link_model=``) writes 
 association table with no mapper event at all. Where a rule governs that table (it is a link
 model with rules of its own), the write is refused: the app adds and deletes link objects,
 whose rules are checked like any other row's. Association tables no rule governs stay free.
+
+A ``post_update=True`` relationship writes its foreign key in a second UPDATE that fires no
+mapper event either; a user session refuses to flush a change to one.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from typing import Any
 
 from sqlalchemy import Table, event, inspect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import InstanceState, Mapper, Session
+from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
+from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE
+from sqlalchemy.orm.interfaces import ONETOMANY
 from sqlalchemy.sql import Delete, Insert, Update
 
 from .._compat.sqlalchemy import issued_by_mapper
 from ..auth.context import AuthContext
-from ..db.sessions import SessionScope, flushing_scope, scope_of
+from ..db.sessions import CapeSyncSession, SessionScope, flushing_scope, scope_of
 from ..errors import UnfilterableStatementError
 from .enforcement import (
     CHECKED_KEY,
@@ -108,6 +113,28 @@ def _check_delete(_mapper: Mapper[Any], connection: Connection, target: Any) -> 
         return
     check_stored(writer.session, writer.policy, type(target), "delete", writer.ctx, [target],
                  connection.execute)
+
+
+@event.listens_for(CapeSyncSession, "before_flush")
+def _refuse_post_updates(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    scope = scope_of(session)
+    if scope is None or scope.ctx is None:
+        return
+    for obj in [*session.new, *session.dirty, *session.deleted]:
+        state = inspect(obj)
+        for rel in state.mapper.relationships:
+            if not rel.post_update:
+                continue
+            history = state.get_history(rel.key, PASSIVE_NO_INITIALIZE)
+            # Deleting the "one" side of a one-to-many post_update nulls its children's keys.
+            if history.added or history.deleted or (
+                obj in session.deleted and rel.direction is ONETOMANY
+            ):
+                raise UnfilterableStatementError(
+                    f"{type(obj).__name__}.{rel.key} has post_update=True: the flush would "
+                    "write its foreign key in an UPDATE no permission check sees. In a user "
+                    "session set the foreign key column itself, or use a privileged session."
+                )
 
 
 @event.listens_for(Engine, "before_execute")

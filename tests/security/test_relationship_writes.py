@@ -16,7 +16,7 @@ by its owner; a member's team must be NULL or a team its owner owns; a governed 
 
 # No `from __future__ import annotations`: SQLModel reads Relationship annotations.
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -67,7 +67,7 @@ class RwMember(Base, table=True):
     owner: str = Field(max_length=40)
     public: bool = False
     team_id: int | None = Field(default=None, foreign_key="rw_team.id")
-    team: Optional[RwTeam] = Relationship(sa_relationship_kwargs={"overlaps": "members"})
+    team: RwTeam | None = Relationship(sa_relationship_kwargs={"overlaps": "members"})
 
 
 class RwTask(Base, table=True):
@@ -86,7 +86,7 @@ class RwBadge(Base, table=True):
     id: int | None = Field(default=None, primary_key=True)
     owner: str = Field(max_length=40)
     team_id: int | None = Field(default=None, foreign_key="rw_team.id")
-    team: Optional[RwTeam] = Relationship(sa_relationship_kwargs={"post_update": True})
+    team: RwTeam | None = Relationship(sa_relationship_kwargs={"post_update": True})
 
 
 class RwHero(Base, table=True):

@@ -26,7 +26,6 @@ from ..observability.observer import count_denial
 from .registry import Policy
 from .sqlexpr import with_row_values
 
-
 Execute = Callable[[Executable], Result[Any]]
 """Runs one of the checks' own statements, unfiltered: ``session.execute`` with ``INTERNAL``
 before the flush, the flush's connection during it."""

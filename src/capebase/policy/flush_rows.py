@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, event, inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
-from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE
+from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.interfaces import ONETOMANY
 from sqlalchemy.sql import Delete, Insert, Update
 
@@ -125,7 +125,7 @@ def _refuse_post_updates(session: Session, _flush: UOWTransaction, _instances: A
         for rel in state.mapper.relationships:
             if not rel.post_update:
                 continue
-            history = state.get_history(rel.key, PASSIVE_NO_INITIALIZE)
+            history = state.get_history(rel.key, PassiveFlag.PASSIVE_NO_INITIALIZE)
             # Deleting the "one" side of a one-to-many post_update nulls its children's keys.
             if history.added or history.deleted or (
                 obj in session.deleted and rel.direction is ONETOMANY
@@ -171,7 +171,7 @@ def _governing_model(policy: Policy, table: Any) -> type[Any] | None:
     return None
 
 
-def _relationships_through(model: type[Any], table: Table) -> list[str]:
+def _relationships_through(model: type[Any], table: Any) -> list[str]:
     """``Class.attribute`` of each relationship whose association table is ``table``."""
     names = []
     for mapper in inspect(model).registry.mappers:

@@ -230,6 +230,15 @@ def flush_writes(flush: UOWTransaction, obj: Any) -> bool:
     return entry is not None and not entry[1]
 
 
+def issued_by_mapper(execution_options: Any, model: type[Any]) -> bool:
+    """Whether a flush statement comes from ``model``'s mapper persisting its objects (which
+    fires the mapper's before_insert/update/delete events), not from a relationship writing
+    an association table directly. The persistence code runs its statements with the base
+    mapper's own compiled cache; the many-to-many dependency processor runs them plain."""
+    cache = getattr(inspect(model).base_mapper, "_compiled_cache", None)
+    return cache is not None and execution_options.get("compiled_cache") is cache
+
+
 class AliasAdaptingCriteria(LoaderCriteriaOption):
     """``with_loader_criteria`` whose predicate is also adapted to aliases of the model.
 

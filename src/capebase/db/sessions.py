@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from ..auth.context import AuthContext
+from ..errors import UnfilterableStatementError
 
 if TYPE_CHECKING:
     from ..policy.registry import Policy
@@ -68,8 +70,54 @@ class SessionScope:
         return self.ctx is None
 
 
+_FLUSHING: ContextVar[SessionScope | None] = ContextVar("capebase_flushing", default=None)
+
+
 class CapeSyncSession(Session):
     """The sync Session behind every capebase AsyncSession; policy and capture hook in here."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        """Flush, with ``flushing_scope()`` telling connection-level hooks who writes."""
+        token = _FLUSHING.set(scope_of(self))
+        try:
+            super().flush(objects)
+        finally:
+            _FLUSHING.reset(token)
+
+    # The legacy bulk methods write rows without a flush and without a statement the session
+    # sees: nothing could check them for a user.
+    def bulk_save_objects(self, *args: Any, **kwargs: Any) -> None:
+        """As ``Session.bulk_save_objects``; refused in a user session."""
+        self._refuse_bulk("bulk_save_objects")
+        super().bulk_save_objects(*args, **kwargs)
+
+    def bulk_insert_mappings(self, *args: Any, **kwargs: Any) -> None:
+        """As ``Session.bulk_insert_mappings``; refused in a user session."""
+        self._refuse_bulk("bulk_insert_mappings")
+        super().bulk_insert_mappings(*args, **kwargs)
+
+    def bulk_update_mappings(self, *args: Any, **kwargs: Any) -> None:
+        """As ``Session.bulk_update_mappings``; refused in a user session."""
+        self._refuse_bulk("bulk_update_mappings")
+        super().bulk_update_mappings(*args, **kwargs)
+
+    def _refuse_bulk(self, name: str) -> None:
+        scope = scope_of(self)
+        if scope is not None and scope.ctx is not None:
+            raise UnfilterableStatementError(
+                f"Session.{name}() writes rows no permission check sees; in a user session "
+                "add objects, or run session.execute(insert(Model), [...]) / "
+                "update(Model).where(...).values(...)."
+            )
+
+
+def flushing_scope() -> SessionScope | None:
+    """The scope of the capebase session whose flush is running here, if any.
+
+    Statements a flush runs go straight to its connection, where no session event sees
+    them; this is how a connection event tells they come from a user session's flush.
+    """
+    return _FLUSHING.get()
 
 
 def scope_of(session: Session) -> SessionScope | None:

@@ -1,16 +1,22 @@
 """Flush checks in user sessions: creates, updates (both images) and deletes, before any SQL.
 
-Statements a session runs are filtered in ``statements``.
+What this checks is recorded; ``flush_rows`` then checks, as each row is written, every write
+the flush makes that was not checked here as it is written (a foreign key a relationship sets
+at flush, a child a collection adopts). Statements a session runs are filtered in
+``statements``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Table, event, inspect, select, tuple_
-from sqlalchemy.orm import Session, UOWTransaction
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import InstanceState, Session, UOWTransaction
+from sqlalchemy.sql import ClauseElement, Executable
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
@@ -20,6 +26,23 @@ from ..observability.observer import count_denial
 from .registry import Policy
 from .sqlexpr import with_row_values
 
+Execute = Callable[[Executable], Result[Any]]
+"""Runs one of the checks' own statements, unfiltered: ``session.execute`` with ``INTERNAL``
+before the flush, the flush's connection during it."""
+
+CHECKED_KEY = "capebase.checked"
+"""``session.info`` key of the writes ``before_flush`` checked: ``{state: Checked}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A write ``before_flush`` allowed: the action, the row image checked and, for an update,
+    the stored row it was checked against."""
+
+    action: str
+    image: Mapping[str, Any] | None = None
+    stored: Mapping[str, Any] | None = None
+
 
 @event.listens_for(CapeSyncSession, "before_flush")
 def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
@@ -27,29 +50,34 @@ def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> N
     if scope is None or scope.ctx is None:
         return
     ctx, policy = scope.ctx, scope.policy
+    checked: dict[InstanceState[Any], Checked] = {}
+    session.info[CHECKED_KEY] = checked
     for obj in list(session.new):
         fill_auth_fields(obj, ctx)
         image = row_image(obj)
-        _refuse_sql_values(type(obj), image)
+        refuse_sql_values(type(obj), image)
         check_image(session, policy, type(obj), "create", ctx, image)
+        checked[inspect(obj)] = Checked("create", image)
     dirty: dict[type[Any], list[Any]] = {}
     for obj in session.dirty:
         if session.is_modified(obj, include_collections=False):
             dirty.setdefault(type(obj), []).append(obj)
     for model, objects in dirty.items():
-        stored = _check_stored(session, policy, model, "update", ctx, objects)
+        stored = check_stored(session, policy, model, "update", ctx, objects)
         for obj, old in zip(objects, stored, strict=True):
-            image = _new_image(obj, old)
-            _refuse_sql_values(model, image)
+            image = new_image(obj, old)
+            refuse_sql_values(model, image)
             check_image(session, policy, model, "update", ctx, image)
+            checked[inspect(obj)] = Checked("update", image, old)
     deleted: dict[type[Any], list[Any]] = {}
     for obj in session.deleted:
         deleted.setdefault(type(obj), []).append(obj)
     for model, objects in deleted.items():
-        _check_stored(session, policy, model, "delete", ctx, objects)
+        check_stored(session, policy, model, "delete", ctx, objects)
+        checked.update((inspect(obj), Checked("delete")) for obj in objects)
 
 
-def _refuse_sql_values(model: type[Any], image: Mapping[str, Any]) -> None:
+def refuse_sql_values(model: type[Any], image: Mapping[str, Any]) -> None:
     """An attribute set to a SQL expression (a subquery, ``text()``) runs that SQL in the
     flush's INSERT or UPDATE, which no statement check sees: it could copy any row."""
     for name, value in image.items():
@@ -77,7 +105,7 @@ def row_image(obj: Any) -> dict[str, Any]:
     return {attr.key: state.dict.get(attr.key) for attr in state.mapper.column_attrs}
 
 
-def _new_image(obj: Any, stored: Mapping[str, Any]) -> dict[str, Any]:
+def new_image(obj: Any, stored: Mapping[str, Any]) -> dict[str, Any]:
     """The row an UPDATE of ``obj`` leaves: the stored row with the changed attributes applied.
 
     Attributes not loaded (expired, deferred) keep their stored value rather than looking NULL.
@@ -98,11 +126,12 @@ def check_image(
     action: str,
     ctx: AuthContext,
     row: Mapping[str, Any],
+    execute: Execute | None = None,
 ) -> None:
     """Raise PermissionDeniedError unless ``ctx`` may ``action`` the row image ``row``."""
     verdict = policy.check_row(model, action, ctx, row)
     if verdict is None:
-        verdict = check_in_database(session, policy, model, action, ctx, row)
+        verdict = check_in_database(session, policy, model, action, ctx, row, execute)
     if not verdict:
         raise count_denial(
             session,
@@ -117,22 +146,26 @@ def check_in_database(
     action: str,
     ctx: AuthContext,
     row: Mapping[str, Any],
+    execute: Execute | None = None,
 ) -> bool:
     """Ask the database to evaluate the policy predicate over a row image it does not store."""
     predicate = with_row_values(policy.sql_filter(model, action, ctx), model.__table__, row)
-    result = session.execute(
-        select(predicate.label("allowed")), execution_options=INTERNAL
-    ).scalar()
-    return bool(result)
+    run = execute or _internal(session)
+    return bool(run(select(predicate.label("allowed"))).scalar())
 
 
-def _check_stored(
+def _internal(session: Session) -> Execute:
+    return partial(session.execute, execution_options=INTERNAL)
+
+
+def check_stored(
     session: Session,
     policy: Policy,
     model: type[Any],
     action: str,
     ctx: AuthContext,
     objects: list[Any],
+    execute: Execute | None = None,
 ) -> list[dict[str, Any]]:
     """Check the stored rows behind ``objects`` against the predicate, in one query, and
     return them (by column key, in the order of ``objects``).
@@ -158,7 +191,7 @@ def _check_stored(
     statement = (
         select(table).where(key_filter, policy.sql_filter(model, action, ctx)).with_for_update()
     )
-    result = session.execute(statement, execution_options=INTERNAL).mappings()
+    result = (execute or _internal(session))(statement).mappings()
     allowed = {
         tuple(row[c.key] for c in pk_columns): {c.key: row[c.key] for c in table.c}
         for row in result

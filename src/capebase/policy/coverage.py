@@ -42,7 +42,7 @@ from .._compat.sqlalchemy import (
 from ..errors import UnfilterableStatementError
 from .fallible import fallible, is_aggregate, is_statement
 from .guards import OPEN_GUARDS, POLICY, TRUSTED, is_policy_guard, policy_guard
-from .shapes import USE_ORM
+from .shape_kinds import USE_ORM
 
 _GUARDED = "capebase.guarded"
 """Key of the guarded references in a compiler level (computed once per level)."""

@@ -39,7 +39,8 @@ from .enforcement import check_image
 from .fallible import mark, mark_expression
 from .guards import app_expression, guard
 from .registry import Policy
-from .shapes import USE_ORM, require_known_shape
+from .shape_kinds import USE_ORM
+from .shapes import known_shape
 from .sqlexpr import NO_OPTIONS
 
 
@@ -61,7 +62,8 @@ def _filter_statement(state: ORMExecuteState) -> None:
     ctx, policy = scope.ctx, scope.policy
     # Relationship loads and refreshes are checked too: the flags that mark them are
     # compile options app code can set on any statement.
-    named = require_known_shape(state.statement)
+    shape = known_shape(state.statement)
+    named = shape.mappers
     if not (state.is_orm_statement or state.is_select):
         raise UnfilterableStatementError(
             "A user session cannot run raw SQL or Core statements that write to tables: the "
@@ -76,7 +78,9 @@ def _filter_statement(state: ORMExecuteState) -> None:
     models = _models_in([*named, *state.all_mappers])
     options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
-        statement: Any = mark(state.statement).options(*options)
+        statement: Any = (mark(state.statement) if shape.may_fail else state.statement).options(
+            *options
+        )
         if state.is_column_load:
             # SQLAlchemy leaves loader criteria out of refreshes (and loads of expired or
             # deferred attributes), but an object can enter a session without being read, e.g.

@@ -172,6 +172,31 @@ LEGIT: dict[str, Callable[[], Any]] = {
     "selectinload through a link table": lambda: select(Note).options(selectinload(Note.tags)),
     "subqueryload": lambda: select(Team).options(subqueryload(Team.notes)),
     "literal": lambda: select(Note.id, literal("x")),
+    # Terms that can fail run under the read filters (``policy.fallible``): same answers.
+    "arithmetic in WHERE": lambda: select(Note.id).where(Note.id * 2 > 3),
+    "function in the columns": lambda: select(Note.id, func.upper(Note.body)),
+    "grouped by an expression": lambda: select(
+        (key := func.length(Note.body)), func.count()
+    ).group_by(key),
+    "grouped, arithmetic over the key": lambda: select(Note.team_id + 1, func.count())
+    .group_by(Note.team_id),
+    "arithmetic inside an aggregate": lambda: select(func.sum(Note.id * 2)),
+    "HAVING with arithmetic": lambda: select(Note.team_id)
+    .group_by(Note.team_id).having(func.count() * 2 > 1),
+    "coalesce over an outer join's empty side": lambda: select(
+        Team.id, func.coalesce(Note.body, "none")
+    ).outerjoin(Note, (Note.team_id == Team.id) & (Note.id > 100)),
+    "window over arithmetic": lambda: select(
+        Note.id, func.row_number().over(order_by=Note.id * -1)
+    ),
+    "scalar subquery in the columns": lambda: select(
+        Team.id,
+        select(func.count(Note.id)).where(Note.team_id == Team.id).scalar_subquery(),
+    ),
+    "computed inside a subquery, filtered outside": lambda: select(
+        (doubled := select((Note.id * 2).label("d")).subquery()).c.d
+    ).where(doubled.c.d > 2),
+    "CAST in ORDER BY": lambda: select(Note.id).order_by(cast(Note.id, String)),
 }
 
 # Shapes that read what the policy cannot filter: refused.
@@ -242,6 +267,9 @@ REFUSED: dict[str, Callable[[], Any]] = {
         update(Note).values(owner="alice").returning(Note.id).cte("taken").c.id
     ),
     "DELETE in a CTE": lambda: select(delete(Note).returning(Note.id).cte("gone").c.id),
+    "a term that can fail over a subquery's bare column": lambda: select(
+        (bare := select(Note.id).subquery()).c.id
+    ).where(bare.c.id * 2 > 2),
     "update SET from a Core subquery": lambda: update(Note).where(Note.id == 1)
     .values(body=select(NOTE.c.body).where(NOTE.c.id == 3).scalar_subquery()),
     "CAST to a user-defined type": lambda: select(cast(Note.id, RawType())),

@@ -332,9 +332,12 @@ def _require_filtered_origin(reference: Any, column: Any) -> None:
     """A term that can fail may read a subquery's column only if the subquery computed it
     where its own filter applies (a term it wrapped itself, an aggregate, a value): a bare
     column of a subquery is the bare column of a table once the database merges the subquery
-    into the outer query, and the outer term would meet that table's hidden rows."""
+    into the outer query, and the outer term would meet that table's hidden rows. A recursive
+    CTE is never merged: its rows are computed, filtered, first."""
     base = reference
-    while isinstance(base, selectable.FromClauseAlias | selectable.FromGrouping):
+    while isinstance(base, selectable.AliasedReturnsRows | selectable.FromGrouping):
+        if getattr(base, "recursive", False):
+            return
         base = plain(base.element)
     if not isinstance(base, selectable.SelectBase):
         return
@@ -362,7 +365,7 @@ def _require_filtered_origin(reference: Any, column: Any) -> None:
 
 def _is_derived(from_: Any) -> bool:
     base = plain(from_)
-    while isinstance(base, selectable.FromClauseAlias | selectable.FromGrouping):
+    while isinstance(base, selectable.AliasedReturnsRows | selectable.FromGrouping):
         base = plain(base.element)
     return isinstance(base, selectable.SelectBase)
 

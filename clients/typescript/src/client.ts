@@ -18,8 +18,8 @@ export interface TableTypes {
   Create: object;
   /** The body of `PATCH /{table}/{key}`. */
   Update: object;
-  /** The primary key's type. */
-  Key: string | number;
+  /** The primary key's type (`number | bigint` for a BigInteger key). */
+  Key: string | number | bigint;
 }
 
 /** Any set of tables, by name. */
@@ -34,7 +34,7 @@ export type UntypedDatabase = {
     Row: Record<string, unknown>;
     Create: Record<string, unknown>;
     Update: Record<string, unknown>;
-    Key: string | number;
+    Key: string | number | bigint;
   };
 };
 
@@ -217,7 +217,7 @@ export class Table<T extends TableTypes> {
     return new LiveQuery<T["Row"]>(this.streams, this.name, this.schema, fetchPage, query as LiveQueryOptions<Record<string, unknown>>);
   }
 
-  private path(key?: string | number): string {
+  private path(key?: string | number | bigint): string {
     const base = `/${encodeURIComponent(this.name)}`;
     return key === undefined ? base : `${base}/${encodeURIComponent(String(key))}`;
   }

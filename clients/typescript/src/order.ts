@@ -145,7 +145,7 @@ export function compareValues(kind: FieldKind, a: unknown, b: unknown, enums?: r
   switch (kind) {
     case "integer":
     case "number":
-      return Math.sign(Number(a) - Number(b));
+      return compareNumbers(a, b);
     case "decimal":
       return compareDecimals(String(a), String(b));
     case "boolean":
@@ -160,6 +160,23 @@ export function compareValues(kind: FieldKind, a: unknown, b: unknown, enums?: r
     default:
       return compareCodePoints(String(a), String(b));
   }
+}
+
+/** Two numbers, exactly when either is a BigInt (an integer past 2^53) or an integer. */
+export function compareNumbers(a: unknown, b: unknown): number {
+  if (typeof a === "bigint" || typeof b === "bigint") {
+    const x = toBigInt(a);
+    const y = toBigInt(b);
+    if (x !== null && y !== null) return x === y ? 0 : x < y ? -1 : 1;
+  }
+  return Math.sign(Number(a) - Number(b));
+}
+
+function toBigInt(value: unknown): bigint | null {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number") return Number.isInteger(value) ? BigInt(value) : null;
+  if (typeof value === "string" && /^\s*-?\d+\s*$/.test(value)) return BigInt(value.trim());
+  return null;
 }
 
 /** The kind of `field`: from the schema, else guessed from a value. */

@@ -12,7 +12,8 @@ that renewal shows. It publishes:
 - ``big``: a BigInteger key the caller chooses and a BigInteger value (both may pass 2^53);
 - ``doc``: a text key (``"."`` and ``".."`` among them).
 
-Two accounts exist at start-up: ``alice`` and ``bob``, password ``<name>-password``.
+Lists page by 20, at most 50 (``CrudConfig``). Two accounts exist at start-up: ``alice`` and
+``bob``, password ``<name>-password``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from fastapi import FastAPI
 from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
-from capebase import FROM_AUTH_ID, CapeBase
+from capebase import FROM_AUTH_ID, CapeBase, CrudConfig
 from capebase.auth import PasswordAuth
 from capebase.auth.builtin import AccountExistsError
 
@@ -132,7 +133,9 @@ auth = PasswordAuth(
     max_failed_logins=1000,
     max_failed_logins_per_address=1000,
 )
-cape = CapeBase(app=app, db_path=database_url(), auth=auth)
+# Pages smaller than capebase's defaults (100, at most 1000): a client must take the app's.
+cape = CapeBase(app=app, db_path=database_url(), auth=auth,
+                crud=CrudConfig(default_page_size=20, max_page_size=50))
 cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)
 cape.publish(Reading)
 cape.publish(Secret)

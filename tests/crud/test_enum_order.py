@@ -15,7 +15,7 @@ from capebase.testing import app_client
 from tests.apps import make_cape
 
 
-class Shade(str, enum.Enum):
+class Shade(enum.StrEnum):
     """Names, values and declaration each sort differently."""
 
     ZULU = "apple"

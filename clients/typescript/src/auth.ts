@@ -277,7 +277,8 @@ export class PasswordAuth implements AuthProvider {
 
   private async exchange(): Promise<Session> {
     const wait = this.lastRenewal + MIN_RENEWAL_INTERVAL - Date.now();
-    if (wait > 0) await new Promise<void>((resolve) => startTimer(resolve, wait));
+    // Not a background timer: a request may be waiting for this renewal.
+    if (wait > 0) await new Promise<void>((resolve) => startTimer(resolve, wait, false));
     const before = this.current;
     this.adoptStored();
     let session = this.current;
@@ -336,7 +337,7 @@ export class PasswordAuth implements AuthProvider {
         const now = readLock(storage.getItem(key));
         if (now === null || now.owner === this.lockOwner) return true;
       }
-      await new Promise<void>((resolve) => startTimer(resolve, LOCK_POLL));
+      await new Promise<void>((resolve) => startTimer(resolve, LOCK_POLL, false));
     }
   }
 

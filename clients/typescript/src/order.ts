@@ -71,18 +71,25 @@ export function rowComparator(
   };
 }
 
-/** Whether `row` satisfies every condition of `where` (used for what streams cannot filter). */
-export function matchesWhere(row: Row, where: Record<string, unknown>, schema: TableSchema): boolean {
+/**
+ * Whether `row` satisfies every condition of `where` (used for what streams cannot filter), or
+ * null when only the database can tell: `ilike`/`icontains` on text with a cased letter beyond
+ * ASCII, which each database folds its own way.
+ */
+export function matchesWhere(row: Row, where: Record<string, unknown>, schema: TableSchema): boolean | null {
+  let known = true;
   for (const [field, condition] of Object.entries(where)) {
     if (condition === undefined) continue;
     for (const [op, expected] of filterEntries(field, condition)) {
-      if (!matches(op, row[field], expected, kindOf(schema, field, row[field]), schema.enums?.[field])) return false;
+      const result = matches(op, row[field], expected, kindOf(schema, field, row[field]), schema.enums?.[field]);
+      if (result === false) return false;
+      if (result === null) known = false;
     }
   }
-  return true;
+  return known ? true : null;
 }
 
-function matches(op: Operator, value: unknown, expected: unknown, kind: FieldKind, enums?: readonly string[]): boolean {
+function matches(op: Operator, value: unknown, expected: unknown, kind: FieldKind, enums?: readonly string[]): boolean | null {
   if (op === "isnull") return (value === null || value === undefined) === Boolean(expected);
   if (value === null || value === undefined) return op === "ne" || op === "nin";
   const compare = (other: unknown) => compareValues(kind, value, normalize(other), enums);
@@ -106,14 +113,30 @@ function matches(op: Operator, value: unknown, expected: unknown, kind: FieldKin
     case "contains":
       return String(value).includes(String(expected));
     case "icontains":
-      return String(value).toLowerCase().includes(String(expected).toLowerCase());
+      if (!foldsAlike(String(value)) || !foldsAlike(String(expected))) return null;
+      return asciiLower(String(value)).includes(asciiLower(String(expected)));
     case "startswith":
       return String(value).startsWith(String(expected));
     case "like":
       return likePattern(String(expected), false).test(String(value));
     case "ilike":
-      return likePattern(String(expected), true).test(String(value));
+      if (!foldsAlike(String(value)) || !foldsAlike(String(expected))) return null;
+      return likePattern(asciiLower(String(expected)), false).test(asciiLower(String(value)));
   }
+}
+
+/** Whether every database folds `text`'s case alike: its only cased letters are ASCII. */
+export function foldsAlike(text: string): boolean {
+  for (const char of text) {
+    if (char.charCodeAt(0) < 0x80) continue;
+    if (char.toLowerCase() !== char || char.toUpperCase() !== char) return false;
+  }
+  return true;
+}
+
+/** `text` with A-Z lowered, and nothing else: the folding every database shares. */
+function asciiLower(text: string): string {
+  return text.replace(/[A-Z]/g, (letter) => String.fromCharCode(letter.charCodeAt(0) + 32));
 }
 
 function normalize(value: unknown): unknown {

@@ -161,7 +161,8 @@ def declaration_ordered(column: ColumnElement[Any], dialect: str) -> ColumnEleme
     if not isinstance(type_, Enum) or (type_.native_enum and dialect in NATIVE_ENUM_DIALECTS):
         return column
     members = list(type_.enums)
-    return case({member: index for index, member in enumerate(members)}, value=column, else_=len(members))
+    order = {member: index for index, member in enumerate(members)}
+    return case(order, value=column, else_=len(members))
 
 
 def is_text(type_: TypeEngine[Any] | None) -> bool:

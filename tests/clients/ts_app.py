@@ -8,9 +8,12 @@ that renewal shows. It publishes:
 - ``todo``: the README's Todo, readable by everyone, written by its owner;
 - ``reading``: a row of every value kind the client orders and filters by (UUID key, decimal,
   float, aware datetime, duration, enum, JSON, nullable text), same rules;
-- ``secret``: a model with no read rule (every read is a 404 or an empty list).
+- ``secret``: a model with no read rule (every read is a 404 or an empty list);
+- ``big``: a BigInteger key the caller chooses and a BigInteger value (both may pass 2^53);
+- ``doc``: a text key (``"."`` and ``".."`` among them).
 
-Two accounts exist at start-up: ``alice`` and ``bob``, password ``<name>-password``.
+Lists page by 20, at most 50 (``CrudConfig``). Two accounts exist at start-up: ``alice`` and
+``bob``, password ``<name>-password``.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import JSON
+from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
-from capebase import FROM_AUTH_ID, CapeBase
+from capebase import FROM_AUTH_ID, CapeBase, CrudConfig
 from capebase.auth import PasswordAuth
 from capebase.auth.builtin import AccountExistsError
 
@@ -90,6 +93,22 @@ class Secret(SQLModel, table=True):
     body: str = ""
 
 
+class Big(SQLModel, table=True):
+    """Integers past 2^53, which a JavaScript number cannot hold exactly."""
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    owner: FROM_AUTH_ID
+    value: int = Field(default=0, sa_type=BigInteger)
+
+
+class Doc(SQLModel, table=True):
+    """A row with a text key."""
+
+    slug: str = Field(primary_key=True)
+    owner: FROM_AUTH_ID
+    title: str = ""
+
+
 @asynccontextmanager
 async def create_accounts(_app: FastAPI) -> AsyncIterator[None]:
     """Create the test accounts unless they exist."""
@@ -114,11 +133,15 @@ auth = PasswordAuth(
     max_failed_logins=1000,
     max_failed_logins_per_address=1000,
 )
-cape = CapeBase(app=app, db_path=database_url(), auth=auth)
+# Pages smaller than capebase's defaults (100, at most 1000): a client must take the app's.
+cape = CapeBase(app=app, db_path=database_url(), auth=auth,
+                crud=CrudConfig(default_page_size=20, max_page_size=50))
 cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)
 cape.publish(Reading)
 cape.publish(Secret)
-for model, owner in ((Todo, "user_id"), (Reading, "owner")):
+cape.publish(Big)
+cape.publish(Doc)
+for model, owner in ((Todo, "user_id"), (Reading, "owner"), (Big, "owner"), (Doc, "owner")):
     cape.permission_required(model, role="*", actions=["read"])
     cape.permission_required(model, owner_field=owner, actions=["create", "update", "delete"])
 cape.permission_required(Secret, owner_field="owner", actions=["create"])

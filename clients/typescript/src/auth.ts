@@ -88,9 +88,12 @@ export interface PasswordAuthOptions {
   /** The auth routes' prefix (PasswordAuth's `prefix`, default "/auth"). */
   prefix?: string;
   /**
-   * Where the session is kept across page loads (default: memory only). With `localStorage`
-   * every tab of the origin shares one sign-in; two tabs refreshing it at once would reuse a
-   * refresh token, which the server answers by ending the sign-in, so prefer `sessionStorage`.
+   * Where the session is kept across page loads (default: memory only). Instances sharing a
+   * store (tabs sharing `localStorage`, clients of one page) share one sign-in: each reads the
+   * store again before renewing, takes turns through a lock kept there, and follows the
+   * browser's `storage` events, so that a refresh token is never spent twice (the server
+   * answers that by ending the sign-in). A duplicated tab's copy of `sessionStorage` is not
+   * shared: both copies renewing the same token end the sign-in.
    */
   storage?: SessionStore | null;
   storageKey?: string;
@@ -101,6 +104,12 @@ export interface PasswordAuthOptions {
    * after this long (ms, default 5 s). */
   retryDelay?: number;
 }
+
+/** Renew at most this often (ms), however short the access token's lifetime. */
+export const MIN_RENEWAL_INTERVAL = 1_000;
+/** How long an instance may hold the shared store's renewal lock (ms). */
+const LOCK_LIFETIME = 10_000;
+const LOCK_POLL = 50;
 
 /**
  * capebase's built-in password auth (`CapeBase(auth=PasswordAuth(...))`): sign up, sign in,
@@ -118,6 +127,10 @@ export class PasswordAuth implements AuthProvider {
   private readonly storageKey: string;
   private readonly refreshMargin: number | undefined;
   private readonly retryDelay: number;
+  /** When the last exchange started: renewals are at least MIN_RENEWAL_INTERVAL apart. */
+  private lastRenewal = 0;
+  private readonly lockOwner = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  private readonly unlistenStorage: () => void;
 
   constructor(options: PasswordAuthOptions = {}) {
     this.prefix = (options.prefix ?? "/auth").replace(/\/+$/, "");
@@ -126,6 +139,7 @@ export class PasswordAuth implements AuthProvider {
     this.refreshMargin = options.refreshMargin;
     this.retryDelay = options.retryDelay ?? 5_000;
     this.current = this.load();
+    this.unlistenStorage = onStorage(this.storage, this.storageKey, () => this.adoptStored());
   }
 
   attach(transport: Transport): void {
@@ -219,9 +233,13 @@ export class PasswordAuth implements AuthProvider {
   }
 
   async getToken(): Promise<string | null> {
+    this.adoptStored();
     const session = this.current;
     if (session === null) return null;
-    if (Date.now() >= session.refreshAt) {
+    const now = Date.now();
+    // Renewed less than a second ago and not expired yet: no new exchange for this request.
+    const throttled = this.refreshing === null && now - this.lastRenewal < MIN_RENEWAL_INTERVAL && now < session.expiresAt;
+    if (now >= session.refreshAt && !throttled) {
       try {
         return (await this.refresh()).accessToken;
       } catch (error) {
@@ -254,11 +272,24 @@ export class PasswordAuth implements AuthProvider {
   close(): void {
     this.timer?.cancel();
     this.timer = null;
+    this.unlistenStorage();
   }
 
   private async exchange(): Promise<Session> {
-    const session = this.current;
+    const wait = this.lastRenewal + MIN_RENEWAL_INTERVAL - Date.now();
+    // Not a background timer: a request may be waiting for this renewal.
+    if (wait > 0) await new Promise<void>((resolve) => startTimer(resolve, wait, false));
+    const before = this.current;
+    this.adoptStored();
+    let session = this.current;
     if (session === null) throw new CapebaseError(401, "Not signed in", { kind: "unauthorized" });
+    // Another instance sharing the store renewed it meanwhile: its tokens are ours.
+    if (session !== before && Date.now() < session.refreshAt) return session;
+    const locked = await this.lock(session);
+    session = this.current;
+    if (session === null) throw new CapebaseError(401, "Signed out meanwhile", { kind: "unauthorized" });
+    if (!locked) return session; // renewed by the lock's holder
+    this.lastRenewal = Date.now();
     let response;
     try {
       response = await this.http().request<TokenPair>("POST", `${this.prefix}/refresh`, {
@@ -266,6 +297,9 @@ export class PasswordAuth implements AuthProvider {
         authenticate: false,
       });
     } catch (error) {
+      this.unlock();
+      this.adoptStored();
+      if (this.current !== session && this.current !== null) return this.current;
       if (error instanceof CapebaseError && error.status === 401 && this.current === session) {
         this.set(null, "expired");
       } else if (this.current === session) {
@@ -274,9 +308,55 @@ export class PasswordAuth implements AuthProvider {
       }
       throw error;
     }
-    if (this.current !== session) throw new CapebaseError(401, "Signed out meanwhile", { kind: "unauthorized" });
+    if (this.current !== session) {
+      this.unlock();
+      throw new CapebaseError(401, "Signed out meanwhile", { kind: "unauthorized" });
+    }
     this.set(this.fromTokens(response.body, session.user), "refreshed");
+    this.unlock();
     return this.current as Session;
+  }
+
+  /**
+   * Take the shared store's renewal lock for `session`'s refresh token: true once held (the
+   * caller exchanges the token), false when another instance renewed it meanwhile (its
+   * session is adopted). Without a store there is no one to share with.
+   */
+  private async lock(session: Session): Promise<boolean> {
+    const storage = this.storage;
+    if (storage === null) return true;
+    const key = `${this.storageKey}:renewing`;
+    for (;;) {
+      this.adoptStored();
+      if (this.current !== session) return false;
+      const held = readLock(storage.getItem(key));
+      if (held === null || held.owner === this.lockOwner || held.until <= Date.now()) {
+        storage.setItem(key, JSON.stringify({ owner: this.lockOwner, until: Date.now() + LOCK_LIFETIME }));
+        // Two tabs may have written at once: the last write holds it. A store that keeps no
+        // lock (full, or read-only) shares nothing to wait for.
+        const now = readLock(storage.getItem(key));
+        if (now === null || now.owner === this.lockOwner) return true;
+      }
+      await new Promise<void>((resolve) => startTimer(resolve, LOCK_POLL, false));
+    }
+  }
+
+  private unlock(): void {
+    const key = `${this.storageKey}:renewing`;
+    if (this.storage !== null && readLock(this.storage.getItem(key))?.owner === this.lockOwner) this.storage.removeItem(key);
+  }
+
+  /** Take the stored session when another instance sharing the store changed it. */
+  private adoptStored(): void {
+    if (this.storage === null) return;
+    const stored = this.load();
+    const current = this.current;
+    if (stored === null) {
+      if (current !== null && this.storage.getItem(this.storageKey) === null) this.set(null, "signed_out", false);
+      return;
+    }
+    if (current !== null && stored.refreshToken === current.refreshToken) return;
+    this.set(stored, current === null ? "signed_in" : "refreshed", false);
   }
 
   private fromTokens(tokens: TokenPair, user: User | null): Session {
@@ -294,9 +374,9 @@ export class PasswordAuth implements AuthProvider {
     };
   }
 
-  private set(session: Session | null, event: AuthEvent): void {
+  private set(session: Session | null, event: AuthEvent, persist = true): void {
     this.current = session;
-    this.save();
+    if (persist) this.save();
     this.schedule();
     for (const listener of [...this.listeners]) listener(session, event);
     for (const listener of [...this.tokenListeners]) listener();
@@ -307,7 +387,8 @@ export class PasswordAuth implements AuthProvider {
     this.timer = null;
     const session = this.current;
     if (session === null || this.transport === null) return;
-    const wait = Math.max(0, session.refreshAt - Date.now());
+    const now = Date.now();
+    const wait = Math.max(0, session.refreshAt - now, this.lastRenewal + MIN_RENEWAL_INTERVAL - now);
     this.timer = startTimer(() => void this.refresh().catch(() => undefined), wait);
   }
 
@@ -335,6 +416,29 @@ export class PasswordAuth implements AuthProvider {
     }
     return this.transport;
   }
+}
+
+function readLock(raw: string | null): { owner: string; until: number } | null {
+  try {
+    const lock = raw ? (JSON.parse(raw) as { owner?: unknown; until?: unknown }) : null;
+    return lock && typeof lock.owner === "string" && typeof lock.until === "number" ? { owner: lock.owner, until: lock.until } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Follow another tab's changes of `key` in `storage` (a browser's `storage` event). */
+function onStorage(storage: SessionStore | null, key: string, listener: () => void): () => void {
+  const target = globalThis as {
+    addEventListener?: (type: string, fn: (event: { key: string | null; storageArea?: unknown }) => void) => void;
+    removeEventListener?: (type: string, fn: (event: { key: string | null; storageArea?: unknown }) => void) => void;
+  };
+  if (storage === null || typeof target.addEventListener !== "function") return () => undefined;
+  const handler = (event: { key: string | null; storageArea?: unknown }) => {
+    if (event.storageArea === storage && (event.key === key || event.key === null)) listener();
+  };
+  target.addEventListener("storage", handler);
+  return () => target.removeEventListener?.("storage", handler);
 }
 
 interface TokenPair {

@@ -4,7 +4,7 @@
 import { type AuthProvider, PasswordAuth } from "./auth.js";
 import { CapebaseError } from "./errors.js";
 import { type FetchLike, type RequestOptions, Transport } from "./http.js";
-import { LiveQuery, type LiveQueryOptions } from "./live.js";
+import { type LivePage, LiveQuery, type LiveQueryOptions } from "./live.js";
 import type { DatabaseSchema, TableSchema } from "./order.js";
 import { type ListQuery, type ListResult, type StreamWhere, encodeQuery, encodeWhere, splitForStream } from "./query.js";
 import { type Change, type StreamContext, type StreamTransport, type SubscribeOptions, Subscription } from "./subscription.js";
@@ -18,8 +18,8 @@ export interface TableTypes {
   Create: object;
   /** The body of `PATCH /{table}/{key}`. */
   Update: object;
-  /** The primary key's type. */
-  Key: string | number;
+  /** The primary key's type (`number | bigint` for a BigInteger key). */
+  Key: string | number | bigint;
 }
 
 /** Any set of tables, by name. */
@@ -34,7 +34,7 @@ export type UntypedDatabase = {
     Row: Record<string, unknown>;
     Create: Record<string, unknown>;
     Update: Record<string, unknown>;
-    Key: string | number;
+    Key: string | number | bigint;
   };
 };
 
@@ -151,6 +151,10 @@ export class CapebaseClient<DB extends DatabaseShape<DB> = UntypedDatabase, A ex
   }
 }
 
+function isDotSegment(key: unknown): boolean {
+  return key === "." || key === "..";
+}
+
 /** One published table's routes. */
 export class Table<T extends TableTypes> {
   constructor(
@@ -173,8 +177,21 @@ export class Table<T extends TableTypes> {
     return { rows: response.body, total: header === null ? response.body.length : Number(header) };
   }
 
-  /** `GET /{table}/{key}`; a row you may not read is a 404, like a missing one. */
+  /** `GET /{table}/{key}`; a row you may not read is a 404, like a missing one. The keys "."
+   * and ".." cannot be in a URL's path (see `path`): those are read by a filtered list. */
   async get(key: T["Key"]): Promise<T["Row"]> {
+    if (isDotSegment(key)) {
+      const where = { [this.schema.primaryKey]: key } as ListQuery<T["Row"]>["where"];
+      const [row] = await this.list({ where, limit: 1 });
+      if (row === undefined) {
+        throw new CapebaseError(404, `${this.name} ${JSON.stringify(key)} not found`, {
+          kind: "not_found",
+          method: "GET",
+          url: this.client.transport.url(this.path()),
+        });
+      }
+      return row;
+    }
     return this.client.request<T["Row"]>("GET", this.path(key));
   }
 
@@ -208,17 +225,27 @@ export class Table<T extends TableTypes> {
 
   /** A live query of this table (see `LiveQuery`). */
   live(query: LiveQueryOptions<T["Row"]> = {}): LiveQuery<T["Row"]> {
-    const fetchPage = async (page: ListQuery<Record<string, unknown>>): Promise<ListResult<Record<string, unknown>>> => {
-      const { count, ...rest } = page as ListQuery<T["Row"]>;
-      if (count) return (await this.list({ ...rest, count: true })) as ListResult<Record<string, unknown>>;
-      const rows = (await this.list(rest)) as Record<string, unknown>[];
-      return { rows, total: rows.length };
+    const fetchPage = async (page: ListQuery<Record<string, unknown>>): Promise<LivePage<Record<string, unknown>>> => {
+      const response = await this.client.transport.request<Record<string, unknown>[]>("GET", this.path(), { query: encodeQuery(page) });
+      const header = response.headers.get("x-total-count");
+      return { rows: response.body, total: header === null ? null : Number(header) };
     };
     return new LiveQuery<T["Row"]>(this.streams, this.name, this.schema, fetchPage, query as LiveQueryOptions<Record<string, unknown>>);
   }
 
-  private path(key?: string | number): string {
+  /**
+   * `/{table}` or `/{table}/{key}`. A URL parser resolves the path segments "." and ".."
+   * (and their escapes, `%2E`) before the request is sent, so `/doc/..` would be `/`: such
+   * keys are refused rather than sent to another route.
+   */
+  private path(key?: string | number | bigint): string {
     const base = `/${encodeURIComponent(this.name)}`;
-    return key === undefined ? base : `${base}/${encodeURIComponent(String(key))}`;
+    if (key === undefined) return base;
+    if (isDotSegment(key)) {
+      throw new CapebaseError(0, `The key ${JSON.stringify(key)} cannot be sent in a URL path (it is resolved as a dot segment); only get() reads such a row`, {
+        kind: "usage",
+      });
+    }
+    return `${base}/${encodeURIComponent(String(key))}`;
   }
 }

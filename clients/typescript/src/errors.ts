@@ -73,6 +73,8 @@ export class CapebaseError extends Error {
   /** Seconds to wait before trying again (a 429's or 503's `Retry-After`), else null. */
   readonly retryAfter: number | null;
   readonly method: string | undefined;
+  /** The request's URL, credentials (`access_token`, `ticket`...) replaced by "REDACTED":
+   * errors get logged and reported, tokens must not be. */
   readonly url: string | undefined;
 
   constructor(status: number, message: string, init: CapebaseErrorInit = {}) {
@@ -83,7 +85,7 @@ export class CapebaseError extends Error {
     this.fieldErrors = fieldErrors(this.detail);
     this.retryAfter = init.retryAfter ?? null;
     this.method = init.method;
-    this.url = init.url;
+    this.url = init.url === undefined ? undefined : redactUrl(init.url);
   }
 
   /** The error for a server's answer: `body` is the parsed JSON body, if any. */
@@ -110,6 +112,23 @@ export class CapebaseError extends Error {
       ...request,
     });
   }
+}
+
+const CREDENTIALS = /^(access_token|refresh_token|id_token|token|ticket|password|api_key|apikey|secret)$/i;
+
+/** `url` with the values of credential query parameters, and any user:password, redacted. */
+export function redactUrl(url: string): string {
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, "$1REDACTED@")
+    .replace(/([?&])([^=&#]*)=([^&#]*)/g, (whole, separator: string, name: string) => {
+      let decoded = name;
+      try {
+        decoded = decodeURIComponent(name.replace(/\+/g, " "));
+      } catch {
+        // a malformed name: compare it as written
+      }
+      return CREDENTIALS.test(decoded) ? `${separator}${name}=REDACTED` : whole;
+    });
 }
 
 /** Whether `error` is a CapebaseError, optionally of the given status. */

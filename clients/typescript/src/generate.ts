@@ -44,7 +44,8 @@ export function generateTypes(document: unknown, source: string): string {
     tableLines.push(`    Row: ${storedRow(render(row, "    "), row, table, components, render)};`);
     tableLines.push(`    Create: ${create ? render(create, "    ") : "never"};`);
     tableLines.push(`    Update: ${update ? render(update, "    ") : "never"};`);
-    tableLines.push(`    Key: ${table.keySchema ? keyType(render(table.keySchema, "    ")) : "string | number"};`);
+    const key = keySchema(table, row, components);
+    tableLines.push(`    Key: ${key ? keyType(render(key, "    ")) : "string | number"};`);
     tableLines.push("  };");
     const described = describeTable(table, row, create, update, components);
     schemaLines.push(`  ${propertyName(table.name)}: ${JSON.stringify(described)},`);
@@ -127,6 +128,24 @@ function storedRow(
   if (!Array.isArray(members) || !members.some((member) => member["type"] === "null")) return type;
   const keyType = members.filter((member) => member["type"] !== "null").map((member) => render(member)).join(" | ");
   return `Omit<${type}, ${JSON.stringify(key)}> & { ${propertyName(key)}: ${keyType} }`;
+}
+
+/** The key's schema: the row's property (which says how wide an integer is), else the path's. */
+function keySchema(table: FoundTable, row: JsonSchema | undefined, components: Record<string, JsonSchema>): JsonSchema | null {
+  const ref = row?.["$ref"];
+  const resolved = typeof ref === "string" ? components[ref.split("/").pop() as string] : row;
+  const property = table.keyName === null ? undefined : ((resolved?.["properties"] ?? {}) as Record<string, JsonSchema>)[table.keyName];
+  if (property === undefined) return table.keySchema;
+  const members = alternatives(property);
+  return members.length === 1 ? (members[0] as JsonSchema) : { anyOf: members };
+}
+
+/** Whether an integer schema's range passes Number's safe integers (a BigInteger column). */
+function isWide(schema: JsonSchema): boolean {
+  const limit = Number.MAX_SAFE_INTEGER;
+  const maximum = schema["maximum"];
+  const minimum = schema["minimum"];
+  return (typeof maximum === "number" && maximum > limit) || (typeof minimum === "number" && minimum < -limit);
 }
 
 function rowSchema(table: FoundTable): JsonSchema | undefined {
@@ -222,6 +241,8 @@ function tsType(schema: JsonSchema, indent: string, names: Map<string, string>, 
     case "string":
       return "string";
     case "integer":
+      // A BigInteger may pass 2^53: the client reads such a value as a BigInt.
+      return isWide(schema) ? "number | bigint" : "number";
     case "number":
       return "number";
     case "boolean":
@@ -274,7 +295,7 @@ function componentNames(originals: string[]): Map<string, string> {
 }
 
 function keyType(type: string): string {
-  return type === "number" || type === "string" ? type : "string | number";
+  return type === "number" || type === "string" || type === "number | bigint" ? type : "string | number";
 }
 
 function propertyName(name: string): string {

@@ -4,6 +4,7 @@
 
 import type { AuthProvider } from "./auth.js";
 import { CapebaseError } from "./errors.js";
+import { parseJson, stringifyJson } from "./json.js";
 
 /** The `fetch` the client uses: the global one, or any function of the same shape. */
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -114,7 +115,15 @@ export class Transport {
     let body: string | URLSearchParams | undefined;
     if (options.json !== undefined) {
       headers["Content-Type"] = "application/json";
-      body = JSON.stringify(options.json);
+      try {
+        body = stringifyJson(options.json);
+      } catch (error) {
+        if (error instanceof CapebaseError) throw error;
+        throw new CapebaseError(0, `Cannot send this body as JSON (${error instanceof Error ? error.message : String(error)})`, {
+          kind: "usage",
+          cause: error,
+        });
+      }
     } else if (options.form !== undefined) {
       body = new URLSearchParams(options.form);
     }
@@ -132,14 +141,15 @@ export class Transport {
   }
 }
 
-/** The JSON body of `response`, or null when it has none or is not JSON. */
+/** The JSON body of `response` (integers past 2^53 as BigInt), or null when it has none or is
+ * not JSON. */
 export async function readBody(response: Response): Promise<unknown> {
   const text = await response.text().catch(() => "");
   if (!text) return null;
   const type = response.headers.get("content-type") ?? "";
   if (!type.includes("json")) return text;
   try {
-    return JSON.parse(text) as unknown;
+    return parseJson(text);
   } catch {
     return text;
   }

@@ -4,7 +4,7 @@
 
 import { CapebaseError } from "./errors.js";
 import { type NullOrder, type TableSchema, matchesWhere, rowComparator } from "./order.js";
-import { type ListQuery, type ListResult, encodeWhere, orderTerms, splitForStream } from "./query.js";
+import { type ListQuery, encodeWhere, orderTerms, splitForStream } from "./query.js";
 import { type Change, type ConnectionState, type StreamContext, type StreamTransport, Subscription } from "./subscription.js";
 import { backoff, startTimer } from "./timers.js";
 
@@ -17,8 +17,15 @@ export interface LiveQueryOptions<Row> extends ListQuery<Row> {
   idleTimeout?: number;
 }
 
-/** The server's default page size: a live query without `limit` keeps this many rows. */
+/** @deprecated capebase's default page size, which `CrudConfig(default_page_size=...)` may
+ * change: a live query without `limit` now asks the server for its own page instead. */
 export const DEFAULT_LIMIT = 100;
+
+/** One fetched page; `total` is the `X-Total-Count` header, null when the browser hides it. */
+export interface LivePage<Row> {
+  rows: Row[];
+  total: number | null;
+}
 
 type Row = Record<string, unknown>;
 
@@ -26,8 +33,12 @@ type Row = Record<string, unknown>;
  * The rows of a list query, kept current. Read `rows`; `onChange` tells when they changed.
  *
  * The stream filters on the server what it can (comparison operators); text operators
- * (`contains`, `like`, ...) are applied here, `ilike`/`icontains` folding case as JavaScript does.
- * With an `offset`, every change fetches the page again.
+ * (`contains`, `like`, ...) are applied here. `ilike`/`icontains` fold case as every database
+ * does only for ASCII letters: a change whose text or pattern has another cased letter fetches
+ * the rows again (SQLite folds ASCII only; PostgreSQL and MariaDB fold more, each its own way).
+ * With an `offset`, every change fetches the page again. Without a `limit` the window is the
+ * server's default page: its size is learnt from `X-Total-Count` (which cross-origin apps must
+ * expose, see the CORS guide); without that header every change fetches the rows again.
  */
 export class LiveQuery<R = Row> {
   /** Whether the first fetch has completed. */
@@ -49,7 +60,12 @@ export class LiveQuery<R = Row> {
   private counting = false;
   private closed = false;
   private notifyPending = false;
-  private readonly limit: number;
+  /** The window's size: the query's limit, the server's page size once seen, else null. */
+  private limit: number | null;
+  /** Without a limit: the most rows the server returned as a whole list (its page is larger). */
+  private atLeast = 0;
+  /** Without a limit and without X-Total-Count: the window is unknown, every change reloads. */
+  private blind = false;
   private readonly compare: (a: Row, b: Row) => number;
   private readonly local: Record<string, Record<string, unknown>>;
   private readonly hasLocal: boolean;
@@ -62,14 +78,14 @@ export class LiveQuery<R = Row> {
     context: StreamContext,
     table: string,
     private readonly schema: TableSchema,
-    private readonly fetchPage: (query: ListQuery<Row>) => Promise<ListResult<Row>>,
+    private readonly fetchPage: (query: ListQuery<Row>) => Promise<LivePage<Row>>,
     private readonly query: LiveQueryOptions<Row>,
   ) {
     this.ready = new Promise((resolve, reject) => {
       this.settle = { resolve, reject };
     });
     this.ready.catch(() => undefined); // a caller that never awaits it must not see an unhandled rejection
-    this.limit = query.limit ?? DEFAULT_LIMIT;
+    this.limit = query.limit ?? null;
     this.compare = rowComparator(orderTerms(query.orderBy), schema, query.nulls);
     const { stream, local } = splitForStream(query.where as Record<string, unknown> | undefined);
     this.local = local;
@@ -139,18 +155,22 @@ export class LiveQuery<R = Row> {
 
   /** Apply one change to the window; fetch again when the window has a gap it cannot fill. */
   private apply(change: Change<Row>): void {
-    if ((this.query.offset ?? 0) > 0) {
-      this.reload(); // rows before the page shift it: only the server knows the page
+    if ((this.query.offset ?? 0) > 0 || this.blind) {
+      this.reload(); // rows before the page shift it, or the page's size is unknown: ask
       return;
     }
     const key = this.schema.primaryKey;
     const index = this.items.findIndex((row) => sameKey(row[key], change.payload[key]));
     const enters = change.event !== "DELETE" && (!this.hasLocal || matchesWhere(change.payload, this.local, this.schema));
+    const was =
+      change.event === "INSERT"
+        ? false
+        : !this.hasLocal || (change.old !== null ? matchesWhere(change.old, this.local, this.schema) : index >= 0);
+    if (enters === null || was === null) {
+      this.reload(); // a text match the database decides its own way
+      return;
+    }
     if (this.total !== null) {
-      const was =
-        change.event === "INSERT"
-          ? false
-          : !this.hasLocal || (change.old !== null ? matchesWhere(change.old, this.local, this.schema) : index >= 0);
       if (enters !== was) {
         this.total += Number(enters) - Number(was);
         this.recount();
@@ -170,14 +190,16 @@ export class LiveQuery<R = Row> {
       return;
     }
     this.items.splice(position, 0, row);
-    if (this.items.length > this.limit) {
+    if (this.limit !== null && this.items.length > this.limit) {
       this.items.length = this.limit;
       this.complete = false;
+    } else if (this.limit === null && this.items.length > this.atLeast) {
+      this.reload(); // more rows than the server has shown at once: does its page hold them?
     }
   }
 
   private checkGap(): void {
-    if (!this.complete && this.items.length < this.limit) this.reload();
+    if (!this.complete && (this.limit === null || this.items.length < this.limit)) this.reload();
   }
 
   private reload(): void {
@@ -195,12 +217,14 @@ export class LiveQuery<R = Row> {
       // Changes delivered before this fetch is sent are in its answer; later ones wait here.
       this.buffer = [];
       const { where, orderBy, offset, count } = this.query;
-      const query: ListQuery<Row> = { limit: this.limit };
+      // Without a limit the server's default page: the count tells whether it is all.
+      const query: ListQuery<Row> = {};
+      if (this.query.limit !== undefined) query.limit = this.query.limit;
       if (where !== undefined) query.where = where;
       if (orderBy !== undefined) query.orderBy = orderBy;
       if (offset !== undefined) query.offset = offset;
-      if (count) query.count = true;
-      let result: ListResult<Row>;
+      if (count || this.query.limit === undefined) query.count = true;
+      let result: LivePage<Row>;
       try {
         result = await this.fetchPage(query);
       } catch (error) {
@@ -219,8 +243,8 @@ export class LiveQuery<R = Row> {
       if (this.closed) return;
       this.error = null;
       this.items = result.rows;
-      this.total = count ? result.total : null;
-      this.complete = result.rows.length < this.limit;
+      this.total = count ? (result.total ?? result.rows.length) : null;
+      this.window(result, offset ?? 0);
       const buffered = this.buffer;
       this.buffer = null;
       for (const change of buffered) this.apply(change);
@@ -229,6 +253,24 @@ export class LiveQuery<R = Row> {
         this.settle.resolve();
       }
       this.changed();
+    }
+  }
+
+  /** What the fetch `result` says of the window: whether it holds every row after `offset`,
+   * and, without a limit, the server's page size. */
+  private window(result: LivePage<Row>, offset: number): void {
+    const rows = result.rows.length;
+    if (this.query.limit !== undefined) {
+      this.complete = rows < this.query.limit;
+    } else if (result.total === null) {
+      this.blind = true;
+      this.complete = false;
+    } else if (result.total > offset + rows) {
+      this.limit = rows; // a full page, and more rows behind it: the server's page size
+      this.complete = false;
+    } else {
+      this.atLeast = Math.max(this.atLeast, rows);
+      this.complete = true;
     }
   }
 
@@ -249,7 +291,7 @@ export class LiveQuery<R = Row> {
         if (this.query.where !== undefined) query.where = this.query.where;
         try {
           const { total } = await this.fetchPage(query);
-          if (!this.recountWanted && !this.closed && this.total !== null && this.total !== total) {
+          if (!this.recountWanted && !this.closed && this.total !== null && total !== null && this.total !== total) {
             this.total = total;
             this.changed();
           }

@@ -71,18 +71,25 @@ export function rowComparator(
   };
 }
 
-/** Whether `row` satisfies every condition of `where` (used for what streams cannot filter). */
-export function matchesWhere(row: Row, where: Record<string, unknown>, schema: TableSchema): boolean {
+/**
+ * Whether `row` satisfies every condition of `where` (used for what streams cannot filter), or
+ * null when only the database can tell: `ilike`/`icontains` on text with a cased letter beyond
+ * ASCII, which each database folds its own way.
+ */
+export function matchesWhere(row: Row, where: Record<string, unknown>, schema: TableSchema): boolean | null {
+  let known = true;
   for (const [field, condition] of Object.entries(where)) {
     if (condition === undefined) continue;
     for (const [op, expected] of filterEntries(field, condition)) {
-      if (!matches(op, row[field], expected, kindOf(schema, field, row[field]), schema.enums?.[field])) return false;
+      const result = matches(op, row[field], expected, kindOf(schema, field, row[field]), schema.enums?.[field]);
+      if (result === false) return false;
+      if (result === null) known = false;
     }
   }
-  return true;
+  return known ? true : null;
 }
 
-function matches(op: Operator, value: unknown, expected: unknown, kind: FieldKind, enums?: readonly string[]): boolean {
+function matches(op: Operator, value: unknown, expected: unknown, kind: FieldKind, enums?: readonly string[]): boolean | null {
   if (op === "isnull") return (value === null || value === undefined) === Boolean(expected);
   if (value === null || value === undefined) return op === "ne" || op === "nin";
   const compare = (other: unknown) => compareValues(kind, value, normalize(other), enums);
@@ -106,14 +113,30 @@ function matches(op: Operator, value: unknown, expected: unknown, kind: FieldKin
     case "contains":
       return String(value).includes(String(expected));
     case "icontains":
-      return String(value).toLowerCase().includes(String(expected).toLowerCase());
+      if (!foldsAlike(String(value)) || !foldsAlike(String(expected))) return null;
+      return asciiLower(String(value)).includes(asciiLower(String(expected)));
     case "startswith":
       return String(value).startsWith(String(expected));
     case "like":
       return likePattern(String(expected), false).test(String(value));
     case "ilike":
-      return likePattern(String(expected), true).test(String(value));
+      if (!foldsAlike(String(value)) || !foldsAlike(String(expected))) return null;
+      return likePattern(asciiLower(String(expected)), false).test(asciiLower(String(value)));
   }
+}
+
+/** Whether every database folds `text`'s case alike: its only cased letters are ASCII. */
+export function foldsAlike(text: string): boolean {
+  for (const char of text) {
+    if (char.charCodeAt(0) < 0x80) continue;
+    if (char.toLowerCase() !== char || char.toUpperCase() !== char) return false;
+  }
+  return true;
+}
+
+/** `text` with A-Z lowered, and nothing else: the folding every database shares. */
+function asciiLower(text: string): string {
+  return text.replace(/[A-Z]/g, (letter) => String.fromCharCode(letter.charCodeAt(0) + 32));
 }
 
 function normalize(value: unknown): unknown {
@@ -145,7 +168,7 @@ export function compareValues(kind: FieldKind, a: unknown, b: unknown, enums?: r
   switch (kind) {
     case "integer":
     case "number":
-      return Math.sign(Number(a) - Number(b));
+      return compareNumbers(a, b);
     case "decimal":
       return compareDecimals(String(a), String(b));
     case "boolean":
@@ -160,6 +183,23 @@ export function compareValues(kind: FieldKind, a: unknown, b: unknown, enums?: r
     default:
       return compareCodePoints(String(a), String(b));
   }
+}
+
+/** Two numbers, exactly when either is a BigInt (an integer past 2^53) or an integer. */
+export function compareNumbers(a: unknown, b: unknown): number {
+  if (typeof a === "bigint" || typeof b === "bigint") {
+    const x = toBigInt(a);
+    const y = toBigInt(b);
+    if (x !== null && y !== null) return x === y ? 0 : x < y ? -1 : 1;
+  }
+  return Math.sign(Number(a) - Number(b));
+}
+
+function toBigInt(value: unknown): bigint | null {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number") return Number.isInteger(value) ? BigInt(value) : null;
+  if (typeof value === "string" && /^\s*-?\d+\s*$/.test(value)) return BigInt(value.trim());
+  return null;
 }
 
 /** The kind of `field`: from the schema, else guessed from a value. */

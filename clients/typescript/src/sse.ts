@@ -4,6 +4,7 @@
 
 import { CapebaseError, isObject } from "./errors.js";
 import { type Transport, readBody } from "./http.js";
+import { parseJson } from "./json.js";
 import { RESUME_NOW, type RawChange, type StreamConnection, type StreamHandlers, type StreamMessage, type StreamRequest } from "./stream.js";
 import { type Timer, startTimer } from "./timers.js";
 
@@ -176,7 +177,7 @@ export function interpret(event: SseEvent): StreamMessage | Parameters<StreamHan
 
 function parse(data: string): unknown {
   try {
-    return JSON.parse(data) as unknown;
+    return parseJson(data);
   } catch {
     return null;
   }

@@ -4,6 +4,7 @@
 
 import { CapebaseError, isObject } from "./errors.js";
 import type { QueryPairs, Transport } from "./http.js";
+import { parseJson } from "./json.js";
 import { RESUME_NOW, type RawChange, type StreamConnection, type StreamEnd, type StreamHandlers, type StreamRequest } from "./stream.js";
 import { type Timer, startTimer } from "./timers.js";
 
@@ -66,7 +67,7 @@ export function openWebSocket(
     accepted();
     let data: unknown;
     try {
-      data = JSON.parse(String(event.data));
+      data = parseJson(String(event.data));
     } catch {
       return;
     }

@@ -3,6 +3,7 @@
 
 import { describe } from "node:test";
 import { crudSuite } from "./crud.js";
+import { exactnessSuite } from "./exactness.js";
 import "./fixture.js";
 import { liveSuite } from "./live.js";
 import { readmeSuite } from "./readme.js";
@@ -13,6 +14,7 @@ describe("against a running app", { concurrency: true }, () => {
   describe("crud", crudSuite);
   describe("streams", streamsSuite);
   describe("live", liveSuite);
+  describe("exactness", exactnessSuite);
 });
 
 // Alone: its output names the changes it sees, and only its own should be there.

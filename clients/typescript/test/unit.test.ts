@@ -2,8 +2,11 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { MIN_RENEWAL_INTERVAL, PasswordAuth } from "../src/auth.js";
 import { CapebaseError } from "../src/errors.js";
-import { compareCodePoints, compareDecimals, durationMicros, instant, likePattern, matchesWhere, rowComparator } from "../src/order.js";
+import { type FetchLike, Transport } from "../src/http.js";
+import { parseJson, stringifyJson } from "../src/json.js";
+import { compareCodePoints, compareValues, compareDecimals, durationMicros, instant, likePattern, matchesWhere, rowComparator } from "../src/order.js";
 import { encodeQuery, splitForStream } from "../src/query.js";
 import { SseParser, interpret } from "../src/sse.js";
 import { endForClose } from "../src/websocket.js";
@@ -107,7 +110,7 @@ describe("ordering as the server does", () => {
     assert.ok(likePattern("buy%", true).test("Buy milk"));
     assert.ok(likePattern("100\\%", false).test("100%"));
     assert.ok(!likePattern("100\\%", false).test("1000"));
-    assert.ok(matchesWhere({ id: 1, task: "Buy milk" }, { task: { icontains: "MILK" } }, schema));
+    assert.equal(matchesWhere({ id: 1, task: "Buy milk" }, { task: { icontains: "MILK" } }, schema), true);
     assert.ok(!matchesWhere({ id: 1, task: "Buy milk" }, { task: { contains: "MILK" } }, schema));
     assert.ok(matchesWhere({ id: 1, task: "Buy milk" }, { task: { startswith: "Buy" }, id: { in: [1, 2] } }, schema));
     assert.ok(!matchesWhere({ id: 1, task: null }, { task: { contains: "" } }, schema));
@@ -195,5 +198,79 @@ describe("errors", () => {
     assert.equal(bad.action, "fail");
     assert.deepEqual(endForClose(1013, "too slow; resume from abc", true, "ws://x"), { action: "reconnect", delay: "now" });
     assert.equal(endForClose(1012, "", true, "ws://x").action, "reconnect");
+  });
+});
+
+describe("integers past 2^53", () => {
+  test("parse as BigInt, exactly; everything else as JSON.parse reads it", () => {
+    const text = '{"ids":[9007199254740992,9007199254740993,-9007199254740993,9007199254740991],"f":1.5e300,"s":"12345678901234567890","n":null,"__proto__":1}';
+    const parsed = parseJson(text) as Record<string, unknown>;
+    assert.deepEqual(parsed["ids"], [2n ** 53n, 2n ** 53n + 1n, -(2n ** 53n) - 1n, 9007199254740991]);
+    assert.equal(parsed["f"], 1.5e300);
+    assert.equal(parsed["s"], "12345678901234567890");
+    assert.equal(Object.getPrototypeOf(parsed), Object.prototype);
+    assert.equal(Object.getOwnPropertyDescriptor(parsed, "__proto__")?.value, 1);
+    for (const plain of ['{"a":[1,2,{"b":"\\"x\\\\"}]}', '"1234567890123456789 in a string"', "[]", " 12 "]) {
+      assert.deepEqual(parseJson(plain), JSON.parse(plain));
+    }
+    for (const bad of ["[1,]", '{"a" 1}', "12345678901234567890x", '"open']) assert.throws(() => parseJson(bad), SyntaxError);
+  });
+
+  test("BigInt values are written as JSON numbers; an unsendable body is a usage error", () => {
+    assert.equal(stringifyJson({ id: 2n ** 53n + 1n, list: [-(2n ** 64n)], s: "9007199254740993n" }), '{"id":9007199254740993,"list":[-18446744073709551616],"s":"9007199254740993n"}');
+    assert.equal(stringifyJson({ a: 1 }), '{"a":1}');
+    assert.equal(compareValues("integer", 2n ** 53n + 1n, 2n ** 53n), 1);
+    assert.equal(compareValues("integer", 2n ** 53n, 9007199254740992), 0);
+    assert.equal(compareValues("integer", 3, 2), 1);
+  });
+});
+
+describe("case folding as every database does", () => {
+  test("ASCII folds here; other cased letters are the database's to decide (null)", () => {
+    const schema = { primaryKey: "id", fields: { id: "integer", task: "string" } } as const;
+    assert.equal(matchesWhere({ id: 1, task: "Buy MILK" }, { task: { icontains: "milk" } }, schema), true);
+    assert.equal(matchesWhere({ id: 1, task: "Buy MILK" }, { task: { ilike: "buy%" } }, schema), true);
+    assert.equal(matchesWhere({ id: 1, task: "École" }, { task: { icontains: "école" } }, schema), null);
+    assert.equal(matchesWhere({ id: 1, task: "istanbul" }, { task: { icontains: "İSTANBUL" } }, schema), null);
+    assert.equal(matchesWhere({ id: 1, task: "ascii" }, { task: { ilike: "%É%" } }, schema), null);
+    assert.equal(matchesWhere({ id: 1, task: "東京 Tower" }, { task: { icontains: "tower" } }, schema), true);
+    assert.equal(matchesWhere({ id: 1, task: "École" }, { task: { icontains: "x" }, id: 2 }, schema), false, "another condition decides");
+    assert.equal(matchesWhere({ id: 1, task: "École" }, { task: { contains: "É" } }, schema), true);
+  });
+});
+
+describe("credentials never in an error", () => {
+  test("tokens and tickets in a URL are redacted", () => {
+    const url = "ws://127.0.0.1:8000/todo/subscribe?task=a&access_token=eyJ.secret.sig&last_event_id=5&ticket=t1";
+    const error = endForClose(1006, "", false, url);
+    assert.equal(error.action, "reconnect");
+    const reported = (error as { error?: CapebaseError }).error;
+    assert.equal(reported?.url, "ws://127.0.0.1:8000/todo/subscribe?task=a&access_token=REDACTED&last_event_id=5&ticket=REDACTED");
+    assert.equal(new CapebaseError(400, "x", { url: "http://user:pw@h/x?token=1" }).url, "http://REDACTED@h/x?token=REDACTED");
+  });
+});
+
+describe("token renewal", () => {
+  test("a token that lives under 2 s is renewed at most once a second", async () => {
+    let refreshes = 0;
+    let issued = 0;
+    const answer = (body: unknown) => new Response(JSON.stringify(body), { status: 200, headers: { "content-type": "application/json" } });
+    const fetch: FetchLike = async (url) => {
+      const tokens = { access_token: `a${issued}`, refresh_token: `r${issued++}`, expires_in: 1 };
+      if (url.endsWith("/auth/refresh")) refreshes += 1;
+      if (url.endsWith("/auth/me")) return answer({ id: "u", email: "u@example.com", username: "u", role: null, is_active: true, created_at: "2025-01-01T00:00:00Z" });
+      return answer(tokens);
+    };
+    const auth = new PasswordAuth();
+    auth.attach(new Transport("http://app.test", fetch));
+    await auth.signIn("u", "password");
+    const started = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    for (let i = 0; i < 20; i += 1) await auth.getToken();
+    const elapsed = Date.now() - started;
+    auth.close();
+    assert.ok(refreshes >= 1, "renewed");
+    assert.equal(MIN_RENEWAL_INTERVAL, 1_000);
+    assert.ok(refreshes <= Math.ceil(elapsed / 1_000) + 1, `${refreshes} refreshes in ${elapsed} ms`);
   });
 });

@@ -31,6 +31,7 @@ from ..errors import QueryError
 from ..policy.sqlexpr import (
     binary_collated,
     codepoint_ordered,
+    declaration_ordered,
     equals,
     one_of,
     strict_text,
@@ -382,7 +383,7 @@ def parse_order_by(
         if not field.is_sortable:
             raise QueryError(f"Cannot sort on {name!r}: {field.kind} values have no order")
         used.add(name)
-        key: ColumnElement[Any] = field.column
+        key: ColumnElement[Any] = declaration_ordered(field.column, dialect)
         if field.is_text:
             key = codepoint_ordered(key)
         if field.column.nullable and dialect != "postgresql":

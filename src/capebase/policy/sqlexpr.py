@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Table, and_, func, literal, not_, or_
+from sqlalchemy import Boolean, ColumnElement, Enum, Table, and_, case, func, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import elements, expression, operators, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -145,6 +145,24 @@ def _compile_codepoint_postgresql(
 def _compile_codepoint_mysql(element: codepoint_ordered, compiler: SQLCompiler, **kw: Any) -> str:
     (text,) = list(element.clauses)
     return f"CAST({compiler.process(text, **kw)} AS BINARY)"
+
+
+NATIVE_ENUM_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
+"""Databases whose native ENUM sorts by the members' declaration order."""
+
+
+def declaration_ordered(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """The sort key of ``column``: an ``Enum`` in its members' declaration order on every
+    database (where its native type does not already sort so, as on SQLite, the members are
+    stored as text and would sort by name); any other column as it is."""
+    type_: TypeEngine[Any] = column.type
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl_instance
+    if not isinstance(type_, Enum) or (type_.native_enum and dialect in NATIVE_ENUM_DIALECTS):
+        return column
+    members = list(type_.enums)
+    order = {member: index for index, member in enumerate(members)}
+    return case(order, value=column, else_=len(members))
 
 
 def is_text(type_: TypeEngine[Any] | None) -> bool:

@@ -25,6 +25,11 @@ export function tokenAuth(token, options = {}) {
         provider.onUnauthorized = options.onUnauthorized;
     return provider;
 }
+/** Renew at most this often (ms), however short the access token's lifetime. */
+export const MIN_RENEWAL_INTERVAL = 1_000;
+/** How long an instance may hold the shared store's renewal lock (ms). */
+const LOCK_LIFETIME = 10_000;
+const LOCK_POLL = 50;
 /**
  * capebase's built-in password auth (`CapeBase(auth=PasswordAuth(...))`): sign up, sign in,
  * sign out, and an access token renewed before it expires.
@@ -41,6 +46,10 @@ export class PasswordAuth {
     storageKey;
     refreshMargin;
     retryDelay;
+    /** When the last exchange started: renewals are at least MIN_RENEWAL_INTERVAL apart. */
+    lastRenewal = 0;
+    lockOwner = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    unlistenStorage;
     constructor(options = {}) {
         this.prefix = (options.prefix ?? "/auth").replace(/\/+$/, "");
         this.storage = options.storage ?? null;
@@ -48,6 +57,7 @@ export class PasswordAuth {
         this.refreshMargin = options.refreshMargin;
         this.retryDelay = options.retryDelay ?? 5_000;
         this.current = this.load();
+        this.unlistenStorage = onStorage(this.storage, this.storageKey, () => this.adoptStored());
     }
     attach(transport) {
         this.transport = transport;
@@ -131,10 +141,14 @@ export class PasswordAuth {
         return response.body.ticket;
     }
     async getToken() {
+        this.adoptStored();
         const session = this.current;
         if (session === null)
             return null;
-        if (Date.now() >= session.refreshAt) {
+        const now = Date.now();
+        // Renewed less than a second ago and not expired yet: no new exchange for this request.
+        const throttled = this.refreshing === null && now - this.lastRenewal < MIN_RENEWAL_INTERVAL && now < session.expiresAt;
+        if (now >= session.refreshAt && !throttled) {
             try {
                 return (await this.refresh()).accessToken;
             }
@@ -169,11 +183,28 @@ export class PasswordAuth {
     close() {
         this.timer?.cancel();
         this.timer = null;
+        this.unlistenStorage();
     }
     async exchange() {
-        const session = this.current;
+        const wait = this.lastRenewal + MIN_RENEWAL_INTERVAL - Date.now();
+        // Not a background timer: a request may be waiting for this renewal.
+        if (wait > 0)
+            await new Promise((resolve) => startTimer(resolve, wait, false));
+        const before = this.current;
+        this.adoptStored();
+        let session = this.current;
         if (session === null)
             throw new CapebaseError(401, "Not signed in", { kind: "unauthorized" });
+        // Another instance sharing the store renewed it meanwhile: its tokens are ours.
+        if (session !== before && Date.now() < session.refreshAt)
+            return session;
+        const locked = await this.lock(session);
+        session = this.current;
+        if (session === null)
+            throw new CapebaseError(401, "Signed out meanwhile", { kind: "unauthorized" });
+        if (!locked)
+            return session; // renewed by the lock's holder
+        this.lastRenewal = Date.now();
         let response;
         try {
             response = await this.http().request("POST", `${this.prefix}/refresh`, {
@@ -182,6 +213,10 @@ export class PasswordAuth {
             });
         }
         catch (error) {
+            this.unlock();
+            this.adoptStored();
+            if (this.current !== session && this.current !== null)
+                return this.current;
             if (error instanceof CapebaseError && error.status === 401 && this.current === session) {
                 this.set(null, "expired");
             }
@@ -191,10 +226,59 @@ export class PasswordAuth {
             }
             throw error;
         }
-        if (this.current !== session)
+        if (this.current !== session) {
+            this.unlock();
             throw new CapebaseError(401, "Signed out meanwhile", { kind: "unauthorized" });
+        }
         this.set(this.fromTokens(response.body, session.user), "refreshed");
+        this.unlock();
         return this.current;
+    }
+    /**
+     * Take the shared store's renewal lock for `session`'s refresh token: true once held (the
+     * caller exchanges the token), false when another instance renewed it meanwhile (its
+     * session is adopted). Without a store there is no one to share with.
+     */
+    async lock(session) {
+        const storage = this.storage;
+        if (storage === null)
+            return true;
+        const key = `${this.storageKey}:renewing`;
+        for (;;) {
+            this.adoptStored();
+            if (this.current !== session)
+                return false;
+            const held = readLock(storage.getItem(key));
+            if (held === null || held.owner === this.lockOwner || held.until <= Date.now()) {
+                storage.setItem(key, JSON.stringify({ owner: this.lockOwner, until: Date.now() + LOCK_LIFETIME }));
+                // Two tabs may have written at once: the last write holds it. A store that keeps no
+                // lock (full, or read-only) shares nothing to wait for.
+                const now = readLock(storage.getItem(key));
+                if (now === null || now.owner === this.lockOwner)
+                    return true;
+            }
+            await new Promise((resolve) => startTimer(resolve, LOCK_POLL, false));
+        }
+    }
+    unlock() {
+        const key = `${this.storageKey}:renewing`;
+        if (this.storage !== null && readLock(this.storage.getItem(key))?.owner === this.lockOwner)
+            this.storage.removeItem(key);
+    }
+    /** Take the stored session when another instance sharing the store changed it. */
+    adoptStored() {
+        if (this.storage === null)
+            return;
+        const stored = this.load();
+        const current = this.current;
+        if (stored === null) {
+            if (current !== null && this.storage.getItem(this.storageKey) === null)
+                this.set(null, "signed_out", false);
+            return;
+        }
+        if (current !== null && stored.refreshToken === current.refreshToken)
+            return;
+        this.set(stored, current === null ? "signed_in" : "refreshed", false);
     }
     fromTokens(tokens, user) {
         const now = Date.now();
@@ -209,9 +293,10 @@ export class PasswordAuth {
             user,
         };
     }
-    set(session, event) {
+    set(session, event, persist = true) {
         this.current = session;
-        this.save();
+        if (persist)
+            this.save();
         this.schedule();
         for (const listener of [...this.listeners])
             listener(session, event);
@@ -224,7 +309,8 @@ export class PasswordAuth {
         const session = this.current;
         if (session === null || this.transport === null)
             return;
-        const wait = Math.max(0, session.refreshAt - Date.now());
+        const now = Date.now();
+        const wait = Math.max(0, session.refreshAt - now, this.lastRenewal + MIN_RENEWAL_INTERVAL - now);
         this.timer = startTimer(() => void this.refresh().catch(() => undefined), wait);
     }
     load() {
@@ -253,4 +339,25 @@ export class PasswordAuth {
         }
         return this.transport;
     }
+}
+function readLock(raw) {
+    try {
+        const lock = raw ? JSON.parse(raw) : null;
+        return lock && typeof lock.owner === "string" && typeof lock.until === "number" ? { owner: lock.owner, until: lock.until } : null;
+    }
+    catch {
+        return null;
+    }
+}
+/** Follow another tab's changes of `key` in `storage` (a browser's `storage` event). */
+function onStorage(storage, key, listener) {
+    const target = globalThis;
+    if (storage === null || typeof target.addEventListener !== "function")
+        return () => undefined;
+    const handler = (event) => {
+        if (event.storageArea === storage && (event.key === key || event.key === null))
+            listener();
+    };
+    target.addEventListener("storage", handler);
+    return () => target.removeEventListener?.("storage", handler);
 }

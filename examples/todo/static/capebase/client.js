@@ -65,6 +65,9 @@ export class CapebaseClient {
         return this.schema[name] ?? { primaryKey: "id", fields: {} };
     }
 }
+function isDotSegment(key) {
+    return key === "." || key === "..";
+}
 /** One published table's routes. */
 export class Table {
     client;
@@ -88,8 +91,21 @@ export class Table {
         const header = response.headers.get("x-total-count");
         return { rows: response.body, total: header === null ? response.body.length : Number(header) };
     }
-    /** `GET /{table}/{key}`; a row you may not read is a 404, like a missing one. */
+    /** `GET /{table}/{key}`; a row you may not read is a 404, like a missing one. The keys "."
+     * and ".." cannot be in a URL's path (see `path`): those are read by a filtered list. */
     async get(key) {
+        if (isDotSegment(key)) {
+            const where = { [this.schema.primaryKey]: key };
+            const [row] = await this.list({ where, limit: 1 });
+            if (row === undefined) {
+                throw new CapebaseError(404, `${this.name} ${JSON.stringify(key)} not found`, {
+                    kind: "not_found",
+                    method: "GET",
+                    url: this.client.transport.url(this.path()),
+                });
+            }
+            return row;
+        }
         return this.client.request("GET", this.path(key));
     }
     /** `POST /{table}`: the stored row (auth fields and defaults filled in). */
@@ -119,16 +135,26 @@ export class Table {
     /** A live query of this table (see `LiveQuery`). */
     live(query = {}) {
         const fetchPage = async (page) => {
-            const { count, ...rest } = page;
-            if (count)
-                return (await this.list({ ...rest, count: true }));
-            const rows = (await this.list(rest));
-            return { rows, total: rows.length };
+            const response = await this.client.transport.request("GET", this.path(), { query: encodeQuery(page) });
+            const header = response.headers.get("x-total-count");
+            return { rows: response.body, total: header === null ? null : Number(header) };
         };
         return new LiveQuery(this.streams, this.name, this.schema, fetchPage, query);
     }
+    /**
+     * `/{table}` or `/{table}/{key}`. A URL parser resolves the path segments "." and ".."
+     * (and their escapes, `%2E`) before the request is sent, so `/doc/..` would be `/`: such
+     * keys are refused rather than sent to another route.
+     */
     path(key) {
         const base = `/${encodeURIComponent(this.name)}`;
-        return key === undefined ? base : `${base}/${encodeURIComponent(String(key))}`;
+        if (key === undefined)
+            return base;
+        if (isDotSegment(key)) {
+            throw new CapebaseError(0, `The key ${JSON.stringify(key)} cannot be sent in a URL path (it is resolved as a dot segment); only get() reads such a row`, {
+                kind: "usage",
+            });
+        }
+        return `${base}/${encodeURIComponent(String(key))}`;
     }
 }

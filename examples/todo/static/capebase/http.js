@@ -2,6 +2,7 @@
 // after a 401 when the auth provider could renew the token, and turns every failure into a
 // CapebaseError.
 import { CapebaseError } from "./errors.js";
+import { parseJson, stringifyJson } from "./json.js";
 /** Where the app lives and how to reach it: shared by tables, streams and auth helpers. */
 export class Transport {
     /** The app's URL without a trailing slash ("" in a browser means this page's origin). */
@@ -72,7 +73,17 @@ export class Transport {
         let body;
         if (options.json !== undefined) {
             headers["Content-Type"] = "application/json";
-            body = JSON.stringify(options.json);
+            try {
+                body = stringifyJson(options.json);
+            }
+            catch (error) {
+                if (error instanceof CapebaseError)
+                    throw error;
+                throw new CapebaseError(0, `Cannot send this body as JSON (${error instanceof Error ? error.message : String(error)})`, {
+                    kind: "usage",
+                    cause: error,
+                });
+            }
         }
         else if (options.form !== undefined) {
             body = new URLSearchParams(options.form);
@@ -95,7 +106,8 @@ export class Transport {
         }
     }
 }
-/** The JSON body of `response`, or null when it has none or is not JSON. */
+/** The JSON body of `response` (integers past 2^53 as BigInt), or null when it has none or is
+ * not JSON. */
 export async function readBody(response) {
     const text = await response.text().catch(() => "");
     if (!text)
@@ -104,7 +116,7 @@ export async function readBody(response) {
     if (!type.includes("json"))
         return text;
     try {
-        return JSON.parse(text);
+        return parseJson(text);
     }
     catch {
         return text;

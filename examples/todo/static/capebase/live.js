@@ -6,14 +6,19 @@ import { matchesWhere, rowComparator } from "./order.js";
 import { encodeWhere, orderTerms, splitForStream } from "./query.js";
 import { Subscription } from "./subscription.js";
 import { backoff, startTimer } from "./timers.js";
-/** The server's default page size: a live query without `limit` keeps this many rows. */
+/** @deprecated capebase's default page size, which `CrudConfig(default_page_size=...)` may
+ * change: a live query without `limit` now asks the server for its own page instead. */
 export const DEFAULT_LIMIT = 100;
 /**
  * The rows of a list query, kept current. Read `rows`; `onChange` tells when they changed.
  *
  * The stream filters on the server what it can (comparison operators); text operators
- * (`contains`, `like`, ...) are applied here, `ilike`/`icontains` folding case as JavaScript does.
- * With an `offset`, every change fetches the page again.
+ * (`contains`, `like`, ...) are applied here. `ilike`/`icontains` fold case as every database
+ * does only for ASCII letters: a change whose text or pattern has another cased letter fetches
+ * the rows again (SQLite folds ASCII only; PostgreSQL and MariaDB fold more, each its own way).
+ * With an `offset`, every change fetches the page again. Without a `limit` the window is the
+ * server's default page: its size is learnt from `X-Total-Count` (which cross-origin apps must
+ * expose, see the CORS guide); without that header every change fetches the rows again.
  */
 export class LiveQuery {
     schema;
@@ -37,7 +42,12 @@ export class LiveQuery {
     counting = false;
     closed = false;
     notifyPending = false;
+    /** The window's size: the query's limit, the server's page size once seen, else null. */
     limit;
+    /** Without a limit: the most rows the server returned as a whole list (its page is larger). */
+    atLeast = 0;
+    /** Without a limit and without X-Total-Count: the window is unknown, every change reloads. */
+    blind = false;
     compare;
     local;
     hasLocal;
@@ -53,7 +63,7 @@ export class LiveQuery {
             this.settle = { resolve, reject };
         });
         this.ready.catch(() => undefined); // a caller that never awaits it must not see an unhandled rejection
-        this.limit = query.limit ?? DEFAULT_LIMIT;
+        this.limit = query.limit ?? null;
         this.compare = rowComparator(orderTerms(query.orderBy), schema, query.nulls);
         const { stream, local } = splitForStream(query.where);
         this.local = local;
@@ -120,17 +130,21 @@ export class LiveQuery {
     }
     /** Apply one change to the window; fetch again when the window has a gap it cannot fill. */
     apply(change) {
-        if ((this.query.offset ?? 0) > 0) {
-            this.reload(); // rows before the page shift it: only the server knows the page
+        if ((this.query.offset ?? 0) > 0 || this.blind) {
+            this.reload(); // rows before the page shift it, or the page's size is unknown: ask
             return;
         }
         const key = this.schema.primaryKey;
         const index = this.items.findIndex((row) => sameKey(row[key], change.payload[key]));
         const enters = change.event !== "DELETE" && (!this.hasLocal || matchesWhere(change.payload, this.local, this.schema));
+        const was = change.event === "INSERT"
+            ? false
+            : !this.hasLocal || (change.old !== null ? matchesWhere(change.old, this.local, this.schema) : index >= 0);
+        if (enters === null || was === null) {
+            this.reload(); // a text match the database decides its own way
+            return;
+        }
         if (this.total !== null) {
-            const was = change.event === "INSERT"
-                ? false
-                : !this.hasLocal || (change.old !== null ? matchesWhere(change.old, this.local, this.schema) : index >= 0);
             if (enters !== was) {
                 this.total += Number(enters) - Number(was);
                 this.recount();
@@ -153,13 +167,16 @@ export class LiveQuery {
             return;
         }
         this.items.splice(position, 0, row);
-        if (this.items.length > this.limit) {
+        if (this.limit !== null && this.items.length > this.limit) {
             this.items.length = this.limit;
             this.complete = false;
         }
+        else if (this.limit === null && this.items.length > this.atLeast) {
+            this.reload(); // more rows than the server has shown at once: does its page hold them?
+        }
     }
     checkGap() {
-        if (!this.complete && this.items.length < this.limit)
+        if (!this.complete && (this.limit === null || this.items.length < this.limit))
             this.reload();
     }
     reload() {
@@ -177,14 +194,17 @@ export class LiveQuery {
             // Changes delivered before this fetch is sent are in its answer; later ones wait here.
             this.buffer = [];
             const { where, orderBy, offset, count } = this.query;
-            const query = { limit: this.limit };
+            // Without a limit the server's default page: the count tells whether it is all.
+            const query = {};
+            if (this.query.limit !== undefined)
+                query.limit = this.query.limit;
             if (where !== undefined)
                 query.where = where;
             if (orderBy !== undefined)
                 query.orderBy = orderBy;
             if (offset !== undefined)
                 query.offset = offset;
-            if (count)
+            if (count || this.query.limit === undefined)
                 query.count = true;
             let result;
             try {
@@ -207,8 +227,8 @@ export class LiveQuery {
                 return;
             this.error = null;
             this.items = result.rows;
-            this.total = count ? result.total : null;
-            this.complete = result.rows.length < this.limit;
+            this.total = count ? (result.total ?? result.rows.length) : null;
+            this.window(result, offset ?? 0);
             const buffered = this.buffer;
             this.buffer = null;
             for (const change of buffered)
@@ -218,6 +238,26 @@ export class LiveQuery {
                 this.settle.resolve();
             }
             this.changed();
+        }
+    }
+    /** What the fetch `result` says of the window: whether it holds every row after `offset`,
+     * and, without a limit, the server's page size. */
+    window(result, offset) {
+        const rows = result.rows.length;
+        if (this.query.limit !== undefined) {
+            this.complete = rows < this.query.limit;
+        }
+        else if (result.total === null) {
+            this.blind = true;
+            this.complete = false;
+        }
+        else if (result.total > offset + rows) {
+            this.limit = rows; // a full page, and more rows behind it: the server's page size
+            this.complete = false;
+        }
+        else {
+            this.atLeast = Math.max(this.atLeast, rows);
+            this.complete = true;
         }
     }
     /**
@@ -239,7 +279,7 @@ export class LiveQuery {
                     query.where = this.query.where;
                 try {
                     const { total } = await this.fetchPage(query);
-                    if (!this.recountWanted && !this.closed && this.total !== null && this.total !== total) {
+                    if (!this.recountWanted && !this.closed && this.total !== null && total !== null && this.total !== total) {
                         this.total = total;
                         this.changed();
                     }

@@ -35,17 +35,25 @@ export function rowComparator(orderBy, schema, nulls = "largest") {
         return 0;
     };
 }
-/** Whether `row` satisfies every condition of `where` (used for what streams cannot filter). */
+/**
+ * Whether `row` satisfies every condition of `where` (used for what streams cannot filter), or
+ * null when only the database can tell: `ilike`/`icontains` on text with a cased letter beyond
+ * ASCII, which each database folds its own way.
+ */
 export function matchesWhere(row, where, schema) {
+    let known = true;
     for (const [field, condition] of Object.entries(where)) {
         if (condition === undefined)
             continue;
         for (const [op, expected] of filterEntries(field, condition)) {
-            if (!matches(op, row[field], expected, kindOf(schema, field, row[field]), schema.enums?.[field]))
+            const result = matches(op, row[field], expected, kindOf(schema, field, row[field]), schema.enums?.[field]);
+            if (result === false)
                 return false;
+            if (result === null)
+                known = false;
         }
     }
-    return true;
+    return known ? true : null;
 }
 function matches(op, value, expected, kind, enums) {
     if (op === "isnull")
@@ -73,14 +81,32 @@ function matches(op, value, expected, kind, enums) {
         case "contains":
             return String(value).includes(String(expected));
         case "icontains":
-            return String(value).toLowerCase().includes(String(expected).toLowerCase());
+            if (!foldsAlike(String(value)) || !foldsAlike(String(expected)))
+                return null;
+            return asciiLower(String(value)).includes(asciiLower(String(expected)));
         case "startswith":
             return String(value).startsWith(String(expected));
         case "like":
             return likePattern(String(expected), false).test(String(value));
         case "ilike":
-            return likePattern(String(expected), true).test(String(value));
+            if (!foldsAlike(String(value)) || !foldsAlike(String(expected)))
+                return null;
+            return likePattern(asciiLower(String(expected)), false).test(asciiLower(String(value)));
     }
+}
+/** Whether every database folds `text`'s case alike: its only cased letters are ASCII. */
+export function foldsAlike(text) {
+    for (const char of text) {
+        if (char.charCodeAt(0) < 0x80)
+            continue;
+        if (char.toLowerCase() !== char || char.toUpperCase() !== char)
+            return false;
+    }
+    return true;
+}
+/** `text` with A-Z lowered, and nothing else: the folding every database shares. */
+function asciiLower(text) {
+    return text.replace(/[A-Z]/g, (letter) => String.fromCharCode(letter.charCodeAt(0) + 32));
 }
 function normalize(value) {
     return value instanceof Date ? value.toISOString() : value;
@@ -112,7 +138,7 @@ export function compareValues(kind, a, b, enums) {
     switch (kind) {
         case "integer":
         case "number":
-            return Math.sign(Number(a) - Number(b));
+            return compareNumbers(a, b);
         case "decimal":
             return compareDecimals(String(a), String(b));
         case "boolean":
@@ -128,6 +154,25 @@ export function compareValues(kind, a, b, enums) {
         default:
             return compareCodePoints(String(a), String(b));
     }
+}
+/** Two numbers, exactly when either is a BigInt (an integer past 2^53) or an integer. */
+export function compareNumbers(a, b) {
+    if (typeof a === "bigint" || typeof b === "bigint") {
+        const x = toBigInt(a);
+        const y = toBigInt(b);
+        if (x !== null && y !== null)
+            return x === y ? 0 : x < y ? -1 : 1;
+    }
+    return Math.sign(Number(a) - Number(b));
+}
+function toBigInt(value) {
+    if (typeof value === "bigint")
+        return value;
+    if (typeof value === "number")
+        return Number.isInteger(value) ? BigInt(value) : null;
+    if (typeof value === "string" && /^\s*-?\d+\s*$/.test(value))
+        return BigInt(value.trim());
+    return null;
 }
 /** The kind of `field`: from the schema, else guessed from a value. */
 function kindOf(schema, field, value) {

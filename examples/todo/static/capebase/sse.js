@@ -3,6 +3,7 @@
 // status, so a 401 renews the token and a 400 stops instead of retrying forever.
 import { CapebaseError, isObject } from "./errors.js";
 import { readBody } from "./http.js";
+import { parseJson } from "./json.js";
 import { RESUME_NOW } from "./stream.js";
 import { startTimer } from "./timers.js";
 /** The event stream format (WHATWG HTML, "Server-sent events"), fed text as it arrives. */
@@ -183,7 +184,7 @@ export function interpret(event) {
 }
 function parse(data) {
     try {
-        return JSON.parse(data);
+        return parseJson(data);
     }
     catch {
         return null;

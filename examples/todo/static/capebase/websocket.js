@@ -2,6 +2,7 @@
 // change's resume token in `"resume"`. A WebSocket cannot send headers, so the stream is
 // authenticated by query parameters (PasswordAuth: a single-use ticket).
 import { CapebaseError, isObject } from "./errors.js";
+import { parseJson } from "./json.js";
 import { RESUME_NOW } from "./stream.js";
 import { startTimer } from "./timers.js";
 const POLICY_VIOLATION = 1008;
@@ -59,7 +60,7 @@ export function openWebSocket(transport, WebSocketImpl, request, auth, handlers)
         accepted();
         let data;
         try {
-            data = JSON.parse(String(event.data));
+            data = parseJson(String(event.data));
         }
         catch {
             return;

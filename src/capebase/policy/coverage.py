@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Delete, Table, Update, and_, or_
+from sqlalchemy import Delete, Table, Update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import elements, operators, selectable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -40,8 +40,7 @@ from .._compat.sqlalchemy import (
     where_criteria,
 )
 from ..errors import UnfilterableStatementError
-from .fallible import fallible, is_aggregate, is_statement
-from .guards import OPEN_GUARDS, POLICY, TRUSTED, is_policy_guard, policy_guard
+from .guards import POLICY, TRUSTED, is_policy_guard, policy_guard
 from .shape_kinds import USE_ORM
 
 _GUARDED = "capebase.guarded"
@@ -128,24 +127,24 @@ def _guarded_in(level: dict[str, Any], reference: Any) -> bool:
 
 def _guarded_references(level: dict[str, Any]) -> set[Any]:
     guarded: set[Any] = set()
-    for condition in _conjuncts(where_criteria(level["selectable"])):
+    for condition in conjuncts(where_criteria(level["selectable"])):
         if is_policy_guard(condition):
-            guarded |= _filtered_by(condition)
+            guarded |= filtered_by(condition)
     for join in level.get("asfrom_froms", ()):
         if not isinstance(join, selectable.Join) or join.full:
             continue
         # The ON clause drops rows of the right side (and, in an inner join, of the left):
         # of the preserved side of an outer join it drops nothing.
-        reach = set(_surface(join.right))
+        reach = set(surface(join.right))
         if not join.isouter:
-            reach |= set(_surface(join.left))
-        for condition in _conjuncts([join.onclause]):
+            reach |= set(surface(join.left))
+        for condition in conjuncts([join.onclause]):
             if is_policy_guard(condition):
-                guarded |= _filtered_by(condition) & reach
+                guarded |= filtered_by(condition) & reach
     return guarded
 
 
-def _conjuncts(conditions: Iterable[Any]) -> Iterator[Any]:
+def conjuncts(conditions: Iterable[Any]) -> Iterator[Any]:
     """The conditions AND-ed together at the top of ``conditions``: parentheses, AND lists
     and ``IS true`` (which SQLAlchemy wraps a function condition in) are opened."""
     todo = [c for c in conditions if c is not None]
@@ -164,7 +163,7 @@ def _conjuncts(conditions: Iterable[Any]) -> Iterator[Any]:
             yield condition
 
 
-def _surface(from_: Any) -> Iterator[Any]:
+def surface(from_: Any) -> Iterator[Any]:
     """The tables and aliases a FROM element renders at its own level (through joins)."""
     todo = [from_]
     while todo:
@@ -177,7 +176,7 @@ def _surface(from_: Any) -> Iterator[Any]:
             yield plain(element)
 
 
-def _filtered_by(condition: policy_guard) -> set[Any]:
+def filtered_by(condition: policy_guard) -> set[Any]:
     """The references a guard filters: its anchors' tables (or aliases), provided that its
     predicate was adapted along with them. A predicate that still reads the entity's own
     table where the anchors moved to an alias (a rule written with Core columns, which
@@ -206,174 +205,3 @@ def _surface_columns(predicate: Any) -> Iterator[Any]:
             yield element
         elif not isinstance(element, selectable.Selectable):
             todo.extend(element.get_children())
-
-
-# -- terms that can fail (``fallible``) ---------------------------------------------------------
-
-_CONDITIONS = "capebase.row_conditions"
-"""Key of a level's (guard, condition, references) triples in a compiler level."""
-
-
-@compiles(fallible)
-def _compile_fallible(element: fallible, compiler: SQLCompiler, **kw: Any) -> str:
-    term = compiler.process(element.term, **kw)
-    if kw.get(TRUSTED):
-        return f"({term})"
-    # Also outside a user statement: change capture reads a bulk statement's rows with its
-    # WHERE clause, guards and all.
-    conditions = _row_conditions(compiler, element.term, kw.get(OPEN_GUARDS, frozenset()))
-    if not conditions:
-        return f"({term})"
-    quiet = {k: v for k, v in kw.items() if k not in _RESULT_KEYWORDS}
-    condition = compiler.process(and_(*conditions), **quiet)
-    if compiler.dialect.name == "sqlite":
-        # SQLite propagates a WHERE clause's ``column = constant`` into its other terms,
-        # CASE conditions included: the condition would become true and the term run on any
-        # row. It does not propagate into a subquery.
-        condition = f"(SELECT {condition})"
-    return f"CASE WHEN {condition} THEN {term} END"
-
-
-_RESULT_KEYWORDS = frozenset({
-    "add_to_result_map", "within_columns_clause", "within_label_clause",
-    "render_label_as_label", "result_map_targets",
-})
-"""Compiler keywords of a SELECT-list column: the conditions are no column of the result."""
-
-
-def _row_conditions(compiler: SQLCompiler, term: Any, open_guards: frozenset[int]) -> list[Any]:
-    """The policy's filters of the rows ``term`` may meet: every guard of the level rendering
-    it (a term can run before any of them, and its running at all may depend on another's
-    row), and those of outer levels' references it reads (a correlated subquery)."""
-    levels: list[Any] = compiler.stack
-    if not levels:
-        return []
-    current = levels[-1]
-    chosen = {id(g): c for g, c, _refs in _conditions_of(current) if id(g) not in open_guards}
-    own = set(_references_of(current))
-    for column in _term_columns(term):
-        reference = plain(column.table)
-        _require_filtered_origin(reference, column)
-        if reference in own:
-            continue
-        for level in reversed(levels[:-1]):
-            found = [(g, c) for g, c, refs in _conditions_of(level) if reference in refs]
-            if found:
-                chosen.update((id(g), c) for g, c in found if id(g) not in open_guards)
-                break
-    return list(chosen.values())
-
-
-def _conditions_of(level: dict[str, Any]) -> list[tuple[Any, Any, set[Any]]]:
-    """The guards filtering a level's rows, each with the condition a row of the level meets
-    when the guard passes it (on the side an outer join may leave empty, also a row of NULLs)
-    and the references it filters."""
-    if _CONDITIONS not in level:
-        found: list[tuple[Any, Any, set[Any]]] = []
-        for condition in _conjuncts(where_criteria(level["selectable"])):
-            if is_policy_guard(condition):
-                found.append((condition, condition, _filtered_by(condition)))
-        for from_ in level.get("asfrom_froms", ()):
-            _join_conditions(from_, nullable=False, found=found)
-        level[_CONDITIONS] = found
-    conditions: list[tuple[Any, Any, set[Any]]] = level[_CONDITIONS]
-    return conditions
-
-
-def _join_conditions(from_: Any, *, nullable: bool, found: list[Any]) -> None:
-    if isinstance(from_, selectable.FromGrouping):
-        _join_conditions(from_.element, nullable=nullable, found=found)
-    if not isinstance(from_, selectable.Join):
-        return
-    _join_conditions(from_.left, nullable=nullable or from_.full, found=found)
-    right_nullable = nullable or from_.isouter or from_.full
-    _join_conditions(from_.right, nullable=right_nullable, found=found)
-    right = set(_surface(from_.right))
-    for condition in _conjuncts([from_.onclause]):
-        if not is_policy_guard(condition):
-            continue
-        references = _filtered_by(condition)
-        empty_side = references & right if right_nullable else set()
-        if nullable:
-            empty_side = references
-        found.append((condition, _or_missing(condition, empty_side), references))
-
-
-def _or_missing(guard: Any, references: set[Any]) -> Any:
-    """``guard``, or else the row of an outer join's empty side (its primary key NULL)."""
-    for reference in references:
-        key = list(getattr(reference, "primary_key", ()))
-        if key:
-            return or_(guard, key[0].is_(None))
-    return guard
-
-
-def _references_of(level: dict[str, Any]) -> Iterator[Any]:
-    statement = level["selectable"]
-    if isinstance(statement, Update | Delete):
-        yield plain(statement.table)
-    for from_ in level.get("asfrom_froms", ()):
-        yield from _surface(from_)
-
-
-def _term_columns(term: Any) -> Iterator[Any]:
-    """The columns ``term`` reads at its own level (not inside its subqueries)."""
-    todo = [term]
-    while todo:
-        element = todo.pop()
-        if isinstance(element, elements.ColumnClause):
-            if getattr(element, "table", None) is not None:
-                yield element
-        elif not is_statement(element):
-            todo.extend(element.get_children())
-
-
-def _require_filtered_origin(reference: Any, column: Any) -> None:
-    """A term that can fail may read a subquery's column only if the subquery computed it
-    where its own filter applies (a term it wrapped itself, an aggregate, a value): a bare
-    column of a subquery is the bare column of a table once the database merges the subquery
-    into the outer query, and the outer term would meet that table's hidden rows. A recursive
-    CTE is never merged: its rows are computed, filtered, first."""
-    base = reference
-    while isinstance(base, selectable.AliasedReturnsRows | selectable.FromGrouping):
-        if getattr(base, "recursive", False):
-            return
-        base = plain(base.element)
-    if not isinstance(base, selectable.SelectBase):
-        return
-    origin = _origin(base, column.key)
-    while isinstance(origin, elements.Label):
-        origin = origin.element
-    if isinstance(origin, fallible | elements.BindParameter | elements.Null | elements.Over):
-        return
-    if is_aggregate(origin) or (
-        isinstance(origin, elements.ColumnClause)
-        and not isinstance(plain(getattr(origin, "table", None)), Table)
-        and getattr(origin, "table", None) is not None
-        and not _is_derived(origin.table)
-    ):
-        return
-    if isinstance(origin, elements.ColumnClause) and _is_derived(origin.table):
-        _require_filtered_origin(plain(origin.table), origin)
-        return
-    raise UnfilterableStatementError(
-        f"An expression that can fail (arithmetic, CAST, a function) reads {column.key} of a "
-        "subquery, which the database may compute on rows the caller cannot read; compute it "
-        f"inside the subquery. {USE_ORM}"
-    )
-
-
-def _is_derived(from_: Any) -> bool:
-    base = plain(from_)
-    while isinstance(base, selectable.AliasedReturnsRows | selectable.FromGrouping):
-        base = plain(base.element)
-    return isinstance(base, selectable.SelectBase)
-
-
-def _origin(statement: Any, key: str) -> Any:
-    while isinstance(statement, selectable.CompoundSelect):
-        statement = statement.selects[0]
-    while isinstance(statement, selectable.SelectStatementGrouping):
-        statement = statement.element
-    columns = statement.selected_columns
-    return columns.get(key)

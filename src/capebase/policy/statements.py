@@ -34,6 +34,7 @@ from ..auth.fields import server_values
 from ..db.sessions import CapeSyncSession, is_internal, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..observability.observer import count_denial
+from . import fallible_sql  # noqa: F401 (how a fallible term renders)
 from .coverage import require_covered, user_statement
 from .enforcement import check_image
 from .fallible import mark, mark_expression

@@ -1,5 +1,6 @@
 """For ``test_error_oracles_costly``: a world whose read rule has a subquery (a 'costly'
-rule): notes readable when their team is the caller's. Alice reads notes of team 1; note 3 ("b-secret") is in bob's team 2."""
+rule): notes readable when their team is the caller's. Alice reads notes of team 1; note 3
+("b-secret") is in bob's team 2."""
 
 from __future__ import annotations
 

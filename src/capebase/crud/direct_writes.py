@@ -23,7 +23,8 @@ from sqlalchemy import Insert, Update, bindparam, delete, insert, select, update
 
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields, server_values
-from ..db.direct import DirectExecutor, DirectTransaction, Row
+from ..db.direct import DirectExecutor, DirectTransaction
+from ..db.drivers import Row
 from ..errors import NotFoundError, PermissionDeniedError
 from ..policy.sqlexpr import equals
 from ..realtime.capture import change_record

@@ -19,23 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.types import Float, TypeDecorator, TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
-from .._compat.aiosqlite import on_connection_thread
 from .._compat.sqlalchemy import (
     bind_processors,
     checkin_without_reset,
@@ -43,15 +38,15 @@ from .._compat.sqlalchemy import (
     construct_params,
     expand_postcompile,
     raise_as_dbapi_error,
-    result_processor,
     result_types,
 )
+from .drivers import DRIVERS, Driver, Fetched, LoopReader, Row, Step
+from .plans import Plan, Prepared, Results
 
 StatementObserver = Callable[[ClauseElement, float, bool], None]
 """Called after each statement with the statement, its duration in seconds and whether it
 failed (the metrics hook)."""
 
-Row = Sequence[Any]
 S = TypeVar("S", bound=ClauseElement)
 
 _CACHE_SIZE = 500
@@ -59,261 +54,18 @@ LOOP_READ_BUDGET = 0.002
 """Seconds a SQLite read may hold the event loop before it moves to aiosqlite's thread."""
 
 
-def _real_on_sqlite(
-    type_: TypeEngine[Any], processor: Callable[[Any], Any] | None
-) -> Callable[[Any], Any] | None:
-    """SQLite keeps a whole REAL as an integer in the record, and ``RETURNING`` hands it back
-    as one (``5`` for ``5.0``, ``0`` for ``-0.0``) where a ``SELECT`` gives a float: a float
-    column's values are made floats again."""
-    stored = type_.impl_instance if isinstance(type_, TypeDecorator) else type_
-    if not isinstance(stored, Float) or processor is not None:
-        return processor
-
-    def as_float(value: Any) -> Any:
-        return float(value) if type(value) is int else value
-
-    return as_float
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One statement of a batch sent to the driver in one go."""
-
-    sql: str
-    params: Sequence[Any] = ()
-    fetch: bool = False
-    describe: bool = False
-    """Also report the driver's type codes of the result columns (a fetching step only)."""
-
-
-Fetched = tuple[list[Row], Sequence[Any] | None]
-"""The rows of a batch's last fetching step, and its column type codes when it asked for them."""
-
-
-class _Driver(Protocol):
-    begin: str
-    """The statement that opens a write transaction."""
-    has_column_types: bool
-    """Whether the driver reports column type codes (SQLite's are all None, so never asked)."""
-
-    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
-        """Run ``steps`` in order; the rows of the last one that fetches."""
-
-    def in_transaction(self, connection: Any) -> bool: ...
-
-
-class _Asyncpg:
-    begin = "BEGIN"
-    has_column_types = True
-
-    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
-        rows: list[Row] = []
-        types: Sequence[Any] | None = None
-        for step in steps:
-            if step.describe:
-                # What SQLAlchemy's adapter does for every statement: a prepared statement's
-                # attributes carry the type OIDs. Done once per statement shape; the other
-                # runs use asyncpg's statement cache.
-                prepared = await connection.prepare(step.sql)
-                rows = list(await prepared.fetch(*step.params))
-                types = [attribute.type.oid for attribute in prepared.get_attributes()]
-            elif step.fetch:
-                rows = list(await connection.fetch(step.sql, *step.params))
-            else:
-                await connection.execute(step.sql, *step.params)
-        return rows, types
-
-    def in_transaction(self, connection: Any) -> bool:
-        return bool(connection.is_in_transaction())
-
-
-class _Aiosqlite:
-    # IMMEDIATE takes the write lock now: a deferred transaction that read first and then
-    # writes fails (or busy-waits) when another writer committed in between.
-    begin = "BEGIN IMMEDIATE"
-    has_column_types = False  # sqlite3's cursor.description has None for every type
-
-    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
-        # One hand-off to the connection's thread for the whole batch: each costs more CPU
-        # than the statements. aiosqlite has no public call for "run this on your thread".
-        batch = on_connection_thread(connection, _run_sqlite_steps, steps)
-        if batch is None:  # pragma: no cover - an aiosqlite without it
-            rows: list[Row] = []
-            for step in steps:
-                rows = list(await connection.execute_fetchall(step.sql, step.params))
-            return rows, None
-        result: list[Row] = await batch
-        return result, None
-
-    def in_transaction(self, connection: Any) -> bool:
-        return bool(connection.in_transaction)
-
-
-def _run_sqlite_steps(connection: sqlite3.Connection, steps: Sequence[Step]) -> list[Row]:
-    rows: list[Row] = []
-    for step in steps:
-        cursor = connection.execute(step.sql, step.params)
-        if step.fetch:
-            rows = cursor.fetchall()
-        cursor.close()
-    return rows
-
-
-class _Asyncmy:
-    begin = "BEGIN"
-    has_column_types = True
-
-    async def run(self, connection: Any, steps: Sequence[Step]) -> Fetched:
-        rows: list[Row] = []
-        types: Sequence[Any] | None = None
-        async with connection.cursor() as cursor:
-            for step in steps:
-                await cursor.execute(step.sql, tuple(step.params))
-                if step.fetch:
-                    rows = list(await cursor.fetchall())
-                if step.describe:
-                    types = [column[1] for column in cursor.description or ()]
-        return rows, types
-
-    def in_transaction(self, connection: Any) -> bool:
-        return True  # autocommit is off: even a SELECT leaves a transaction to end
-
-
-_DRIVERS: dict[str, _Driver] = {"asyncpg": _Asyncpg(), "aiosqlite": _Aiosqlite(),
-                                "asyncmy": _Asyncmy()}
-
-
-class _LoopReader:
-    """SQLite reads on the event loop's own thread, for statements that finish at once.
-
-    aiosqlite runs each call on the connection's thread: the hand-off costs over 100 µs of
-    CPU, ten times a primary-key lookup. Reads that finish within ``budget`` seconds run here
-    on a read-only autocommit connection; a slower one is interrupted by SQLite's progress
-    handler, and one that would wait for a lock fails at once, and both are run again on
-    aiosqlite's thread, so the event loop is never held for longer than the budget.
-    """
-
-    def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any], budget: float) -> None:
-        self._args = args
-        self._kwargs = {**kwargs, "check_same_thread": False, "isolation_level": None}
-        self._budget = budget
-        self._deadline = 0.0
-        self._connections: dict[int, sqlite3.Connection] = {}
-
-    @classmethod
-    def for_engine(cls, engine: AsyncEngine, budget: float) -> _LoopReader | None:
-        url = engine.url
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-            return None  # a private in-memory database is not shared between connections
-        args, kwargs = engine.dialect.create_connect_args(url)
-        if "mode=memory" in str(args[0]):
-            return None
-        return cls(args, kwargs, budget)
-
-    def fetch(self, sql: str, params: Sequence[Any]) -> list[Row] | None:
-        """The rows, or ``None`` when the statement must run on aiosqlite's thread."""
-        connection = self._connection()
-        self._deadline = time.perf_counter() + self._budget
-        try:
-            return connection.execute(sql, params).fetchall()
-        except sqlite3.Error:
-            return None  # interrupted or busy; aiosqlite runs it again, and reports real errors
-
-    def close(self) -> None:
-        """Close the connections (at shutdown)."""
-        for connection in self._connections.values():
-            connection.close()
-        self._connections.clear()
-
-    def _connection(self) -> sqlite3.Connection:
-        thread = threading.get_ident()  # one per thread: each event loop has its own
-        connection = self._connections.get(thread)
-        if connection is None:
-            connection = sqlite3.connect(*self._args, **self._kwargs)
-            connection.execute("PRAGMA busy_timeout=0")
-            connection.execute("PRAGMA query_only=ON")
-            connection.execute("PRAGMA case_sensitive_like=ON")  # as the engine's connections
-            connection.set_progress_handler(self._over_budget, 1000)
-            self._connections[thread] = connection
-        return connection
-
-    def _over_budget(self) -> int:
-        return 1 if time.perf_counter() > self._deadline else 0
-
-
-class _Results:
-    """How one compiled statement's raw result values become SQLAlchemy's: the result
-    processors of its columns' types, worked out from the driver's type codes."""
-
-    __slots__ = ("processors", "types")
-
-    def __init__(self, types: Sequence[TypeEngine[Any]]) -> None:
-        self.types = types
-        self.processors: list[Callable[[Any], Any] | None] | None = None
-        """None until the driver's column type codes are known."""
-
-    def resolve(self, dialect: Any, type_codes: Sequence[Any] | None) -> None:
-        codes = [None] * len(self.types) if type_codes is None else type_codes
-        self.processors = [
-            _real_on_sqlite(type_, result_processor(type_, dialect, code))
-            if dialect.name == "sqlite"
-            else result_processor(type_, dialect, code)
-            for type_, code in zip(self.types, codes, strict=True)
-        ]
-
-    def apply(self, rows: list[Row]) -> list[Row]:
-        processors = self.processors
-        if not processors or not any(processors):
-            return rows
-        return [
-            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-            for row in rows
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A prebuilt statement's SQL, parameters in order with their processors, the values
-    fixed in it, and how to process its results."""
-
-    sql: str
-    positions: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-    fixed: dict[str, Any]
-    results: _Results | None
-
-    def bind(self, params: Mapping[str, Any] | None) -> _Prepared:
-        values = self.fixed if not params else {**self.fixed, **params}
-        bound = [
-            values[name] if processor is None else processor(values[name])
-            for name, processor in self.positions
-        ]
-        return _Prepared(self.sql, bound, self.results)
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    sql: str
-    params: list[Any]
-    results: _Results | None
-
-    def step(self) -> Step:
-        """The fetching step, asking for column types while the processors are unknown."""
-        describe = self.results is not None and self.results.processors is None
-        return Step(self.sql, self.params, fetch=True, describe=describe)
-
-
 class DirectExecutor:
     """Runs Core statements on the driver connection of ``engine``'s pool."""
 
-    def __init__(self, engine: AsyncEngine, driver: _Driver) -> None:
+    def __init__(self, engine: AsyncEngine, driver: Driver) -> None:
         self.engine = engine
         self.dialect = engine.dialect
         self._driver = driver
         self._compiled_cache: dict[Any, Any] = {}
-        self._prebuilt: dict[int, tuple[ClauseElement, _Plan | None]] = {}
-        self._results: dict[int, tuple[SQLCompiler, _Results]] = {}
+        self._prebuilt: dict[int, tuple[ClauseElement, Plan | None]] = {}
+        self._results: dict[int, tuple[SQLCompiler, Results]] = {}
         self.observer: StatementObserver | None = None
-        self._loop_reader = _LoopReader.for_engine(engine, LOOP_READ_BUDGET)
+        self._loop_reader = LoopReader.for_engine(engine, LOOP_READ_BUDGET)
         # SQLite has one writer at a time: queueing this process's write transactions on a
         # lock is much cheaper than each waiting in SQLite's busy handler, which sleeps.
         self._serialize_writes = engine.dialect.name == "sqlite"
@@ -324,7 +76,7 @@ class DirectExecutor:
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> DirectExecutor | None:
         """The executor for ``engine``'s driver, or ``None`` when the driver has none."""
-        driver = _DRIVERS.get(engine.dialect.driver)
+        driver = DRIVERS.get(engine.dialect.driver)
         return None if driver is None else cls(engine, driver)
 
     async def fetch(
@@ -429,7 +181,7 @@ class DirectExecutor:
                 for statement in observed:
                     self.observer(statement, share, failed)
 
-    def _processed(self, prepared: _Prepared, fetched: Fetched) -> list[Row]:
+    def _processed(self, prepared: Prepared, fetched: Fetched) -> list[Row]:
         rows, type_codes = fetched
         results = prepared.results
         if results is None:
@@ -447,7 +199,7 @@ class DirectExecutor:
 
     def _prepare(
         self, statement: ClauseElement, params: Mapping[str, Any] | None = None
-    ) -> _Prepared:
+    ) -> Prepared:
         known = self._prebuilt.get(id(statement))
         if known is not None and known[0] is statement:
             plan = known[1]
@@ -473,9 +225,9 @@ class DirectExecutor:
             value = parameters[name]
             processor = processors.get(name)
             values.append(value if processor is None else processor(value))
-        return _Prepared(sql, values, self._results_for(compiled))
+        return Prepared(sql, values, self._results_for(compiled))
 
-    def _plan(self, statement: ClauseElement) -> _Plan | None:
+    def _plan(self, statement: ClauseElement) -> Plan | None:
         """The fixed part of running ``statement``; ``None`` if it has parameters expanded
         at execution time (IN lists)."""
         compiled, extracted, param_dict = compile_cached(
@@ -486,14 +238,14 @@ class DirectExecutor:
         assert compiled.positiontup is not None
         base = construct_params(compiled, None, extracted, param_dict, check=False)
         processors: Mapping[str, Any] = bind_processors(compiled)
-        return _Plan(
+        return Plan(
             compiled.string,
             tuple((name, processors.get(name)) for name in compiled.positiontup),
             dict(base),
             self._results_for(compiled),
         )
 
-    def _results_for(self, compiled: SQLCompiler) -> _Results | None:
+    def _results_for(self, compiled: SQLCompiler) -> Results | None:
         """The result processing of ``compiled``; None when it returns no rows."""
         types = result_types(compiled)
         if not types:
@@ -502,7 +254,7 @@ class DirectExecutor:
         # The entry holds ``compiled``, so its id is not reused while the entry exists.
         if known is not None and known[0] is compiled:
             return known[1]
-        results = _Results(types)
+        results = Results(types)
         if not self._driver.has_column_types:
             results.resolve(self.dialect, None)
         if len(self._results) > _CACHE_SIZE:

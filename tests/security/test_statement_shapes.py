@@ -197,6 +197,17 @@ LEGIT: dict[str, Callable[[], Any]] = {
         (doubled := select((Note.id * 2).label("d")).subquery()).c.d
     ).where(doubled.c.d > 2),
     "CAST in ORDER BY": lambda: select(Note.id).order_by(cast(Note.id, String)),
+    "window over a grouped query": lambda: select(
+        Note.team_id, func.rank().over(order_by=func.count() * 2)
+    ).group_by(Note.team_id),
+    "window beside arithmetic, in a subquery filtered outside": lambda: select(
+        (ranked := select(
+            (Note.id * 2).label("d"), func.row_number().over(order_by=Note.id).label("r")
+        ).subquery()).c.r
+    ).where(ranked.c.d > 2),
+    "window with arithmetic on a group key": lambda: select(
+        Note.team_id, func.lag(Note.team_id * 2).over(order_by=Note.team_id)
+    ).group_by(Note.team_id),
 }
 
 # Shapes that read what the policy cannot filter: refused.

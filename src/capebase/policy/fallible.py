@@ -292,7 +292,15 @@ def _grouped(
             if under_fallible:
                 needed.add(index)
             return
-    if is_aggregate(node) or isinstance(node, elements.Over | elements.FunctionFilter):
+    if isinstance(node, elements.Over):
+        # A window runs after the grouping: its function's arguments, its partition and its
+        # order are computed from the groups, like the SELECT's other columns.
+        for child in node.get_children():
+            parts = child.get_children() if is_aggregate(child) else [child]
+            for part in parts:
+                _grouped(part, keys, needed, marks, under_fallible=under_fallible)
+        return
+    if is_aggregate(node) or isinstance(node, elements.FunctionFilter):
         for child in node.get_children():
             _per_row(child, marks)
         return
@@ -314,7 +322,16 @@ def _implied_froms(terms: Iterable[Any]) -> Iterator[Any]:
 
 
 def _has_aggregate(node: Any) -> bool:
-    return any(is_aggregate(e) for e in _same_level(node))
+    """Whether ``node`` aggregates rows (a window function does not: it keeps them)."""
+    todo = [node]
+    while todo:
+        element = todo.pop()
+        if is_statement(element) or isinstance(element, elements.Over):
+            continue
+        if is_aggregate(element):
+            return True
+        todo.extend(element.get_children())
+    return False
 
 
 def _contains_fallible(node: Any) -> bool:

@@ -10,6 +10,9 @@ The oracle, as in ``test_statement_shapes``: a user session's outcome (its rows,
 that it failed) must be the outcome of a privileged session over the rows the caller may read;
 a statement the check cannot make safe may be refused instead. Every probe below fails (or
 warns) only because of a hidden row's values, so a leak shows as a difference.
+
+OWASP API Security Top 10 (2023): API1:2023 Broken Object Level Authorization (a side
+channel that reads objects the caller may not).
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 PostgreSQL and MariaDB turn it into a semi-join and may run an app's term on the scan, before
 the join drops hidden rows; and an outer term over a subquery's column of an aliased entity,
 a CTE or a UNION member meets them once the subquery is merged (second statement-check
-review of issue 16, finding 1: each failed, quoting the hidden value)."""
+review of issue 16, finding 1: each failed, quoting the hidden value).
+
+OWASP API Security Top 10 (2023): API1:2023 Broken Object Level Authorization (a side
+channel that reads objects the caller may not).
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ Shapes meant to work must give that answer; attacks must give it or be refused; 
 policy cannot see into must be refused. Found by the fourth security review (issue 16): a
 deny-list of shapes had let through, one review after another, the next shape nobody listed
 (here, an entity inside a function in WHERE, which SQLAlchemy gives no loader criteria).
+
+OWASP API Security Top 10 (2023): API1:2023 Broken Object Level Authorization.
 """
 
 

@@ -24,13 +24,13 @@ from .auth.provider import (
     checked_context,
 )
 from .crud.config import CrudConfig
-from .crud.errors import install_error_handlers
 from .crud.router import PublishedModel, build_router, describe_model
 from .db.direct import DirectExecutor
 from .db.engine import create_engine, release_abandoned_statements
 from .db.schema import create_all
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
+from .http.errors import install_error_handlers
 from .limits import BodySizeLimit, LimitsConfig
 from .observability import wiring as observability
 from .observability.access_log import install_redaction

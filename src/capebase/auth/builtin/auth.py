@@ -18,7 +18,6 @@ from .errors import (
     InvalidCredentialsError,
     InvalidTokenError,
     LockedOutError,
-    install_auth_error_handlers,
 )
 from .lockout import LoginLimiter
 from .models import User, utc_now
@@ -102,7 +101,6 @@ class PasswordAuth:
         self._store = UserStore(cape.engine)
         self._tickets = StreamTickets(cape.engine)
         cape.hub.revalidate = self.stale_sign_ins
-        install_auth_error_handlers(cape.app)
         cape.app.include_router(self.router)
 
     def check_settings(self) -> None:

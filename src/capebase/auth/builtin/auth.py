@@ -39,7 +39,7 @@ class PasswordAuth:
 
     Pass it to CapeBase, which then uses it as the auth provider and mounts its routes::
 
-        cape = CapeBase(app, db_path, auth=PasswordAuth(secret=os.environ["CAPEBASE_SECRET"]))
+        cape = CapeBase(app, db_url, auth=PasswordAuth(secret=os.environ["CAPEBASE_SECRET"]))
 
     Routes (under ``prefix``, default ``/auth``): ``POST /signup`` (JSON), ``POST /token``
     (OAuth2 password form: the /docs "Authorize" button works), ``POST /refresh``,

@@ -5,7 +5,8 @@ from typing import Any
 
 from ._moved import moved_name
 
-__all__ = ["AuthContext", "CapeBase", "PermissionDeniedError"]
+# Each name is served by __getattr__, with its warning.
+__all__ = ["AuthContext", "CapeBase", "PermissionDeniedError"]  # noqa: F822
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,8 @@ from typing import Any
 
 from ._moved import moved_name
 
-__all__ = ["FROM_AUTH_ID", "FROM_AUTH_ROLE", "AuthContext", "ModelChange", "from_context"]
+# Each name is served by __getattr__, with its warning.
+__all__ = ["FROM_AUTH_ID", "FROM_AUTH_ROLE", "AuthContext", "ModelChange", "from_context"]  # noqa: F822
 
 
 def __getattr__(name: str) -> Any:

@@ -117,7 +117,7 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
     verification_token_secret = SECRET
 
 
-def create_app(db_path: str = "sqlite+aiosqlite:///app.db") -> FastAPI:
+def create_app(db_url: str = "sqlite+aiosqlite:///app.db") -> FastAPI:
     """The app: FastAPI Users' routes, and capebase's Note routes using its users."""
     app = FastAPI()
     cape_holder: list[CapeBase] = []
@@ -154,7 +154,7 @@ def create_app(db_path: str = "sqlite+aiosqlite:///app.db") -> FastAPI:
         return AuthContext(id=str(user.id), role=user.role, context={})
 
     # Initialize CapeBase with the auth context
-    cape = CapeBase(app=app, db_path=db_path, get_auth_context=get_auth_context)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=get_auth_context)
     cape_holder.append(cape)
     cape.publish(Note, routes=["list", "get", "create", "delete"])
     cape.permission_required(Note, owner_field="user_id", actions=["read", "create", "delete"])

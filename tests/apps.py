@@ -25,5 +25,5 @@ def as_user(user: str, role: str | None = None) -> dict[str, str]:
 def make_cape(db_url: str, **options: Any) -> tuple[FastAPI, CapeBase]:
     """A new FastAPI app and a CapeBase on ``db_url`` using ``header_auth``."""
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth, **options)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, **options)
     return app, cape

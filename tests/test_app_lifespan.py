@@ -88,7 +88,7 @@ async def test_a_user_lifespan_still_runs_inside_capebase(db_url: str) -> None:
         events.append("user shutdown")
 
     app = FastAPI(lifespan=user_lifespan)
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth)
     holder["cape"] = cape
     cape.publish(Item)
     cape.permission_required(Item, role="*", actions=["read"])

@@ -1,7 +1,7 @@
 """What code written for capebase 0.1.0a3 relies on (its own tests, run by ``make compat``, use
 each of these): ``timeout=``, ``db_session``, ``PermissionDeniedError`` as an ``HTTPException``,
 ``UnfilterableStatementError`` as a ``NotImplementedError``, a ``TypeError`` for a model that is
-not a table."""
+not a table, ``db_path=``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,23 @@ def test_timeout_is_the_shutdown_grace() -> None:
         CapeBase(FastAPI(), MEMORY, timeout=1, realtime=RealtimeConfig(shutdown_grace=9))
     with pytest.raises(ConfigurationError, match="shutdown_grace must be positive"):
         CapeBase(FastAPI(), MEMORY, timeout=0)
+
+
+def test_db_path_is_a_deprecated_name_of_db_url(tmp_path: Any) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'named.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert CapeBase(FastAPI(), db_url=url).engine.url.database == str(tmp_path / "named.db")
+        assert CapeBase(FastAPI(), url).engine.url.database == str(tmp_path / "named.db")
+        assert CapeBase(FastAPI()).engine.url.database == "capebase.db"
+    with pytest.warns(DeprecationWarning, match=r"db_path=\.\.\.\) is deprecated.*db_url") as got:
+        cape = CapeBase(FastAPI(), db_path=url)
+    assert got[0].filename == __file__  # the caller's line
+    assert cape.engine.url.database == str(tmp_path / "named.db")
+    with pytest.raises(TypeError, match=r"db_url or db_path \(its deprecated name\), not both"):
+        CapeBase(FastAPI(), db_url=url, db_path=url)
+    with pytest.raises(TypeError, match="db_url or db_path"):
+        CapeBase(FastAPI(), url, db_path=url)
 
 
 def test_db_session_is_a_deprecated_name_of_the_engine() -> None:

@@ -24,7 +24,7 @@ LOOPS = 3
 def build(db_url: str, broker: str) -> tuple[FastAPI, CapeBase, list[str]]:
     app = FastAPI()
     cape = CapeBase(
-        app=app, db_path=db_url, broker=broker,
+        app=app, db_url=db_url, broker=broker,
         auth=PasswordAuth(secret=SECRET, password_hash=FAST_HASH),
     )
     cape.publish(Memo)

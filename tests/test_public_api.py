@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
+
 import capebase
 
 EXPECTED = [
@@ -51,24 +53,42 @@ def test_every_exported_name_exists() -> None:
     assert sorted(k for k in namespace if k != "__builtins__") == sorted(EXPECTED)
 
 
-def test_seed_and_alpha_import_paths() -> None:
-    auth = importlib.import_module("capebase.auth")
-    model = importlib.import_module("capebase.model")
-    models = importlib.import_module("capebase.models")
-    main = importlib.import_module("capebase.main")
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        ("capebase.main", ["AuthContext", "CapeBase", "PermissionDeniedError"]),
+        ("capebase.model", ["FROM_AUTH_ID", "FROM_AUTH_ROLE", "AuthContext", "ModelChange",
+                            "from_context"]),
+        ("capebase.models", ["FROM_AUTH_ID", "FROM_AUTH_ROLE", "AuthContext", "ModelChange",
+                             "from_context"]),
+    ],
+)
+def test_seed_and_alpha_import_paths_work_and_warn(module: str, names: list[str]) -> None:
+    """The seed's and 0.1's ``capebase.main``, ``capebase.model`` and ``capebase.models`` still
+    give the same objects, each with a DeprecationWarning naming the import to write instead."""
+    shim = importlib.import_module(module)
+    assert shim.__all__ == names
+    for name in names:
+        with pytest.warns(DeprecationWarning) as warned:
+            namespace: dict[str, object] = {}
+            exec(f"from {module} import {name}", namespace)
+        assert namespace[name] is getattr(capebase, name)
+        [warning] = warned
+        assert str(warning.message) == (
+            f"{module} is deprecated: write `from capebase import {name}` "
+            f"instead of `from {module} import {name}`"
+        )
+        assert warning.filename == "<string>"  # the importing line, not capebase's
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        shim.nothing  # noqa: B018
 
-    for module in (auth, model, models, main):
-        assert module.AuthContext is capebase.AuthContext
-    for module in (auth, model, models):
-        assert module.FROM_AUTH_ID is capebase.FROM_AUTH_ID
-        assert module.FROM_AUTH_ROLE is capebase.FROM_AUTH_ROLE
-        assert module.from_context is capebase.from_context
-    for module in (model, models):
-        assert module.ModelChange is capebase.ModelChange
-    assert main.CapeBase is capebase.CapeBase
-    assert main.PermissionDeniedError is capebase.PermissionDeniedError
-    for module in (model, models, main):
-        assert all(hasattr(module, name) for name in module.__all__)
+
+def test_capebase_auth_import_path() -> None:
+    auth = importlib.import_module("capebase.auth")
+    assert auth.AuthContext is capebase.AuthContext
+    assert auth.FROM_AUTH_ID is capebase.FROM_AUTH_ID
+    assert auth.FROM_AUTH_ROLE is capebase.FROM_AUTH_ROLE
+    assert auth.from_context is capebase.from_context
 
 
 def test_errors_share_one_base() -> None:

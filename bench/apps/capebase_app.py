@@ -65,7 +65,7 @@ def build() -> FastAPI:
     raise_fd_limit()
     app = FastAPI(title=f"capebase bench ({name})")
     realtime = RealtimeConfig(capture=name != "nocapture")
-    cape = CapeBase(app=app, db_path=database_url(), get_auth_context=header_auth,
+    cape = CapeBase(app=app, db_url=database_url(), get_auth_context=header_auth,
                     realtime=realtime)
     cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)
     owner_writes = ["create", "update", "delete"]

@@ -20,7 +20,7 @@ class Todo(SQLModel, table=True):
 app = FastAPI(title="Todos")
 cape = CapeBase(
     app=app,
-    db_path=os.environ["DATABASE_URL"],  # postgresql://app:app@db:5432/app
+    db_url=os.environ["DATABASE_URL"],  # postgresql://app:app@db:5432/app
     broker=os.environ.get("BROKER_URL", "memory://"),  # redis://redis:6379/0 wakes every worker
     auth=PasswordAuth(secret=os.environ["CAPEBASE_SECRET"]),
 )

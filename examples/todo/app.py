@@ -107,7 +107,7 @@ auth = PasswordAuth(
     secret=SECRET,
     access_token_lifetime=timedelta(seconds=int(os.environ.get("TODO_DEMO_TOKEN_LIFETIME", "900"))),
 )
-cape = CapeBase(app=app, db_path=database_url(), auth=auth)
+cape = CapeBase(app=app, db_url=database_url(), auth=auth)
 
 cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)
 

@@ -24,13 +24,13 @@ from .auth.provider import (
     checked_context,
 )
 from .crud.config import CrudConfig
-from .crud.errors import install_error_handlers
 from .crud.router import PublishedModel, build_router, describe_model
 from .db.direct import DirectExecutor
 from .db.engine import create_engine, release_abandoned_statements
 from .db.schema import create_all
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
+from .http.errors import install_error_handlers
 from .limits import BodySizeLimit, LimitsConfig
 from .observability import wiring as observability
 from .observability.access_log import install_redaction
@@ -61,8 +61,9 @@ class CapeBase:
 
     Args:
         app: the FastAPI app to add routes and lifespan hooks to.
-        db_path: an SQLAlchemy URL; ``sqlite:///x.db``, ``postgresql://…`` and ``mysql://…``
-            get the default async driver (aiosqlite, asyncpg, asyncmy).
+        db_url: the database's SQLAlchemy URL; ``sqlite:///x.db``, ``postgresql://…`` and
+            ``mysql://…`` get the default async driver (aiosqlite, asyncpg, asyncmy).
+            ``sqlite+aiosqlite:///capebase.db`` when not given.
         get_auth_context: a FastAPI dependency returning the caller's ``AuthContext``
             (``auth_provider`` is an alias). Without one every caller is anonymous.
         auth: the built-in auth, e.g. ``PasswordAuth(secret=...)``: it becomes the provider
@@ -81,14 +82,20 @@ class CapeBase:
             retention. ``cape.audit`` reads the trail in Python either way.
         timeout: capebase 0.1's name of ``RealtimeConfig.shutdown_grace``: seconds shutdown
             waits for handlers of already-committed changes.
+        db_path: the deprecated name of ``db_url`` (it always held a URL).
+
+    Raises:
+        TypeError: both ``db_url`` and ``db_path`` are given.
+        ConfigurationError: a setting cannot work; the message says how to fix it.
     """
 
     def __init__(
         self,
         app: FastAPI,
-        db_path: str = "sqlite+aiosqlite:///capebase.db",
+        db_url: str | None = None,
         get_auth_context: AuthProvider | None = None,
         *,
+        db_path: str | None = None,
         auth_provider: AuthProvider | None = None,
         create_tables: bool = True,
         crud: CrudConfig | None = None,
@@ -101,6 +108,7 @@ class CapeBase:
         audit: AuditConfig | bool = False,
         timeout: float | None = None,
     ) -> None:
+        db_url = _database_url(db_url, db_path)
         if not isinstance(app, FastAPI):
             raise ConfigurationError("CapeBase(app=...) needs a FastAPI application")
         if get_auth_context is not None and auth_provider is not None:
@@ -118,7 +126,7 @@ class CapeBase:
         self.limits = limits or LimitsConfig()
         self.create_tables = create_tables
         self.engine: AsyncEngine = create_engine(
-            db_path, limits=self.limits, **dict(engine_options or {})
+            db_url, limits=self.limits, **dict(engine_options or {})
         )
         # The generated routes' statements run on the driver connection when capebase knows
         # the driver (asyncpg, aiosqlite, asyncmy), through Core otherwise.
@@ -462,6 +470,20 @@ class CapeBase:
         routes[:] = [r for r in routes if id(r) not in generated] + [
             r for r in routes if id(r) in generated
         ]
+
+
+def _database_url(db_url: str | None, db_path: str | None) -> str:
+    """``db_url``, or the deprecated ``db_path``; the default SQLite file without either."""
+    if db_path is None:
+        return db_url or "sqlite+aiosqlite:///capebase.db"
+    if db_url is not None:
+        raise TypeError("CapeBase() takes db_url or db_path (its deprecated name), not both")
+    warnings.warn(
+        "CapeBase(db_path=...) is deprecated: the argument is a URL; write db_url=...",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return db_path
 
 
 def _with_shutdown_grace(config: RealtimeConfig, timeout: float | None) -> RealtimeConfig:

@@ -4,26 +4,63 @@
     ├── ConfigurationError          misuse of the library, found at set-up time
     │   └── NotATableError          a model argument is not a table model (also a TypeError)
     ├── NotStartedError             used before CapeBase's lifespan started
-    ├── PermissionDeniedError       the policy denies an action (HTTP 403, or 401 when anonymous);
-    │                               also a FastAPI HTTPException, as in capebase 0.1
+    ├── PermissionDeniedError       the policy denies an action; also a FastAPI HTTPException,
+    │                               as in capebase 0.1
     ├── UnfilterableStatementError  a statement a user session cannot enforce the policy on
     │                               (also a NotImplementedError, as in capebase 0.1)
-    ├── NotFoundError               a row does not exist or is not readable (HTTP 404)
-    ├── QueryError                  a list query names an unknown field or operator (HTTP 400)
-    └── DatabaseUnavailableError    the database cannot be reached right now (HTTP 503)
+    ├── NotFoundError               a row does not exist or is not readable
+    ├── QueryError                  a list or stream query names an unknown field or operator,
+    │                               or has an invalid value
+    ├── TooManySubscriptionsError   the stream limits are reached
+    ├── DatabaseUnavailableError    the database cannot be reached right now
+    └── AuthError                   the built-in auth refuses (``capebase.auth.builtin``)
+        ├── InvalidCredentialsError wrong login or password, or a disabled account
+        ├── InvalidTokenError       a malformed, expired, forged or revoked token
+        ├── AuthenticationRequiredError  no token where a signed-in user is needed
+        ├── AccountExistsError      sign-up with a taken email or username
+        └── LockedOutError          too many failed sign-ins; ``retry_after`` seconds
 
-HTTP status mapping lives in one place: ``capebase.crud.errors``.
+The exceptions say what went wrong, never how to answer it: ``capebase.http.errors`` alone maps
+each one to an HTTP status and a WebSocket close code.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from collections.abc import Callable
+from typing import Any, ClassVar, overload
 
 from fastapi import HTTPException
+
+BAD_CREDENTIALS = "Incorrect username or password"
+BAD_TOKEN = "Invalid or expired token"
 
 
 class CapeBaseError(Exception):
     """Base class of every error capebase raises."""
+
+
+class MappedStatus:
+    """The ``status_code`` of the classes that had one in capebase 0.1: read from the HTTP
+    error map (``capebase.http.errors``), which registers itself here when it is imported, so
+    that this module depends on no HTTP layer."""
+
+    lookup: ClassVar[Callable[[CapeBaseError], int] | None] = None
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> MappedStatus: ...
+    @overload
+    def __get__(self, instance: CapeBaseError, owner: type[Any]) -> int: ...
+    def __get__(self, instance: CapeBaseError | None, owner: type[Any]) -> MappedStatus | int:
+        if instance is None:
+            return self
+        if MappedStatus.lookup is None:
+            # Cannot happen through ``import capebase``, which loads the map.
+            raise RuntimeError("capebase.http.errors is not loaded: import capebase first")
+        return MappedStatus.lookup(instance)
+
+    def __set__(self, instance: CapeBaseError, value: int) -> None:
+        """Ignored: ``HTTPException.__init__`` assigns one, the map decides."""
 
 
 class ConfigurationError(CapeBaseError):
@@ -36,7 +73,8 @@ class NotATableError(ConfigurationError, TypeError):
 
 
 class NotStartedError(CapeBaseError):
-    """A resource was used before CapeBase's lifespan started it."""
+    """A resource was used before CapeBase's lifespan started it (the realtime hub's resume
+    tokens, for one)."""
 
 
 class PermissionDeniedError(CapeBaseError, HTTPException):
@@ -50,15 +88,19 @@ class PermissionDeniedError(CapeBaseError, HTTPException):
         action: "create", "read", "update" or "delete".
         model: the model's name.
         is_anonymous: whether the caller had no identity (HTTP maps this to 401).
-        status_code: 401 when ``is_anonymous``, else 403.
+        status_code: the HTTP status capebase answers it with: 401 when ``is_anonymous``,
+            else 403.
     """
+
+    status_code = MappedStatus()  # from the map; HTTPException.__init__ cannot change it
 
     def __init__(self, action: str, model: str, *, is_anonymous: bool = False) -> None:
         self.action = action
         self.model = model
         self.is_anonymous = is_anonymous
         message = f"Permission denied: cannot {action} {model}"
-        HTTPException.__init__(self, 401 if is_anonymous else 403, message)
+        self.detail = message  # before status_code is read: the map reads the message too
+        HTTPException.__init__(self, self.status_code, message)
         Exception.__init__(self, message)
 
     def __str__(self) -> str:
@@ -88,11 +130,37 @@ class NotFoundError(CapeBaseError):
 
 
 class QueryError(CapeBaseError):
-    """A list query is malformed: unknown field, unknown operator or misplaced parameter."""
+    """A list or stream query is malformed: an unknown field or operator, a misplaced
+    parameter; or, with ``is_invalid_value``, a known one has a value that cannot be used
+    (unparsable, empty, over a limit).
 
-    def __init__(self, message: str, *, status_code: int = 400) -> None:
-        self.status_code = status_code
+    Attributes:
+        is_invalid_value: the names are right but a value is not (HTTP 422, not 400).
+        status_code: the HTTP status capebase answers it with (400 or 422).
+    """
+
+    status_code = MappedStatus()
+
+    def __init__(
+        self, message: str, *, is_invalid_value: bool = False, status_code: int | None = None
+    ) -> None:
+        if status_code is not None:
+            if status_code not in (400, 422):
+                raise ValueError("QueryError(status_code=...) must be 400 or 422")
+            warnings.warn(
+                "QueryError(status_code=...) is deprecated: pass is_invalid_value=True for a "
+                "422 (capebase.http.errors decides the status)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            is_invalid_value = status_code == 422
+        self.is_invalid_value = is_invalid_value
         super().__init__(message)
+
+
+class TooManySubscriptionsError(CapeBaseError):
+    """The process already serves ``RealtimeConfig.max_subscriptions`` streams, or the client
+    ``RealtimeConfig.max_subscriptions_per_client``."""
 
 
 class DatabaseUnavailableError(CapeBaseError):
@@ -101,3 +169,48 @@ class DatabaseUnavailableError(CapeBaseError):
     Raised when opening a connection fails for a reason the driver does not report as a
     database error of its own; HTTP maps it, like the drivers' connection errors, to 503.
     """
+
+
+class AuthError(CapeBaseError):
+    """Base class of the built-in auth's errors. Their messages are deliberately uniform:
+    none says whether an account exists or why a token failed."""
+
+
+class InvalidCredentialsError(AuthError):
+    """The login or password is wrong, or the account is disabled (the three look the same)."""
+
+    def __init__(self) -> None:
+        super().__init__(BAD_CREDENTIALS)
+
+
+class InvalidTokenError(AuthError):
+    """An access or refresh token that cannot be accepted, whatever the reason."""
+
+    def __init__(self) -> None:
+        super().__init__(BAD_TOKEN)
+
+
+class AuthenticationRequiredError(AuthError):
+    """The route needs a signed-in user and the request carried no token."""
+
+    def __init__(self) -> None:
+        super().__init__("Authentication required")
+
+
+class AccountExistsError(AuthError):
+    """Sign-up named an email or username that is already taken."""
+
+    def __init__(self) -> None:
+        super().__init__("An account with this email or username already exists")
+
+
+class LockedOutError(AuthError):
+    """Too many failed sign-ins for this account or from this address.
+
+    Attributes:
+        retry_after: seconds until sign-in attempts are accepted again.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__("Too many failed sign-in attempts; try again later")

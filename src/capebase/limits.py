@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ConfigurationError, QueryError
+from .http.errors import body_too_large
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,7 +84,7 @@ def check_filter_count(
     if count > limit:
         raise QueryError(
             f"Too many filters: {count} given, at most {limit} (LimitsConfig.max_filters)",
-            status_code=422,
+            is_invalid_value=True,
         )
 
 
@@ -114,27 +114,15 @@ class BodySizeLimit:
             if received == 0:
                 declared = _content_length(scope)
                 if declared is not None and declared > self.max_body_size:
-                    raise self._too_large()
+                    raise body_too_large(self.max_body_size)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_size:
-                    raise self._too_large()
+                    raise body_too_large(self.max_body_size)
             return message
 
         await self.app(scope, receive_limited, send)
-
-    def _too_large(self) -> HTTPException:
-        # An HTTPException: FastAPI re-raises it from body parsing, and the app's handler
-        # turns it into the usual ``{"detail": ...}`` body. The rest of the body is never
-        # read, so the connection cannot carry another request: close it, which also stops
-        # a client that streams an endless body.
-        return HTTPException(
-            status_code=413,
-            detail=f"Request body too large: at most {self.max_body_size} bytes "
-            "(LimitsConfig.max_body_size)",
-            headers={"Connection": "close"},
-        )
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,6 +1,13 @@
-"""Seed import path: ``from capebase.model import AuthContext``."""
+"""Deprecated seed import path (``from capebase.model import AuthContext``): import from
+``capebase``."""
 
-from .auth import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthContext, from_context
-from .realtime import ModelChange
+from typing import Any
 
-__all__ = ["FROM_AUTH_ID", "FROM_AUTH_ROLE", "AuthContext", "ModelChange", "from_context"]
+from ._moved import moved_name
+
+# Each name is served by __getattr__, with its warning.
+__all__ = ["FROM_AUTH_ID", "FROM_AUTH_ROLE", "AuthContext", "ModelChange", "from_context"]  # noqa: F822
+
+
+def __getattr__(name: str) -> Any:
+    return moved_name(__name__, name, __all__)

@@ -62,7 +62,7 @@ def make_app(db_url: str, **settings: Any) -> AuthApp:
     settings.setdefault("password_hash", FAST_HASH)
     auth = PasswordAuth(**settings)
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, auth=auth)
+    cape = CapeBase(app=app, db_url=db_url, auth=auth)
     cape.publish(Memo)
     cape.permission_required(Memo, owner_field="owner_id", actions=["read", "create"])
     cape.permission_required(Memo, role="admin", actions=["*"])

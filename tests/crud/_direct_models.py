@@ -148,7 +148,7 @@ def caller(user: str, org: str | None = None, role: str | None = None) -> dict[s
 
 def make_app(db_url: str, **options: Any) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth, **options)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, **options)
     return app, cape
 
 

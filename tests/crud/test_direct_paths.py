@@ -699,7 +699,7 @@ async def test_lean_handlers_run_the_auth_providers_background_tasks(db_url: str
         return AuthContext(id=request.headers.get("X-User"))
 
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=auth_with_task)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=auth_with_task)
     cape.publish(Word)
     cape.permission_required(Word, owner_field="owner_id", actions=["*"])
     bob = caller("bob")

@@ -81,7 +81,7 @@ async def test_middleware_added_before_capebase_works_as_well(tmp_path: Path) ->
     origin = "http://localhost:5173"
     app = FastAPI()
     app.add_middleware(CORSMiddleware, allow_origins=[origin])
-    cape = CapeBase(app=app, db_path=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    cape = CapeBase(app=app, db_url=f"sqlite+aiosqlite:///{tmp_path}/x.db")
     cape.publish(CorsNote)
     cape.permission_required(CorsNote, role="writer", actions=["create"])
     async with app_client(app) as client:

@@ -82,8 +82,8 @@ def test_every_capebase_argument_is_shown_with_its_default() -> None:
     assert block, "the CapeBase section has no `cape = CapeBase(...)` block"
     shown = dict(re.findall(r"^\s+(\w+)=([^,]+),", block.group(1), flags=re.M))
     for name, parameter in inspect.signature(CapeBase.__init__).parameters.items():
-        if name in {"self", "app", "auth_provider"}:
-            continue  # app is the example's; auth_provider is get_auth_context's alias
+        if name in {"self", "app", "auth_provider", "db_path"}:
+            continue  # app is the example's; the others are aliases (db_path deprecated)
         assert name in shown, f"CapeBase({name}=...) is not in settings.md"
         assert shown[name] == repr(parameter.default).replace("'", '"'), (name, shown[name])
 

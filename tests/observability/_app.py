@@ -67,7 +67,7 @@ def make_app(db_url: str, **options: Any) -> tuple[FastAPI, CapeBase]:
     Notes: everyone reads, owners write theirs. Accounts: role "admin" does anything.
     """
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth, **options)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, **options)
     cape.publish(Note)
     cape.publish(Account)
     cape.permission_required(Note, role="*", actions=["read"])

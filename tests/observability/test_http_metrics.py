@@ -274,4 +274,4 @@ def test_bad_settings_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="CollectorRegistry"):
         MetricsConfig(registry="global")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="metrics="):
-        CapeBase(app=FastAPI(), db_path="sqlite:///:memory:", metrics="yes")  # type: ignore[arg-type]
+        CapeBase(app=FastAPI(), db_url="sqlite:///:memory:", metrics="yes")  # type: ignore[arg-type]

@@ -86,7 +86,7 @@ def make_app(db_url: str, **realtime: Any) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
     cape = CapeBase(
         app=app,
-        db_path=db_url,
+        db_url=db_url,
         get_auth_context=header_auth,
         realtime=RealtimeConfig(**realtime),
     )

@@ -28,7 +28,7 @@ def build(db_url: str, on_change: Any) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
     cape = CapeBase(
         app=app,
-        db_path=db_url,
+        db_url=db_url,
         get_auth_context=header_auth,
         realtime=RealtimeConfig(handler_lease=HANDLER_LEASE, poll_interval=0.2),
     )

@@ -51,7 +51,7 @@ class Pair(CaptureModel, table=True):
 async def pair_app(db_url: str) -> AsyncIterator[CapeBase]:
     """A running CapeBase whose sessions may write Pair (composite keys cannot be published,
     but their changes are captured all the same)."""
-    cape = CapeBase(app=FastAPI(), db_path=db_url)
+    cape = CapeBase(app=FastAPI(), db_url=db_url)
     async with serve(cape.app):
         async with cape.engine.begin() as connection:
             await connection.run_sync(CaptureModel.metadata.create_all)

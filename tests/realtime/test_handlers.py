@@ -182,7 +182,7 @@ async def test_a_bulk_delete_logs_only_the_rows_it_deleted(sqlite_url: str) -> N
     from capebase import CapeBase
 
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=sqlite_url)
+    cape = CapeBase(app=app, db_url=sqlite_url)
     cape.permission_required(Task, role="*", actions=["delete"])
     cape.permission_required(Task, owner_field="owner_id", actions=["read"])
     async with app.router.lifespan_context(app):

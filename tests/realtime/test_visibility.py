@@ -243,7 +243,7 @@ async def test_a_bearer_token_provider_works_for_websockets(sqlite_url: str) -> 
         return AuthContext(id="alice")
 
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=sqlite_url, get_auth_context=bearer_auth)
+    cape = CapeBase(app=app, db_url=sqlite_url, get_auth_context=bearer_auth)
     cape.publish(Task)
     cape.permission_required(Task, owner_field="owner_id", actions=["*"])
     good, bad = {"Authorization": "Bearer alice-token"}, {"Authorization": "Bearer nope"}
@@ -271,7 +271,7 @@ async def test_a_provider_taking_request_works_for_websockets(sqlite_url: str) -
         return AuthContext(id=user) if user else AuthContext()
 
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=sqlite_url, get_auth_context=request_auth)
+    cape = CapeBase(app=app, db_url=sqlite_url, get_auth_context=request_auth)
     cape.publish(Task)
     cape.permission_required(Task, owner_field="owner_id", actions=["*"])
     async with serve(app) as live, ws(live, {"x-user": "alice"}) as over_ws:

@@ -96,7 +96,7 @@ def may_write(ctx: AuthContext, row: dict[str, Any]) -> bool:
 def make_app(db_url: str, **options: Any) -> tuple[FastAPI, CapeBase]:
     """A fresh app on ``db_url`` publishing Memo under ``memo_rules``."""
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth, **options)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, **options)
     cape.publish(Memo)
     memo_rules(cape)
     return app, cape

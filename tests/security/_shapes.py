@@ -165,7 +165,7 @@ class World:
 async def open_world(db_url: str, db_kind: DbKind) -> AsyncIterator[World]:
     """An app with ``rules`` over the rows above; alice's session is ``World.session()``."""
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url)
+    cape = CapeBase(app=app, db_url=db_url)
     rules(cape)
     async with app_client(app):
         async with cape.get_privileged_session() as session:

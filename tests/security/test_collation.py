@@ -109,7 +109,7 @@ ALICE = {"X-User": "alice"}
 
 def make_app(db_url: str, where: Where) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth)
     cape.publish(Doc)
     cape.permission_required(Doc, actions=["create", "read"], where=where)
     return app, cape

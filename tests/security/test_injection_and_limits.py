@@ -63,7 +63,7 @@ async def header_auth(request: Request) -> AuthContext:
 
 def make_app(db_url: str, **rule: Any) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth, audit=True)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, audit=True)
     cape.publish(Doc)
     cape.permission_required(Doc, actions=["read", "create"], **rule)
     return app, cape

@@ -149,7 +149,7 @@ def not_hidden(model: type[Any]) -> Any:
 
 def make_app(db_url: str, model: type[Any], schemas: str, path: str) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth)
     schema = every_column(model)
     custom = {"create_schema": schema, "update_schema": schema}
     cape.publish(model, **(custom if schemas == "custom" else {}))

@@ -412,7 +412,7 @@ async def test_a_rule_may_read_other_tables_in_its_own_subquery(db_url: str) -> 
     """What a rule reads is the rule's business: a membership table in its subquery is not
     the caller's Core table (a user session reading it directly is refused)."""
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url)
+    cape = CapeBase(app=app, db_url=db_url)
     cape.permission_required(Team, actions=["read"], where=lambda ctx: Team.id.in_(
         select(membership.c.team_id).where(membership.c.user == ctx.id)
     ))

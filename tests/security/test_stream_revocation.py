@@ -47,7 +47,7 @@ def make_app(db_url: str, broker: str, revalidate_interval: float) -> tuple[Fast
     auth = PasswordAuth(secret=SECRET, password_hash=FAST_HASH)
     app = FastAPI()
     realtime = RealtimeConfig(revalidate_interval=revalidate_interval)
-    cape = CapeBase(app=app, db_path=db_url, auth=auth, broker=broker, realtime=realtime)
+    cape = CapeBase(app=app, db_url=db_url, auth=auth, broker=broker, realtime=realtime)
     cape.publish(Memo)
     cape.permission_required(Memo, owner_field="owner_id", actions=["read", "create"])
     cape.permission_required(Memo, role="admin", actions=["*"])

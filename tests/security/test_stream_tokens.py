@@ -71,7 +71,7 @@ class SecNote(SecurityModel, table=True):
 def make_app(db_url: str, **realtime: Any) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
     config = RealtimeConfig(**{"resume_token_ttl": TTL, **realtime})
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth, realtime=config)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, realtime=config)
     cape.publish(SecTodo)
     cape.publish(SecNote)
     cape.permission_required(SecTodo, owner_field="owner_id", actions=["*"])

@@ -81,7 +81,7 @@ def model_with(annotation: Any, field: Any, name: str = "M") -> type[Any]:
 
 def refusal(url: str, model: type[Any], **options: Any) -> str:
     """The message of the ConfigurationError ``publish`` raises for ``model``."""
-    cape = CapeBase(app=FastAPI(), db_path=url)
+    cape = CapeBase(app=FastAPI(), db_url=url)
     with pytest.raises(ConfigurationError) as raised:
         cape.publish(model, **options)
     return str(raised.value)
@@ -177,13 +177,13 @@ SERVED: dict[str, tuple[Any, Callable[[], Any]]] = {
 @pytest.mark.parametrize("case", list(SERVED))
 def test_annotations_their_column_stores_exactly_publish(dialect: str, case: str) -> None:
     annotation, field = SERVED[case]
-    CapeBase(app=FastAPI(), db_path=URLS[dialect]).publish(model_with(annotation, field()))
+    CapeBase(app=FastAPI(), db_url=URLS[dialect]).publish(model_with(annotation, field()))
 
 
 def test_arrays_publish_with_items_of_their_type() -> None:
     for annotation, column_type in ((list[list[float]], ARRAY(Float, dimensions=2)),
                                     (list[str | None], ARRAY(String(5)))):
-        CapeBase(app=FastAPI(), db_path=URLS["postgresql"]).publish(
+        CapeBase(app=FastAPI(), db_url=URLS["postgresql"]).publish(
             model_with(annotation, Field(sa_type=column_type))
         )
     for annotation, column_type in ((list[float], ARRAY(Float, dimensions=2)),

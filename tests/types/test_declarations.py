@@ -55,7 +55,7 @@ def test_a_time_with_a_time_zone_is_refused_at_publish(url: str) -> None:
     """Regression: ``Time(timezone=True)`` published, then refused every value (one without
     an offset by its grammar, one with an offset by its check); SQLite and MySQL would have
     dropped the offset anyway."""
-    cape = CapeBase(app=FastAPI(), db_path=url)
+    cape = CapeBase(app=FastAPI(), db_url=url)
     with pytest.raises(ConfigurationError) as raised:
         cape.publish(Clock)
     message = str(raised.value)

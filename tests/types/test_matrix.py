@@ -187,7 +187,7 @@ def filter_cases(model: type[Columns], spec: Spec) -> list[tuple[str, str, Any]]
 
 def make_app(db_url: str, model: type[Columns]) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth)
     cape.publish(model)
     cape.permission_required(model, role="*", actions=["read"])
     cape.permission_required(model, role="direct", actions=["create", "update", "delete"])
@@ -453,7 +453,7 @@ def test_types_capebase_cannot_serve_are_refused_at_publish() -> None:
         id: int | None = Field(default=None, primary_key=True)
         amount: Decimal = Field(max_digits=16, decimal_places=2)
 
-    cape = CapeBase(app=FastAPI(), db_path="sqlite+aiosqlite:///:memory:")
+    cape = CapeBase(app=FastAPI(), db_url="sqlite+aiosqlite:///:memory:")
     refused = ((Blob, "data", "base64"), (Money, "amount", "max_digits"),
                (Wide, "amount", "max_digits=15"))
     for model, field, hint in refused:
@@ -462,7 +462,7 @@ def test_types_capebase_cannot_serve_are_refused_at_publish() -> None:
         assert f"Cannot publish {model.__name__}: field {field!r}" in str(raised.value)
         assert hint in str(raised.value)
     # 16 digits are exact where the database stores decimals
-    CapeBase(app=FastAPI(), db_path="postgresql+asyncpg://u@127.0.0.1/db").publish(Wide)
+    CapeBase(app=FastAPI(), db_url="postgresql+asyncpg://u@127.0.0.1/db").publish(Wide)
 
     # A timezone-aware column type that drops the offset where the database keeps none.
     class Stamp(Base, table=True):
@@ -471,5 +471,5 @@ def test_types_capebase_cannot_serve_are_refused_at_publish() -> None:
 
     for url in ("sqlite+aiosqlite:///:memory:", "mysql+asyncmy://root@127.0.0.1/db"):
         with pytest.raises(ConfigurationError, match=r"'at'.*stored without its offset"):
-            CapeBase(app=FastAPI(), db_path=url).publish(Stamp)
-    CapeBase(app=FastAPI(), db_path="postgresql+asyncpg://u@127.0.0.1/db").publish(Stamp)
+            CapeBase(app=FastAPI(), db_url=url).publish(Stamp)
+    CapeBase(app=FastAPI(), db_url="postgresql+asyncpg://u@127.0.0.1/db").publish(Stamp)

@@ -38,7 +38,7 @@ LOOK_ALIKES = ["a", "A", "á", "a ", "\uff41"]  # the last: FULLWIDTH LATIN SMAL
 
 def make_app(db_url: str) -> tuple[FastAPI, CapeBase]:
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth)
     cape.publish(Word)
     cape.permission_required(Word, role="*", actions=["read"])
     cape.permission_required(Word, role="direct", actions=["create", "update", "delete"])

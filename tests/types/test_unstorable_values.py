@@ -170,7 +170,7 @@ async def test_postgresql_jsonb_and_arrays_take_what_they_can_hold(db_url: str) 
 def test_arrays_are_refused_at_publish_where_there_are_none(url: str) -> None:
     """Regression: the app failed at start-up, creating the table."""
     with pytest.raises(ConfigurationError, match=r"field 'ints'.*PostgreSQL only.*sa_type=JSON"):
-        CapeBase(app=FastAPI(), db_path=url).publish(Listed)
+        CapeBase(app=FastAPI(), db_url=url).publish(Listed)
 
 
 def test_types_a_database_lacks_are_refused_at_publish() -> None:
@@ -180,4 +180,4 @@ def test_types_a_database_lacks_are_refused_at_publish() -> None:
 
     message = r"field 'doc' \(JSONB\(.*\(mysql\) has no such column type"
     with pytest.raises(ConfigurationError, match=message):
-        CapeBase(app=FastAPI(), db_path="mysql+asyncmy://root@127.0.0.1/db").publish(Document)
+        CapeBase(app=FastAPI(), db_url="mysql+asyncmy://root@127.0.0.1/db").publish(Document)

@@ -67,7 +67,7 @@ def _parse_app(app: str) -> tuple[str, str]:
 
 
 def _check_app(root: Path, module: str, name: str) -> None:
-    from ..app import CapeBase
+    from .. import CapeBase
 
     sys.path.insert(0, str(root))
     try:

@@ -287,16 +287,18 @@ def _condition(
             raise QueryError(
                 f"Invalid value {raw!r} for {name!r}: a {op} pattern cannot end with the "
                 f"escape character {LIKE_ESCAPE!r}; write {LIKE_ESCAPE * 2!r} for a literal one",
-                status_code=422,
+                is_invalid_value=True,
             )
         return _text_condition(column, op, value)
     if op in ("in", "nin"):
         items = [item for item in raw.split(",")] if raw != "" else []
         if len(items) > max_in:
-            raise QueryError(f"Too many values for {name}__{op}: at most {max_in}", status_code=422)
+            raise QueryError(
+                f"Too many values for {name}__{op}: at most {max_in}", is_invalid_value=True
+            )
         values = [_parse(name, item, field.parse) for item in items]
         if not values:
-            raise QueryError(f"{name}__{op} needs at least one value", status_code=422)
+            raise QueryError(f"{name}__{op} needs at least one value", is_invalid_value=True)
         condition = one_of(column, values)
         return condition if op == "in" else not_(condition)
     value = _parse(name, raw, field.parse)
@@ -350,9 +352,11 @@ def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
         return parse(raw)
     except ValidationError as exc:
         reason = exc.errors()[0]["msg"] if exc.errors() else "invalid value"
-        raise QueryError(f"Invalid value {raw!r} for {name!r}: {reason}", status_code=422) from exc
+        message = f"Invalid value {raw!r} for {name!r}: {reason}"
+        raise QueryError(message, is_invalid_value=True) from exc
     except ValueError as exc:
-        raise QueryError(f"Invalid value {raw!r} for {name!r}: {exc}", status_code=422) from exc
+        message = f"Invalid value {raw!r} for {name!r}: {exc}"
+        raise QueryError(message, is_invalid_value=True) from exc
 
 
 def parse_order_by(

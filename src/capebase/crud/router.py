@@ -5,24 +5,24 @@ from __future__ import annotations
 import inspect as pyinspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Container, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable, Container, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Table, bindparam, func, select
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.convertors import Convertor, register_url_convertor
 
 from ..auth.context import AuthContext
 from ..auth.fields import server_values
-from ..db.failures import is_constraint_failure
 from ..db.mapping import require_plain_columns
 from ..db.sessions import INTERNAL
 from ..errors import ConfigurationError, NotATableError, NotFoundError, PermissionDeniedError
+from ..http.errors import constraint_failures_as_http
 from ..limits import check_filter_count
 from ..observability.secret_fields import secret_keys
 from ..policy.enforcement import check_in_database, row_image
@@ -507,7 +507,7 @@ class _Handlers:
             k: v for k, v in body.model_dump().items() if k in p.table.c and k not in refused
         }
         self._check_values(values)
-        with _conflicts_as_http(p):
+        with constraint_failures_as_http(p.name):
             image = await self._create(ctx, values)
         return Response(p.row_json.dump_json(image), media_type="application/json",
                         status_code=201)
@@ -520,13 +520,13 @@ class _Handlers:
             k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in refused
         }
         self._check_values(changes)
-        with _conflicts_as_http(p):
+        with constraint_failures_as_http(p.name):
             image = await self._update(ctx, key, changes)
         return Response(p.row_json.dump_json(image), media_type="application/json")
 
     async def delete_row(self, *, ctx: AuthContext, **path: Any) -> Response:
         key = self._key(path)
-        with _conflicts_as_http(self.published):
+        with constraint_failures_as_http(self.published.name):
             await self._delete(ctx, key)
         return Response(status_code=204)
 
@@ -637,29 +637,3 @@ async def _commit(
     except (IntegrityError, DataError):
         await session.rollback()
         raise
-
-
-@contextmanager
-def _conflicts_as_http(published: PublishedModel) -> Iterator[None]:
-    """A constraint the row breaks → 409; a value the database cannot store → 422."""
-    try:
-        yield
-    except (IntegrityError, OperationalError) as exc:
-        if isinstance(exc, OperationalError) and not is_constraint_failure(exc):
-            raise
-        raise HTTPException(
-            status_code=409,
-            detail=f"{published.name} conflicts with stored data: {_constraint_message(exc)}",
-        ) from exc
-    except DataError as exc:
-        # What the value checks cannot know, such as MySQL's VARCHAR(255) for a plain str.
-        raise HTTPException(
-            status_code=422,
-            detail=f"{published.name} has a value the database cannot store: "
-            f"{_constraint_message(exc)}",
-        ) from exc
-
-
-def _constraint_message(exc: IntegrityError | DataError | OperationalError) -> str:
-    message = str(exc.orig).strip().splitlines()[0] if exc.orig else "constraint violated"
-    return message[:200]

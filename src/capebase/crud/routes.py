@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
@@ -39,6 +39,7 @@ from .._compat.fastapi import (
 )
 from ..auth.context import AuthContext
 from ..auth.provider import AuthProvider, accept_any_connection, checked_context
+from ..http.errors import unreadable_body
 from .wire import ExactDecimals
 
 LeanHandler = Callable[[Request], Awaitable[Response]]
@@ -282,7 +283,7 @@ async def _json_body(request: Request) -> bytes:
     except StarletteHTTPException:  # the body size limit (FastAPI's is a subclass)
         raise
     except Exception as exc:  # a client gone mid-body, for one
-        raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
+        raise unreadable_body() from exc
     if not body:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]

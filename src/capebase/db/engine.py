@@ -33,7 +33,7 @@ _ALIASES = {"postgres": "postgresql", "mariadb": "mysql"}
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def normalize_url(db_path: str | URL) -> URL:
+def normalize_url(db_url: str | URL) -> URL:
     """Turn a user's database URL into one with an async driver.
 
     ``sqlite:///x.db`` → ``sqlite+aiosqlite:///x.db``, ``postgresql://`` → ``+asyncpg``,
@@ -43,14 +43,14 @@ def normalize_url(db_path: str | URL) -> URL:
         ConfigurationError: the URL is malformed or names a synchronous driver.
     """
     try:
-        url = make_url(db_path)
+        url = make_url(db_url)
     except ArgumentError as exc:
-        raise ConfigurationError(f"db_path is not a database URL: {db_path!r}") from exc
+        raise ConfigurationError(f"db_url is not a database URL: {db_url!r}") from exc
     backend, _, driver = url.drivername.partition("+")
     backend = _ALIASES.get(backend, backend)
     if backend not in _DEFAULT_DRIVERS:
         raise ConfigurationError(
-            f"Unsupported database {backend!r} in db_path; use sqlite, postgresql or mysql URLs"
+            f"Unsupported database {backend!r} in db_url; use sqlite, postgresql or mysql URLs"
         )
     driver = driver or _DEFAULT_DRIVERS[backend]
     if driver not in _ASYNC_DRIVERS[backend]:
@@ -71,9 +71,9 @@ POOL_OVERFLOW = 20
 
 
 def create_engine(
-    db_path: str | URL, *, limits: LimitsConfig | None = None, **engine_options: Any
+    db_url: str | URL, *, limits: LimitsConfig | None = None, **engine_options: Any
 ) -> AsyncEngine:
-    """Create the AsyncEngine for ``db_path`` with capebase's defaults.
+    """Create the AsyncEngine for ``db_url`` with capebase's defaults.
 
     The pool keeps ``POOL_SIZE`` (20) connections and opens up to ``POOL_OVERFLOW`` (20) more
     under load. Server pools ping connections before use (a local SQLite file has nothing to
@@ -86,7 +86,7 @@ def create_engine(
     Raises:
         ConfigurationError: bad URL, or the driver package is not installed.
     """
-    url = normalize_url(db_path)
+    url = normalize_url(db_url)
     limits = limits or LimitsConfig()
     backend = url.get_backend_name()
     anchor = None

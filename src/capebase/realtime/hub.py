@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..auth.context import AuthContext
 from ..db.direct import DirectExecutor
-from ..errors import CapeBaseError, NotStartedError
+from ..errors import NotStartedError, TooManySubscriptionsError
 from ..observability.observer import observer_for
 from ..policy.registry import Policy
 from .alarms import Alarms
@@ -61,10 +61,6 @@ SignIn = tuple[str, str, str | None]
 """``(user id, sign-in id, role)`` of an open stream, for re-checking it."""
 Revalidator = Callable[[set[SignIn]], Awaitable[set[SignIn]]]
 """Given the sign-ins of open streams, returns those that no longer stand as they are."""
-
-
-class TooManySubscriptionsError(CapeBaseError):
-    """The process already serves ``RealtimeConfig.max_subscriptions`` streams."""
 
 
 class Reset:

@@ -37,12 +37,12 @@ class ResumePoint:
         except ValueError as exc:
             raise QueryError(
                 f"last_event_id must be a change id from this stream, got {raw[:40]!r}",
-                status_code=422,
+                is_invalid_value=True,
             ) from exc
         if last_id < 0 or any(h < 0 or h >= last_id for h in holes):
-            raise QueryError("last_event_id is not a valid resume token", status_code=422)
+            raise QueryError("last_event_id is not a valid resume token", is_invalid_value=True)
         if len(holes) > MAX_TOKEN_HOLES:
-            raise QueryError("last_event_id lists too many ids", status_code=422)
+            raise QueryError("last_event_id lists too many ids", is_invalid_value=True)
         return cls(last_id, holes)
 
 

@@ -82,7 +82,9 @@ def parse_stream_filters(
         elif op in ("in", "nin"):
             items = raw.split(",")
             if len(items) > max_in:
-                raise QueryError(f"Too many values for {key}: at most {max_in}", status_code=422)
+                raise QueryError(
+                    f"Too many values for {key}: at most {max_in}", is_invalid_value=True
+                )
             value = frozenset(_parse(name, item, field.parse) for item in items)
         else:
             value = _parse(name, raw, field.parse)

@@ -1,6 +1,6 @@
 """The optional built-in auth: users with passwords, JWT access tokens, rotating refresh tokens.
 
-Use it as ``CapeBase(app, db_path, auth=PasswordAuth(secret=...))``. Create the first admin with
+Use it as ``CapeBase(app, db_url, auth=PasswordAuth(secret=...))``. Create the first admin with
 ``PasswordAuth(initial_admin=(email, password))`` or from the command line::
 
     python -m capebase.auth.builtin create-admin --db sqlite:///app.db --email admin@example.com

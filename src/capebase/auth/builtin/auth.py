@@ -18,7 +18,6 @@ from .errors import (
     InvalidCredentialsError,
     InvalidTokenError,
     LockedOutError,
-    install_auth_error_handlers,
 )
 from .lockout import LoginLimiter
 from .models import User, utc_now
@@ -40,7 +39,7 @@ class PasswordAuth:
 
     Pass it to CapeBase, which then uses it as the auth provider and mounts its routes::
 
-        cape = CapeBase(app, db_path, auth=PasswordAuth(secret=os.environ["CAPEBASE_SECRET"]))
+        cape = CapeBase(app, db_url, auth=PasswordAuth(secret=os.environ["CAPEBASE_SECRET"]))
 
     Routes (under ``prefix``, default ``/auth``): ``POST /signup`` (JSON), ``POST /token``
     (OAuth2 password form: the /docs "Authorize" button works), ``POST /refresh``,
@@ -102,7 +101,6 @@ class PasswordAuth:
         self._store = UserStore(cape.engine)
         self._tickets = StreamTickets(cape.engine)
         cape.hub.revalidate = self.stale_sign_ins
-        install_auth_error_handlers(cape.app)
         cape.app.include_router(self.router)
 
     def check_settings(self) -> None:

@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fastapi import Depends, WebSocketException
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
+from ...http.errors import refusal
 from ..context import AuthContext
 from ..provider import is_stream_route
-from .errors import BAD_TOKEN, InvalidTokenError
+from .errors import InvalidTokenError
 from .tickets import TICKET_PARAMETER
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 TOKEN_PARAMETER = "access_token"
 """The query parameter and cookie a stream may carry its access token in."""
-
-POLICY_VIOLATION = 1008
 
 
 class TokenSources(OAuth2PasswordBearer):
@@ -89,9 +88,7 @@ def make_provider(auth: PasswordAuth) -> Callable[..., Awaitable[AuthContext]]:
 
 
 def _invalid(request: HTTPConnection) -> Exception:
-    if request.scope["type"] == "websocket":
-        return WebSocketException(code=POLICY_VIOLATION, reason=BAD_TOKEN)
-    return InvalidTokenError()
+    return refusal(request, InvalidTokenError())
 
 
 def _same_origin(request: HTTPConnection) -> bool:

@@ -6,12 +6,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Header, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from ...auth.context import AuthContext
 from ...auth.provider import mark_stream_route
-from ..hub import TooManySubscriptionsError
+from ...errors import TooManySubscriptionsError
+from ...http.errors import response_for
 from .common import binding_for, client_key, open_subscription, resume_token
 from .eventstream import EventStreamResponse, event_frame
 from .stream import Stream
@@ -70,7 +70,7 @@ def open_stream(
             cape, published, ctx, request.query_params, client=client_key(ctx, request)
         )
     except TooManySubscriptionsError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=429)
+        return response_for(exc)  # returned, not raised: the caller attaches its cleanup
     ready = ""
     binding = binding_for(published, ctx, request.query_params)
     stream = Stream(cape.hub, subscriber, resume, binding, cape.realtime_config.heartbeat)

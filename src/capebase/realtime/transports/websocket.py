@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, WebSocket, WebSocketDisconnect
 
 from ...auth.context import AuthContext
-from ...errors import QueryError
-from ..hub import Reset, TooManySubscriptionsError
+from ...errors import QueryError, TooManySubscriptionsError
+from ...http.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER, close_websocket
+from ..hub import Reset
 from .common import (
     EXPIRED,
     HEARTBEAT,
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     from ...app import CapeBase
     from ...crud.router import PublishedModel
 
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
-
 
 def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
     """The WebSocket endpoint of ``published``'s model."""
@@ -46,11 +44,9 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             )
             binding = binding_for(published, ctx, websocket.query_params)
         except (QueryError, TooManySubscriptionsError) as exc:
-            # Accept first: a close before accept is an HTTP 403 to the client, which shows
+            # Accepted first: a close before accept is an HTTP 403 to the client, which shows
             # neither the close code nor the reason (browsers hide the status too).
-            code = POLICY_VIOLATION if isinstance(exc, QueryError) else TRY_AGAIN_LATER
-            await websocket.accept()
-            await websocket.close(code=code, reason=str(exc)[:120])
+            await close_websocket(websocket, exc)
             return
         stream = Stream(cape.hub, subscriber, resume, binding, cape.realtime_config.heartbeat)
         # A new stream's position, as SSE's ``ready`` event: a client that drops before its
@@ -74,7 +70,7 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
                     if not await _send(websocket, item):
                         return
             if not subscriber.gone:
-                await websocket.close(code=1001, reason="server shutting down")
+                await websocket.close(code=GOING_AWAY, reason="server shutting down")
         except WebSocketDisconnect:
             pass
         finally:

@@ -1,0 +1,1 @@
+"""capebase's HTTP-facing pieces (``errors``: how every error is answered)."""

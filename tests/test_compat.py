@@ -40,18 +40,17 @@ def test_timeout_is_the_shutdown_grace() -> None:
         CapeBase(FastAPI(), MEMORY, timeout=0)
 
 
-def test_db_path_is_a_deprecated_name_of_db_url(tmp_path: Any) -> None:
+def test_db_path_is_another_name_of_db_url(tmp_path: Any) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'named.db'}"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert CapeBase(FastAPI(), db_url=url).engine.url.database == str(tmp_path / "named.db")
         assert CapeBase(FastAPI(), url).engine.url.database == str(tmp_path / "named.db")
         assert CapeBase(FastAPI()).engine.url.database == "capebase.db"
-    with pytest.warns(DeprecationWarning, match=r"db_path=\.\.\.\) is deprecated.*db_url") as got:
+        # the seed README's name: no warning
         cape = CapeBase(FastAPI(), db_path=url)
-    assert got[0].filename == __file__  # the caller's line
     assert cape.engine.url.database == str(tmp_path / "named.db")
-    with pytest.raises(TypeError, match=r"db_url or db_path \(its deprecated name\), not both"):
+    with pytest.raises(TypeError, match=r"db_url or db_path \(another name for it\), not both"):
         CapeBase(FastAPI(), db_url=url, db_path=url)
     with pytest.raises(TypeError, match="db_url or db_path"):
         CapeBase(FastAPI(), url, db_path=url)

@@ -82,7 +82,7 @@ class CapeBase:
             retention. ``cape.audit`` reads the trail in Python either way.
         timeout: capebase 0.1's name of ``RealtimeConfig.shutdown_grace``: seconds shutdown
             waits for handlers of already-committed changes.
-        db_path: the deprecated name of ``db_url`` (it always held a URL).
+        db_path: another name of ``db_url``, kept for code written against 0.1.
 
     Raises:
         TypeError: both ``db_url`` and ``db_path`` are given.
@@ -473,16 +473,12 @@ class CapeBase:
 
 
 def _database_url(db_url: str | None, db_path: str | None) -> str:
-    """``db_url``, or the deprecated ``db_path``; the default SQLite file without either."""
+    """``db_url``, or ``db_path`` (its 0.1 name, the seed README's, kept without a warning:
+    the README's code is the contract); the default SQLite file without either."""
     if db_path is None:
         return db_url or "sqlite+aiosqlite:///capebase.db"
     if db_url is not None:
-        raise TypeError("CapeBase() takes db_url or db_path (its deprecated name), not both")
-    warnings.warn(
-        "CapeBase(db_path=...) is deprecated: the argument is a URL; write db_url=...",
-        DeprecationWarning,
-        stacklevel=3,
-    )
+        raise TypeError("CapeBase() takes db_url or db_path (another name for it), not both")
     return db_path
 
 

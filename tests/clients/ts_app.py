@@ -134,7 +134,7 @@ auth = PasswordAuth(
     max_failed_logins_per_address=1000,
 )
 # Pages smaller than capebase's defaults (100, at most 1000): a client must take the app's.
-cape = CapeBase(app=app, db_path=database_url(), auth=auth,
+cape = CapeBase(app=app, db_url=database_url(), auth=auth,
                 crud=CrudConfig(default_page_size=20, max_page_size=50))
 cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)
 cape.publish(Reading)

@@ -40,7 +40,7 @@ def make_app(db_url: str, users: Mapping[str, AuthContext] = USERS) -> tuple[Fas
         return users[request.headers.get("X-As", "anonymous")]
 
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url, get_auth_context=auth)
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=auth)
     return app, cape
 
 

@@ -19,7 +19,7 @@ ADMIN = AuthContext(id="root", role="admin")
 
 @pytest.fixture
 def cape(sqlite_url: str) -> CapeBase:
-    cape = CapeBase(app=FastAPI(), db_path=sqlite_url)
+    cape = CapeBase(app=FastAPI(), db_url=sqlite_url)
     cape.permission_required(Todo, role="*", actions=["read"])
     cape.permission_required(Todo, owner_field="user_id", actions=["create", "update", "delete"])
     cape.permission_required(Todo, role="admin", actions=["*"])

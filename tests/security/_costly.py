@@ -48,7 +48,7 @@ class CWorld:
 @asynccontextmanager
 async def costly_world(db_url: str, kind: str, rule: str = "exists") -> AsyncIterator[CWorld]:
     app = FastAPI()
-    cape = CapeBase(app=app, db_path=db_url)
+    cape = CapeBase(app=app, db_url=db_url)
     cape.permission_required(CTeam, owner_field="owner", actions=["read"])
     if rule == "exists":
         cape.permission_required(CNote, actions=["*"], where=lambda ctx: exists(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ...db.failures import classify
-from ..hub import Reset
+from ..dispatcher import Reset
 from ..resume import ResumePoint, format_token
 from ..signing import InvalidResumeToken
 from ..subscribers import CLOSE, Subscriber

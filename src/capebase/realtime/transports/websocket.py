@@ -11,7 +11,7 @@ from fastapi import Depends, WebSocket, WebSocketDisconnect
 from ...auth.context import AuthContext
 from ...errors import QueryError, TooManySubscriptionsError
 from ...http.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER, close_websocket
-from ..hub import Reset
+from ..dispatcher import Reset
 from .common import (
     EXPIRED,
     HEARTBEAT,

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, case, cast, func, select, union_all, literal
+from sqlalchemy import Integer, case, cast, func, select, union_all
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
-
-from capebase import UnfilterableStatementError
 from tests._databases import DbKind
 from tests.security._shapes import Note, Team, World, _rows, open_world
+
+from capebase import UnfilterableStatementError
 
 
 @pytest.fixture

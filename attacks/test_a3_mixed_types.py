@@ -5,11 +5,9 @@ quoting it ("Truncated incorrect DOUBLE value: 'b-secret'")."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy import Integer, literal, select, type_coerce
-
 from tests._databases import DbKind
 from tests.security._shapes import Note, World, open_world
 

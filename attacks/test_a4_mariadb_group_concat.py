@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
-
 from tests.security._shapes import Note, World, open_world
 
 from .test_a1_fallible_shapes import _outcome

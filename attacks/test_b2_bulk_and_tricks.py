@@ -28,7 +28,7 @@ async def _try(world: RWorld, action: Any) -> str:
             return "ok"
         except (PermissionDeniedError, UnfilterableStatementError) as e:
             return f"refused: {type(e).__name__}"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return f"error: {type(e).__name__}: {e}"
 
 

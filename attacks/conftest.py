@@ -1,0 +1,2 @@
+from tests.conftest import *  # noqa: F403  (db_url / db_kind fixtures)
+from tests.conftest import _servers  # noqa: F401

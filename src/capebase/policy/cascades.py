@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.sql import Select, elements
+from sqlalchemy.types import NullType
 
 from .._compat.sqlalchemy import parent_entity, plain, statement_values
 from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
@@ -203,9 +204,9 @@ def _bulk_referential(state: ORMExecuteState) -> None:
 def _set_columns(state: ORMExecuteState) -> set[str]:
     statement: Any = state.statement
     names = {c if isinstance(c, str) else str(c.key) for c in statement_values(statement)}
-    parameters = state.parameters
+    parameters: Any = state.parameters
     for row in parameters if isinstance(parameters, list) else [parameters or {}]:
-        names.update(row)
+        names.update(str(name) for name in row)
     return names
 
 
@@ -261,6 +262,10 @@ def _bulk_key_change(state: ORMExecuteState, scope: SessionScope, table: Table) 
     values = {
         c if isinstance(c, str) else str(c.key): v for c, v in statement_values(statement).items()
     }
+    given: Any = state.parameters
+    if isinstance(given, Mapping):
+        # Execution parameters named after columns are SET values too.
+        values.update({k: v for k, v in given.items() if k in table.c})
     pairs: list[tuple[Image, Image]] = []
     if state.is_executemany:
         parameters: list[Mapping[str, Any]] = state.parameters  # type: ignore[assignment]
@@ -273,19 +278,25 @@ def _bulk_key_change(state: ORMExecuteState, scope: SessionScope, table: Table) 
         # The new values as the database computes them from each old row.
         labels = {name: f"capebase_new_{i}" for i, name in enumerate(values)}
         query = select(table, *(
-            _as_expression(values[name], table, name).label(labels[name]) for name in values
+            _as_expression(values[name], table, name, given).label(labels[name]) for name in values
         ))
         if statement.whereclause is not None:
             query = query.where(statement.whereclause)
-        for row in connection.execute(query.with_for_update(), state.parameters or {}).mappings():
-            old = {c.key: row[c] for c in table.c}
-            pairs.append((old, {**old, **{name: row[labels[name]] for name in values}}))
+        found = connection.execute(query.with_for_update(), state.parameters or {}).mappings()
+        for stored in found:
+            before = {c.key: stored[c] for c in table.c}
+            pairs.append((before, {**before, **{n: stored[labels[n]] for n in values}}))
     effects = run(on_key_change(table, pairs), _fetch(connection))
     if effects and _recording(scope):
         state.update_execution_options(**{EFFECTS_OPTION: effects})
 
 
-def _as_expression(value: Any, table: Table, name: str) -> Any:
+def _as_expression(value: Any, table: Table, name: str, parameters: Any) -> Any:
+    column_type = table.c[name].type
+    if isinstance(value, elements.BindParameter):
+        # ``.values(id=...)`` leaves the parameter untyped; the SELECT needs the column's type.
+        raw = (parameters or {}).get(value.key, value.effective_value)
+        return literal(raw, type_=column_type if isinstance(value.type, NullType) else value.type)
     if isinstance(value, elements.ClauseElement):
         return value
-    return literal(value, type_=table.c[name].type)
+    return literal(value, type_=column_type)

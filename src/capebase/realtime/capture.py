@@ -162,7 +162,7 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
             for row in before
             if _key(row, pk) not in remaining
         ]
-    records.extend(_effect_records(scope, state.execution_options.get(EFFECTS_OPTION, ())))
+    records.extend(_effect_records(scope, state.local_execution_options.get(EFFECTS_OPTION, ())))
     _write(state.session, connection, records)
     return result
 

@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Insert, Update, bindparam, delete, insert, select, update
+from sqlalchemy import Insert, Select, Table, Update, bindparam, delete, insert, select, update
 
 from ..auth.context import AuthContext
 from ..auth.fields import auth_fields, server_values
 from ..db.direct import DirectExecutor, DirectTransaction
 from ..db.drivers import Row
 from ..errors import NotFoundError, PermissionDeniedError
+from ..policy.referential import (
+    Effect,
+    denial,
+    has_delete_actions,
+    key_columns,
+    on_delete,
+    run_async,
+)
 from ..policy.sqlexpr import equals
 from ..realtime.capture import change_record
 from ..realtime.changelog import changes
@@ -121,6 +130,8 @@ class DirectWriter:
             new = {**old, **{k: v for k, v in changes_.items() if k in columns}}
             if new == old:
                 return old  # nothing to write, as a session would flush nothing
+            if any(new[k] != old[k] for k in key_columns(self.published.table)):
+                raise Undecided  # ON UPDATE actions: the session's flush checks them
             self._require("update", ctx, new)
             changed = {k: v for k, v in new.items() if v != old[k]}
             for name, default in self._update_defaults.items():
@@ -134,11 +145,24 @@ class DirectWriter:
         return new
 
     async def delete(self, ctx: AuthContext, key: Any) -> None:
-        """Delete the row ``key`` as ``ctx``."""
+        """Delete the row ``key`` as ``ctx``, and what the database's ON DELETE actions
+        write with it (each checked as ``ctx``: see ``policy.referential``)."""
+        table = self.published.table
         async with self.direct.transaction() as tx:
             old = await self._locked(tx, ctx, key, "delete")
+            effects: list[Effect] = []
+            if has_delete_actions(table):
+                effects = await run_async(on_delete(table, [old]), partial(_fetch, tx))
+                denied = denial(self.cape.policy, ctx, effects, _undecided)
+                if denied is not None:
+                    action, model = denied
+                    raise PermissionDeniedError(
+                        action, model.__name__, is_anonymous=ctx.is_anonymous
+                    )
             tx.execute(self._delete_by_key, {KEY: key})
             self._log(tx, ctx, "DELETE", old, None)
+            for effect in effects:
+                self._log(tx, ctx, effect.op, effect.old, effect.new, effect.table)
         self._notify()
 
     async def _locked(
@@ -171,11 +195,12 @@ class DirectWriter:
         op: str,
         old: Mapping[str, Any] | None,
         new: Mapping[str, Any] | None,
+        table: Table | None = None,
     ) -> None:
         hub = self.cape.hub
         if not hub.capture:
             return
-        table = self.published.table
+        table = self.published.table if table is None else table
         record = change_record(table, op, old, new, ctx, hub.has_handlers(table.name))
         tx.execute(_LOG_INSERT, _bound(record))
 
@@ -209,6 +234,15 @@ class DirectWriter:
             )
             self._updates[keys] = statement = self.direct.prebuilt(statement)
         return statement
+
+
+async def _fetch(tx: DirectTransaction, statement: Select[Any]) -> list[dict[str, Any]]:
+    keys = [str(c.key) for c in statement.selected_columns]
+    return [dict(zip(keys, row, strict=True)) for row in await tx.fetch(statement)]
+
+
+def _undecided(_model: type[Any], _action: str, _row: Mapping[str, Any]) -> bool:
+    raise Undecided
 
 
 def _default_maker(field: FieldInfo | None) -> Callable[[], Any]:

@@ -6,20 +6,22 @@ commits or rolls back with the change itself; the hub is woken only after commit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Table, event, insert, inspect, select
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from .._compat.sqlalchemy import flush_writes, has_returning, parent_entity, plain
+from .._compat.sqlalchemy import flush_writes, has_returning
 from ..auth.context import AuthContext
 from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
 from ..errors import UnfilterableStatementError
 from ..observability.request_id import current_client_request_id, current_request_id
 from ..observability.secret_fields import without_secrets
+from ..policy.cascades import EFFECTS_KEY, EFFECTS_OPTION, target_table
 from ..policy.enforcement import row_image
+from ..policy.referential import Effect
 from .changelog import changes, encode_image, now, pk_fields
 
 _CHANGED = "capebase.changed"
@@ -78,7 +80,13 @@ def _capture_unit_of_work(session: Session, flush: UOWTransaction) -> None:
     for obj in deleted:
         old = before.get(id(obj)) or _old_image(obj)
         records.append(_record(scope, _table_of(obj), "DELETE", old, None))
+    records.extend(_effect_records(scope, session.info.pop(EFFECTS_KEY, ())))
     _write(session, connection, records)
+
+
+def _effect_records(scope: SessionScope, effects: Iterable[Effect]) -> list[dict[str, Any]]:
+    """The change-log rows of what the database's referential actions wrote."""
+    return [_record(scope, e.table, e.op, e.old, e.new) for e in effects]
 
 
 def _current_key(obj: Any) -> tuple[Any, ...]:
@@ -118,7 +126,7 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
         return None
     # ORM DML statements (Insert/Update/Delete) all carry these attributes; Executable does not.
     statement: Any = state.statement
-    table = _target_table(statement)
+    table = target_table(statement)
     connection = state.session.connection()
     if state.is_insert:
         return _capture_bulk_insert(state, scope, table, connection)
@@ -154,18 +162,9 @@ def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
             for row in before
             if _key(row, pk) not in remaining
         ]
+    records.extend(_effect_records(scope, state.local_execution_options.get(EFFECTS_OPTION, ())))
     _write(state.session, connection, records)
     return result
-
-
-def _target_table(statement: Any) -> Table:
-    """The table an INSERT/UPDATE/DELETE writes: its entity's, or (a Core statement on a
-    mapped table whose WHERE names ORM attributes, which SQLAlchemy runs as an ORM
-    statement) the table itself."""
-    if parent_entity(statement.table) is not None:
-        table: Table = statement.entity_description["table"]
-        return table
-    return cast(Table, plain(statement.table))
 
 
 def _capture_bulk_insert(

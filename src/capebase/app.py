@@ -24,7 +24,8 @@ from .auth.provider import (
     checked_context,
 )
 from .crud.config import CrudConfig
-from .crud.router import PublishedModel, build_router, describe_model
+from .crud.published import PublishedModel, describe_model
+from .crud.router import build_router
 from .db.direct import DirectExecutor
 from .db.engine import create_engine, release_abandoned_statements
 from .db.schema import create_all

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field
 
 from capebase.crud.direct_writes import DirectWriter
-from capebase.crud.router import describe_model
+from capebase.crud.published import describe_model
 from capebase.testing import app_client
 from tests.crud._direct_models import (
     FACTORY_LABEL,

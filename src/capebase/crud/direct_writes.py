@@ -41,7 +41,7 @@ from ..realtime.changelog import changes
 
 if TYPE_CHECKING:
     from ..app import CapeBase
-    from .router import PublishedModel
+    from .published import PublishedModel
 
 KEY = "capebase_key"
 """The bound parameter of the primary key in prebuilt statements."""

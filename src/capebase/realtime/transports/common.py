@@ -15,7 +15,7 @@ from ..subscribers import NOT_FILTERS, Subscriber, parse_stream_filters
 
 if TYPE_CHECKING:
     from ...app import CapeBase
-    from ...crud.router import PublishedModel
+    from ...crud.published import PublishedModel
 
 HEARTBEAT = object()
 """Yielded when a stream was idle for a heartbeat interval."""

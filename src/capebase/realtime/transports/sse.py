@@ -18,7 +18,7 @@ from .stream import Stream
 
 if TYPE_CHECKING:
     from ...app import CapeBase
-    from ...crud.router import PublishedModel
+    from ...crud.published import PublishedModel
     from ...crud.routes import AuthSolver
 
 

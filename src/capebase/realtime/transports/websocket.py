@@ -28,7 +28,7 @@ from .stream import Stream
 
 if TYPE_CHECKING:
     from ...app import CapeBase
-    from ...crud.router import PublishedModel
+    from ...crud.published import PublishedModel
 
 
 def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:

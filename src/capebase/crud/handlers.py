@@ -1,0 +1,273 @@
+"""What the generated routes do: list, get, create, update and delete rows of one published
+model as the caller, on the direct path where it can decide, in the caller's session
+otherwise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import DataError, IntegrityError
+
+from ..auth.context import AuthContext
+from ..auth.fields import server_values
+from ..db.sessions import INTERNAL
+from ..errors import NotFoundError, PermissionDeniedError
+from ..http.errors import constraint_failures_as_http
+from ..limits import check_filter_count
+from ..policy.enforcement import check_in_database, row_image
+from ..policy.sqlexpr import equals
+from .direct_writes import KEY, DirectWriter, Undecided
+from .published import PublishedModel
+from .query import (
+    RESERVED,
+    parse_filters,
+    parse_order_by,
+)
+from .structured import json_safe
+from .values import text_problem
+
+if TYPE_CHECKING:
+    from ..app import CapeBase
+
+logger = logging.getLogger("capebase")
+
+
+class Handlers:
+    """The endpoint functions of one published model."""
+
+    def __init__(self, cape: CapeBase, published: PublishedModel) -> None:
+        self.cape = cape
+        self.published = published
+        self.select_all = select(published.table)
+        # Built once, so SQLAlchemy's cache key for it is computed once too.
+        self.select_by_key = self.select_all.where(
+            equals(published.pk, bindparam(KEY, type_=published.pk.type))
+        )
+        if cape.direct is not None:
+            cape.direct.prebuilt(self.select_by_key)
+        self.columns = tuple(published.table.c.keys())
+        self.dialect = cape.engine.dialect.name
+        self.writer = (
+            DirectWriter(cape, published, cape.direct)
+            if cape.direct is not None and DirectWriter.supports(published, cape.direct)
+            else None
+        )
+
+    async def _fetch(
+        self, statement: Any, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows of ``statement`` as dicts, on the driver connection when capebase has a
+        direct executor for the driver, through Core otherwise."""
+        direct = self.cape.direct
+        if direct is not None:
+            rows = await direct.fetch(statement, params)
+            return [dict(zip(self.columns, row, strict=True)) for row in rows]
+        async with self.cape.engine.connect() as connection:
+            result = await connection.execute(statement, params)
+            return [dict(row) for row in result.mappings()]
+
+    async def _count(self, statement: Any) -> int:
+        direct = self.cape.direct
+        if direct is not None:
+            return int(await direct.scalar(statement))
+        async with self.cape.engine.connect() as connection:
+            return int((await connection.execute(statement)).scalar_one())
+
+    async def list_rows(
+        self,
+        *,
+        request: Request,
+        ctx: AuthContext,
+        limit: int | None,
+        offset: int,
+        order_by: str | None,
+        count: bool,
+    ) -> Response:
+        p = self.published
+        config = self.cape.crud_config
+        params = request.query_params.multi_items()
+        check_filter_count(params, ignored=RESERVED, limit=self.cape.limits.max_filters)
+        conditions = parse_filters(params, p.fields, max_in=config.max_in_values)
+        read = self.cape.policy.sql_filter(p.model, "read", ctx)
+        statement = (
+            self.select_all.where(read, *conditions)
+            .order_by(*parse_order_by(order_by, p.fields, [p.pk], self.dialect))
+            .limit(config.default_page_size if limit is None else limit)
+            .offset(offset)
+        )
+        headers = {}
+        rows = await self._fetch(statement)
+        if count:
+            counter = select(func.count()).select_from(p.table).where(read, *conditions)
+            headers["X-Total-Count"] = str(await self._count(counter))
+        return Response(p.rows_json.dump_json(rows), media_type="application/json",
+                        headers=headers)
+
+    async def get_row(self, *, ctx: AuthContext, **path: Any) -> Response:
+        p = self.published
+        key = self._key(path)
+        rows = await self._fetch(self.select_by_key, {KEY: key})
+        # The read rules checked in Python on the row: the same answer as the SQL predicate
+        # (tests/policy proves the two agree), without building a statement per request.
+        verdict = self.cape.policy.check_row(p.model, "read", ctx, rows[0]) if rows else False
+        if verdict is None:  # a `where` Python cannot evaluate: let the database decide
+            statement = self.select_all.where(
+                equals(p.pk, key), self.cape.policy.sql_filter(p.model, "read", ctx)
+            )
+            rows = await self._fetch(statement)
+            verdict = bool(rows)
+        if not verdict:
+            raise NotFoundError(p.name, key)
+        return Response(p.row_json.dump_json(rows[0]), media_type="application/json")
+
+    async def create_row(self, *, body: BaseModel, ctx: AuthContext) -> Response:
+        p = self.published
+        if not self.cape.policy.allows_some(p.model, "create", ctx):
+            raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
+        required = p.server_set.required_auth
+        if required and None in server_values(p.model, ctx, required).values():
+            # An auth field the caller has no value for (an anonymous caller's FROM_AUTH_ID):
+            # the row could not be stored, and it is the caller, not the row, that is lacking.
+            raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
+        refused = p.server_set.on_create  # the schema refused them; never take one regardless
+        values = {
+            k: v for k, v in body.model_dump().items() if k in p.table.c and k not in refused
+        }
+        self._check_values(values)
+        with constraint_failures_as_http(p.name):
+            image = await self._create(ctx, values)
+        return Response(p.row_json.dump_json(image), media_type="application/json",
+                        status_code=201)
+
+    async def update_row(self, *, body: BaseModel, ctx: AuthContext, **path: Any) -> Response:
+        p = self.published
+        key = self._key(path)
+        refused = p.server_set.on_update
+        changes = {
+            k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in refused
+        }
+        self._check_values(changes)
+        with constraint_failures_as_http(p.name):
+            image = await self._update(ctx, key, changes)
+        return Response(p.row_json.dump_json(image), media_type="application/json")
+
+    async def delete_row(self, *, ctx: AuthContext, **path: Any) -> Response:
+        key = self._key(path)
+        with constraint_failures_as_http(self.published.name):
+            await self._delete(ctx, key)
+        return Response(status_code=204)
+
+    # The writes: the direct transaction when it can decide, the user's session otherwise.
+
+    async def _create(self, ctx: AuthContext, values: dict[str, Any]) -> dict[str, Any]:
+        if self.writer is not None:
+            with suppress(Undecided):
+                return await self.writer.create(ctx, values)
+        obj = self.published.model(**values)
+        async with self.cape.get_session(ctx) as session:
+            session.add(obj)
+            return await _save(session, self.published, obj)
+
+    async def _update(self, ctx: AuthContext, key: Any, changes: dict[str, Any]) -> dict[str, Any]:
+        if self.writer is not None:
+            with suppress(Undecided):
+                return await self.writer.update(ctx, key, changes)
+        async with self.cape.get_session(ctx) as session:
+            obj = await self._load(session, key)
+            await self._require(session, "update", ctx, row_image(obj))
+            for field, value in changes.items():
+                if field in self.published.table.c:
+                    setattr(obj, field, value)
+            return await _save(session, self.published, obj)
+
+    async def _delete(self, ctx: AuthContext, key: Any) -> None:
+        if self.writer is not None:
+            with suppress(Undecided):
+                await self.writer.delete(ctx, key)
+                return
+        async with self.cape.get_session(ctx) as session:
+            obj = await self._load(session, key)
+            await self._require(session, "delete", ctx, row_image(obj))
+            await session.delete(obj)
+            await _commit(session, self.published)
+
+    def _key(self, path: dict[str, Any]) -> Any:
+        """The primary key from the path; 404 for a key no row can have, which the database
+        driver would otherwise reject with an error (an integer out of range, a text with a
+        NUL character on PostgreSQL)."""
+        p = self.published
+        key = path[p.pk.key]
+        if p.key_range is not None and not p.key_range[0] <= key <= p.key_range[1]:
+            raise NotFoundError(p.name, key)
+        if isinstance(key, str) and text_problem(key) is not None:
+            raise NotFoundError(p.name, key)
+        return key
+
+    async def _load(self, session: Any, key: Any) -> Any:
+        """The row with primary key ``key`` that the session's user can read, or 404."""
+        p = self.published
+        obj = await session.get(p.model, key)
+        # MySQL finds 'abc' for the key 'ABC' under its default collations.
+        if obj is None or getattr(obj, p.pk.key) != key:
+            raise NotFoundError(p.name, key)
+        return obj
+
+    def _check_values(self, values: dict[str, Any]) -> None:
+        problems = self.published.value_checks.problems(values)
+        if problems:
+            raise RequestValidationError([
+                {"type": "value_error", "loc": ("body", field), "msg": reason,
+                 "input": json_safe(value)}
+                for field, value, reason in problems
+            ])
+
+    async def _require(
+        self, session: Any, action: str, ctx: AuthContext, row: dict[str, Any]
+    ) -> None:
+        """Deny early, before any change is made: the flush checks again, on the stored row."""
+        p = self.published
+        verdict = self.cape.policy.check_row(p.model, action, ctx, row)
+        if verdict is None:
+            verdict = await session.run_sync(
+                lambda s: check_in_database(s, self.cape.policy, p.model, action, ctx, row)
+            )
+        if not verdict:
+            raise PermissionDeniedError(action, p.name, is_anonymous=ctx.is_anonymous)
+
+
+async def _save(session: Any, published: PublishedModel, obj: Any) -> dict[str, Any]:
+    """Commit ``obj`` and return its row as stored: server defaults filled in, values as the
+    database keeps them (MySQL's DATETIME drops microseconds, for one)."""
+
+    model, pk = published.model, published.pk
+    # Read back past the caller's read rules: the write was allowed, and its answer is the row
+    # as written even when the change moves it out of the caller's view (as on the direct path).
+    read_back = select(model).execution_options(populate_existing=True, **INTERNAL)
+
+    async def flush_and_read() -> None:
+        await session.flush()
+        await session.execute(read_back.where(equals(pk, getattr(obj, pk.key))))
+
+    await _commit(session, published, before=flush_and_read)
+    return row_image(obj)
+
+
+async def _commit(
+    session: Any,
+    published: PublishedModel,
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    try:
+        if before is not None:
+            await before()
+        await session.commit()
+    except (IntegrityError, DataError):
+        await session.rollback()
+        raise

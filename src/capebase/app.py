@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
 from .auth.context import AuthContext
 from .auth.provider import (
     AuthProvider,
-    accept_any_connection,
-    anonymous,
     check_provider,
-    checked_context,
+    context_dependency,
 )
 from .crud.config import CrudConfig
 from .crud.published import PublishedModel, describe_model
@@ -32,6 +28,7 @@ from .db.schema import create_all
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
 from .http.errors import install_error_handlers
+from .http.lifespan import install_lifespan, move_routes_last
 from .limits import BodySizeLimit, LimitsConfig
 from .observability import wiring as observability
 from .observability.access_log import install_redaction
@@ -41,13 +38,14 @@ from .policy import Explanation, Policy
 from .policy.rules import WhereClause
 from .realtime import capture as _capture  # noqa: F401  registers capture after the policy hooks
 from .realtime.backends import BrokerBackend, broker_from_url
-from .realtime.changelog import add_missing_columns, changes, missing_columns
+from .realtime.changelog import add_missing_columns
 from .realtime.changelog import metadata as changelog_metadata
 from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
 from .realtime.hub import Hub
 from .realtime.views import ModelView
 from .safety import check_resume_secret, unsafe_settings
+from .startup import chosen_provider, database_url, require_schema, with_shutdown_grace
 
 if TYPE_CHECKING:
     from .auth.builtin import PasswordAuth
@@ -109,18 +107,10 @@ class CapeBase:
         audit: AuditConfig | bool = False,
         timeout: float | None = None,
     ) -> None:
-        db_url = _database_url(db_url, db_path)
+        db_url = database_url(db_url, db_path)
         if not isinstance(app, FastAPI):
             raise ConfigurationError("CapeBase(app=...) needs a FastAPI application")
-        if get_auth_context is not None and auth_provider is not None:
-            raise ConfigurationError("Pass get_auth_context or auth_provider, not both")
-        if auth is not None and (get_auth_context is not None or auth_provider is not None):
-            raise ConfigurationError(
-                "Pass auth= (the built-in auth, which is then the provider) or "
-                "get_auth_context=, not both"
-            )
-        provider = auth.provider if auth is not None else get_auth_context or auth_provider
-        provider = provider or anonymous
+        provider = chosen_provider(get_auth_context, auth_provider, auth)
         self.app = app
         self.policy = Policy()
         self.crud_config = crud or CrudConfig()
@@ -136,22 +126,17 @@ class CapeBase:
         self._provider = check_provider(provider)
         self.auth_provider: AuthProvider = self._provider
         """The provider in use (the user's, the built-in auth's, or ``anonymous``)."""
-        self.auth_dependency = _context_dependency(self._provider)
+        self.auth_dependency = context_dependency(self._provider)
         self._db_dependency = self._make_db_dependency()
         self._published: dict[type[Any], PublishedModel] = {}
         self._generated_routes: dict[type[Any], list[Any]] = {}
         self.handlers = HandlerRegistry()
-        self.realtime_config = _with_shutdown_grace(realtime or RealtimeConfig(), timeout)
+        self.realtime_config = with_shutdown_grace(realtime or RealtimeConfig(), timeout)
         audit_settings = observability.audit_config(audit)
         self.audit = Audit(self.engine, audit_settings)
-        self.hub = Hub(
-            self.engine,
-            self.policy,
-            self.handlers,
-            retained_config(self.realtime_config, audit_settings),
-            broker_from_url(broker),
-            direct=self.direct,
-        )
+        self.hub = Hub(self.engine, self.policy, self.handlers,
+                       retained_config(self.realtime_config, audit_settings),
+                       broker_from_url(broker), direct=self.direct)
         self._started = False
         install_error_handlers(app, retry_after=self.limits.retry_after)
         install_redaction()
@@ -163,7 +148,7 @@ class CapeBase:
         self.auth = auth
         if auth is not None:
             auth.install(self)
-        self._install_lifespan()
+        install_lifespan(self.app, self.startup, self.shutdown)
 
     @property
     def db_session(self) -> AsyncEngine:
@@ -249,7 +234,9 @@ class CapeBase:
         before = len(self.app.router.routes)
         self.app.include_router(router)
         self._generated_routes[model] = list(self.app.router.routes[before:])
-        self._move_generated_routes_last()
+        move_routes_last(
+            self.app, [r for routes in self._generated_routes.values() for r in routes]
+        )
         self.app.openapi_schema = None
         return model
 
@@ -283,14 +270,8 @@ class CapeBase:
         Raises:
             ConfigurationError: unknown action or field, or ``model`` is not a table.
         """
-        self.policy.add(
-            model,
-            actions=actions,
-            role=role,
-            owner_field=owner_field,
-            context_fields=context_fields,
-            where=where,
-        )
+        self.policy.add(model, actions=actions, role=role, owner_field=owner_field,
+                        context_fields=context_fields, where=where)
 
     def explain(
         self,
@@ -357,7 +338,9 @@ class CapeBase:
             ConfigurationError: the built-in auth has a placeholder secret or admin password
                 and is not in development mode.
         """
-        self._move_generated_routes_last()
+        move_routes_last(
+            self.app, [r for routes in self._generated_routes.values() for r in routes]
+        )
         if self.auth is not None:
             self.auth.check_settings()
         check_resume_secret(
@@ -373,7 +356,9 @@ class CapeBase:
             )
             if added:
                 logger.info("capebase: added %s to capebase_changes", ", ".join(added))
-        await self._check_schema(own_tables=not self.create_tables)
+        await require_schema(
+            self.engine, self._served_models(), own_tables=not self.create_tables
+        )
         if self.auth is not None:
             await self.auth.startup()
         await self.hub.start()
@@ -387,51 +372,6 @@ class CapeBase:
             self.direct.close()
         await self.engine.dispose()
         release_abandoned_statements(self.engine)
-
-    async def _check_schema(self, *, own_tables: bool) -> None:
-        """Say clearly what the database lacks, in one look at it: capebase's own tables and
-        columns (``own_tables``: with ``create_tables=False`` they are the user's to migrate),
-        and every table capebase serves with every column of its model (tables are created
-        when missing, never altered, so a model that gained a field would otherwise fail each
-        request with a database error)."""
-
-        def missing(connection: Any) -> tuple[list[str], list[str]]:
-            inspector = inspect(connection)
-            names = set(inspector.get_table_names())
-            own: list[str] = []
-            if own_tables:
-                own = [t for t in changelog_metadata.tables if t not in names]
-                if changes.name in names:
-                    own += [f"{changes.name}.{c}" for c in missing_columns(connection)]
-            served: list[str] = []
-            for model in dict.fromkeys(self._served_models()):
-                table = model.__table__
-                if table.name not in names:
-                    served.append(f"table {table.name} (model {model.__name__})")
-                    continue
-                present = {column["name"] for column in inspector.get_columns(table.name)}
-                served += [
-                    f"column {table.name}.{column.name} (model {model.__name__})"
-                    for column in table.c
-                    if column.name not in present
-                ]
-            return own, served
-
-        async with self.engine.connect() as connection:
-            own, served = await connection.run_sync(missing)
-        if own:
-            raise ConfigurationError(
-                f"capebase's tables or columns {', '.join(own)} do not exist and "
-                "create_tables=False. Add capebase.metadata to your Alembic target_metadata "
-                "(e.g. target_metadata=[SQLModel.metadata, capebase.metadata]) and migrate, or "
-                "use CapeBase(create_tables=True)."
-            )
-        if served:
-            raise ConfigurationError(
-                f"The database lacks {', '.join(served)}. capebase creates missing tables, but "
-                "never changes a table that exists: migrate the schema (Alembic: see "
-                "`capebase alembic init`), or in development delete the database and start again."
-            )
 
     def _served_models(self) -> list[type[Any]]:
         """The models capebase reads or writes: published, named by a rule, or handled."""
@@ -449,61 +389,6 @@ class CapeBase:
         """Every model named by a rule."""
         return list({rule.model: None for rules in self.policy._rules.values() for rule in rules})
 
-    def _install_lifespan(self) -> None:
-        user_lifespan = self.app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(app: Any) -> AsyncIterator[Any]:
-            await self.startup()
-            try:
-                async with user_lifespan(app) as state:
-                    yield state
-            finally:
-                await self.shutdown()
-
-        self.app.router.lifespan_context = lifespan
-
-    def _move_generated_routes_last(self) -> None:
-        """Keep generated routes after the user's, so ``/todo/filter`` is never shadowed by
-        ``/todo/{id}`` whichever was declared first."""
-        routes = self.app.router.routes
-        generated = {id(route) for routes in self._generated_routes.values() for route in routes}
-        routes[:] = [r for r in routes if id(r) not in generated] + [
-            r for r in routes if id(r) in generated
-        ]
-
-
-def _database_url(db_url: str | None, db_path: str | None) -> str:
-    """``db_url``, or ``db_path`` (its 0.1 name, the seed README's, kept without a warning:
-    the README's code is the contract); the default SQLite file without either."""
-    if db_path is None:
-        return db_url or "sqlite+aiosqlite:///capebase.db"
-    if db_url is not None:
-        raise TypeError("CapeBase() takes db_url or db_path (another name for it), not both")
-    return db_path
-
-
-def _with_shutdown_grace(config: RealtimeConfig, timeout: float | None) -> RealtimeConfig:
-    """``config`` with ``timeout=`` (0.1's keyword) as its shutdown grace."""
-    if timeout is None:
-        return config
-    default = next(f.default for f in dataclasses.fields(config) if f.name == "shutdown_grace")
-    if config.shutdown_grace not in (default, timeout):
-        raise ConfigurationError(
-            "timeout= is RealtimeConfig.shutdown_grace; pass one of them, not both"
-        )
-    return dataclasses.replace(config, shutdown_grace=timeout)
-
-
-def _context_dependency(provider: AuthProvider) -> Callable[..., Awaitable[AuthContext]]:
-    """Wrap the user's provider so a wrong return value fails loudly, not as a leak."""
-
-    async def current_auth_context(
-        ctx: Any = Depends(accept_any_connection(provider)),
-    ) -> AuthContext:
-        return checked_context(provider, ctx)
-
-    return current_auth_context
 
 
 __all__ = ["CapeBase"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from .context import AuthContext
@@ -106,3 +107,14 @@ def accept_any_connection(provider: AuthProvider) -> AuthProvider:
     functools.update_wrapper(adapted, provider)
     adapted.__signature__ = signature.replace(parameters=parameters)
     return adapted  # type: ignore[no-any-return]
+
+
+def context_dependency(provider: AuthProvider) -> Callable[..., Awaitable[AuthContext]]:
+    """Wrap the user's provider so a wrong return value fails loudly, not as a leak."""
+
+    async def current_auth_context(
+        ctx: Any = Depends(accept_any_connection(provider)),
+    ) -> AuthContext:
+        return checked_context(provider, ctx)
+
+    return current_auth_context

@@ -277,7 +277,7 @@ def test_rules_on_something_else_than_a_table_model_are_refused(model: Any, name
         build_rule(model, actions="read", role=None, owner_field=None, context_fields=None,
                    where=None, index=0)
     assert str(refused.value) == (
-        f"{named} is not a table model; declare it with `class X(SQLModel, table=True)`"
+        f"{named} is not a table model (declare it with `class X(SQLModel, table=True)`)"
     )
 
 

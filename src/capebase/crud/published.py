@@ -11,8 +11,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Table
 
-from ..db.mapping import require_plain_columns
-from ..errors import ConfigurationError, NotATableError
+from ..db.mapping import require_plain_columns, require_table
+from ..errors import ConfigurationError
 from ..observability.secret_fields import secret_keys
 from .declarations import annotation_problem, declaration_problem, schema_field_problem
 from .query import (
@@ -82,12 +82,7 @@ def describe_model(
             column type the routes cannot serve exactly, a field annotation its column does
             not store exactly, a user schema changing a column's field type.
     """
-    table = getattr(model, "__table__", None)
-    if not isinstance(table, Table):
-        raise NotATableError(
-            f"Cannot publish {getattr(model, '__name__', model)!r}: it is not a table model "
-            "(declare it with `class X(SQLModel, table=True)`)"
-        )
+    table = require_table(model, "Cannot publish {name}: it is not a table model")
     require_plain_columns(model, "publish")
     pk_columns = list(table.primary_key.columns)
     if len(pk_columns) != 1:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Column, Table, inspect
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, NotATableError
 
 
 def renamed_columns(model: type[Any]) -> list[tuple[str, str]]:
@@ -27,6 +27,22 @@ def renamed_columns(model: type[Any]) -> list[tuple[str, str]]:
             if isinstance(column, Column) and column.table is table and column.key != prop.key:
                 renamed.append((prop.key, column.key))
     return renamed
+
+
+def require_table(model: Any, refusal: str) -> Table:
+    """``model``'s table; a model that has none (not ``table=True``) is refused, ``refusal``
+    (with ``{name}``) saying what could not be done.
+
+    Raises:
+        NotATableError: naming the model and how to declare a table.
+    """
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        name = getattr(model, "__name__", model)
+        raise NotATableError(
+            f"{refusal.format(name=repr(name))} (declare it with `class X(SQLModel, table=True)`)"
+        )
+    return table
 
 
 def require_plain_columns(model: type[Any], use: str) -> None:

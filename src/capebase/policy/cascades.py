@@ -110,16 +110,26 @@ def _stored(connection: Connection, table: Table, identity: tuple[Any, ...]) -> 
     return None if row is None else dict(row)
 
 
-@event.listens_for(Mapper, "before_delete")
-def _before_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
-    tables = [t for t in mapper.tables if isinstance(t, Table) and has_delete_actions(t)]
-    if not tables:
-        return
+def _flushing(
+    target: Any,
+) -> tuple[InstanceState[Any], Session, SessionScope, tuple[Any, ...]] | None:
+    """``target``'s state, session, session scope and identity, when a session that captures
+    or checks is writing a stored row of it."""
     state: InstanceState[Any] = inspect(target)
     session, identity = state.session, state.identity
     scope = _scope(session)
     if scope is None or session is None or identity is None:
+        return None
+    return state, session, scope, tuple(identity)
+
+
+@event.listens_for(Mapper, "before_delete")
+def _before_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    tables = [t for t in mapper.tables if isinstance(t, Table) and has_delete_actions(t)]
+    flushing = _flushing(target) if tables else None
+    if flushing is None:
         return
+    _state, session, scope, identity = flushing
     for table in tables:
         row = _stored(connection, table, tuple(identity))
         if row is None:
@@ -131,13 +141,10 @@ def _before_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> 
 @event.listens_for(Mapper, "before_update")
 def _before_key_change(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
     tables = [t for t in mapper.tables if isinstance(t, Table) and key_columns(t)]
-    if not tables:
+    flushing = _flushing(target) if tables else None
+    if flushing is None:
         return
-    state: InstanceState[Any] = inspect(target)
-    session, identity = state.session, state.identity
-    scope = _scope(session)
-    if scope is None or session is None or identity is None:
-        return
+    state, session, scope, identity = flushing
     for table in tables:
         changed = _changed_values(mapper, state, table)
         if not set(changed) & key_columns(table):

@@ -14,8 +14,8 @@ from sqlalchemy.sql import elements
 from sqlmodel.sql.sqltypes import AutoString
 
 from ..auth.context import AuthContext
-from ..db.mapping import require_plain_columns
-from ..errors import ConfigurationError, NotATableError
+from ..db.mapping import require_plain_columns, require_table
+from ..errors import ConfigurationError
 from .evaluate import NotEvaluable, evaluate
 from .sqlexpr import equals, exact_text, one_of
 
@@ -246,12 +246,7 @@ def build_rule(
     Raises:
         ConfigurationError: unknown action, field, or a model that is not a table.
     """
-    table = getattr(model, "__table__", None)
-    if not isinstance(table, Table):
-        raise NotATableError(
-            f"{getattr(model, '__name__', model)!r} is not a table model; "
-            "declare it with `class X(SQLModel, table=True)`"
-        )
+    table = require_table(model, "{name} is not a table model")
     require_plain_columns(model, "permission_required on")
     action_list = [actions] if isinstance(actions, str) else list(actions)
     if not action_list:

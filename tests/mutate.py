@@ -44,6 +44,12 @@ POLICY_TESTS = [
     "tests/policy/test_explain.py",
 ]
 
+SHAPES_TESTS = [
+    "tests/security/test_statement_shapes.py",
+    "tests/security/test_link_tables.py",
+    "tests/policy/test_refusal_messages.py",
+]
+
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # group: (modules to mutate, the tests written for them; those that exist are run)
     # rules.py and evaluate.py against the tests of rules and predicates only: the statement
@@ -60,6 +66,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     # statements.py alone: the policy group took too long on a shared 2-core machine (issue 17)
     "statements": (["src/capebase/policy/statements.py"], POLICY_TESTS),
+    # the statement allow-list and the compile-time coverage check (issue 17), against the
+    # shape tests (every legit shape answers as row-level security, every other is refused)
+    # and the refusals' messages; one group each, as statements was split for time
+    "shapes": (["src/capebase/policy/shapes.py"], SHAPES_TESTS),
+    "coverage": (["src/capebase/policy/coverage.py"], SHAPES_TESTS),
     "capture": (
         ["src/capebase/realtime/capture.py"],
         [

@@ -171,6 +171,14 @@ LEGIT: dict[str, Callable[[], Any]] = {
     "tablesample of an aliased entity": sampled_notes,
     "selectinload through a link table": lambda: select(Note).options(selectinload(Note.tags)),
     "subqueryload": lambda: select(Team).options(subqueryload(Team.notes)),
+    # Regression (mutation testing, issue 17): a loader path ending in an alias raised
+    # AttributeError (a 500) where it should have run.
+    "joinedload of_type an alias": lambda: select(Note).options(
+        joinedload(Note.team.of_type(aliased(Team)))
+    ),
+    "selectinload of_type an alias": lambda: select(Team).options(
+        selectinload(Team.notes.of_type(aliased(Note)))
+    ),
     "literal": lambda: select(Note.id, literal("x")),
 }
 
@@ -200,6 +208,9 @@ REFUSED: dict[str, Callable[[], Any]] = {
     ),
     "aliased entity over another table": lambda: select(
         aliased(Note, TEAM, adapt_on_names=True).id
+    ),
+    "loader option of_type an alias over another table": lambda: select(Note).options(
+        joinedload(Note.team.of_type(aliased(Team, NOTE, adapt_on_names=True)))
     ),
     "custom operator with SQL in it": lambda: select(Note.id)
     .where(Note.id.op("IN (SELECT id FROM sh_note) OR 1 =")(1)),

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Column, Table
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import LoaderCriteriaOption, UserDefinedOption
+from sqlalchemy.orm.path_registry import PathRegistry
 from sqlalchemy.orm.strategy_options import Load
 from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import (
@@ -149,6 +150,9 @@ def _add_nodes(value: Any, todo: list[Any]) -> None:
         for key, item in value.items():
             _add_nodes(key, todo)
             _add_nodes(item, todo)
+    elif isinstance(value, PathRegistry):
+        # A loader option's path (``joinedload(A.b.of_type(alias))``): it ends in an entity.
+        _require_own_table(getattr(value, "entity", None))
     elif getattr(value, "is_aliased_class", False) or isinstance(value, AliasedClass):
         _require_own_table(sa_inspect(value))
 

@@ -38,7 +38,9 @@ ROWS: list[dict[str, Any]] = [
         ("lte", 5, [2, 3]),
     ],
 )
-def test_a_stream_filter_matches_as_the_list_filters_do(op: str, value: Any, ids: list[int]) -> None:
+def test_a_stream_filter_matches_as_the_list_filters_do(
+    op: str, value: Any, ids: list[int]
+) -> None:
     condition = StreamFilter("level", op, value)
     assert [row["id"] for row in ROWS if condition.matches(row)] == ids
 

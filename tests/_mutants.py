@@ -239,3 +239,52 @@ EQUIVALENT += [
         "copy of a mutable default is as safe as a deep one",
     ),
 ]
+
+EQUIVALENT += [
+    (
+        "capebase.realtime.visibility",
+        before,
+        after,
+        "ASK_DATABASE only sends the change to event_in_database, which decides in Python "
+        "first and asks SQL only what Python cannot: the same event, one coroutine later",
+    )
+    for before, after in (
+        ("was = self._visible(subscriber, old)", "was = None"),
+        ("now_visible = self._visible(subscriber, new)", "now_visible = None"),
+    )
+] + [
+    (
+        "capebase.realtime.subscribers",
+        f"self.{flag} = False",
+        f"self.{flag} = None",
+        f"`{flag}` is only ever tested for truth, and None is false",
+    )
+    for flag in ("closed", "overflowed", "revoked", "gone")
+] + [
+    (
+        "capebase.realtime.subscribers",
+        "self.queue.put_nowait(CLOSE, force=True)",
+        after,
+        "a full queue is emptied just before, and queue_size is at least 1 (RealtimeConfig "
+        "refuses less): there is always room for CLOSE without forcing it",
+    )
+    for after in (
+        "self.queue.put_nowait(CLOSE, force=None)",
+        "self.queue.put_nowait(CLOSE, )",
+        "self.queue.put_nowait(CLOSE, force=False)",
+    )
+] + [
+    (
+        "capebase.realtime.subscribers.xǁStreamQueueǁtake",
+        "if len(items) <= limit:",
+        "if len(items) < limit:",
+        "with exactly `limit` items, the slices return the same list and leave an empty one",
+    ),
+    (
+        "capebase.realtime.subscribers.xǁSubscriberǁpasses_filters",
+        "return False",
+        "return True",
+        "in passes_filters: its one caller (Visibility._visible) has already answered "
+        "False for a missing image",
+    ),
+]

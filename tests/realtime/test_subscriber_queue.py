@@ -8,12 +8,14 @@ import asyncio
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from pydantic import BaseModel
 
-from capebase import AuthContext
+from capebase import AuthContext, CapeBase
+from capebase.realtime.index import SubscriberIndex, pins_for
 from capebase.realtime.subscribers import CLOSE, StreamFilter, StreamQueue, Subscriber
 from capebase.realtime.views import ModelView
-from tests.realtime._app import Task
+from tests.realtime._app import Task, make_app
 
 ROWS: list[dict[str, Any]] = [
     {"id": 1, "title": "a", "level": None},
@@ -88,3 +90,47 @@ async def test_the_queue_is_a_bounded_fifo_that_wakes_its_reader() -> None:
     queue.put_nowait(CLOSE, force=True)
     assert queue.get_nowait() == "a"
     assert queue.take(1) == ["b"] and queue.take(5) == [CLOSE] and queue.empty()
+
+
+def test_the_index_finds_subscribers_by_any_pinned_value_and_forgets_them() -> None:
+    index = SubscriberIndex()
+    owner, org, anyone = subscriber(1), subscriber(1), subscriber(1)
+    index.add(owner, [("owner_id", "alice")])
+    index.add(org, [("org_id", "o1"), ("org_id", "o2")])
+    index.add(anyone, None)
+    # An image with no value (NULL) in one pinned field is still found by another field.
+    row = {"org_id": None, "owner_id": "alice"}
+    assert index.candidates([row]) == {owner, anyone}
+    assert index.candidates([None, {"owner_id": None, "org_id": "o2"}]) == {org, anyone}
+    assert index.candidates([{"owner_id": ["unhashable"], "org_id": "o1"}]) == {org, anyone}
+    assert len(index) == 3 and set(index) == {owner, org, anyone}
+    for gone in (owner, org, anyone):
+        index.remove(gone)
+        index.remove(gone)  # twice: the second finds nothing to forget
+    assert len(index) == 0
+    assert index.candidates([row, {"owner_id": "alice", "org_id": "o2"}]) == set()
+    assert not index._by_pin and not index._unpinned  # nothing of them stays behind
+
+
+def test_pins_come_from_a_filter_or_else_from_every_rule_that_applies(sqlite_url: str) -> None:
+    _app, cape = make_app(sqlite_url)
+    view = ModelView(Task, Task.__table__, BaseModel)  # type: ignore[attr-defined]
+
+    def pins(ctx: AuthContext, *filters: StreamFilter) -> Any:
+        return pins_for(cape.policy, Subscriber(view, ctx, list(filters), 1))
+
+    carol = AuthContext(id="carol", context={"org_id": "o2"})
+    assert pins(carol) == [("owner_id", "carol"), ("org_id", "o2")]
+    assert pins(carol, StreamFilter("level", "eq", 3)) == [("level", 3)]
+    assert sorted(pins(carol, StreamFilter("level", "in", frozenset({1, 2})))) == [
+        ("level", 1), ("level", 2)
+    ]
+    assert pins(carol, StreamFilter("level", "gt", 3)) == pins(carol)
+    assert pins(AuthContext(id="root", role="admin")) is None  # reads every row
+    # A `where` rule pins nothing, even when it is the first rule that applies.
+    guest_only = CapeBase(app=FastAPI(), db_path=sqlite_url)
+    guest_only.permission_required(
+        Task, role="guest", where=lambda _c: Task.public == True, actions=["read"]  # noqa: E712
+    )
+    guest_only.permission_required(Task, owner_field="owner_id", actions=["read"])
+    assert pins_for(guest_only.policy, Subscriber(view, AuthContext(role="guest"), [], 1)) is None

@@ -224,8 +224,10 @@ async def world(db_url: str, db_kind: DbKind) -> AsyncIterator[World]:
 async def test_the_policys_own_predicates_are_not_checked_as_the_callers(world: World) -> None:
     """A rule may call any function (its SQL is the app's, not the caller's): the lazy loads
     that carry the rule's predicate on to a relationship must not be refused for it."""
+    # Off SAFE_FUNCTIONS, and there on each database (PostgreSQL has no hex()).
+    unlisted = func.md5 if world.kind == "postgresql" else func.hex
     world.cape.permission_required(
-        Team, where=lambda _ctx: func.hex(Team.owner) == "", actions=["read"]
+        Team, where=lambda _ctx: unlisted(Team.owner) == "", actions=["read"]
     )
     async with world.session() as session:
         notes = (await session.execute(select(Note).order_by(Note.id))).scalars().all()

@@ -7,7 +7,7 @@ none. Written against the survivors of ``make mutate MUTATE=shapes`` (issue 17).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi import FastAPI
@@ -27,11 +27,12 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.orm import aliased, joinedload, with_loader_criteria
 from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import BinaryExpression, UnaryExpression
+from sqlalchemy.sql.elements import BinaryExpression, ColumnElement, UnaryExpression
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from capebase import CapeBase, UnfilterableStatementError
@@ -60,6 +61,10 @@ class OverRaw(TypeDecorator[str]):
 
     impl = RawType
     cache_ok = True
+
+
+OTHER_TABLE = aliased(Team, Note.__table__, adapt_on_names=True)
+"""Team's rules over the rows of sh_note."""
 
 
 def unknown_operator(left: Any, right: Any) -> Any:  # an operator SQLAlchemy does not know
@@ -149,11 +154,23 @@ REFUSALS: dict[str, tuple[Callable[[], Any], str]] = {
         "aliased(Team, sh_note) reads another table under Team's rules.",
     ),
     "text after a shared node": (
-        lambda: select(Note.id).where(
-            and_(shared := Note.id > 1, shared, text("1 = 1")),
-        ),
+        lambda: select(Note.id).where(and_(text("1 = 1"), shared := Note.id > 1, shared)),
         "text() SQL cannot be filtered in a user session.",
     ),
+    **{
+        f"an alias of another table {where}": (
+            build,
+            "aliased(Team, sh_note) reads another table under Team's rules.",
+        )
+        for where, build in {
+            "in with_loader_criteria": lambda: select(Note).options(
+                with_loader_criteria(OTHER_TABLE, true())
+            ),
+            "as a SET key": lambda: update(Note).values({OTHER_TABLE.id: 5}),
+            "joined": lambda: select(Note.id).join(OTHER_TABLE, true()),
+            "in select_from": lambda: select(Note.id).select_from(OTHER_TABLE),
+        }.items()
+    },
 }
 
 
@@ -207,6 +224,38 @@ def test_the_checks_work_from_cold_caches(monkeypatch: pytest.MonkeyPatch) -> No
     assert (slots["_prefixes"], slots["_raw_columns"]) == ("must be empty", "walk")
     assert "_limit_clause" in slots and "_distinct" not in slots  # a node; a plain value
     assert slots["_compile_state_funcs"] == "ORM functions only"
+
+
+def test_a_word_check_accepts_one_word_and_nothing_else() -> None:
+    """The check of a string rendered as written, built afresh (the allow-list's own were
+    built at import): one word passes; SQL, or no string at all, is refused."""
+    field = shapes._word("field")
+    field(extract("year", Note.id))
+    refused = {}
+    for name, check, node in (
+        ("SQL", field, extract("year FROM x", Note.id)),
+        ("no such attribute", shapes._word("no_such_attribute"), extract("year", Note.id)),
+    ):
+        with pytest.raises(UnfilterableStatementError) as error:
+            check(node)
+        refused[name] = str(error.value)
+    assert refused == {
+        "SQL": "Extract 'year FROM x' cannot be checked in a user session." + USE_ORM,
+        "no such attribute": "Extract '' cannot be checked in a user session." + USE_ORM,
+    }
+
+
+class Odd(ColumnElement[Any]):
+    """A kind with a slot of a traversal kind the allow-list does not know."""
+
+    _traverse_internals: ClassVar[Any] = [
+        ("unknown", InternalTraversal.dp_named_ddl_element),
+        ("name", InternalTraversal.dp_string),
+    ]
+
+
+def test_a_slot_of_an_unknown_kind_must_be_empty() -> None:
+    assert shapes._plan(Odd) == (("unknown", "must be empty"),)
 
 
 def test_the_slot_sets_name_sqlalchemys_traversal_kinds() -> None:

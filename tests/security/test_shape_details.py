@@ -204,6 +204,9 @@ PASSES: dict[str, Callable[[], Any]] = {
     "joinedload of_type an alias": lambda: select(Note).options(
         joinedload(Note.team.of_type(aliased(Team)))
     ),
+    "a wildcard under a relationship's loader (a path ending in a token)": lambda: select(
+        Note
+    ).options(joinedload(Note.team).lazyload("*")),
 }
 
 

@@ -460,3 +460,19 @@ EQUIVALENT += [
         ("'name', )", "every table and lightweight table has a name"),
     )
 ]
+
+EQUIVALENT += [
+    (
+        "capebase.policy.shapes",
+        'elif getattr(value, "is_aliased_class", False) or isinstance(value, AliasedClass):',
+        'elif getattr(value, "is_aliased_class", None) or isinstance(value, AliasedClass):',
+        "getattr's default is only tested for truth, and None is false like False",
+    ),
+    (
+        "capebase.policy.shapes",
+        "continue  # the ORM's own loaders (a lazy load's reverse, a relationship's order)",
+        "break  # the ORM's own loaders (a lazy load's reverse, a relationship's order)",
+        "the one slot after compile-state functions is dialect_options, and the statements "
+        "with ORM compile-state functions are the ORM's own loads, which carry none",
+    ),
+]

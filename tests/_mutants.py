@@ -1,8 +1,10 @@
 """The surviving mutants of ``make mutate`` that no test can tell apart from the code, with why.
 
 ``tests/mutate.py`` counts a survivor as equivalent when its change matches an entry here:
-(module, line as written, line as mutated, reason). Matched by the change itself, not by
-mutmut's numbering, which shifts when the code does. docs/MUTATION.md tells each group's story.
+(module, line as written, line as mutated, reason); "module" may name a function
+(``capebase.realtime.subscribers.xǁStreamQueueǁtake``, mutmut's spelling) where the same change
+elsewhere in the module is not equivalent. Matched by the change itself, not by mutmut's
+numbering, which shifts when the code does. docs/MUTATION.md tells each group's story.
 """
 
 from __future__ import annotations

@@ -164,7 +164,9 @@ def equivalent(name: str, diff: str) -> str | None:
     added = [line[1:].strip() for line in diff.splitlines()
              if line.startswith("+") and not line.startswith("+++")]
     for module, before, after, reason in EQUIVALENT:
-        if name.startswith(module + ".") and removed == [before] and added == [after]:
+        # ``module`` may name a function too: "capebase.x.y.xǁClassǁmethod"
+        within = name.startswith((module + ".", module + "__mutmut_"))
+        if within and removed == [before] and added == [after]:
             return reason
     return None
 

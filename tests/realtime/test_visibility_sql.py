@@ -26,9 +26,10 @@ def with_sql_rule(db_url: str) -> tuple[object, CapeBase]:
     return app, cape
 
 
-def from_start(cape: CapeBase) -> str:
-    """A resume token of sam's stream (role ``sql``) before the first change."""
-    return cape.hub.tokens.issue(stream_binding("rt_task", AuthContext("sam", role="sql"), []), "0")
+def from_start(cape: CapeBase, **filters: str) -> str:
+    """A resume token of sam's stream (role ``sql``, with ``filters``) before any change."""
+    binding = stream_binding("rt_task", AuthContext("sam", role="sql"), list(filters.items()))
+    return cape.hub.tokens.issue(binding, "0")
 
 
 async def changes(cape: CapeBase) -> dict[str, int]:
@@ -71,8 +72,16 @@ async def test_the_database_decides_what_python_cannot_live_and_on_resume(db_url
         replayed = await stack.enter_async_context(
             sse(live, SAM, last_event_id=from_start(cape))
         )
-        for stream in (everything, over_ws, complete, replayed):
+        # The resume point comes first in the query string: the filter after it still counts.
+        replayed_complete = await stack.enter_async_context(
+            sse(live, SAM, last_event_id=from_start(cape, is_complete="true"), is_complete="true")
+        )
+        for stream in (everything, over_ws, complete, replayed, replayed_complete):
             await stream.wait_for_title("sql end")
+        # A server shutting down ends the streams without calling them expired or revoked.
+        await live.stop()
+        await everything.ended.wait()
+    assert everything.controls == [] and everything.error is None
 
     a, other, end = ids["SQL a"], ids["other"], ids["end"]
     seen = [
@@ -89,5 +98,6 @@ async def test_the_database_decides_what_python_cannot_live_and_on_resume(db_url
     assert replayed.events() == seen
     # The filter is decided in Python: rows it fails are not even asked about.
     assert complete.events() == [("INSERT", other), ("DELETE", other), ("INSERT", end)]
+    assert replayed_complete.events() == complete.events()
     assert everything.messages[1]["old"]["title"] == "SQL a"
     assert everything.messages[1]["payload"]["title"] == "sql b"

@@ -184,17 +184,51 @@ async def test_stream_filters_narrow_the_view(db_url: str) -> None:
         ]
 
 
+STREAM_OPERATORS = "eq, ne, in, nin, gt, gte, lt, lte, isnull"
+
+
 @pytest.mark.parametrize(
-    ("query", "status"),
+    ("query", "status", "detail"),
     [
-        ({"nope": "1"}, 400),  # unknown field
-        ({"title__like": "x"}, 400),  # operator not available on streams
-        ({"is_complete__bogus": "1"}, 400),  # unknown operator
-        ({"id": "abc"}, 422),  # a value that does not parse
-        ({"is_complete__isnull": "maybe"}, 422),  # as the list answers (it was read as false)
+        (  # unknown field
+            {"nope": "1"},
+            400,
+            "Unknown filter field 'nope'; filterable fields: id, owner_id, title, is_complete, "
+            "org_id, level, public",
+        ),
+        (  # operator not available on streams
+            {"title__like": "x"},
+            400,
+            f"Operator 'like' is not available on streams; use one of: {STREAM_OPERATORS}",
+        ),
+        (  # unknown operator
+            {"is_complete__bogus": "1"},
+            400,
+            f"Operator 'bogus' is not available on streams; use one of: {STREAM_OPERATORS}",
+        ),
+        (  # an operator the field's type has not
+            {"is_complete__gt": "1"},
+            400,
+            "Operator 'gt' does not apply to 'is_complete' (boolean); use one of: eq, ne, in, "
+            "nin, isnull",
+        ),
+        (  # a value that does not parse
+            {"id": "abc"},
+            422,
+            "Invalid value 'abc' for 'id': Input should be a valid integer, unable to parse "
+            "string as an integer",
+        ),
+        (  # as the list answers (it was read as false)
+            {"is_complete__isnull": "maybe"},
+            422,
+            "Invalid value 'maybe' for 'is_complete': Input should be a valid boolean, unable "
+            "to interpret input",
+        ),
     ],
 )
-async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], status: int) -> None:
+async def test_bad_filters_are_refused(
+    sqlite_url: str, query: dict[str, str], status: int, detail: str
+) -> None:
     app, cape = make_app(sqlite_url)
     async with serve(app) as live:
         async with sse(live, who("alice"), **query) as over_sse:
@@ -203,7 +237,7 @@ async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], s
             await over_ws.ended.wait()
         assert cape.hub.subscriber_count == 0
     assert over_sse.status == status
-    assert over_sse.controls and "detail" in over_sse.controls[0]
+    assert over_sse.controls == [{"detail": detail}]
     assert over_ws.status == 101 and over_ws.close_code == 1008
     assert not over_ws.messages and over_ws.error is None
 

@@ -316,3 +316,15 @@ async def test_a_provider_taking_request_works_for_websockets(sqlite_url: str) -
             await session.commit()
         await over_ws.wait_for_title("alice's")
     assert over_ws.titles() == [("INSERT", "alice's")]
+
+
+async def test_isnull_takes_a_boolean_whatever_the_fields_type(sqlite_url: str) -> None:
+    """``level__isnull=false`` on an integer field: the value is read as the list reads it (a
+    boolean), not as a value of the field."""
+    app, cape = make_app(sqlite_url)
+    async with serve(app) as live, sse(live, who("alice"), level__isnull="false") as stream:
+        async with cape.get_privileged_session() as session:
+            session.add(Task(title="counted", owner_id="alice", level=1))
+            await session.commit()
+        await stream.wait_for_title("counted")
+    assert stream.status == 200 and stream.titles() == [("INSERT", "counted")]

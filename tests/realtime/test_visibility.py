@@ -224,6 +224,11 @@ STREAM_OPERATORS = "eq, ne, in, nin, gt, gte, lt, lte, isnull"
             "Invalid value 'maybe' for 'is_complete': Input should be a valid boolean, unable "
             "to interpret input",
         ),
+        (  # one value more than CrudConfig.max_in_values
+            {"id__nin": ",".join(str(i) for i in range(501))},
+            422,
+            "Too many values for id__nin: at most 500",
+        ),
     ],
 )
 async def test_bad_filters_are_refused(
@@ -318,13 +323,19 @@ async def test_a_provider_taking_request_works_for_websockets(sqlite_url: str) -
     assert over_ws.titles() == [("INSERT", "alice's")]
 
 
-async def test_isnull_takes_a_boolean_whatever_the_fields_type(sqlite_url: str) -> None:
-    """``level__isnull=false`` on an integer field: the value is read as the list reads it (a
-    boolean), not as a value of the field."""
+async def test_list_filters_parse_as_the_list_parses_them(sqlite_url: str) -> None:
+    """``level__isnull=false`` on an integer field reads a boolean, not an integer;
+    ``__in``/``__nin`` read comma-separated values, as many as CrudConfig.max_in_values."""
     app, cape = make_app(sqlite_url)
-    async with serve(app) as live, sse(live, who("alice"), level__isnull="false") as stream:
+    filters = {
+        "level__isnull": "false",
+        "id__nin": ",".join(str(i) for i in range(100, 600)),  # 500 values: the most
+        "level__in": "1,2",
+    }
+    async with serve(app) as live, sse(live, who("alice"), **filters) as stream:
         async with cape.get_privileged_session() as session:
-            session.add(Task(title="counted", owner_id="alice", level=1))
-            await session.commit()
-        await stream.wait_for_title("counted")
-    assert stream.status == 200 and stream.titles() == [("INSERT", "counted")]
+            for title, level in (("level 3", 3), ("level 2", 2)):
+                session.add(Task(title=title, owner_id="alice", level=level))
+                await session.commit()
+        await stream.wait_for_title("level 2")
+    assert stream.status == 200 and stream.titles() == [("INSERT", "level 2")]

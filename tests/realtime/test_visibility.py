@@ -224,6 +224,12 @@ STREAM_OPERATORS = "eq, ne, in, nin, gt, gte, lt, lte, isnull"
             "Invalid value 'maybe' for 'is_complete': Input should be a valid boolean, unable "
             "to interpret input",
         ),
+        (  # a list with a value that does not parse
+            {"id__in": "1,x"},
+            422,
+            "Invalid value 'x' for 'id': Input should be a valid integer, unable to parse "
+            "string as an integer",
+        ),
         (  # one value more than CrudConfig.max_in_values
             {"id__nin": ",".join(str(i) for i in range(501))},
             422,

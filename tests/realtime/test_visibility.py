@@ -184,17 +184,62 @@ async def test_stream_filters_narrow_the_view(db_url: str) -> None:
         ]
 
 
+STREAM_OPERATORS = "eq, ne, in, nin, gt, gte, lt, lte, isnull"
+
+
 @pytest.mark.parametrize(
-    ("query", "status"),
+    ("query", "status", "detail"),
     [
-        ({"nope": "1"}, 400),  # unknown field
-        ({"title__like": "x"}, 400),  # operator not available on streams
-        ({"is_complete__bogus": "1"}, 400),  # unknown operator
-        ({"id": "abc"}, 422),  # a value that does not parse
-        ({"is_complete__isnull": "maybe"}, 422),  # as the list answers (it was read as false)
+        (  # unknown field
+            {"nope": "1"},
+            400,
+            "Unknown filter field 'nope'; filterable fields: id, owner_id, title, is_complete, "
+            "org_id, level, public",
+        ),
+        (  # operator not available on streams
+            {"title__like": "x"},
+            400,
+            f"Operator 'like' is not available on streams; use one of: {STREAM_OPERATORS}",
+        ),
+        (  # unknown operator
+            {"is_complete__bogus": "1"},
+            400,
+            f"Operator 'bogus' is not available on streams; use one of: {STREAM_OPERATORS}",
+        ),
+        (  # an operator the field's type has not
+            {"is_complete__gt": "1"},
+            400,
+            "Operator 'gt' does not apply to 'is_complete' (boolean); use one of: eq, ne, in, "
+            "nin, isnull",
+        ),
+        (  # a value that does not parse
+            {"id": "abc"},
+            422,
+            "Invalid value 'abc' for 'id': Input should be a valid integer, unable to parse "
+            "string as an integer",
+        ),
+        (  # as the list answers (it was read as false)
+            {"is_complete__isnull": "maybe"},
+            422,
+            "Invalid value 'maybe' for 'is_complete': Input should be a valid boolean, unable "
+            "to interpret input",
+        ),
+        (  # a list with a value that does not parse
+            {"id__in": "1,x"},
+            422,
+            "Invalid value 'x' for 'id': Input should be a valid integer, unable to parse "
+            "string as an integer",
+        ),
+        (  # one value more than CrudConfig.max_in_values
+            {"id__nin": ",".join(str(i) for i in range(501))},
+            422,
+            "Too many values for id__nin: at most 500",
+        ),
     ],
 )
-async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], status: int) -> None:
+async def test_bad_filters_are_refused(
+    sqlite_url: str, query: dict[str, str], status: int, detail: str
+) -> None:
     app, cape = make_app(sqlite_url)
     async with serve(app) as live:
         async with sse(live, who("alice"), **query) as over_sse:
@@ -203,7 +248,7 @@ async def test_bad_filters_are_refused(sqlite_url: str, query: dict[str, str], s
             await over_ws.ended.wait()
         assert cape.hub.subscriber_count == 0
     assert over_sse.status == status
-    assert over_sse.controls and "detail" in over_sse.controls[0]
+    assert over_sse.controls == [{"detail": detail}]
     assert over_ws.status == 101 and over_ws.close_code == 1008
     assert not over_ws.messages and over_ws.error is None
 
@@ -282,3 +327,21 @@ async def test_a_provider_taking_request_works_for_websockets(sqlite_url: str) -
             await session.commit()
         await over_ws.wait_for_title("alice's")
     assert over_ws.titles() == [("INSERT", "alice's")]
+
+
+async def test_list_filters_parse_as_the_list_parses_them(sqlite_url: str) -> None:
+    """``level__isnull=false`` on an integer field reads a boolean, not an integer;
+    ``__in``/``__nin`` read comma-separated values, as many as CrudConfig.max_in_values."""
+    app, cape = make_app(sqlite_url)
+    filters = {
+        "level__isnull": "false",
+        "id__nin": ",".join(str(i) for i in range(100, 600)),  # 500 values: the most
+        "level__in": "1,2",
+    }
+    async with serve(app) as live, sse(live, who("alice"), **filters) as stream:
+        async with cape.get_privileged_session() as session:
+            for title, level in (("level 3", 3), ("level 2", 2)):
+                session.add(Task(title=title, owner_id="alice", level=level))
+                await session.commit()
+        await stream.wait_for_title("level 2")
+    assert stream.status == 200 and stream.titles() == [("INSERT", "level 2")]

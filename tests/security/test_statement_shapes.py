@@ -113,6 +113,10 @@ LEGIT: dict[str, Callable[[], Any]] = {
     "join_from": lambda: select(n2.body).join_from(Note, n2, n2.id != Note.id),
     "select_from entity, join": lambda: select(Team.name).select_from(Note).join(Note.team),
     "aliased self-join": lambda: select(Note.id, n2.id).join(n2, n2.team_id == Note.team_id),
+    "implicit join (two entities' filters in one WHERE)": lambda: select(Note.id, Team.name)
+    .where(Note.team_id == Team.id),
+    "chained joins": lambda: select(Note.id, Team.name, n2.id).join(Note.team)
+    .join(n2, n2.team_id == Team.id),
     "relationship.and_()": lambda: select(Team.id, Note.id)
     .join(Team.notes.and_(Note.body != "")),
     "has()": lambda: select(Note.id).where(Note.team.has(Team.name == "bob team")),
@@ -172,7 +176,18 @@ LEGIT: dict[str, Callable[[], Any]] = {
     "lateral subquery": lateral_first_note,
     "tablesample of an aliased entity": sampled_notes,
     "selectinload through a link table": lambda: select(Note).options(selectinload(Note.tags)),
+    "joinedload through a link table (a nested join)": lambda: select(Note).options(
+        joinedload(Note.tags)
+    ),
     "subqueryload": lambda: select(Team).options(subqueryload(Team.notes)),
+    # Regression (mutation testing, issue 17): a loader path ending in an alias raised
+    # AttributeError (a 500) where it should have run.
+    "joinedload of_type an alias": lambda: select(Note).options(
+        joinedload(Note.team.of_type(aliased(Team)))
+    ),
+    "selectinload of_type an alias": lambda: select(Team).options(
+        selectinload(Team.notes.of_type(aliased(Note)))
+    ),
     "literal": lambda: select(Note.id, literal("x")),
     # Terms that can fail run under the read filters (``policy.fallible``): same answers.
     "arithmetic in WHERE": lambda: select(Note.id).where(Note.id * 2 > 3),
@@ -238,6 +253,9 @@ REFUSED: dict[str, Callable[[], Any]] = {
     ),
     "aliased entity over another table": lambda: select(
         aliased(Note, TEAM, adapt_on_names=True).id
+    ),
+    "loader option of_type an alias over another table": lambda: select(Note).options(
+        joinedload(Note.team.of_type(aliased(Team, NOTE, adapt_on_names=True)))
     ),
     "custom operator with SQL in it": lambda: select(Note.id)
     .where(Note.id.op("IN (SELECT id FROM sh_note) OR 1 =")(1)),

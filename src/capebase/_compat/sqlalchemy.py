@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import LoaderCriteriaOption, UOWTransaction
 from sqlalchemy.orm.context import FromStatement as FromStatement
 from sqlalchemy.orm.interfaces import CompileStateOption
+from sqlalchemy.orm.path_registry import PathRegistry as PathRegistry
 from sqlalchemy.orm.strategy_options import (
     _AttributeStrategyLoad,
     _ClassStrategyLoad,

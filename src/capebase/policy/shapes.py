@@ -25,6 +25,7 @@ from sqlalchemy.sql.base import ExecutableOption
 
 from .._compat.sqlalchemy import (
     InternalTraversal,
+    PathRegistry,
     ScopeOption,
     node_kind,
     parent_entity,
@@ -142,6 +143,9 @@ def _add_nodes(value: Any, todo: list[Any]) -> None:
         for key, item in value.items():
             _add_nodes(key, todo)
             _add_nodes(item, todo)
+    elif isinstance(value, PathRegistry):
+        # A loader option's path (``joinedload(A.b.of_type(alias))``): it ends in an entity.
+        _require_own_table(getattr(value, "entity", None))
     elif getattr(value, "is_aliased_class", False) or isinstance(value, AliasedClass):
         _require_own_table(sa_inspect(value))
 

@@ -36,7 +36,7 @@ from sqlalchemy.sql.elements import BinaryExpression, ColumnElement, UnaryExpres
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from capebase import CapeBase, UnfilterableStatementError
-from capebase.policy import shapes
+from capebase.policy import shape_kinds, shapes
 from capebase.policy.shapes import require_known_shape
 from capebase.testing import app_client
 from tests._databases import DbKind
@@ -232,12 +232,12 @@ def test_the_checks_work_from_cold_caches(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_word_check_accepts_one_word_and_nothing_else() -> None:
     """The check of a string rendered as written, built afresh (the allow-list's own were
     built at import): one word passes; SQL, or no string at all, is refused."""
-    field = shapes._word("field")
+    field = shape_kinds._word("field")
     field(extract("year", Note.id))
     refused = {}
     for name, check, node in (
         ("SQL", field, extract("year FROM x", Note.id)),
-        ("no such attribute", shapes._word("no_such_attribute"), extract("year", Note.id)),
+        ("no such attribute", shape_kinds._word("no_such_attribute"), extract("year", Note.id)),
     ):
         with pytest.raises(UnfilterableStatementError) as error:
             check(node)
@@ -262,7 +262,7 @@ def test_a_slot_of_an_unknown_kind_must_be_empty() -> None:
 
 
 def test_the_slot_sets_name_sqlalchemys_traversal_kinds() -> None:
-    assert shapes._slots("string", "boolean") == frozenset(
+    assert shape_kinds._slots("string", "boolean") == frozenset(
         {InternalTraversal.dp_string, InternalTraversal.dp_boolean}
     )
 

@@ -40,6 +40,7 @@ from .._compat.sqlalchemy import (
     where_criteria,
 )
 from ..errors import UnfilterableStatementError
+from .fallible import is_statement
 from .guards import POLICY, TRUSTED, is_policy_guard, policy_guard
 from .shape_kinds import USE_ORM
 
@@ -203,5 +204,5 @@ def _surface_columns(predicate: Any) -> Iterator[Any]:
         element = todo.pop()
         if isinstance(element, elements.ColumnClause):
             yield element
-        elif not isinstance(element, selectable.Selectable):
+        elif not is_statement(element):  # a SQL function's arguments too
             todo.extend(element.get_children())

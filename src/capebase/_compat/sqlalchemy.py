@@ -147,6 +147,11 @@ def for_update(statement: Any) -> Any:
     return getattr(statement, "_for_update_arg", None)
 
 
+def type_affinity(type_: Any) -> Any:
+    """The generic type a column type compares as (``String`` for ``VARCHAR(40)``)."""
+    return getattr(type_, "_type_affinity", None)
+
+
 def visit_table(compiler: SQLCompiler, table: Any, **kw: Any) -> str:
     """The compiler's own rendering of ``table`` (what ``@compiles(Table)`` replaces)."""
     result: str = compiler.visit_table(table, **kw)  # type: ignore[no-untyped-call]

@@ -31,6 +31,8 @@ from .._compat.sqlalchemy import (
     TextualLabelReference,
     select_parts,
     statement_options,
+    type_affinity,
+    where_criteria,
 )
 from . import guards, sqlexpr
 from .sql_functions import AGGREGATES
@@ -133,7 +135,7 @@ def _mixes_types(node: elements.BinaryExpression[Any]) -> bool:
     """A comparison of a text column with a number column: MySQL converts and warns, quoting
     the text."""
     affinities = {
-        getattr(side.type, "_type_affinity", None)
+        type_affinity(side.type)
         for side in (node.left, node.right)
         if isinstance(side, elements.ColumnClause)
     }
@@ -225,7 +227,7 @@ def _statement(node: Any, marks: _Marks) -> None:
         _statement(node.right, marks)
         _per_row(node.onclause, marks)
     elif getattr(node, "is_dml", False):
-        for condition in getattr(node, "_where_criteria", ()):
+        for condition in where_criteria(node):
             _per_row(condition, marks)
 
 

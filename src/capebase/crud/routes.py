@@ -266,13 +266,25 @@ def _body_errors(exc: ValidationError) -> list[dict[str, Any]]:
     errors = []
     for error in exc.errors(include_url=False):
         located: dict[str, Any] = {**error, "loc": ("body", *error["loc"])}
-        value = error.get("input")
         if error["type"] == "json_invalid":
             located["input"] = {}
-        elif isinstance(value, float) and not math.isfinite(value):
-            located["input"] = str(value)  # NaN and infinities cannot be written as JSON
+        elif "input" in error:
+            located["input"] = _writable(error["input"])
         errors.append(located)
     return errors
+
+
+def _writable(value: Any) -> Any:
+    """``value`` with NaN and infinities as text, wherever they sit: JSON cannot carry them,
+    and a number such as ``1e400`` parses as infinity (a "missing" error's input is the whole
+    body)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _writable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(item) for item in value]
+    return value
 
 
 async def _json_body(request: Request) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -215,9 +216,12 @@ class PasswordAuth:
         if (wait := self.limiter.retry_after(None, address)) > 0:
             raise LockedOutError(wait)
         typed = login.strip().lower()
-        user = await self.store.find_login(typed)
-        # The account, not what was typed: its email and its username share one count.
-        account = f"user:{user.id}" if user is not None else f"login:{typed}"
+        # No account has a login that long (signup caps it): no lookup for it.
+        user = await self.store.find_login(typed) if len(typed) <= MAX_LOGIN_LENGTH else None
+        # The account, not what was typed: its email and its username share one count. An
+        # unknown login is counted under its digest: what a client types is never kept whole
+        # (a table of 200-kilobyte logins would fill the memory).
+        account = f"user:{user.id}" if user is not None else f"login:{_digest(typed)}"
         # Reserved before the hash, in the same step as the check: concurrent guesses each
         # take one of the remaining attempts, instead of all passing before any has failed;
         # beyond them a sign-in waits for the attempts in flight to settle.
@@ -359,3 +363,11 @@ def _not_attached() -> ConfigurationError:
 
 
 __all__ = ["PasswordAuth"]
+
+
+MAX_LOGIN_LENGTH = 320
+"""The longest email signup accepts; usernames are shorter."""
+
+
+def _digest(login: str) -> str:
+    return hashlib.sha256(login.encode("utf-8", "surrogatepass")).hexdigest()

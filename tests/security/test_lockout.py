@@ -127,19 +127,20 @@ async def test_an_unknown_login_is_counted_without_being_kept(sqlite_url: str) -
     """A sign-in's login is what a client types, of any length: an unknown one is counted
     under its digest, never kept whole (final review of issue 16: 200-kilobyte logins filled
     the lockout table), and it still locks out when repeated."""
-    async with running(sqlite_url) as (built, _client):
-        async with from_address(built.app, "203.0.113.7") as client:
-            for i in range(3):
-                huge = f"{i}" + "x" * 200_000 + "@example.com"
-                response = await client.post(
-                    "/auth/token", data={"username": huge, "password": "whatever-password"}
-                )
-                assert response.status_code == 401
-            assert max(len(name) for _kind, name in built.auth.limiter._counters) < 100
-            statuses = []
-            for _ in range(built.auth.config.max_failed_logins + 1):
-                response = await client.post(
-                    "/auth/token", data={"username": "ghost@example.com", "password": "nope"}
-                )
-                statuses.append(response.status_code)
-            assert statuses[-1] == 429, statuses
+    async with running(sqlite_url) as (built, _client), from_address(
+        built.app, "203.0.113.7"
+    ) as client:
+        for i in range(3):
+            huge = f"{i}" + "x" * 200_000 + "@example.com"
+            response = await client.post(
+                "/auth/token", data={"username": huge, "password": "whatever-password"}
+            )
+            assert response.status_code == 401
+        assert max(len(name) for _kind, name in built.auth.limiter._counters) < 100
+        statuses = []
+        for _ in range(built.auth.config.max_failed_logins + 1):
+            response = await client.post(
+                "/auth/token", data={"username": "ghost@example.com", "password": "nope"}
+            )
+            statuses.append(response.status_code)
+        assert statuses[-1] == 429, statuses

@@ -161,7 +161,7 @@ def audit_router(
         since: datetime | None = Query(None, description="Written at or after (ISO 8601)"),
         until: datetime | None = Query(None, description="Written before (ISO 8601)"),
         limit: int = Query(config.default_page_size, ge=1, le=config.max_page_size),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**63 - 1),  # what every database's OFFSET takes
     ) -> list[AuditEntry]:
         if ctx.is_anonymous or ctx.role not in roles:
             raise PermissionDeniedError("read", "audit trail", is_anonymous=ctx.is_anonymous)
@@ -243,14 +243,25 @@ def _pk_texts(raw: str) -> Sequence[str]:
     JSON list (composite key) when it reads as one."""
     texts = [encode_pk(raw)]
     if _INTEGER.fullmatch(raw):
-        texts.append(encode_pk(int(raw)))
+        if len(raw) <= _LONGEST_INTEGER:  # no integer key is longer (nor can int() read it)
+            texts.append(encode_pk(int(raw)))
     elif raw.startswith("["):
-        with contextlib.suppress(ValueError):
+        # A list nested too deep for json (RecursionError) is no key either.
+        with contextlib.suppress(ValueError, RecursionError):
             texts.append(encode_pk(json.loads(raw)))
     return [indexed_pk(text) for text in texts]
 
 
+_LONGEST_INTEGER = 40
+"""Digits of the longest integer primary key (a NUMERIC(38) has 38, with a sign to spare)."""
+
+
 def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; one an offset would take out of datetime's range is its edge."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if moment.year == datetime.min.year else datetime.max
+        return edge.replace(tzinfo=UTC)

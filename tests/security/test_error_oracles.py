@@ -29,12 +29,14 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     exists,
     func,
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import CompileError, DBAPIError
+from sqlalchemy.orm import joinedload
 
 from capebase import UnfilterableStatementError
 from tests._databases import DbKind
@@ -83,6 +85,10 @@ FAILING = {
     "division by zero": _divide,
 }
 
+def _count_where(fail: Callable[[Any], Any]) -> Any:
+    return select(func.count()).select_from(Note).where(fail(HIDDEN_NOTE) > 0).scalar_subquery()
+
+
 derived = select(Note.id, _overflow(HIDDEN_NOTE).label("x")).subquery()
 grouped = select(Note.team_id, func.count().label("n")).group_by(Note.team_id)
 
@@ -113,6 +119,16 @@ PROBES: dict[str, Callable[[Callable[[Any], Any]], Any]] = {
     # (alice may update her own notes only; the oracle, privileged, would update others)
     "bulk UPDATE's WHERE": lambda fail: update(Note)
     .where(fail(HIDDEN_NOTE) > 0, Note.owner == "alice").values(body="x"),
+    # Clauses evaluated once, and RETURNING (confirmation review of issue 16, finding 1)
+    "LIMIT's subquery": lambda fail: select(Tag.id).limit(_count_where(fail)),
+    "OFFSET's subquery": lambda fail: select(Tag.id).offset(_count_where(fail)),
+    "DELETE ... RETURNING's subquery": lambda fail: delete(Note)
+    .where(Note.id == 1).returning(_count_where(fail)),
+    "UPDATE ... RETURNING's subquery": lambda fail: update(Note)
+    .where(Note.id == 1).values(body="a1").returning(_count_where(fail)),
+    # A loader's criteria, which the ORM adds as it compiles (finding 2): refused
+    "joinedload criteria": lambda fail: select(Team)
+    .options(joinedload(Team.notes.and_(fail(HIDDEN_NOTE) > 0))),
     # Team's rule is one equality, which SQLite and MariaDB propagate into other terms.
     "entity with a one-equality rule": lambda fail: select(Team.id).where(fail(HIDDEN_TEAM) > 0),
     "one-equality rule, term after it": lambda fail: select(Team.id)
@@ -145,6 +161,8 @@ async def _outcome(session: Any, statement: Any) -> tuple[Any, list[str]]:
             result = "refused"
         except DBAPIError as error:
             result = ("failed", str(error.orig))
+        except CompileError:  # MariaDB: no UPDATE ... RETURNING
+            result = ("failed", "unsupported")
         await session.rollback()
     return result, [str(w.message) for w in caught]
 

@@ -214,6 +214,10 @@ LEGIT: dict[str, Callable[[], Any]] = {
         (doubled := select((Note.id * 2).label("d")).subquery()).c.d
     ).where(doubled.c.d > 2),
     "CAST in ORDER BY": lambda: select(Note.id).order_by(cast(Note.id, String)),
+    "joinedload with criteria": lambda: select(Team)
+    .options(joinedload(Team.notes.and_(Note.body != ""), innerjoin=True)),
+    "selectinload with criteria": lambda: select(Team)
+    .options(selectinload(Team.notes.and_(Note.id > 1))),
     "window over a grouped query": lambda: select(
         Note.team_id, func.rank().over(order_by=func.count() * 2)
     ).group_by(Note.team_id),
@@ -298,6 +302,12 @@ REFUSED: dict[str, Callable[[], Any]] = {
         update(Note).values(owner="alice").returning(Note.id).cte("taken").c.id
     ),
     "DELETE in a CTE": lambda: select(delete(Note).returning(Note.id).cte("gone").c.id),
+    # A loader's criteria are SQL the ORM renders into the statement (confirmation review
+    # of issue 16: the shape walk never entered a loader option's strategies).
+    "text() in a joinedload's criteria": lambda: select(Team)
+    .options(joinedload(Team.notes.and_(text("1 = 1")))),
+    "literal_column() in a selectinload's criteria": lambda: select(Team)
+    .options(selectinload(Team.notes.and_(literal_column("body") == "x"))),
     "a term that can fail over a subquery's bare column": lambda: select(
         (bare := select(Note.id).subquery()).c.id
     ).where(bare.c.id * 2 > 2),

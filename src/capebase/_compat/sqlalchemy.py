@@ -120,6 +120,8 @@ class SelectParts:
     group_by: tuple[Any, ...]
     having: tuple[Any, ...]
     order_by: tuple[Any, ...]
+    limits: tuple[Any, ...]
+    """LIMIT and OFFSET when they are expressions (a scalar subquery), not plain numbers."""
 
 
 def select_parts(statement: Any) -> SelectParts:
@@ -134,7 +136,16 @@ def select_parts(statement: Any) -> SelectParts:
         group_by=tuple(statement._group_by_clauses),
         having=tuple(statement._having_criteria),
         order_by=tuple(statement._order_by_clauses),
+        limits=tuple(
+            clause for clause in (statement._limit_clause, statement._offset_clause)
+            if clause is not None
+        ),
     )
+
+
+def returning_of(statement: Any) -> tuple[Any, ...]:
+    """The RETURNING columns of an INSERT, UPDATE or DELETE."""
+    return tuple(getattr(statement, "_returning", ()) or ())
 
 
 def _is_attribute(onclause: Any) -> bool:

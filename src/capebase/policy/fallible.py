@@ -29,6 +29,7 @@ from .._compat.sqlalchemy import (
     LabelReference,
     OffsetLimitParam,
     TextualLabelReference,
+    returning_of,
     select_parts,
     statement_options,
     type_affinity,
@@ -227,7 +228,7 @@ def _statement(node: Any, marks: _Marks) -> None:
         _statement(node.right, marks)
         _per_row(node.onclause, marks)
     elif getattr(node, "is_dml", False):
-        for condition in where_criteria(node):
+        for condition in (*where_criteria(node), *returning_of(node)):
             _per_row(condition, marks)
 
 
@@ -237,6 +238,8 @@ def _select(node: selectable.Select[Any], marks: _Marks) -> None:
                   *parts.having, *parts.order_by)
     for from_ in (*parts.froms, *_implied_froms(everything)):
         _statement(from_, marks)
+    for limit in parts.limits:  # evaluated once: only the statements inside it have rows
+        _inner_statements(limit, marks)
     for condition in (*parts.where, *parts.onclauses):
         _per_row(condition, marks)
     grouped = bool(parts.group_by) or any(

@@ -255,12 +255,13 @@ NODE_SLOTS = _slots(
 """Slots that hold SQL elements (or options, or entities), walked in turn."""
 
 VALUE_SLOTS = _slots(
-    "string", "string_list", "anon_name", "boolean", "operator", "type", "plain_obj",
-    "annotations_key", "propagate_attrs", "params", "ignore",
+    "string", "string_list", "string_multi_dict", "anon_name", "boolean", "operator", "type",
+    "plain_obj", "annotations_key", "propagate_attrs", "params", "ignore",
     "fromclause_canonical_column_collection",
 )
 """Slots of plain values: names SQLAlchemy quotes, flags, types, operators (checked by kind),
-bound parameter values, and a table's own columns."""
+bound parameter values, a loader's options (``innerjoin``, ``recursion_depth``), and a table's
+own columns."""
 
 RAW_SQL_SLOTS = _slots(
     "prefix_sequence", "table_hint_list", "statement_hint_list", "compile_state_funcs",

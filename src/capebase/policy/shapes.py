@@ -24,12 +24,16 @@ from sqlalchemy.sql import (
 from sqlalchemy.sql.base import ExecutableOption
 
 from .._compat.sqlalchemy import (
+    AttributeStrategyLoad,
+    ClassStrategyLoad,
     InternalTraversal,
     PathRegistry,
     ScopeOption,
+    TokenStrategyLoad,
     node_kind,
     parent_entity,
     plain,
+    statement_options,
     traverse_internals_of,
 )
 from ..errors import UnfilterableStatementError
@@ -96,7 +100,18 @@ def known_shape(statement: Any) -> Shape:
             may_fail = fallible.can_fail(node)
         if kind not in LEAVES and not guards.is_policy_guard(node):
             _add_children(node, todo)
+    if may_fail and not isinstance(statement, ExecutableOption):
+        for option in statement_options(statement):
+            if known_shape(option).may_fail:
+                # The ORM adds a loader's criteria (``joinedload(A.b.and_(...))``) as it
+                # compiles, after the terms that can fail were wrapped (``fallible``).
+                raise UnfilterableStatementError(
+                    "A loader option's criteria that can fail (arithmetic, CAST, a function) "
+                    "cannot be run under the read filters in a user session; compare columns "
+                    f"with values there, or load the related rows with a select(). {USE_ORM}"
+                )
     return Shape(mappers, may_fail)
+
 
 
 def _add_children(node: Any, todo: list[Any]) -> None:
@@ -150,7 +165,12 @@ def _add_nodes(value: Any, todo: list[Any]) -> None:
         _require_own_table(sa_inspect(value))
 
 
-_NODES = (elements.ClauseElement, ExecutableOption)
+_NODES = (
+    elements.ClauseElement, ExecutableOption,
+    # what a loader option holds: each relationship's strategy, with its criteria
+    # (``joinedload(A.b.and_(...))``), which the ORM renders into the statement
+    AttributeStrategyLoad, ClassStrategyLoad, TokenStrategyLoad,
+)
 _COLLECTIONS = (list, tuple, set, frozenset)
 
 

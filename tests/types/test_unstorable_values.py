@@ -34,6 +34,7 @@ class Slug(UnstorableModel, table=True):
     name: str = ""
     doc: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     items: list[Any] | None = Field(default=None, sa_type=JSON)
+    any: Any = Field(default=None, sa_type=JSON)
 
 
 class PostgresModel(SQLModel, registry=registry()):
@@ -120,10 +121,16 @@ async def test_json_that_a_database_would_refuse_is_422(db_url: str) -> None:
             ('{"items": [-Infinity]}', "items", "NaN or Infinity"),
             (f'{{"items": {nested(32)}}}', "items", "deeper than 31 levels"),
             (f'{{"doc": {{"a": {nested(31)}}}}}', "doc", "deeper than 31 levels"),
+            # SQLite: a JSON column has numeric affinity, so a lone 20-digit number was
+            # stored as 1e+20 (and 4300 digits as null) after a 201 (confirmation review of
+            # issue 16, finding 3); inside a list or an object it is text and kept
+            (f'{{"any": {"9" * 20}}}', "any", "beyond 64 bits"),
+            (f'{{"any": -{"9" * 4300}}}', "any", "beyond 64 bits"),
         ]:
             response = await post_raw(client, "/unstorable_slug", f'{{"id": "x", {body[1:]}')
             assert refused(response, field, reason), (body, response.text)
-        fine = {"doc": {"big": 10**400, "tiny": 5e-324, "deep": [[[1]]]}, "items": [nested(30)]}
+        fine = {"doc": {"big": 10**400, "tiny": 5e-324, "deep": [[[1]]]}, "items": [nested(30)],
+                "any": 2**63 - 1}
         for index, (field, value) in enumerate(fine.items()):
             sent = {"id": f"ok{index}", field: value}
             response = await client.post("/unstorable_slug", json=sent)

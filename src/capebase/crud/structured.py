@@ -2,7 +2,8 @@
 
 PostgreSQL's ``jsonb`` refuses ``\u0000`` in a string and its ``json`` any NaN or infinity (which
 SQLite would store as null); MariaDB checks a JSON column with ``JSON_VALID``, which refuses
-documents nested deeper than 31 levels. A PostgreSQL array must be rectangular, with no empty
+documents nested deeper than 31 levels; SQLite gives a JSON column numeric affinity, so a lone
+integer beyond 64 bits is stored as a float (or null). A PostgreSQL array must be rectangular, with no empty
 inner array, and each element must fit the item type. These would be 500s (or silently other
 values) from the database; checked here, they are a 422 naming the field.
 """
@@ -31,6 +32,14 @@ def check_json(value: Any) -> str | None:
             pending.extend((child, depth + 1) for child in item)
         elif isinstance(item, float) and not math.isfinite(item):
             return "JSON has no NaN or Infinity"
+        elif (
+            depth == 0 and item is value and isinstance(item, int)
+            and not isinstance(item, bool) and not -(2**63) <= item < 2**63
+        ):
+            return (
+                "an integer beyond 64 bits as the whole value (SQLite stores a JSON column's "
+                "lone number as a float); put it in a list or an object"
+            )
         elif isinstance(item, str) and "\x00" in item:
             return "text cannot contain NUL characters (\\u0000)"
     return None

@@ -4,8 +4,8 @@ PostgreSQL's ``jsonb`` refuses ``\u0000`` in a string and its ``json`` any NaN o
 SQLite would store as null); MariaDB checks a JSON column with ``JSON_VALID``, which refuses
 documents nested deeper than 31 levels; SQLite gives a JSON column numeric affinity, so a lone
 integer beyond 64 bits is stored as a float (or null). A PostgreSQL array must be rectangular,
-with no empty inner array, and each element must fit the item type. These would be 500s (or silently other
-values) from the database; checked here, they are a 422 naming the field.
+with no empty inner array, and each element must fit the item type. These would be 500s (or
+silently other values) from the database; checked here, they are a 422 naming the field.
 """
 
 from __future__ import annotations

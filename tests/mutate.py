@@ -56,6 +56,7 @@ STREAM_TESTS = [
 SHAPES_TESTS = [
     "tests/security/test_statement_shapes.py",
     "tests/security/test_shape_details.py",
+    "tests/security/test_guard_adaptation.py",
     "tests/security/test_link_tables.py",
     "tests/policy/test_refusal_messages.py",
 ]

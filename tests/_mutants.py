@@ -488,3 +488,13 @@ EQUIVALENT += [
     for module, before, after, reason in list(EQUIVALENT)
     if module in _MOVED
 ]
+
+EQUIVALENT += [
+    (
+        "capebase.policy.coverage",
+        'table = plain(getattr(column, "table", None))',
+        'table = plain(getattr(column, "table", ))',
+        "every ColumnClause has a table attribute (None for a literal column): the default is "
+        "never used",
+    ),
+]

@@ -14,12 +14,14 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Integer,
+    Numeric,
     String,
     Table,
     column,
     delete,
     func,
     insert,
+    literal_column,
     select,
     tablesample,
     true,
@@ -35,7 +37,7 @@ from sqlalchemy.orm import (
     mapped_column,
     relationship,
 )
-from sqlalchemy.types import UserDefinedType
+from sqlalchemy.types import TypeDecorator, UserDefinedType
 
 from capebase import AuthContext, CapeBase, UnfilterableStatementError
 from capebase.testing import app_client
@@ -218,6 +220,40 @@ async def oracle(world: World, statement: Any) -> list[Any]:
 
 
 # Statements of the catalog that take more than an expression to build.
+
+
+class ColumnSql(TypeDecorator[str]):
+    """A type that reads its column through SQL of its own (``column_expression``)."""
+
+    impl = String
+    cache_ok = True
+
+    def column_expression(self, col: Any) -> Any:
+        return literal_column("(SELECT max(body) FROM sh_note)")
+
+
+class BindSql(TypeDecorator[str]):
+    """A type that binds its values through SQL of its own (``bind_expression``)."""
+
+    impl = String
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return literal_column("(SELECT max(body) FROM sh_note)")
+
+
+SQL_IN_PRECISION = "10, 2)) + (SELECT count(*) FROM sh_note) - CAST(0 AS NUMERIC(10"
+"""A NUMERIC's precision is written into a CAST as given."""
+
+
+class NumericOnEachDatabase(TypeDecorator[int]):
+    """A decorator of Integer whose type on every database is that NUMERIC."""
+
+    impl = Integer
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        return Numeric(precision=SQL_IN_PRECISION, scale=2)  # type: ignore[arg-type]
 
 
 class RawType(UserDefinedType[str]):

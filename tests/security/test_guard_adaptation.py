@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import sqlite
 
 from capebase import UnfilterableStatementError
@@ -73,3 +73,44 @@ def test_a_guard_covers_only_the_reference_its_predicate_reads(
     reference: Any, predicate: Any, covered: bool
 ) -> None:
     assert _compiles(reference, predicate) is covered
+
+
+TEAM_ALIAS = TEAM.alias("t2")
+
+
+def _joined_compiles(from_: Any, *columns: Any) -> bool:
+    statement = select(*columns).select_from(from_).options(user_statement([]))
+    try:
+        statement.compile(dialect=sqlite.dialect())
+    except UnfilterableStatementError:
+        return False
+    return True
+
+
+def test_a_guard_in_an_inner_joins_on_filters_both_sides() -> None:
+    on = and_(
+        ALIAS.c.id == NOTE.c.id,
+        _guard(NOTE.c.id, NOTE.c.owner == "alice"),
+        _guard(ALIAS.c.id, ALIAS.c.owner == "alice"),
+    )
+    assert _joined_compiles(NOTE.join(ALIAS, on), NOTE.c.id, ALIAS.c.id)
+    # an outer join keeps every row of its left side: a guard in its ON filters the right only
+    assert not _joined_compiles(NOTE.outerjoin(ALIAS, on), NOTE.c.id, ALIAS.c.id)
+
+
+def test_a_guard_reaches_into_a_parenthesised_join() -> None:
+    inner = ALIAS.join(TEAM_ALIAS, TEAM_ALIAS.c.id == ALIAS.c.team_id).self_group()
+    on = and_(
+        ALIAS.c.id == NOTE.c.id,
+        _guard(NOTE.c.id, NOTE.c.owner == "alice"),
+        _guard(ALIAS.c.id, ALIAS.c.owner == "alice"),
+        _guard(TEAM_ALIAS.c.id, TEAM_ALIAS.c.owner == "alice"),
+    )
+    assert _joined_compiles(NOTE.join(inner, on), NOTE.c.id, ALIAS.c.id, TEAM_ALIAS.c.name)
+
+
+def test_a_rules_own_subquery_may_read_the_entitys_table() -> None:
+    """Only the predicate's own level counts: a subquery of the rule reading the same table
+    (notes of teams where the caller has a note) does not void the alias's guard."""
+    mine = select(NOTE.c.team_id).where(NOTE.c.owner == "alice").scalar_subquery()
+    assert _compiles(ALIAS, ALIAS.c.team_id.in_(mine))

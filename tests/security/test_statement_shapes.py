@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import (
+    Numeric,
     String,
     bindparam,
     cast,
@@ -37,6 +38,7 @@ from sqlalchemy import (
     table,
     text,
     true,
+    type_coerce,
     union,
     union_all,
     update,
@@ -60,10 +62,14 @@ from tests._databases import DbKind
 
 from ._shapes import (
     ALICE,
+    SQL_IN_PRECISION,
     TEAMS,
+    BindSql,
     Book,
+    ColumnSql,
     Item,
     Note,
+    NumericOnEachDatabase,
     RawType,
     Tag,
     Team,
@@ -214,6 +220,7 @@ LEGIT: dict[str, Callable[[], Any]] = {
         (doubled := select((Note.id * 2).label("d")).subquery()).c.d
     ).where(doubled.c.d > 2),
     "CAST in ORDER BY": lambda: select(Note.id).order_by(cast(Note.id, String)),
+    "CAST to NUMERIC(10, 2)": lambda: select(cast(Note.id, Numeric(10, 2))),
     "joinedload with criteria": lambda: select(Team)
     .options(joinedload(Team.notes.and_(Note.body != ""), innerjoin=True)),
     "selectinload with criteria": lambda: select(Team)
@@ -314,6 +321,19 @@ REFUSED: dict[str, Callable[[], Any]] = {
     "update SET from a Core subquery": lambda: update(Note).where(Note.id == 1)
     .values(body=select(NOTE.c.body).where(NOTE.c.id == 3).scalar_subquery()),
     "CAST to a user-defined type": lambda: select(cast(Note.id, RawType())),
+    # SQL a type writes as the statement compiles (second confirmation review of issue 16)
+    "a type's column_expression, type_coerce": lambda: select(type_coerce(Note.body, ColumnSql)),
+    "a type's column_expression, cast": lambda: select(cast(Note.body, ColumnSql)),
+    "a type's bind_expression, bindparam": lambda: select(
+        Note.body, bindparam("p", "x", type_=BindSql)
+    ),
+    "a type's bind_expression, literal": lambda: select(Note.body, literal("x", BindSql)),
+    "CAST to a NUMERIC with SQL in its precision": lambda: select(
+        cast(Note.id, Numeric(precision=SQL_IN_PRECISION, scale=2))  # type: ignore[arg-type]
+    ),
+    "CAST to a decorator whose type there has SQL in it": lambda: select(
+        cast(Note.id, NumericOnEachDatabase())
+    ),
     "a kind the allow-list does not know (lambda_stmt)": lambda: lambda_stmt(
         lambda: select(Note.id)
     ),

@@ -158,6 +158,15 @@ def for_update(statement: Any) -> Any:
     return getattr(statement, "_for_update_arg", None)
 
 
+def type_adds_sql(type_: Any) -> bool:
+    """Whether ``type_`` wraps what it reads or binds in SQL of its own (it overrides
+    ``column_expression`` or ``bind_expression``; SQLAlchemy records that privately)."""
+    return bool(
+        getattr(type_, "_has_column_expression", False)
+        or getattr(type_, "_has_bind_expression", False)
+    )
+
+
 def type_affinity(type_: Any) -> Any:
     """The generic type a column type compares as (``String`` for ``VARCHAR(40)``)."""
     return getattr(type_, "_type_affinity", None)

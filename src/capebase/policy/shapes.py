@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import (
     elements,
@@ -49,6 +50,7 @@ from .shape_kinds import (
     WRITES,
     kind_name,
 )
+from .sql_types import require_plain_type
 
 
 def require_known_shape(statement: Any) -> set[Any]:
@@ -66,8 +68,9 @@ class Shape:
     """Whether some term can fail (``fallible.can_fail``): only then is it worth marking."""
 
 
-def known_shape(statement: Any) -> Shape:
-    """``require_known_shape``, also telling whether a term of the statement can fail."""
+def known_shape(statement: Any, dialect: Dialect | None = None) -> Shape:
+    """``require_known_shape``, also telling whether a term of the statement can fail; with
+    ``dialect``, the SQL its types write there is checked too (``sql_types``)."""
     seen: set[int] = set()
     mappers: set[Any] = set()
     may_fail = False
@@ -96,13 +99,15 @@ def known_shape(statement: Any) -> Shape:
         check = KINDS[kind]
         if check is not None:
             check(node)
+        if isinstance(node, elements.ColumnElement) or kind is elements.TypeClause:
+            require_plain_type(node.type, dialect, written=kind in _WRITTEN_TYPES)
         if not may_fail and kind not in CANNOT_FAIL:
             may_fail = fallible.can_fail(node)
         if kind not in LEAVES and not guards.is_policy_guard(node):
             _add_children(node, todo)
     if may_fail and not isinstance(statement, ExecutableOption):
         for option in statement_options(statement):
-            if known_shape(option).may_fail:
+            if known_shape(option, dialect).may_fail:
                 # The ORM adds a loader's criteria (``joinedload(A.b.and_(...))``) as it
                 # compiles, after the terms that can fail were wrapped (``fallible``).
                 raise UnfilterableStatementError(
@@ -112,6 +117,10 @@ def known_shape(statement: Any) -> Shape:
                 )
     return Shape(mappers, may_fail)
 
+
+
+_WRITTEN_TYPES = frozenset({elements.Cast, elements.TypeClause})
+"""Kinds whose type is written into the SQL (a CAST's target)."""
 
 
 def _add_children(node: Any, todo: list[Any]) -> None:

@@ -63,7 +63,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
     ctx, policy = scope.ctx, scope.policy
     # Relationship loads and refreshes are checked too: the flags that mark them are
     # compile options app code can set on any statement.
-    shape = known_shape(state.statement)
+    shape = known_shape(state.statement, state.session.get_bind().dialect)
     named = shape.mappers
     if not (state.is_orm_statement or state.is_select):
         raise UnfilterableStatementError(

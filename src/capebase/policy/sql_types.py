@@ -59,29 +59,46 @@ def _problem(type_: Any, dialect: Dialect | None, *, written: bool) -> str | Non
                     "a user session"
                 )
             for name, value in vars(each).items():
-                if isinstance(value, str) and not _PLAIN_TEXT.fullmatch(value):
+                if not _writes_plainly(value):
                     return (
                         f"CAST to {type(each).__name__} with {name}={value!r}: the type writes "
-                        "that text into the SQL as it is"
+                        "that into the SQL as it is"
                     )
     return None
 
 
-def _chain(type_: TypeEngine[Any], dialect: Dialect | None) -> list[TypeEngine[Any]]:
-    """``type_`` and what it stands for: each decorator's implementation (on ``dialect``, the
-    one it picks there), and the dialect's own version of the type at the end."""
-    found: list[TypeEngine[Any]] = []
-    current: Any = type_
-    while isinstance(current, TypeDecorator) and len(found) < _MAX_DECORATORS:
-        found.append(current)
+def _writes_plainly(value: Any) -> bool:
+    """Whether an argument of a type reads as itself in SQL: a number, or words; a subclass of
+    either may write anything (its ``__str__``)."""
+    if isinstance(value, str):
+        return type(value) is str and _PLAIN_TEXT.fullmatch(value) is not None
+    if isinstance(value, int | float):
+        return type(value) in (int, float, bool)
+    return True
+
+
+def _chain(type_: Any, dialect: Dialect | None, depth: int = 0) -> list[Any]:
+    """``type_`` and what it stands for: a decorator's implementation (on ``dialect``, the one
+    it picks there), the type a variant or the dialect puts in its place, and theirs."""
+    found = [type_]
+    if depth == _MAX_DEPTH:
+        return found
+    if isinstance(type_, TypeDecorator):
         if dialect is not None:
-            found.append(current.load_dialect_impl(dialect))
-        current = current.impl_instance
-    found.append(current)
-    if dialect is not None:
-        found.append(current.dialect_impl(dialect))
+            found += _chain(type_.load_dialect_impl(dialect), dialect, depth + 1)
+        found += _chain(type_.impl_instance, dialect, depth + 1)
+    elif dialect is not None:
+        implementation = type_.dialect_impl(dialect)
+        # The dialect's own adaptation of a type is of its class (or a dialect subclass of
+        # it); a variant's is another type, followed in turn.
+        if isinstance(implementation, TypeDecorator) or not isinstance(
+            implementation, type(type_)
+        ):
+            found += _chain(implementation, dialect, depth + 1)
+        else:
+            found.append(implementation)
     return found
 
 
-_MAX_DECORATORS = 8
-"""Decorators of decorators followed at most (a cycle is a bug of the type, not a loop here)."""
+_MAX_DEPTH = 8
+"""Types standing for types followed at most (a cycle is a bug of the type, not a loop here)."""

@@ -39,6 +39,7 @@ from .coverage import require_covered, user_statement
 from .enforcement import check_image
 from .fallible import mark, mark_expression
 from .guards import app_expression, guard
+from .mapper_sql import require_plain_mappings
 from .registry import Policy
 from .shape_kinds import USE_ORM
 from .shapes import known_shape
@@ -77,6 +78,7 @@ def _filter_statement(state: ORMExecuteState) -> None:
         )
     _refuse_lock_probes(state)
     models = _models_in([*named, *state.all_mappers])
+    require_plain_mappings(models, state.session.get_bind().dialect)
     options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
         statement: Any = (mark(state.statement) if shape.may_fail else state.statement).options(

@@ -1,0 +1,158 @@
+"""For ``test_mapper_sql``: mappings that write SQL as a statement compiles, each model with a
+single way of reading the hidden row (bob's doc, secret "bob-secret")."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI
+from sqlalchemy import ForeignKey, String, case, literal_column, type_coerce
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    column_property,
+    deferred,
+    foreign,
+    mapped_column,
+    relationship,
+)
+from sqlalchemy.types import TypeDecorator
+
+from capebase import AuthContext, CapeBase
+
+LEAK = "(SELECT max(secret) FROM ak_doc)"
+"""bob's secret (the largest): what alice may not read."""
+HIDDEN_EXISTS = "(SELECT count(*) FROM ak_doc WHERE secret = 'bob-secret')"
+"""1 if bob's hidden doc exists: a one-bit oracle."""
+
+
+class ColumnSql(TypeDecorator[str]):
+    """A type reading its column through SQL of its own."""
+
+    impl = String
+    cache_ok = True
+
+    def column_expression(self, col: Any) -> Any:
+        return literal_column(LEAK)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Doc(Base):
+    __tablename__ = "ak_doc"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    secret: Mapped[str] = mapped_column(String(40))
+    folder_id: Mapped[int] = mapped_column(ForeignKey("ak_folder.id"))
+
+
+class Folder(Base):
+    """Clean columns; relationships whose join or order is SQL of the app."""
+
+    __tablename__ = "ak_folder"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    probed_docs: Mapped[list[Doc]] = relationship(
+        primaryjoin=lambda: (Folder.id == foreign(Doc.folder_id))
+        & (literal_column(HIDDEN_EXISTS) == 1),
+        viewonly=True,
+    )
+    ordered_docs: Mapped[list[Doc]] = relationship(
+        primaryjoin=lambda: Folder.id == foreign(Doc.folder_id),
+        order_by=lambda: case((literal_column(HIDDEN_EXISTS) == 1, -Doc.id), else_=Doc.id),
+        viewonly=True,
+    )
+    typed_children: Mapped[list[Typed]] = relationship(
+        primaryjoin=lambda: Folder.id == foreign(Typed.id), viewonly=True
+    )
+
+
+class Typed(Base):
+    """A mapped column whose own type reads through SQL."""
+
+    __tablename__ = "ak_typed"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    shadow: Mapped[str] = mapped_column(ColumnSql(40))
+
+
+class RawProp(Base):
+    """column_property of literal SQL."""
+
+    __tablename__ = "ak_rawprop"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+
+
+RawProp.raw = column_property(literal_column(LEAK))  # type: ignore[attr-defined]
+
+
+class CoercedProp(Base):
+    """column_property whose expression is typed with a SQL-writing type."""
+
+    __tablename__ = "ak_coerced"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+
+
+CoercedProp.coerced = column_property(  # type: ignore[attr-defined]
+    type_coerce(CoercedProp.owner, ColumnSql)
+)
+
+
+class DeferredRaw(Base):
+    """A deferred column_property of literal SQL, loaded by undefer() or on access."""
+
+    __tablename__ = "ak_deferred"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+
+
+DeferredRaw.lazy_raw = deferred(literal_column(LEAK))  # type: ignore[attr-defined]
+
+
+class Shape(Base):
+    """polymorphic_on an expression that reads the hidden row."""
+
+    __tablename__ = "ak_shape"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": case((literal_column(HIDDEN_EXISTS) == 1, "circle"), else_="square"),
+        "polymorphic_identity": "square",
+    }
+
+
+class Circle(Shape):
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "circle"}
+
+
+ALICE = AuthContext(id="alice")
+MODELS = (Doc, Folder, Typed, RawProp, CoercedProp, DeferredRaw, Shape, Circle)
+
+
+def make(db_url: str, app: FastAPI) -> CapeBase:
+    cape = CapeBase(app=app, db_url=db_url)
+    for model in MODELS:
+        cape.permission_required(model, owner_field="owner", actions=["read"])
+    return cape
+
+
+async def seed(cape: CapeBase) -> None:
+    async with cape.get_privileged_session() as s:
+        s.add_all([Folder(id=1, owner="alice"), Folder(id=2, owner="bob")])
+        await s.flush()
+        s.add_all([
+            Doc(id=1, owner="alice", secret="alice-a", folder_id=1),
+            Doc(id=2, owner="alice", secret="alice-b", folder_id=1),
+            Doc(id=3, owner="bob", secret="bob-secret", folder_id=2),
+            Typed(id=1, owner="alice", shadow="plain"),
+            RawProp(id=1, owner="alice"),
+            CoercedProp(id=1, owner="alice"),
+            DeferredRaw(id=1, owner="alice"),
+            Shape(id=1, owner="alice", kind="square"),
+        ])
+        await s.commit()

@@ -64,6 +64,12 @@ export class LiveQuery<R = Row> {
   private limit: number | null;
   /** Without a limit: the most rows the server returned as a whole list (its page is larger). */
   private atLeast = 0;
+  /**
+   * Whether `limit` is the server's page size as learnt from a fetch, not the query's own. The
+   * server counts in a statement of its own, so a row committed between the two makes a short
+   * page look full: a learnt size is a guess, checked again whenever a row may lie beyond it.
+   */
+  private learnt = false;
   /** Without a limit and without X-Total-Count: the window is unknown, every change reloads. */
   private blind = false;
   private readonly compare: (a: Row, b: Row) => number;
@@ -199,7 +205,9 @@ export class LiveQuery<R = Row> {
   }
 
   private checkGap(): void {
-    if (!this.complete && (this.limit === null || this.items.length < this.limit)) this.reload();
+    if (!this.complete && (this.limit === null || this.learnt || this.items.length < this.limit)) {
+      this.reload();
+    }
   }
 
   private reload(): void {
@@ -267,8 +275,13 @@ export class LiveQuery<R = Row> {
       this.complete = false;
     } else if (result.total > offset + rows) {
       this.limit = rows; // a full page, and more rows behind it: the server's page size
+      this.learnt = true;
       this.complete = false;
     } else {
+      if (this.learnt) {
+        this.limit = null; // the whole list came back: a size learnt before was a short page
+        this.learnt = false;
+      }
       this.atLeast = Math.max(this.atLeast, rows);
       this.complete = true;
     }

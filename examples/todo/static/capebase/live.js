@@ -46,6 +46,12 @@ export class LiveQuery {
     limit;
     /** Without a limit: the most rows the server returned as a whole list (its page is larger). */
     atLeast = 0;
+    /**
+     * Whether `limit` is the server's page size as learnt from a fetch, not the query's own. The
+     * server counts in a statement of its own, so a row committed between the two makes a short
+     * page look full: a learnt size is a guess, checked again whenever a row may lie beyond it.
+     */
+    learnt = false;
     /** Without a limit and without X-Total-Count: the window is unknown, every change reloads. */
     blind = false;
     compare;
@@ -176,8 +182,9 @@ export class LiveQuery {
         }
     }
     checkGap() {
-        if (!this.complete && (this.limit === null || this.items.length < this.limit))
+        if (!this.complete && (this.limit === null || this.learnt || this.items.length < this.limit)) {
             this.reload();
+        }
     }
     reload() {
         this.reloadWanted = true;
@@ -253,9 +260,14 @@ export class LiveQuery {
         }
         else if (result.total > offset + rows) {
             this.limit = rows; // a full page, and more rows behind it: the server's page size
+            this.learnt = true;
             this.complete = false;
         }
         else {
+            if (this.learnt) {
+                this.limit = null; // the whole list came back: a size learnt before was a short page
+                this.learnt = false;
+            }
             this.atLeast = Math.max(this.atLeast, rows);
             this.complete = true;
         }

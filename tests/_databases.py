@@ -54,6 +54,11 @@ START_COMMANDS: dict[ServerKind, str] = {
 REDIS_CLAIM_KEY = "capebase-test:claim:{}"
 REDIS_CLAIM_SECONDS = 4 * 3600
 ADMIN_TIMEOUT = 60.0
+ADMIN_LOCK_WAIT = 8
+"""Seconds a MariaDB admin statement waits for a lock (lock_wait_timeout)."""
+DROP_ATTEMPTS = 3
+LOCK_WAIT_TIMEOUT = 1205
+"""MariaDB's error code for a lock (a metadata lock too) not granted in lock_wait_timeout."""
 STATEMENT_TIMEOUT = 20.0
 """Seconds one admin statement may take; past that its connection is dropped (its state is
 unknown) and the caller gets an error naming the server, instead of every later test waiting."""
@@ -206,14 +211,25 @@ class TestServers:
             return
         # MariaDB has no WITH (FORCE): a connection the test leaked inside a transaction would
         # hold a metadata lock and make DROP DATABASE wait, so end those connections first.
-        rows = await self._maria_execute(
-            "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
-            (name,),
-        )
-        for (thread_id,) in rows:
-            with contextlib.suppress(asyncmy.errors.OperationalError):  # it ended meanwhile
-                await self._maria_execute(f"KILL CONNECTION {int(thread_id)}")
-        await self._maria_execute(f"DROP DATABASE IF EXISTS `{name}`")
+        # Each attempt waits at most lock_wait_timeout (set at connect) and then lets the next
+        # admin call in: a drop that cannot get its lock must not hold up the next test's
+        # CREATE (it did, for 30 s, failing an unrelated test). A database still locked after
+        # the attempts is left for the next run's _drop_leftovers.
+        for _attempt in range(DROP_ATTEMPTS):
+            rows = await self._maria_execute(
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db = %s AND id <> CONNECTION_ID()",
+                (name,),
+            )
+            for (thread_id,) in rows:
+                with contextlib.suppress(asyncmy.errors.OperationalError):  # it ended meanwhile
+                    await self._maria_execute(f"KILL CONNECTION {int(thread_id)}")
+            try:
+                await self._maria_execute(f"DROP DATABASE IF EXISTS `{name}`")
+                return
+            except asyncmy.errors.OperationalError as error:
+                if error.args[0] != LOCK_WAIT_TIMEOUT:
+                    raise
 
     async def _drop_leftovers(self) -> None:
         """Drop every database of this run that is still there (after a crash, or the spares)."""
@@ -353,7 +369,7 @@ class TestServers:
             # Directly, not through _maria_execute: a reconnect runs under the admin lock,
             # which is not reentrant (going through it again once hung the whole run).
             async with self._maria.cursor() as cursor:
-                await cursor.execute("SET SESSION lock_wait_timeout = 30")
+                await cursor.execute(f"SET SESSION lock_wait_timeout = {ADMIN_LOCK_WAIT}")
                 # Two xdist workers, each app's pools and the multi-process tests pass
                 # MariaDB's default of 151 connections; raise it on the test server (never
                 # lower it; without the privilege, leave it).

@@ -4,7 +4,6 @@ rule): notes readable when their team is the caller's. Alice reads notes of team
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,11 +11,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import ForeignKey, String, delete, exists, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from capebase import AuthContext, CapeBase, UnfilterableStatementError
+from capebase import AuthContext, CapeBase
 from capebase.testing import app_client
+
+from ._shapes import outcome
 
 
 class CBase(DeclarativeBase):
@@ -64,23 +64,6 @@ async def costly_world(db_url: str, kind: str, rule: str = "exists") -> AsyncIte
                        CNote(id=3, body="b-secret", team_id=2)])
             await s.commit()
         yield CWorld(cape, kind)
-
-
-def rows(result: Any) -> list[Any]:
-    return sorted(map(tuple, result.all()), key=repr)
-
-
-async def outcome(session: Any, statement: Any) -> tuple[Any, list[str]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result: Any = rows(await session.execute(statement))
-        except UnfilterableStatementError:
-            result = "refused"
-        except DBAPIError as error:
-            result = ("failed", str(error.orig))
-        await session.rollback()
-    return result, [str(w.message) for w in caught]
 
 
 async def compare(world: CWorld, statement: Any) -> tuple[Any, Any]:

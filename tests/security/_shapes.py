@@ -4,6 +4,7 @@ inheritance), their rows, the rules, and the oracle (row-level security) answers
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sqlalchemy import (
     true,
     values,
 )
+from sqlalchemy.exc import CompileError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -197,6 +199,23 @@ def _rows(result: Any) -> list[Any]:
         rows = result.unique().all()
         return sorted((tuple(_value(v) for v in row) for row in rows), key=repr)
     return [("rowcount", result.rowcount)]
+
+
+async def outcome(session: Any, statement: Any) -> tuple[Any, list[str]]:
+    """What ``statement`` gives in ``session`` (rows, "refused", or ("failed", why)) and the
+    warnings it raised (MariaDB's quote values); rolled back."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result: Any = _rows(await session.execute(statement))
+        except UnfilterableStatementError:
+            result = "refused"
+        except DBAPIError as error:
+            result = ("failed", str(error.orig))
+        except CompileError:  # MariaDB: no UPDATE ... RETURNING
+            result = ("failed", "unsupported")
+        await session.rollback()
+    return result, [str(w.message) for w in caught]
 
 
 async def as_alice(world: World, statement: Any) -> list[Any] | str:

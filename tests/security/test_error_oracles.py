@@ -17,7 +17,6 @@ channel that reads objects the caller may not).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,13 +34,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import CompileError, DBAPIError
 from sqlalchemy.orm import joinedload
 
-from capebase import UnfilterableStatementError
 from tests._databases import DbKind
 
-from ._shapes import Note, Tag, Team, World, _rows, open_world
+from ._shapes import Note, Tag, Team, World, open_world, outcome
 
 MIN_BIGINT = -(2**63)
 
@@ -152,21 +149,6 @@ async def world(db_url: str, db_kind: DbKind) -> AsyncIterator[World]:
         yield opened
 
 
-async def _outcome(session: Any, statement: Any) -> tuple[Any, list[str]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result: Any = _rows(await session.execute(statement))
-        except UnfilterableStatementError:
-            result = "refused"
-        except DBAPIError as error:
-            result = ("failed", str(error.orig))
-        except CompileError:  # MariaDB: no UPDATE ... RETURNING
-            result = ("failed", "unsupported")
-        await session.rollback()
-    return result, [str(w.message) for w in caught]
-
-
 async def test_no_error_or_warning_depends_on_a_hidden_row(world: World) -> None:
     ran = 0
     problems: list[str] = []
@@ -176,12 +158,12 @@ async def test_no_error_or_warning_depends_on_a_hidden_row(world: World) -> None
         for probe_name, probe in PROBES.items():
             statement = probe(fail)
             async with world.session() as session:
-                mine, my_warnings = await _outcome(session, statement)
+                mine, my_warnings = await outcome(session, statement)
             async with world.cape.get_privileged_session() as session:
                 # The oracle: the same statement where the hidden rows are not.
                 await session.execute(Note.__table__.delete().where(Note.id.in_([3, 5])))
                 await session.execute(Team.__table__.delete().where(Team.id == 2))
-                expected, _ = await _outcome(session, statement)
+                expected, _ = await outcome(session, statement)
             ran += 1
             said = repr(mine) + " ".join(my_warnings)
             if mine == "refused":
@@ -205,11 +187,11 @@ async def test_no_lock_error_depends_on_a_hidden_row(world: World) -> None:
         # bob holds a lock on his note 3, which alice cannot read
         await bob.execute(update(Note).where(Note.id == 3).values(body="b-secret 2"))
         async with world.session() as session:
-            mine, _ = await _outcome(session, statement)
+            mine, _ = await outcome(session, statement)
         await bob.rollback()
     if world.kind == "mariadb":
         assert mine == "refused"
     elif world.kind == "postgresql":
         assert mine == [(1,)]  # PostgreSQL locks only the rows it returns
     async with world.session() as session:  # no lock held: the same answer everywhere
-        assert await _outcome(session, statement.with_for_update()) == ([(1,)], [])
+        assert await outcome(session, statement.with_for_update()) == ([(1,)], [])

@@ -43,7 +43,7 @@ MARKERS: tuple[tuple[str, str, bool], ...] = (
     ("SQLAlchemy Core execute (async)", "AsyncConnection.execute (", False),
     ("FastAPI dependency solving", "solve_dependencies (", False),
     ("capebase policy", "capebase/policy/", False),
-    ("capebase change capture", "capebase/realtime/capture.py", False),
+    ("capebase change capture", "capebase/changes/capture.py", False),
     ("capebase realtime hub (dispatch)", "capebase/realtime/hub.py", False),
     ("capebase middleware, own code", "capebase/observability/", True),
 )

@@ -29,7 +29,7 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
 
 EQUIVALENT += [
     (
-        "capebase.realtime.capture",
+        "capebase.changes.capture",
         "if key is None or any(value is None for value in key):",
         after,
         "never true: the objects looked up are persistent ones (an identity) before the flush "
@@ -38,7 +38,7 @@ EQUIVALENT += [
     for after in ("if key is None and any(value is None for value in key):",)
 ] + [
     (
-        "capebase.realtime.capture",
+        "capebase.changes.capture",
         "continue",
         "break",
         "in _stored_rows: reached only for a key with a NULL, which no object looked up has "
@@ -164,7 +164,7 @@ EQUIVALENT += [
 
 EQUIVALENT += [
     (
-        "capebase.crud.direct_writes",
+        "capebase.writes.direct",
         before,
         after,
         "the key is compared with the primary key (`pk == bindparam`), which gives an untyped "
@@ -185,7 +185,7 @@ EQUIVALENT += [
     ]
 ] + [
     (
-        "capebase.crud.direct_writes",
+        "capebase.writes.direct",
         before,
         after,
         "server_values(model, ctx, None) computes auth_fields(model) itself: the same markers",
@@ -203,7 +203,7 @@ EQUIVALENT += [
     ]
 ] + [
     (
-        "capebase.crud.direct_writes",
+        "capebase.writes.direct",
         'readable = False if old is None else self.cape.policy.check_row(p.model, "read", ctx, '
         "old)",
         'readable = True if old is None else self.cape.policy.check_row(p.model, "read", ctx, '
@@ -211,7 +211,7 @@ EQUIVALENT += [
         "a missing row (old is None) raises NotFoundError on the next line whatever `readable` is",
     ),
     (
-        "capebase.crud.direct_writes",
+        "capebase.writes.direct",
         "raise NotFoundError(p.name, key)",
         "raise NotFoundError(p.name, None)",
         "the writer's NotFoundError only reaches the HTTP handler, whose 404 says "
@@ -219,7 +219,7 @@ EQUIVALENT += [
     ),
 ] + [
     (
-        "capebase.crud.direct_writes",
+        "capebase.writes.direct",
         "return dict(zip(self.columns, row, strict=True))",
         f"return dict(zip(self.columns, row, {strict}))",
         "every row has exactly the table's columns (select(table), RETURNING *table.c): "
@@ -228,13 +228,13 @@ EQUIVALENT += [
     for strict in ("strict=None", "", "strict=False")
 ] + [
     (
-        "capebase.crud.direct_writes",
+        "capebase.writes.direct",
         "return cast(Callable[[], Any], field.default_factory)  # `supports` refused the others",
         "return cast(None, field.default_factory)  # `supports` refused the others",
         "typing.cast returns its second argument whatever the first",
     ),
     (
-        "capebase.crud.direct_writes",
+        "capebase.writes.direct",
         "return lambda: copy.deepcopy(default)",
         "return lambda: copy.copy(default)",
         "the image's values are only bound and compared, never changed in place: a shallow "

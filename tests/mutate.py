@@ -85,7 +85,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "coverage": (["src/capebase/policy/coverage.py"], SHAPES_TESTS),
     "capture": (
-        ["src/capebase/realtime/capture.py"],
+        ["src/capebase/changes/capture.py"],
         [
             "tests/realtime/test_capture.py",
             "tests/realtime/test_capture_images.py",
@@ -97,6 +97,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # 600 lines made the group too slow to run whole on a shared 2-core machine (issue 17)
     "visibility": (
         [
+            "src/capebase/filters/streams.py",
             "src/capebase/realtime/subscribers.py",
             "src/capebase/realtime/index.py",
             "src/capebase/realtime/visibility.py",
@@ -136,7 +137,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "writes": (
-        ["src/capebase/crud/direct_writes.py"],
+        ["src/capebase/writes/direct.py"],
         [
             "tests/crud/test_direct_paths.py",
             "tests/crud/test_direct_writer.py",

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import capebase
 from capebase import CapeBase, ConfigurationError
-from capebase.realtime.changelog import metadata as changelog_metadata
+from capebase.changes.changelog import metadata as changelog_metadata
 from capebase.testing import app_client
 from tests.apps import header_auth, make_cape
 from tests.models import Item

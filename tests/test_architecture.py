@@ -1,5 +1,8 @@
 """Import contracts of the package: which module may depend on which, checked on the source.
 
+The layers, bottom to top (``LAYERS``): a module imports only from its own layer and the ones
+below it, so each layer can be read, tested and changed without the ones above it.
+
 An import under ``if TYPE_CHECKING:`` is for annotations only and never runs; every other
 import (at module level or inside a function) counts.
 """
@@ -22,6 +25,37 @@ HTTP_MODULES = frozenset(
     {"fastapi", "fastapi.exceptions", "fastapi.responses", "starlette.exceptions",
      "starlette.responses"}
 )
+
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # the exception tree, settings of limits, optional extras, other packages' internals
+    ("capebase.errors", "capebase.limits", "capebase.placeholders", "capebase.extras",
+     "capebase._compat"),
+    # who is acting and through which request; the hooks that report what capebase does
+    ("capebase.identity", "capebase.observer"),
+    ("capebase.db",),
+    # errors to HTTP answers: low, so every HTTP-facing piece above answers through it
+    ("capebase.http.errors",),
+    ("capebase.policy",),
+    ("capebase.wire",),
+    ("capebase.filters",),
+    ("capebase.changes",),
+    ("capebase.writes",),
+    ("capebase.realtime",),
+    ("capebase.observability",),
+    ("capebase.auth",),
+    # the HTTP surface: generated REST routes, streams, middleware, the app's lifespan
+    ("capebase.http", "capebase.crud"),
+    # what CapeBase runs as it is built and started; migrations for the user's Alembic
+    ("capebase.safety", "capebase.startup", "capebase.migrations"),
+    ("capebase.app",),
+    # the public API and the deprecated 0.1 paths
+    ("capebase", "capebase.main", "capebase.model", "capebase.models", "capebase._moved"),
+    # tools built on the public API
+    ("capebase.cli", "capebase.testing"),
+)
+"""Every module of the package, by layer from the bottom; a module belongs to the layer of the
+longest prefix that names it (``capebase.http.errors`` sits far below ``capebase.http``)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +200,65 @@ def handcrafted_answers(modules: dict[str, Module]) -> list[str]:
     return found
 
 
+def layer_of(module: str) -> int:
+    found = [
+        (len(prefix), rank)
+        for rank, layer in enumerate(LAYERS)
+        for prefix in layer
+        if _is_within(module, prefix)
+    ]
+    if not found:
+        raise LookupError(f"{module} is in no layer of LAYERS: add it")
+    return max(found)[1]
+
+
+def upward_imports(modules: dict[str, Module]) -> list[str]:
+    """Imports that run (not annotations) from a module into a layer above its own."""
+    return [
+        f"{name}:{imp.line} imports {imp.module}"
+        for name, module in modules.items()
+        for imp in imports_of(module)
+        if imp.runtime
+        and _is_within(imp.module, "capebase")
+        and layer_of(imp.module) > layer_of(name)
+    ]
+
+
+def private_imports(modules: dict[str, Module]) -> list[str]:
+    """A private name (``_x``) imported from another top-level package, or a private module
+    (``a._m``) imported from outside ``a``."""
+    found = []
+    for name, module in modules.items():
+        for imp in imports_of(module):
+            if not _is_within(imp.module, "capebase"):
+                continue
+            if imp.module.split(".")[:2] != name.split(".")[:2]:
+                found.extend(
+                    f"{name}:{imp.line} imports {imp.module}.{n}"
+                    for n in imp.names
+                    if n.startswith("_") and not n.startswith("__")
+                )
+            parts = imp.module.split(".")
+            for index, part in enumerate(parts):
+                owner = ".".join(parts[:index])
+                if part.startswith("_") and not _is_within(name, owner):
+                    found.append(f"{name}:{imp.line} imports the private {imp.module}")
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    for name in _modules():
+        layer_of(name)
+
+
+def test_imports_point_down_the_layers() -> None:
+    assert upward_imports(_modules()) == []
+
+
+def test_private_names_stay_in_their_package() -> None:
+    assert private_imports(_modules()) == []
+
+
 def test_only_the_package_imports_the_app_module() -> None:
     """capebase.app (the facade) sits on top: a module below it that imported it would make
     a cycle; annotations import it under TYPE_CHECKING."""
@@ -189,8 +282,8 @@ def test_no_error_answer_is_handcrafted_outside_the_map() -> None:
 @pytest.mark.parametrize(
     ("module", "source", "check", "expected"),
     [
-        ("capebase.crud.query", "from ..app import CapeBase", app_importers,
-         "capebase.crud.query:"),
+        ("capebase.filters.query", "from ..app import CapeBase", app_importers,
+         "capebase.filters.query:"),
         ("capebase.cli.alembic_init", "def f():\n    from capebase.app import CapeBase",
          app_importers, "capebase.cli.alembic_init:"),
         ("capebase.realtime.hub", "from .. import app", app_importers, "capebase.realtime.hub:"),
@@ -198,20 +291,29 @@ def test_no_error_answer_is_handcrafted_outside_the_map() -> None:
          capebase_imports_of_exceptions, "capebase.http.errors:"),
         ("capebase.errors", "from .realtime import hub", capebase_imports_of_exceptions,
          "capebase.realtime:"),
-        ("capebase.realtime.transports.sse", "from fastapi.responses import JSONResponse",
-         error_converters, "capebase.realtime.transports.sse: JSONResponse"),
+        ("capebase.http.streams.sse", "from fastapi.responses import JSONResponse",
+         error_converters, "capebase.http.streams.sse: JSONResponse"),
         ("capebase.auth.builtin.provider", "from fastapi import WebSocketException",
          error_converters, "capebase.auth.builtin.provider: WebSocketException"),
-        ("capebase.realtime.transports.websocket",
+        ("capebase.http.streams.websocket",
          "async def f(ws):\n    await ws.close(code=1013)",
          handcrafted_answers, "closes with the literal 1013"),
-        ("capebase.realtime.transports.sse", "JSONResponse({}, status_code=429)",
+        ("capebase.http.streams.sse", "JSONResponse({}, status_code=429)",
          handcrafted_answers, "answers the literal 429"),
         ("capebase.auth.builtin.auth", "app.add_exception_handler(AuthError, f)",
          handcrafted_answers, "capebase.auth.builtin.auth:"),
+        ("capebase.policy.rules", "def f():\n    from ..realtime import hub",
+         upward_imports, "capebase.policy.rules:"),
+        ("capebase.db.engine", "from ..wire.values import value_check",
+         upward_imports, "imports capebase.wire.values"),
+        ("capebase.realtime.subscribers", "from ..filters.query import _parse",
+         private_imports, "imports capebase.filters.query._parse"),
+        ("capebase.crud.handlers", "def f():\n    import capebase.auth.builtin._x",
+         private_imports, "the private capebase.auth.builtin._x"),
     ],
     ids=["app", "app-deferred", "app-from-package", "errors-deferred", "errors-layer",
-         "sse-json", "ws-exception", "close-code", "status-literal", "handler"],
+         "sse-json", "ws-exception", "close-code", "status-literal", "handler", "upward-deferred",
+         "upward", "private-name", "private-module"],
 )
 def test_each_contract_fails_when_broken(
     module: str, source: str, check: Callable[[dict[str, Module]], list[str]], expected: str

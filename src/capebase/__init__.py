@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 from .app import CapeBase
 from .auth import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthContext, from_context
+from .changes.changelog import metadata
 from .crud import CrudConfig
 from .errors import (
     CapeBaseError,
@@ -19,7 +20,6 @@ from .limits import LimitsConfig
 from .observability import AuditConfig, MetricsConfig, secret_field
 from .policy import Explanation
 from .realtime import ModelChange
-from .realtime.changelog import metadata
 from .realtime.config import RealtimeConfig
 
 if TYPE_CHECKING:

@@ -13,12 +13,14 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
-from .auth.context import AuthContext
 from .auth.provider import (
     AuthProvider,
     check_provider,
     context_dependency,
 )
+from .changes import capture as _capture  # noqa: F401  registers capture after the policy hooks
+from .changes.changelog import add_missing_columns
+from .changes.changelog import metadata as changelog_metadata
 from .crud.config import CrudConfig
 from .crud.published import PublishedModel, describe_model
 from .crud.router import build_router
@@ -27,19 +29,18 @@ from .db.engine import create_engine, release_abandoned_statements
 from .db.schema import create_all
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
+from .http.body_limit import BodySizeLimit
 from .http.errors import install_error_handlers
 from .http.lifespan import install_lifespan, move_routes_last
-from .limits import BodySizeLimit, LimitsConfig
+from .identity.context import AuthContext
+from .limits import LimitsConfig
 from .observability import wiring as observability
 from .observability.access_log import install_redaction
 from .observability.audit import Audit, retained_config
 from .observability.config import AuditConfig, MetricsConfig
 from .policy import Explanation, Policy
 from .policy.rules import WhereClause
-from .realtime import capture as _capture  # noqa: F401  registers capture after the policy hooks
 from .realtime.backends import BrokerBackend, broker_from_url
-from .realtime.changelog import add_missing_columns
-from .realtime.changelog import metadata as changelog_metadata
 from .realtime.config import RealtimeConfig
 from .realtime.handlers import ChangeHandler, HandlerRegistry
 from .realtime.hub import Hub

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData
 
+from .changes.changelog import metadata as changelog_metadata
 from .db.ddl import creating_tables
-from .realtime.changelog import metadata as changelog_metadata
 
 if TYPE_CHECKING:
     from .app import CapeBase

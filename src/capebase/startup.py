@@ -11,9 +11,9 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .auth.provider import AuthProvider, anonymous
+from .changes.changelog import changes, missing_columns
+from .changes.changelog import metadata as changelog_metadata
 from .errors import ConfigurationError
-from .realtime.changelog import changes, missing_columns
-from .realtime.changelog import metadata as changelog_metadata
 from .realtime.config import RealtimeConfig
 
 if TYPE_CHECKING:

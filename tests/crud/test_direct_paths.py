@@ -19,9 +19,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 import capebase.db.direct
 from capebase import AuthContext, CapeBase
+from capebase.changes.change import ModelChange
+from capebase.changes.changelog import changes
 from capebase.observability.audit import AuditEntry
-from capebase.realtime.change import ModelChange
-from capebase.realtime.changelog import changes
 from capebase.testing import app_client
 from tests.crud._direct_models import (
     FACTORY_LABEL,

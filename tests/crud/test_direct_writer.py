@@ -15,9 +15,9 @@ from sqlalchemy import JSON, Column, Integer
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field
 
-from capebase.crud.direct_writes import DirectWriter
 from capebase.crud.published import describe_model
 from capebase.testing import app_client
+from capebase.writes.direct import DirectWriter
 from tests.crud._direct_models import (
     FACTORY_LABEL,
     MUTABLE_DEFAULT,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from capebase import CapeBase, CrudConfig
-from capebase.crud.query import filter_fields, parse_filters
+from capebase.filters.query import filter_fields, parse_filters
 from capebase.testing import app_client
 from tests.apps import as_user, make_cape
 from tests.models import Item

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, func, inspect, select
 
 from capebase import AuthContext, CapeBase, ModelChange
-from capebase.realtime.changelog import changes
+from capebase.changes.changelog import changes
 from capebase.testing import app_client
 from tests.realtime._app import Task, make_app, who
 from tests.realtime._live import dispatched, serve, sse, wait_until, ws

@@ -24,9 +24,9 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from capebase.changes.changelog import metadata as changelog_metadata
 from capebase.db.engine import create_engine
 from capebase.db.schema import create_all, is_already_exists
-from capebase.realtime.changelog import metadata as changelog_metadata
 from tests._databases import DbKind, TestServers, require
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import delete, func, insert, select, text, update
 
 from capebase import AuditConfig, AuthContext, ConfigurationError
+from capebase.changes.changelog import changes
 from capebase.observability import AuditEntry, current_request_id, use_request_id
-from capebase.realtime.changelog import changes
 from capebase.realtime.config import RealtimeConfig
 from capebase.testing import app_client
 from tests.observability._app import Note, make_app, who

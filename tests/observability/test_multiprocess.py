@@ -18,8 +18,8 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import create_engine
 
+from capebase.changes.changelog import metadata as changelog_metadata
 from capebase.db.engine import POOL_SIZE
-from capebase.realtime.changelog import metadata as changelog_metadata
 from tests.observability._app import ObsModel, parse
 from tests.realtime._live import wait_until
 

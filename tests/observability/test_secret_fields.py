@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from capebase import AuthContext
+from capebase.changes.changelog import changes
 from capebase.observability import is_secret
-from capebase.realtime.changelog import changes
 from capebase.realtime.subscribers import CLOSE
 from capebase.testing import app_client
 from tests.observability._app import Account, make_app, who

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from capebase import AuthContext
+from capebase.changes.changelog import changes
 from capebase.errors import PermissionDeniedError, UnfilterableStatementError
-from capebase.realtime.changelog import changes
 
 from .models import Note, Team
 from .test_sessions import ALICE, NOTES, Running, start

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from capebase import AuthContext, CapeBase
-from capebase.realtime.change import ModelChange
-from capebase.realtime.changelog import metadata as changelog_metadata
+from capebase.changes.change import ModelChange
+from capebase.changes.changelog import metadata as changelog_metadata
 from capebase.realtime.config import RealtimeConfig
 from tests.realtime._app import Task, header_auth
 

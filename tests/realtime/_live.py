@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from websockets.asyncio.client import connect as ws_connect
 
 from capebase import AuthContext, CapeBase
-from capebase.realtime.changelog import changes
+from capebase.changes.changelog import changes
 from capebase.realtime.signing import stream_binding
 
 TIMEOUT = 5.0

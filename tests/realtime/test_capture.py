@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from capebase import AuthContext
-from capebase.realtime.change import ModelChange
-from capebase.realtime.changelog import changes
+from capebase.changes.change import ModelChange
+from capebase.changes.changelog import changes
 from tests.realtime._app import Task, make_app, who
 from tests.realtime._live import dispatched, serve, sse, wait_until
 

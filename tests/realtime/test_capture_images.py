@@ -19,11 +19,11 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from capebase import AuthContext, CapeBase
+from capebase.changes.capture import _rows_by_key
+from capebase.changes.change import ModelChange
+from capebase.changes.changelog import changes
 from capebase.db.sessions import make_sessionmaker, open_session
 from capebase.errors import UnfilterableStatementError
-from capebase.realtime.capture import _rows_by_key
-from capebase.realtime.change import ModelChange
-from capebase.realtime.changelog import changes
 from tests.realtime._app import Task, make_app
 from tests.realtime._live import dispatched, serve, wait_until
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from capebase.realtime.change import ModelChange
-from capebase.realtime.changelog import changes
+from capebase.changes.change import ModelChange
+from capebase.changes.changelog import changes
 from tests.realtime._app import who
 from tests.realtime._crash_app import HANDLER_LEASE, build
 from tests.realtime._live import free_socket, serve, wait_until

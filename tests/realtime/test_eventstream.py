@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from capebase import AuthContext
-from capebase.realtime.transports.stream import Stream
+from capebase.http.streams.stream import Stream
 from tests.realtime._app import Task, make_app, who
 from tests.realtime._live import LiveServer, position, serve, wait_until
 

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from capebase import AuthContext
-from capebase.realtime.change import ModelChange
-from capebase.realtime.changelog import changes
+from capebase.changes.change import ModelChange
+from capebase.changes.changelog import changes
 from tests.realtime._app import Task, make_app, who
 from tests.realtime._live import dispatched, serve, sse, wait_until
 

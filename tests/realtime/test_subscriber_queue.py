@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from capebase import AuthContext, CapeBase
+from capebase.filters.streams import StreamFilter
 from capebase.realtime.index import SubscriberIndex, pins_for
-from capebase.realtime.subscribers import CLOSE, StreamFilter, StreamQueue, Subscriber
+from capebase.realtime.subscribers import CLOSE, StreamQueue, Subscriber
 from capebase.realtime.views import ModelView
 from tests.realtime._app import Task, make_app
 

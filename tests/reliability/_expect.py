@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from capebase import AuthContext
-from capebase.realtime.changelog import changes
+from capebase.changes.changelog import changes
 
 Row = dict[str, Any]
 ReadRule = Callable[[AuthContext, Row], bool]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from capebase import RealtimeConfig
-from capebase.realtime.change import ModelChange
+from capebase.changes.change import ModelChange
 from capebase.testing import app_client
 from tests.observability._app import Note, make_app, scrape, who
 from tests.realtime._live import wait_until

@@ -25,8 +25,8 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from capebase import AuthContext, CapeBase, ModelChange
+from capebase.changes.changelog import changes
 from capebase.errors import PermissionDeniedError, UnfilterableStatementError
-from capebase.realtime.changelog import changes
 from capebase.testing import app_client
 from tests.realtime._live import dispatched, wait_until
 

@@ -26,8 +26,8 @@ import capebase
 from capebase import CapeBase, ModelChange, PasswordAuth
 from capebase.auth.builtin import RefreshToken, User
 from capebase.auth.builtin import metadata as auth_metadata
+from capebase.changes.changelog import changes
 from capebase.observability import is_secret
-from capebase.realtime.changelog import changes
 from tests.auth._support import FAST_HASH, PASSWORD, SECRET, bearer, login, signup
 from tests.realtime._live import SSEStream, dispatched, serve, wait_until
 

@@ -41,9 +41,9 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from capebase import CapeBase, ConfigurationError
-from capebase.crud.query import filter_fields
 from capebase.errors import QueryError
-from capebase.realtime.subscribers import parse_stream_filters
+from capebase.filters.query import filter_fields
+from capebase.filters.streams import parse_stream_filters
 from capebase.testing import app_client
 from tests.apps import make_cape
 from tests.types._models import Colour

@@ -18,9 +18,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capebase.crud.values import INTERVAL_RANGE
-from capebase.realtime.subscribers import STREAM_OPERATORS
+from capebase.filters.streams import STREAM_OPERATORS
 from capebase.testing import app_client
+from capebase.wire.values import INTERVAL_RANGE
 from tests.types._models import MODELS, Colour
 from tests.types.test_matrix import (
     DIRECT,

@@ -29,11 +29,11 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from capebase import CapeBase, ConfigurationError
-from capebase.crud.query import filter_fields
-from capebase.crud.schemas import read_schema_for
-from capebase.realtime.change import ModelChange
-from capebase.realtime.subscribers import STREAM_OPERATORS, parse_stream_filters
+from capebase.changes.change import ModelChange
+from capebase.filters.query import filter_fields
+from capebase.filters.streams import STREAM_OPERATORS, parse_stream_filters
 from capebase.realtime.views import ModelView
+from capebase.wire.schemas import read_schema_for
 from tests.crud._direct_models import CoreStatements, caller, header_auth
 from tests.realtime._live import SSEStream, WSStream, serve, wait_until
 from tests.types._models import MODELS, Colour, Columns

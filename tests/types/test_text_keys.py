@@ -16,7 +16,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from capebase import CapeBase
-from capebase.realtime.changelog import PK_INDEXED
+from capebase.changes.changelog import PK_INDEXED
 from tests.crud._direct_models import caller, header_auth
 from tests.realtime._live import serve, wait_until
 

@@ -3,8 +3,8 @@ optional built-in password auth."""
 
 from typing import TYPE_CHECKING, Any
 
-from .context import AuthContext
-from .fields import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthValue, auth_fields, from_context
+from ..identity.context import AuthContext
+from ..identity.fields import FROM_AUTH_ID, FROM_AUTH_ROLE, AuthValue, auth_fields, from_context
 from .provider import AuthProvider, anonymous, is_stream_route
 
 if TYPE_CHECKING:

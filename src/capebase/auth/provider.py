@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from .context import AuthContext
+from ..identity.context import AuthContext
 
 AuthProvider = Callable[..., AuthContext | Awaitable[AuthContext]]
 """Any FastAPI dependency (sync or async, may itself use ``Depends``) returning an AuthContext."""

@@ -15,23 +15,23 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
-from ..auth.context import AuthContext
-from ..auth.fields import server_values
 from ..db.sessions import INTERNAL
 from ..errors import NotFoundError, PermissionDeniedError
-from ..http.errors import constraint_failures_as_http
-from ..limits import check_filter_count
-from ..policy.enforcement import check_in_database, row_image
-from ..policy.sqlexpr import equals
-from .direct_writes import KEY, DirectWriter, Undecided
-from .published import PublishedModel
-from .query import (
+from ..filters.query import (
     RESERVED,
     parse_filters,
     parse_order_by,
 )
-from .structured import json_safe
-from .values import text_problem
+from ..http.errors import constraint_failures_as_http
+from ..identity.context import AuthContext
+from ..identity.fields import server_values
+from ..limits import check_filter_count
+from ..policy.enforcement import check_in_database, row_image
+from ..policy.sqlexpr import equals
+from ..wire.structured import json_safe
+from ..wire.values import text_problem
+from ..writes.direct import KEY, DirectWriter, Undecided
+from .published import PublishedModel
 
 if TYPE_CHECKING:
     from ..app import CapeBase

@@ -13,23 +13,23 @@ from sqlalchemy import Column, Table
 
 from ..db.mapping import require_plain_columns, require_table
 from ..errors import ConfigurationError
-from ..observability.secret_fields import secret_keys
-from .declarations import annotation_problem, declaration_problem, schema_field_problem
-from .query import (
+from ..filters.query import (
     RESERVED,
     STREAM_PARAMETERS,
     FilterField,
     filter_fields,
 )
-from .schemas import (
+from ..identity.secret_fields import secret_keys
+from ..wire.declarations import annotation_problem, declaration_problem, schema_field_problem
+from ..wire.schemas import (
     create_schema_for,
     input_schema,
     read_schema_for,
     row_type,
     update_schema_for,
 )
-from .server_fields import ServerFields, refusing, schema_warnings, server_fields
-from .values import ValueChecks, integer_range, unserved_problem
+from ..wire.server_fields import ServerFields, refusing, schema_warnings, server_fields
+from ..wire.values import ValueChecks, integer_range, unserved_problem
 
 logger = logging.getLogger("capebase")
 

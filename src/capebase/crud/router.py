@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 
-from ..auth.context import AuthContext
+from ..identity.context import AuthContext
+from ..wire.values import storage_type
 from .handlers import Handlers
 from .published import PublishedModel
 from .routes import (
@@ -23,7 +24,6 @@ from .routes import (
     lean,
     query_handler,
 )
-from .values import storage_type
 
 if TYPE_CHECKING:
     from ..app import CapeBase
@@ -128,8 +128,8 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
 
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
-        from ..realtime.transports.sse import sse_endpoint, sse_route
-        from ..realtime.transports.websocket import websocket_endpoint
+        from ..http.streams.sse import sse_endpoint, sse_route
+        from ..http.streams.websocket import websocket_endpoint
 
         # The Starlette route serves the stream; the API route after it (never reached)
         # documents it in OpenAPI.

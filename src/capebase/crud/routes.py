@@ -37,10 +37,10 @@ from .._compat.fastapi import (
     solve_dependencies,
     validate_field,
 )
-from ..auth.context import AuthContext
 from ..auth.provider import AuthProvider, accept_any_connection, checked_context
 from ..http.errors import unreadable_body
-from .wire import ExactDecimals
+from ..identity.context import AuthContext
+from ..wire.grammar import ExactDecimals
 
 LeanHandler = Callable[[Request], Awaitable[Response]]
 HandlerFactory = Callable[[APIRoute], LeanHandler]

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from ..auth.context import AuthContext
 from ..errors import UnfilterableStatementError
+from ..identity.context import AuthContext
 
 if TYPE_CHECKING:
     from ..policy.registry import Policy

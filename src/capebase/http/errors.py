@@ -58,7 +58,7 @@ from ..errors import (
     QueryError,
     TooManySubscriptionsError,
 )
-from ..observability.observer import count_http_denial
+from ..observer import count_http_denial
 
 logger = logging.getLogger("capebase")
 

@@ -3,10 +3,10 @@
 from typing import TYPE_CHECKING, Any
 
 from ..extras import require_extra
+from ..identity.request_id import current_client_request_id, current_request_id, use_request_id
+from ..identity.secret_fields import is_secret, secret_field
 from .audit import Audit, AuditEntry
 from .config import AuditConfig, MetricsConfig
-from .request_id import current_client_request_id, current_request_id, use_request_id
-from .secret_fields import is_secret, secret_field
 
 if TYPE_CHECKING:
     from .metrics import Metrics

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..auth.context import AuthContext
+from ..changes.changelog import changes, decode_pk, encode_pk, indexed_pk
 from ..errors import ConfigurationError, PermissionDeniedError
-from ..realtime.changelog import changes, decode_pk, encode_pk, indexed_pk
+from ..identity.context import AuthContext
 from ..realtime.config import RealtimeConfig
 from .config import AuditConfig
 

@@ -15,8 +15,8 @@ from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._compat.fastapi import included_routes, served_route_path
+from ..observer import SCOPE_KEY, Observer, transport
 from .metrics import Metrics, is_multiprocess
-from .observer import SCOPE_KEY, Observer, transport
 
 UNMATCHED = "<unmatched>"
 """The route label of requests no route matched (404s, redirects): raw paths would make the

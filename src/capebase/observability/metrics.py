@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .observer import Observer, transport
+from ..observer import Observer, transport
 
 if TYPE_CHECKING:
-    from ..realtime.changelog import ChangeRecord
+    from ..changes.changelog import ChangeRecord
     from ..realtime.subscribers import Subscriber
 
 PREFIX = "capebase"

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
 from ..extras import require_extra
+from ..identity.request_id import RequestIdMiddleware
 from .audit import audit_router
 from .config import AuditConfig, MetricsConfig
-from .request_id import RequestIdMiddleware
 
 if TYPE_CHECKING:
     from ..app import CapeBase
@@ -52,10 +52,10 @@ def install(
     if metrics is None:
         return None
     require_extra("metrics")
+    from ..observer import register_observer
     from .database import instrument_direct, instrument_engine
     from .http import HttpMetricsMiddleware, metrics_router
     from .metrics import MetricsObserver, metrics_for
-    from .observer import register_observer
 
     series = metrics_for(metrics.registry)
     observer = MetricsObserver(series)

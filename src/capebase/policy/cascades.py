@@ -23,7 +23,7 @@ from sqlalchemy.types import NullType
 from .._compat.sqlalchemy import parent_entity, plain, statement_values
 from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
-from ..observability.observer import count_denial
+from ..observer import count_denial
 from . import statements as _statements  # noqa: F401  its statement filter must run first
 from .enforcement import check_in_database
 from .referential import (

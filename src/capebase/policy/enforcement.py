@@ -18,11 +18,11 @@ from sqlalchemy.engine import Result
 from sqlalchemy.orm import InstanceState, Session, UOWTransaction
 from sqlalchemy.sql import ClauseElement, Executable
 
-from ..auth.context import AuthContext
-from ..auth.fields import server_values
 from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
-from ..observability.observer import count_denial
+from ..identity.context import AuthContext
+from ..identity.fields import server_values
+from ..observer import count_denial
 from .registry import Policy
 from .sqlexpr import with_row_values
 

@@ -28,9 +28,9 @@ from sqlalchemy.orm.interfaces import ONETOMANY
 from sqlalchemy.sql import Delete, Insert, Update
 
 from .._compat.sqlalchemy import issued_by_mapper
-from ..auth.context import AuthContext
 from ..db.sessions import CapeSyncSession, SessionScope, flushing_scope, scope_of
 from ..errors import UnfilterableStatementError
+from ..identity.context import AuthContext
 from .enforcement import (
     CHECKED_KEY,
     Checked,

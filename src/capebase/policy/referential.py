@@ -21,7 +21,7 @@ from sqlalchemy import Column, Table, cast, literal, select, tuple_
 from sqlalchemy.exc import NoReferencedTableError
 from sqlalchemy.sql import Select
 
-from ..auth.context import AuthContext
+from ..identity.context import AuthContext
 from .registry import Policy
 
 _ACTIONS = frozenset({"CASCADE", "SET NULL", "SET DEFAULT"})

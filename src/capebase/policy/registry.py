@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.sql.elements import False_, True_
 
-from ..auth.context import AuthContext
+from ..identity.context import AuthContext
 from .evaluate import NotEvaluable, evaluate
 from .rules import Action, Rule, WhereClause, build_rule
 

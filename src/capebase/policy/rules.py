@@ -13,9 +13,9 @@ from sqlalchemy import Column, ColumnElement, Table, false, inspect, true
 from sqlalchemy.sql import elements
 from sqlmodel.sql.sqltypes import AutoString
 
-from ..auth.context import AuthContext
 from ..db.mapping import require_plain_columns, require_table
 from ..errors import ConfigurationError
+from ..identity.context import AuthContext
 from .evaluate import NotEvaluable, evaluate
 from .sqlexpr import equals, exact_text, one_of
 

@@ -29,11 +29,11 @@ from .._compat.sqlalchemy import (
     plain,
     statement_values,
 )
-from ..auth.context import AuthContext
-from ..auth.fields import server_values
 from ..db.sessions import CapeSyncSession, is_internal, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
-from ..observability.observer import count_denial
+from ..identity.context import AuthContext
+from ..identity.fields import server_values
+from ..observer import count_denial
 from . import fallible_sql  # noqa: F401 (how a fallible term renders)
 from .coverage import require_covered, user_statement
 from .enforcement import check_image

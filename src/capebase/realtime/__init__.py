@@ -1,5 +1,5 @@
 """Real-time: change capture, the change log, handlers and streams."""
 
-from .change import EventType, ModelChange
+from ..changes.change import EventType, ModelChange
 
 __all__ = ["EventType", "ModelChange"]

@@ -20,14 +20,14 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..changes.changelog import ChangeRecord, changes
+from ..changes.retention import pruned_through
 from ..db.direct import DirectExecutor
-from ..observability.observer import observer_for
-from .changelog import ChangeRecord, changes
+from ..observer import observer_for
 from .config import RealtimeConfig
 from .handler_runner import HandlerRunner
 from .index import SubscriberIndex
 from .resume import ResumePoint
-from .retention import pruned_through
 from .subscribers import Subscriber
 from .views import Message, ModelView
 from .visibility import ASK_DATABASE, Executes, Visibility

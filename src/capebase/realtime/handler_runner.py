@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..observability.observer import observer_for
-from .change import ModelChange
-from .changelog import ChangeRecord, changes, now
+from ..changes.change import ModelChange
+from ..changes.changelog import ChangeRecord, changes, now
+from ..observer import observer_for
 from .config import RealtimeConfig
 from .handlers import ChangeHandler, HandlerRegistry
 from .views import ModelView
@@ -153,6 +153,6 @@ async def _call(handler: ChangeHandler, change: ModelChange[Any]) -> None:
 
 
 def _view_for(model: type[Any]) -> ModelView:
-    from ..crud.schemas import read_schema_for
+    from ..wire.schemas import read_schema_for
 
     return ModelView(model=model, table=model.__table__, read_schema=read_schema_for(model))

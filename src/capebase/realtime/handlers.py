@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from .change import ModelChange
+from ..changes.change import ModelChange
 
 ChangeHandler = Callable[[ModelChange[Any]], Awaitable[None] | None]
 

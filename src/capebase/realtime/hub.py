@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..auth.context import AuthContext
+from ..changes.retention import prune
 from ..db.direct import DirectExecutor
 from ..errors import NotStartedError, TooManySubscriptionsError
-from ..observability.observer import observer_for
+from ..filters.streams import StreamFilter
+from ..identity.context import AuthContext
+from ..observer import observer_for
 from ..policy.registry import Policy
 from .alarms import Alarms
 from .backends import BrokerBackend
@@ -27,10 +29,9 @@ from .handler_runner import HandlerRunner
 from .handlers import HandlerRegistry
 from .index import SubscriberIndex, pins_for
 from .resume import ResumePoint
-from .retention import prune
 from .server_exit import on_server_exit
 from .signing import ResumeTokens, load_key
-from .subscribers import StreamFilter, Subscriber
+from .subscribers import Subscriber
 from .views import ModelView
 from .visibility import Visibility
 from .wakeups import BrokerLink

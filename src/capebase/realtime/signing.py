@@ -25,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..auth.context import AuthContext
+from ..changes.changelog import meta
 from ..errors import CapeBaseError, QueryError
-from .changelog import meta
+from ..identity.context import AuthContext
 from .resume import ResumePoint
 
 KEY_NAME = "resume_token_key"

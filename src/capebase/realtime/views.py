@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table
 
-from .changelog import ChangeRecord
+from ..changes.changelog import ChangeRecord
 
 
 @dataclass(eq=False)

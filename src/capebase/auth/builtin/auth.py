@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from pwdlib import PasswordHash
 
 from ...errors import ConfigurationError, NotFoundError
-from ..context import AuthContext
+from ...identity.context import AuthContext
 from .config import PasswordAuthConfig
 from .errors import (
     AccountExistsError,

@@ -17,7 +17,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from ...observability.secret_fields import secret_field
+from ...identity.secret_fields import secret_field
 
 
 def utc_now() -> datetime:

@@ -16,7 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
 from ...http.errors import refusal
-from ..context import AuthContext
+from ...identity.context import AuthContext
 from ..provider import is_stream_route
 from .errors import InvalidTokenError
 from .tickets import TICKET_PARAMETER

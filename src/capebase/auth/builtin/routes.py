@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
 
-from ..context import AuthContext
+from ...identity.context import AuthContext
 from .errors import AccountExistsError, AuthenticationRequiredError, LockedOutError
 from .schemas import LogoutRequest, RefreshRequest, SignupRequest, TokenResponse, UserRead
 from .tickets import StreamTicketResponse

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import Column, DateTime, String, Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...observability.secret_fields import SECRET
+from ...identity.secret_fields import SECRET
 from .models import as_utc, metadata, utc_now
 
 TICKET_PARAMETER = "ticket"

@@ -36,7 +36,7 @@ from ..policy.sqlexpr import (
     one_of,
     strict_text,
 )
-from .values import (
+from ..wire.values import (
     ValueCheck,
     enum_values,
     exact_decimal,

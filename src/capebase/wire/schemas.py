@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, create_model
 from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict
 
-from ..auth.fields import auth_fields
-from ..observability.secret_fields import secret_keys
+from ..identity.fields import auth_fields
+from ..identity.secret_fields import secret_keys
+from .grammar import wire_annotation
 from .server_fields import key_is_assigned
-from .wire import wire_annotation
 
 
 def _input_fields(model: type[Any], *, chosen_keys: bool = False) -> dict[str, FieldInfo]:

@@ -14,11 +14,11 @@ from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from .._compat.sqlalchemy import flush_writes, has_returning
-from ..auth.context import AuthContext
 from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
 from ..errors import UnfilterableStatementError
-from ..observability.request_id import current_client_request_id, current_request_id
-from ..observability.secret_fields import without_secrets
+from ..identity.context import AuthContext
+from ..identity.request_id import current_client_request_id, current_request_id
+from ..identity.secret_fields import without_secrets
 from ..policy.cascades import EFFECTS_KEY, EFFECTS_OPTION, target_table
 from ..policy.enforcement import row_image
 from ..policy.referential import Effect

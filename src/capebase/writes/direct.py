@@ -22,11 +22,13 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from sqlalchemy import Insert, Select, Table, Update, bindparam, delete, insert, select, update
 
-from ..auth.context import AuthContext
-from ..auth.fields import auth_fields, server_values
+from ..changes.capture import change_record
+from ..changes.changelog import changes
 from ..db.direct import DirectExecutor, DirectTransaction
 from ..db.drivers import Row
 from ..errors import NotFoundError, PermissionDeniedError
+from ..identity.context import AuthContext
+from ..identity.fields import auth_fields, server_values
 from ..policy.referential import (
     Effect,
     denial,
@@ -36,12 +38,10 @@ from ..policy.referential import (
     run_async,
 )
 from ..policy.sqlexpr import equals
-from ..realtime.capture import change_record
-from ..realtime.changelog import changes
 
 if TYPE_CHECKING:
     from ..app import CapeBase
-    from .published import PublishedModel
+    from ..crud.published import PublishedModel
 
 KEY = "capebase_key"
 """The bound parameter of the primary key in prebuilt statements."""

@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..dispatcher import Reset
+from ...realtime.dispatcher import Reset
 from .common import EXPIRED, HEARTBEAT, Overflowed, Unavailable
 from .disconnect import stop_watching, watch_disconnect
 

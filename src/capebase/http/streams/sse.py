@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, Header, Request, Response
 from starlette.routing import Route
 
-from ...auth.context import AuthContext
 from ...auth.provider import mark_stream_route
 from ...errors import TooManySubscriptionsError
-from ...http.errors import response_for
+from ...identity.context import AuthContext
+from ..errors import response_for
 from .common import binding_for, client_key, open_subscription, resume_token
 from .eventstream import EventStreamResponse, event_frame
 from .stream import Stream

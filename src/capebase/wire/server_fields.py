@@ -21,7 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError, PydanticUndefined
 from sqlalchemy import Column, Integer, Table
 
-from ..auth.fields import AuthValue, auth_fields
+from ..identity.fields import AuthValue, auth_fields
 from .values import storage_type
 
 REFUSED_ERROR = "server_set_field"

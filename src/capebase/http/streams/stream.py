@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ...db.failures import classify
-from ..dispatcher import Reset
-from ..resume import ResumePoint, format_token
-from ..signing import InvalidResumeToken
-from ..subscribers import CLOSE, Subscriber
+from ...realtime.dispatcher import Reset
+from ...realtime.resume import ResumePoint, format_token
+from ...realtime.signing import InvalidResumeToken
+from ...realtime.subscribers import CLOSE, Subscriber
 from .common import EXPIRED, HEARTBEAT, Delivery, Overflowed, Unavailable
 
 if TYPE_CHECKING:
-    from ..hub import Hub
+    from ...realtime.hub import Hub
 
 REPLAY_BUFFER = 64
 """Replayed messages read ahead of the client."""

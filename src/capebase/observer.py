@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..errors import PermissionDeniedError
+from .errors import PermissionDeniedError
 
 if TYPE_CHECKING:
     from fastapi import Request
     from sqlalchemy.orm import Session
 
-    from ..realtime.changelog import ChangeRecord
-    from ..realtime.subscribers import Subscriber
+    from .changes.changelog import ChangeRecord
+    from .realtime.subscribers import Subscriber
 
 SCOPE_KEY = "capebase.observer"
 """ASGI scope key under which the metrics middleware leaves the observer for error handlers."""

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, WebSocket, WebSocketDisconnect
 
-from ...auth.context import AuthContext
 from ...errors import QueryError, TooManySubscriptionsError
-from ...http.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER, close_websocket
-from ..dispatcher import Reset
+from ...identity.context import AuthContext
+from ...realtime.dispatcher import Reset
+from ..errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER, close_websocket
 from .common import (
     EXPIRED,
     HEARTBEAT,

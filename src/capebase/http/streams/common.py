@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
-from ...auth.context import AuthContext
+from ...filters.streams import NOT_FILTERS, parse_stream_filters
+from ...identity.context import AuthContext
 from ...limits import check_filter_count
-from ..signing import stream_binding
-from ..subscribers import NOT_FILTERS, Subscriber, parse_stream_filters
+from ...realtime.signing import stream_binding
+from ...realtime.subscribers import Subscriber
 
 if TYPE_CHECKING:
     from ...app import CapeBase

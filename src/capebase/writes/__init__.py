@@ -1,0 +1,1 @@
+"""Writes of the generated routes as a given caller: create, update and delete of one row."""

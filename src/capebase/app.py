@@ -7,7 +7,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -32,6 +32,7 @@ from .errors import ConfigurationError
 from .http.body_limit import BodySizeLimit
 from .http.errors import install_error_handlers
 from .http.lifespan import install_lifespan, move_routes_last
+from .http.services import RouteServices, session_dependency
 from .identity.context import AuthContext
 from .limits import LimitsConfig
 from .observability import wiring as observability
@@ -128,7 +129,7 @@ class CapeBase:
         self.auth_provider: AuthProvider = self._provider
         """The provider in use (the user's, the built-in auth's, or ``anonymous``)."""
         self.auth_dependency = context_dependency(self._provider)
-        self._db_dependency = self._make_db_dependency()
+        self._db_dependency = session_dependency(self.auth_dependency, self.get_session)
         self._published: dict[type[Any], PublishedModel] = {}
         self._generated_routes: dict[type[Any], list[Any]] = {}
         self.handlers = HandlerRegistry()
@@ -144,11 +145,23 @@ class CapeBase:
         if self.limits.max_body_size is not None:
             app.add_middleware(BodySizeLimit, max_body_size=self.limits.max_body_size)
         self._metrics_config = observability.metrics_config(metrics)
-        self.metrics = observability.install(self, self._metrics_config, audit_settings)
+        self.metrics = observability.install(
+            app, self.engine, self.direct, metrics=self._metrics_config,
+            audit=None if audit_settings is None else (self.audit, audit_settings),
+            auth_dependency=self.auth_dependency,
+        )
         self._warned: set[str] = set()
         self.auth = auth
         if auth is not None:
-            auth.install(self)
+            auth.install(app, self.engine, create_tables=create_tables,
+                          end_streams=self.hub.disconnect_user)
+            self.hub.revalidate = auth.stale_sign_ins
+        self._route_services = RouteServices(
+            policy=self.policy, engine=self.engine, direct=self.direct, hub=self.hub,
+            user_session=self.get_session, auth_dependency=self.auth_dependency,
+            auth_provider=self.auth_provider, crud=self.crud_config,
+            realtime=self.realtime_config, limits=self.limits,
+        )
         install_lifespan(self.app, self.startup, self.shutdown)
 
     @property
@@ -231,7 +244,7 @@ class CapeBase:
         self._published[model] = published
         if "subscribe" in published.routes:
             self.hub.add_view(ModelView(model, published.table, published.read_schema))
-        router = build_router(self, published)
+        router = build_router(self._route_services, published)
         before = len(self.app.router.routes)
         self.app.include_router(router)
         self._generated_routes[model] = list(self.app.router.routes[before:])
@@ -321,15 +334,6 @@ class CapeBase:
         """
         return open_session(self._sessions, self.policy, None, self.hub)
 
-    def _make_db_dependency(self) -> Callable[..., AsyncIterator[AsyncSession]]:
-        async def db_session(
-            ctx: AuthContext = Depends(self.auth_dependency),
-        ) -> AsyncIterator[AsyncSession]:
-            async with self.get_session(ctx) as session:
-                yield session
-
-        return db_session
-
     # -- lifecycle --------------------------------------------------------------------------
 
     async def startup(self) -> None:
@@ -376,7 +380,7 @@ class CapeBase:
 
     def _served_models(self) -> list[type[Any]]:
         """The models capebase reads or writes: published, named by a rule, or handled."""
-        return [*self._published, *self.policy_models(), *self.handlers.models()]
+        return [*self._published, *self.policy.models(), *self.handlers.models()]
 
     def _metadatas(self) -> list[MetaData]:
         found: list[MetaData] = [SQLModel.metadata]
@@ -385,11 +389,6 @@ class CapeBase:
             if all(metadata is not m for m in found):
                 found.append(metadata)
         return found
-
-    def policy_models(self) -> list[type[Any]]:
-        """Every model named by a rule."""
-        return list({rule.model: None for rules in self.policy._rules.values() for rule in rules})
-
 
 
 __all__ = ["CapeBase"]

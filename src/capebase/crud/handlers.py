@@ -34,7 +34,7 @@ from ..writes.direct import KEY, DirectWriter, Undecided
 from .published import PublishedModel
 
 if TYPE_CHECKING:
-    from ..app import CapeBase
+    from ..http.services import RouteServices
 
 logger = logging.getLogger("capebase")
 
@@ -42,21 +42,21 @@ logger = logging.getLogger("capebase")
 class Handlers:
     """The endpoint functions of one published model."""
 
-    def __init__(self, cape: CapeBase, published: PublishedModel) -> None:
-        self.cape = cape
+    def __init__(self, services: RouteServices, published: PublishedModel) -> None:
+        self.services = services
         self.published = published
         self.select_all = select(published.table)
         # Built once, so SQLAlchemy's cache key for it is computed once too.
         self.select_by_key = self.select_all.where(
             equals(published.pk, bindparam(KEY, type_=published.pk.type))
         )
-        if cape.direct is not None:
-            cape.direct.prebuilt(self.select_by_key)
+        if services.direct is not None:
+            services.direct.prebuilt(self.select_by_key)
         self.columns = tuple(published.table.c.keys())
-        self.dialect = cape.engine.dialect.name
+        self.dialect = services.engine.dialect.name
         self.writer = (
-            DirectWriter(cape, published, cape.direct)
-            if cape.direct is not None and DirectWriter.supports(published, cape.direct)
+            DirectWriter(services.policy, services.hub, published, services.direct)
+            if services.direct is not None and DirectWriter.supports(published, services.direct)
             else None
         )
 
@@ -65,19 +65,19 @@ class Handlers:
     ) -> list[dict[str, Any]]:
         """The rows of ``statement`` as dicts, on the driver connection when capebase has a
         direct executor for the driver, through Core otherwise."""
-        direct = self.cape.direct
+        direct = self.services.direct
         if direct is not None:
             rows = await direct.fetch(statement, params)
             return [dict(zip(self.columns, row, strict=True)) for row in rows]
-        async with self.cape.engine.connect() as connection:
+        async with self.services.engine.connect() as connection:
             result = await connection.execute(statement, params)
             return [dict(row) for row in result.mappings()]
 
     async def _count(self, statement: Any) -> int:
-        direct = self.cape.direct
+        direct = self.services.direct
         if direct is not None:
             return int(await direct.scalar(statement))
-        async with self.cape.engine.connect() as connection:
+        async with self.services.engine.connect() as connection:
             return int((await connection.execute(statement)).scalar_one())
 
     async def list_rows(
@@ -91,11 +91,11 @@ class Handlers:
         count: bool,
     ) -> Response:
         p = self.published
-        config = self.cape.crud_config
+        config = self.services.crud
         params = request.query_params.multi_items()
-        check_filter_count(params, ignored=RESERVED, limit=self.cape.limits.max_filters)
+        check_filter_count(params, ignored=RESERVED, limit=self.services.limits.max_filters)
         conditions = parse_filters(params, p.fields, max_in=config.max_in_values)
-        read = self.cape.policy.sql_filter(p.model, "read", ctx)
+        read = self.services.policy.sql_filter(p.model, "read", ctx)
         statement = (
             self.select_all.where(read, *conditions)
             .order_by(*parse_order_by(order_by, p.fields, [p.pk], self.dialect))
@@ -116,10 +116,10 @@ class Handlers:
         rows = await self._fetch(self.select_by_key, {KEY: key})
         # The read rules checked in Python on the row: the same answer as the SQL predicate
         # (tests/policy proves the two agree), without building a statement per request.
-        verdict = self.cape.policy.check_row(p.model, "read", ctx, rows[0]) if rows else False
+        verdict = self.services.policy.check_row(p.model, "read", ctx, rows[0]) if rows else False
         if verdict is None:  # a `where` Python cannot evaluate: let the database decide
             statement = self.select_all.where(
-                equals(p.pk, key), self.cape.policy.sql_filter(p.model, "read", ctx)
+                equals(p.pk, key), self.services.policy.sql_filter(p.model, "read", ctx)
             )
             rows = await self._fetch(statement)
             verdict = bool(rows)
@@ -129,7 +129,7 @@ class Handlers:
 
     async def create_row(self, *, body: BaseModel, ctx: AuthContext) -> Response:
         p = self.published
-        if not self.cape.policy.allows_some(p.model, "create", ctx):
+        if not self.services.policy.allows_some(p.model, "create", ctx):
             raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
         required = p.server_set.required_auth
         if required and None in server_values(p.model, ctx, required).values():
@@ -171,7 +171,7 @@ class Handlers:
             with suppress(Undecided):
                 return await self.writer.create(ctx, values)
         obj = self.published.model(**values)
-        async with self.cape.get_session(ctx) as session:
+        async with self.services.user_session(ctx) as session:
             session.add(obj)
             return await _save(session, self.published, obj)
 
@@ -179,7 +179,7 @@ class Handlers:
         if self.writer is not None:
             with suppress(Undecided):
                 return await self.writer.update(ctx, key, changes)
-        async with self.cape.get_session(ctx) as session:
+        async with self.services.user_session(ctx) as session:
             obj = await self._load(session, key)
             await self._require(session, "update", ctx, row_image(obj))
             for field, value in changes.items():
@@ -192,7 +192,7 @@ class Handlers:
             with suppress(Undecided):
                 await self.writer.delete(ctx, key)
                 return
-        async with self.cape.get_session(ctx) as session:
+        async with self.services.user_session(ctx) as session:
             obj = await self._load(session, key)
             await self._require(session, "delete", ctx, row_image(obj))
             await session.delete(obj)
@@ -233,10 +233,10 @@ class Handlers:
     ) -> None:
         """Deny early, before any change is made: the flush checks again, on the stored row."""
         p = self.published
-        verdict = self.cape.policy.check_row(p.model, action, ctx, row)
+        verdict = self.services.policy.check_row(p.model, action, ctx, row)
         if verdict is None:
             verdict = await session.run_sync(
-                lambda s: check_in_database(s, self.cape.policy, p.model, action, ctx, row)
+                lambda s: check_in_database(s, self.services.policy, p.model, action, ctx, row)
             )
         if not verdict:
             raise PermissionDeniedError(action, p.name, is_anonymous=ctx.is_anonymous)

@@ -26,7 +26,7 @@ from .routes import (
 )
 
 if TYPE_CHECKING:
-    from ..app import CapeBase
+    from ..http.services import RouteServices
 
 logger = logging.getLogger("capebase")
 
@@ -113,18 +113,18 @@ def _with_signature(method: Callable[..., Any], params: list[pyinspect.Parameter
     return endpoint
 
 
-def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
+def build_router(services: RouteServices, published: PublishedModel) -> APIRouter:
     """The APIRouter with the routes ``published.routes`` asks for."""
     router = APIRouter(tags=[published.table.name])
     name = published.table.name
-    auth = Depends(cape.auth_dependency)
+    auth = Depends(services.auth_dependency)
     ctx_param = pyinspect.Parameter("ctx", pyinspect.Parameter.KEYWORD_ONLY,
                                     annotation=AuthContext, default=auth)
     item_path, pk_type = _pk_path(published)
     pk_param = pyinspect.Parameter(published.pk.key, pyinspect.Parameter.KEYWORD_ONLY,
                                    annotation=pk_type, default=Path())
-    handlers = Handlers(cape, published)
-    solver = AuthSolver(cape.auth_dependency, cape.auth_provider)
+    handlers = Handlers(services, published)
+    solver = AuthSolver(services.auth_dependency, services.auth_provider)
 
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
@@ -133,9 +133,9 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
 
         # The Starlette route serves the stream; the API route after it (never reached)
         # documents it in OpenAPI.
-        router.routes.append(sse_route(cape, published, f"{published.path}/subscribe", solver))
+        router.routes.append(sse_route(services, published, f"{published.path}/subscribe", solver))
         router.add_api_route(
-            f"{published.path}/subscribe", sse_endpoint(cape, published), methods=["GET"],
+            f"{published.path}/subscribe", sse_endpoint(services, published), methods=["GET"],
             operation_id=f"subscribe_{name}", summary=f"Stream {name} changes (SSE)",
             response_class=Response,
             responses={200: {"content": {"text/event-stream": {}},
@@ -145,10 +145,10 @@ def build_router(cape: CapeBase, published: PublishedModel) -> APIRouter:
                        **_DATABASE},
         )
         router.add_api_websocket_route(f"{published.path}/subscribe",
-                                       websocket_endpoint(cape, published))
+                                       websocket_endpoint(services, published))
 
     if "list" in published.routes:
-        config = cape.crud_config
+        config = services.crud
         list_params = [
             pyinspect.Parameter("request", pyinspect.Parameter.KEYWORD_ONLY, annotation=Request),
             ctx_param,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ..extras import require_extra
@@ -11,7 +11,13 @@ from .audit import audit_router
 from .config import AuditConfig, MetricsConfig
 
 if TYPE_CHECKING:
-    from ..app import CapeBase
+    from collections.abc import Callable
+
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ..db.direct import DirectExecutor
+    from .audit import Audit
     from .metrics import Metrics
 
 
@@ -39,16 +45,22 @@ def audit_config(value: AuditConfig | bool | None) -> AuditConfig | None:
 
 
 def install(
-    cape: CapeBase, metrics: MetricsConfig | None, audit: AuditConfig | None
+    app: FastAPI,
+    engine: AsyncEngine,
+    direct: DirectExecutor | None,
+    *,
+    metrics: MetricsConfig | None,
+    audit: tuple[Audit, AuditConfig] | None,
+    auth_dependency: Callable[..., Any],
 ) -> Metrics | None:
-    """Add the request-id middleware, and the metrics and audit endpoints when configured.
+    """Add the request-id middleware to ``app``, and the metrics and audit endpoints when
+    configured; metrics also time ``engine``'s statements and ``direct``'s.
 
     Returns the series recorded, or ``None`` when metrics are off.
     """
-    app = cape.app
     app.add_middleware(RequestIdMiddleware)
-    if audit is not None and audit.path is not None:
-        app.include_router(audit_router(cape.audit, audit, cape.auth_dependency))
+    if audit is not None and audit[1].path is not None:
+        app.include_router(audit_router(*audit, auth_dependency))
     if metrics is None:
         return None
     require_extra("metrics")
@@ -59,10 +71,10 @@ def install(
 
     series = metrics_for(metrics.registry)
     observer = MetricsObserver(series)
-    register_observer(cape.engine, observer)
-    instrument_engine(cape.engine, series)
-    if cape.direct is not None:
-        instrument_direct(cape.direct, series)
+    register_observer(engine, observer)
+    instrument_engine(engine, series)
+    if direct is not None:
+        instrument_direct(direct, series)
     # Added last, so outermost: it also times the request-id middleware and error handling.
     app.add_middleware(
         HttpMetricsMiddleware, metrics=series, observer=observer, routes=app.router.routes

@@ -26,6 +26,7 @@ from ..changes.capture import change_record
 from ..changes.changelog import changes
 from ..db.direct import DirectExecutor, DirectTransaction
 from ..db.drivers import Row
+from ..db.sessions import ChangeSink
 from ..errors import NotFoundError, PermissionDeniedError
 from ..identity.context import AuthContext
 from ..identity.fields import auth_fields, server_values
@@ -40,8 +41,8 @@ from ..policy.referential import (
 from ..policy.sqlexpr import equals
 
 if TYPE_CHECKING:
-    from ..app import CapeBase
     from ..crud.published import PublishedModel
+    from ..policy import Policy
 
 KEY = "capebase_key"
 """The bound parameter of the primary key in prebuilt statements."""
@@ -52,10 +53,14 @@ class Undecided(Exception):
 
 
 class DirectWriter:
-    """Create, update and delete of one published model, on ``cape.direct``."""
+    """Create, update and delete of one published model on ``direct``, checked by ``policy``,
+    their changes logged for ``sink``."""
 
-    def __init__(self, cape: CapeBase, published: PublishedModel, direct: DirectExecutor) -> None:
-        self.cape = cape
+    def __init__(
+        self, policy: Policy, sink: ChangeSink, published: PublishedModel, direct: DirectExecutor
+    ) -> None:
+        self.policy = policy
+        self.sink = sink
         self.published = published
         self.direct = direct
         table = published.table
@@ -153,7 +158,7 @@ class DirectWriter:
             effects: list[Effect] = []
             if has_delete_actions(table):
                 effects = await run_async(on_delete(table, [old]), partial(_fetch, tx))
-                denied = denial(self.cape.policy, ctx, effects, _undecided)
+                denied = denial(self.policy, ctx, effects, _undecided)
                 if denied is not None:
                     action, model = denied
                     raise PermissionDeniedError(
@@ -172,7 +177,7 @@ class DirectWriter:
         p = self.published
         rows = await tx.fetch(self._lock_by_key, {KEY: key})
         old = self._image(rows[0]) if rows else None
-        readable = False if old is None else self.cape.policy.check_row(p.model, "read", ctx, old)
+        readable = False if old is None else self.policy.check_row(p.model, "read", ctx, old)
         if readable is None:
             raise Undecided
         if not readable or old is None:
@@ -182,7 +187,7 @@ class DirectWriter:
 
     def _require(self, action: str, ctx: AuthContext, row: Mapping[str, Any]) -> None:
         p = self.published
-        verdict = self.cape.policy.check_row(p.model, action, ctx, row)
+        verdict = self.policy.check_row(p.model, action, ctx, row)
         if verdict is None:
             raise Undecided
         if not verdict:
@@ -197,16 +202,15 @@ class DirectWriter:
         new: Mapping[str, Any] | None,
         table: Table | None = None,
     ) -> None:
-        hub = self.cape.hub
-        if not hub.capture:
+        if not self.sink.capture:
             return
         table = self.published.table if table is None else table
-        record = change_record(table, op, old, new, ctx, hub.has_handlers(table.name))
+        record = change_record(table, op, old, new, ctx, self.sink.has_handlers(table.name))
         tx.execute(_LOG_INSERT, _bound(record))
 
     def _notify(self) -> None:
-        if self.cape.hub.capture:
-            self.cape.hub.notify()
+        if self.sink.capture:
+            self.sink.notify()
 
     def _image(self, row: Row) -> dict[str, Any]:
         return dict(zip(self.columns, row, strict=True))

@@ -29,7 +29,11 @@ from .tickets import StreamTicketResponse, StreamTickets
 from .tokens import Keyring
 
 if TYPE_CHECKING:
-    from ...app import CapeBase
+    from collections.abc import Callable
+
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from ...realtime.hub import SignIn
 
 logger = logging.getLogger("capebase")
@@ -74,7 +78,8 @@ class PasswordAuth:
             lockout_seconds=self.config.lockout_time.total_seconds(),
         )
         self.passwords = Passwords(self.config.password_hash or PasswordHash.recommended())
-        self._cape: CapeBase | None = None
+        self._create_tables = True
+        self._end_streams: Callable[[str], object] = _not_attached_end_streams
         self._store: UserStore | None = None
         self._tickets: StreamTickets | None = None
 
@@ -90,19 +95,30 @@ class PasswordAuth:
 
     # -- wiring (called by CapeBase) ---------------------------------------------------------
 
-    def install(self, cape: CapeBase) -> None:
-        """Attach to ``cape``: mount the routes and map auth errors to HTTP. Called by CapeBase.
+    def install(
+        self,
+        app: FastAPI,
+        engine: AsyncEngine,
+        *,
+        create_tables: bool,
+        end_streams: Callable[[str], object],
+    ) -> None:
+        """Attach to a CapeBase's ``app`` and ``engine``: mount the routes. Called by CapeBase.
+
+        ``end_streams(user_id)`` ends the user's open streams (a password change, a sign-out
+        everywhere, a reused refresh token); ``create_tables``: whether ``startup`` creates
+        the auth tables or only checks that they exist.
 
         Raises:
             ConfigurationError: already attached to another CapeBase.
         """
-        if self._cape is not None:
+        if self._store is not None:
             raise ConfigurationError("This PasswordAuth is already used by another CapeBase")
-        self._cape = cape
-        self._store = UserStore(cape.engine)
-        self._tickets = StreamTickets(cape.engine)
-        cape.hub.revalidate = self.stale_sign_ins
-        cape.app.include_router(self.router)
+        self._store = UserStore(engine)
+        self._tickets = StreamTickets(engine)
+        self._create_tables = create_tables
+        self._end_streams = end_streams
+        app.include_router(self.router)
 
     def check_settings(self) -> None:
         """Refuse to start with a placeholder secret or admin password outside development
@@ -122,7 +138,7 @@ class PasswordAuth:
     async def startup(self) -> None:
         """Create the auth tables (unless CapeBase's ``create_tables`` is off) and the initial
         admin. Called by CapeBase's lifespan."""
-        if self.cape.create_tables:
+        if self._create_tables:
             await self.store.create_tables()
         elif missing := await self.store.missing_tables():
             raise ConfigurationError(
@@ -137,13 +153,6 @@ class PasswordAuth:
                 # Another process starting at the same moment may win the race: that is fine.
                 with contextlib.suppress(AccountExistsError):
                     await self.create_user(email, password, role=self.config.admin_role)
-
-    @property
-    def cape(self) -> CapeBase:
-        """The CapeBase this auth is attached to."""
-        if self._cape is None:
-            raise _not_attached()
-        return self._cape
 
     @property
     def store(self) -> UserStore:
@@ -190,7 +199,7 @@ class PasswordAuth:
             raise NotFoundError("User", user_id)
         if not is_active:
             await self.store.end_all_sessions(user_id, utc_now())
-            self.cape.hub.disconnect_user(user_id)
+            self._end_streams(user_id)
 
     async def set_role(self, user_id: str, role: str | None) -> None:
         """Change a user's role; it applies to their next request, and their open streams end
@@ -201,7 +210,7 @@ class PasswordAuth:
         """
         if not await self.store.update_user(user_id, role=role):
             raise NotFoundError("User", user_id)
-        self.cape.hub.disconnect_user(user_id)
+        self._end_streams(user_id)
 
     # -- what the routes and the provider do -------------------------------------------------
 
@@ -260,7 +269,7 @@ class PasswordAuth:
         try:
             issued = await self.store.rotate(refresh_token, now, self._refresh_expiry(now))
         except TokenReuseError as exc:
-            self.cape.hub.disconnect_user(exc.user_id)
+            self._end_streams(exc.user_id)
             raise
         return self._tokens(issued, now)
 
@@ -276,7 +285,7 @@ class PasswordAuth:
                 raise InvalidTokenError()
             session_id = self.keyring.verify(access_token).session_id
         user_id = await self.store.end_session(refresh_token, session_id, utc_now())
-        self.cape.hub.disconnect_user(user_id)
+        self._end_streams(user_id)
 
     async def context_for(self, access_token: str) -> AuthContext:
         """The AuthContext of a valid access token whose user is active and sign-in open.
@@ -371,3 +380,7 @@ MAX_LOGIN_LENGTH = 320
 
 def _digest(login: str) -> str:
     return hashlib.sha256(login.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _not_attached_end_streams(user_id: str) -> None:
+    raise _not_attached()

@@ -15,8 +15,8 @@ from ...realtime.signing import stream_binding
 from ...realtime.subscribers import Subscriber
 
 if TYPE_CHECKING:
-    from ...app import CapeBase
     from ...crud.published import PublishedModel
+    from ..services import RouteServices
 
 HEARTBEAT = object()
 """Yielded when a stream was idle for a heartbeat interval."""
@@ -64,7 +64,7 @@ def client_key(ctx: AuthContext, connection: HTTPConnection) -> str:
 
 
 def open_subscription(
-    cape: CapeBase,
+    services: RouteServices,
     published: PublishedModel,
     ctx: AuthContext,
     query: Any,
@@ -78,10 +78,10 @@ def open_subscription(
         TooManySubscriptionsError: the process, or ``client``, has too many streams open.
     """
     params = query.multi_items()
-    check_filter_count(params, ignored=NOT_FILTERS, limit=cape.limits.max_filters)
-    filters = parse_stream_filters(params, published.fields, max_in=cape.crud_config.max_in_values)
-    view = cape.hub.views[published.table.name]
-    return cape.hub.subscribe(view, ctx, filters, client=client)
+    check_filter_count(params, ignored=NOT_FILTERS, limit=services.limits.max_filters)
+    filters = parse_stream_filters(params, published.fields, max_in=services.crud.max_in_values)
+    view = services.hub.views[published.table.name]
+    return services.hub.subscribe(view, ctx, filters, client=client)
 
 
 @dataclass(frozen=True, slots=True)

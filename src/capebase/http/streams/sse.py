@@ -17,27 +17,27 @@ from .eventstream import EventStreamResponse, event_frame
 from .stream import Stream
 
 if TYPE_CHECKING:
-    from ...app import CapeBase
     from ...crud.published import PublishedModel
     from ...crud.routes import AuthSolver
+    from ..services import RouteServices
 
 
-def sse_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
+def sse_endpoint(services: RouteServices, published: PublishedModel) -> Any:
     """The SSE endpoint of ``published``'s model, as FastAPI documents it (``sse_route``
     serves the requests)."""
 
     async def subscribe_sse(
         request: Request,
-        ctx: AuthContext = Depends(cape.auth_dependency),
+        ctx: AuthContext = Depends(services.auth_dependency),
         last_event_id: str | None = Header(None, alias="Last-Event-ID"),
     ) -> Any:
-        return open_stream(cape, published, request, ctx, last_event_id)
+        return open_stream(services, published, request, ctx, last_event_id)
 
     return subscribe_sse
 
 
 def sse_route(
-    cape: CapeBase, published: PublishedModel, path: str, solver: AuthSolver
+    services: RouteServices, published: PublishedModel, path: str, solver: AuthSolver
 ) -> Route:
     """``GET path`` as a plain Starlette route: FastAPI's request handling keeps its exit
     stacks and frames alive for as long as a response runs, which for a stream is hours and,
@@ -47,7 +47,7 @@ def sse_route(
         mark_stream_route(request.scope)  # a provider may read a token from the query or a cookie
         ctx, background = await solver.before_response(request)
         response = open_stream(
-            cape, published, request, ctx, request.headers.get("last-event-id")
+            services, published, request, ctx, request.headers.get("last-event-id")
         )
         if response.background is None:
             response.background = background
@@ -57,7 +57,7 @@ def sse_route(
 
 
 def open_stream(
-    cape: CapeBase,
+    services: RouteServices,
     published: PublishedModel,
     request: Request,
     ctx: AuthContext,
@@ -67,13 +67,13 @@ def open_stream(
     resume = resume_token(last_event_id, request.query_params)
     try:
         subscriber = open_subscription(
-            cape, published, ctx, request.query_params, client=client_key(ctx, request)
+            services, published, ctx, request.query_params, client=client_key(ctx, request)
         )
     except TooManySubscriptionsError as exc:
         return response_for(exc)  # returned, not raised: the caller attaches its cleanup
     ready = ""
     binding = binding_for(published, ctx, request.query_params)
-    stream = Stream(cape.hub, subscriber, resume, binding, cape.realtime_config.heartbeat)
+    stream = Stream(services.hub, subscriber, resume, binding, services.realtime.heartbeat)
     if resume is None:
         # A new stream's position, so a client that drops before the first change can
         # still resume from here (EventSource keeps the last ``id:`` it saw).
@@ -83,5 +83,5 @@ def open_stream(
     return EventStreamResponse(
         stream,
         first=ready,
-        retry_ms=cape.limits.retry_after * 1000,
+        retry_ms=services.limits.retry_after * 1000,
     )

@@ -27,20 +27,20 @@ from .disconnect import stop_watching, watch_disconnect
 from .stream import Stream
 
 if TYPE_CHECKING:
-    from ...app import CapeBase
     from ...crud.published import PublishedModel
+    from ..services import RouteServices
 
 
-def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
+def websocket_endpoint(services: RouteServices, published: PublishedModel) -> Any:
     """The WebSocket endpoint of ``published``'s model."""
 
     async def subscribe_ws(
-        websocket: WebSocket, ctx: AuthContext = Depends(cape.auth_dependency)
+        websocket: WebSocket, ctx: AuthContext = Depends(services.auth_dependency)
     ) -> None:
         try:
             resume = resume_token(websocket.headers.get("last-event-id"), websocket.query_params)
             subscriber = open_subscription(
-                cape, published, ctx, websocket.query_params, client=client_key(ctx, websocket)
+                services, published, ctx, websocket.query_params, client=client_key(ctx, websocket)
             )
             binding = binding_for(published, ctx, websocket.query_params)
         except (QueryError, TooManySubscriptionsError) as exc:
@@ -48,7 +48,7 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             # neither the close code nor the reason (browsers hide the status too).
             await close_websocket(websocket, exc)
             return
-        stream = Stream(cape.hub, subscriber, resume, binding, cape.realtime_config.heartbeat)
+        stream = Stream(services.hub, subscriber, resume, binding, services.realtime.heartbeat)
         # A new stream's position, as SSE's ``ready`` event: a client that drops before its
         # first change resumes from here (only the server can issue a token).
         ready = None if resume is not None else stream.opening_token()
@@ -75,7 +75,7 @@ def websocket_endpoint(cape: CapeBase, published: PublishedModel) -> Any:
             pass
         finally:
             await stop_watching(watcher)
-            cape.hub.unsubscribe(subscriber)
+            services.hub.unsubscribe(subscriber)
 
     return subscribe_ws
 

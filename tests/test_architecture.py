@@ -40,6 +40,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("capebase.wire",),
     ("capebase.filters",),
     ("capebase.changes",),
+    # every SQLAlchemy event hook of the policy and of capture, in one visible order
+    ("capebase.hooks",),
     ("capebase.writes",),
     ("capebase.realtime",),
     ("capebase.observability",),

@@ -18,7 +18,6 @@ from .auth.provider import (
     check_provider,
     context_dependency,
 )
-from .changes import capture as _capture  # noqa: F401  registers capture after the policy hooks
 from .changes.changelog import add_missing_columns
 from .changes.changelog import metadata as changelog_metadata
 from .crud.config import CrudConfig
@@ -29,6 +28,7 @@ from .db.engine import create_engine, release_abandoned_statements
 from .db.schema import create_all
 from .db.sessions import make_sessionmaker, open_session
 from .errors import ConfigurationError
+from .hooks import install as install_hooks
 from .http.body_limit import BodySizeLimit
 from .http.errors import install_error_handlers
 from .http.lifespan import install_lifespan, move_routes_last
@@ -124,6 +124,7 @@ class CapeBase:
         # The generated routes' statements run on the driver connection when capebase knows
         # the driver (asyncpg, aiosqlite, asyncmy), through Core otherwise.
         self.direct = DirectExecutor.for_engine(self.engine)
+        install_hooks()
         self._sessions = make_sessionmaker(self.engine)
         self._provider = check_provider(provider)
         self.auth_provider: AuthProvider = self._provider

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, event, insert, inspect, select
+from sqlalchemy import Table, insert, inspect, select
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from .._compat.sqlalchemy import flush_writes, has_returning
-from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
+from ..db.sessions import SessionScope, is_internal, scope_of
 from ..errors import UnfilterableStatementError
 from ..identity.context import AuthContext
 from ..identity.request_id import current_client_request_id, current_request_id
@@ -37,8 +37,7 @@ def _capturing(session: Session) -> SessionScope | None:
 _STORED_BEFORE = "capebase.stored_before"
 
 
-@event.listens_for(CapeSyncSession, "before_flush")
-def _remember_stored_rows(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+def remember_stored_rows(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
     """The rows updates and deletes are about to change, as stored: the old images. The
     objects' history cannot tell them when an attribute was expired or never loaded."""
     if _capturing(session) is None:
@@ -51,8 +50,7 @@ def _remember_stored_rows(session: Session, _flush: UOWTransaction, _instances: 
     )
 
 
-@event.listens_for(CapeSyncSession, "after_flush")
-def _capture_unit_of_work(session: Session, flush: UOWTransaction) -> None:
+def capture_unit_of_work(session: Session, flush: UOWTransaction) -> None:
     scope = _capturing(session)
     if scope is None:
         return
@@ -115,8 +113,7 @@ def _stored_rows(
 
 # Registered after the policy's do_orm_execute hook (capebase.policy is imported first), so the
 # statement seen here already carries the caller's permission predicate.
-@event.listens_for(CapeSyncSession, "do_orm_execute")
-def _capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
+def capture_bulk(state: ORMExecuteState) -> Result[Any] | None:
     if not (state.is_insert or state.is_update or state.is_delete):
         return None
     if is_internal(state.execution_options) or not state.is_orm_statement:
@@ -275,14 +272,12 @@ def _write(session: Session, connection: Connection, records: list[dict[str, Any
     session.info[_CHANGED] = True
 
 
-@event.listens_for(CapeSyncSession, "after_commit")
-def _wake_hub(session: Session) -> None:
+def wake_sink(session: Session) -> None:
     if session.info.pop(_CHANGED, False):
         scope = scope_of(session)
         if scope is not None and scope.sink is not None:
             scope.sink.notify()
 
 
-@event.listens_for(CapeSyncSession, "after_rollback")
-def _forget_changes(session: Session) -> None:
+def forget_changes(session: Session) -> None:
     session.info.pop(_CHANGED, None)

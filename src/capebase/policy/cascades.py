@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from sqlalchemy import Table, event, inspect, literal, select, tuple_
+from sqlalchemy import Table, inspect, literal, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.exc import UnmappedColumnError
@@ -21,7 +21,7 @@ from sqlalchemy.sql import Select, elements
 from sqlalchemy.types import NullType
 
 from .._compat.sqlalchemy import parent_entity, plain, statement_values
-from ..db.sessions import CapeSyncSession, SessionScope, is_internal, scope_of
+from ..db.sessions import SessionScope, is_internal, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..observer import count_denial
 from . import statements as _statements  # noqa: F401  its statement filter must run first
@@ -83,8 +83,7 @@ def _apply(
             )
 
 
-@event.listens_for(CapeSyncSession, "before_flush")
-def _start_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+def start_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
     session.info.pop(EFFECTS_KEY, None)
     session.info.pop(_DELETING, None)
 
@@ -123,8 +122,7 @@ def _flushing(
     return state, session, scope, tuple(identity)
 
 
-@event.listens_for(Mapper, "before_delete")
-def _before_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def before_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
     tables = [t for t in mapper.tables if isinstance(t, Table) and has_delete_actions(t)]
     flushing = _flushing(target) if tables else None
     if flushing is None:
@@ -138,8 +136,7 @@ def _before_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> 
         _keep(session, scope, run(plan, _fetch(connection)), connection)
 
 
-@event.listens_for(Mapper, "before_update")
-def _before_key_change(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def before_key_change(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
     tables = [t for t in mapper.tables if isinstance(t, Table) and key_columns(t)]
     flushing = _flushing(target) if tables else None
     if flushing is None:
@@ -190,8 +187,7 @@ def target_table(statement: Any) -> Table:
 
 # Registered after the statement filter (``statements``) and before change capture, so it sees
 # the statement with the caller's predicates and capture sees the effects.
-@event.listens_for(CapeSyncSession, "do_orm_execute")
-def _bulk_referential(state: ORMExecuteState) -> None:
+def bulk_referential_actions(state: ORMExecuteState) -> None:
     if not (state.is_delete or state.is_update) or not state.is_orm_statement:
         return
     if is_internal(state.execution_options):

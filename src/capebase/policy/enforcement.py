@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Table, event, inspect, select, tuple_
+from sqlalchemy import Table, inspect, select, tuple_
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import InstanceState, Session, UOWTransaction
 from sqlalchemy.sql import ClauseElement, Executable
 
-from ..db.sessions import INTERNAL, CapeSyncSession, scope_of
+from ..db.sessions import INTERNAL, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..identity.context import AuthContext
 from ..identity.fields import server_values
@@ -44,8 +44,7 @@ class Checked:
     stored: Mapping[str, Any] | None = None
 
 
-@event.listens_for(CapeSyncSession, "before_flush")
-def _check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+def check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
     scope = scope_of(session)
     if scope is None or scope.ctx is None:
         return

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, inspect
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
 from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.interfaces import ONETOMANY
 from sqlalchemy.sql import Delete, Insert, Update
 
 from .._compat.sqlalchemy import issued_by_mapper
-from ..db.sessions import CapeSyncSession, SessionScope, flushing_scope, scope_of
+from ..db.sessions import SessionScope, flushing_scope, scope_of
 from ..errors import UnfilterableStatementError
 from ..identity.context import AuthContext
 from .enforcement import (
@@ -62,8 +62,7 @@ def _writer(target: Any) -> _Writer | None:
     return _Writer(session, scope, scope.ctx)
 
 
-@event.listens_for(Mapper, "before_insert")
-def _check_insert(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def check_insert(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
     writer = _writer(target)
     if writer is None:
         return
@@ -78,8 +77,7 @@ def _check_insert(_mapper: Mapper[Any], connection: Connection, target: Any) -> 
                 connection.execute)
 
 
-@event.listens_for(Mapper, "before_update")
-def _check_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def check_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
     writer = _writer(target)
     if writer is None:
         return
@@ -103,8 +101,7 @@ def _check_update(mapper: Mapper[Any], connection: Connection, target: Any) -> N
                 connection.execute)
 
 
-@event.listens_for(Mapper, "before_delete")
-def _check_delete(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def check_delete(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
     writer = _writer(target)
     if writer is None:
         return
@@ -115,8 +112,7 @@ def _check_delete(_mapper: Mapper[Any], connection: Connection, target: Any) -> 
                  connection.execute)
 
 
-@event.listens_for(CapeSyncSession, "before_flush")
-def _refuse_post_updates(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+def refuse_post_updates(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
     scope = scope_of(session)
     if scope is None or scope.ctx is None:
         return
@@ -137,8 +133,7 @@ def _refuse_post_updates(session: Session, _flush: UOWTransaction, _instances: A
                 )
 
 
-@event.listens_for(Engine, "before_execute")
-def _refuse_association_writes(
+def refuse_association_writes(
     _conn: Connection,
     statement: Any,
     _multiparams: Any,

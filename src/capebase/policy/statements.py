@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, event, insert, literal
+from sqlalchemy import ColumnElement, Table, and_, insert, literal
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql import elements, visitors
 from sqlalchemy.types import NullType
@@ -29,7 +29,7 @@ from .._compat.sqlalchemy import (
     plain,
     statement_values,
 )
-from ..db.sessions import CapeSyncSession, is_internal, scope_of
+from ..db.sessions import is_internal, scope_of
 from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..identity.context import AuthContext
 from ..identity.fields import server_values
@@ -56,8 +56,7 @@ def read_criteria(policy: Policy, ctx: AuthContext, models: Iterable[type[Any]])
     ]
 
 
-@event.listens_for(CapeSyncSession, "do_orm_execute")
-def _filter_statement(state: ORMExecuteState) -> None:
+def filter_statement(state: ORMExecuteState) -> None:
     scope = scope_of(state.session)
     if scope is None or scope.ctx is None or is_internal(state.execution_options):
         return

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import FastAPI, Request
 
-from capebase import AuthContext, CapeBase
+from capebase import AuthContext, CapeBase, CrudConfig
+
+DRIVER_PATH = True
+"""Whether ``make_cape`` lets the generated routes use the driver path (the ``write_path``
+fixture of tests/conftest.py runs a module both ways)."""
 
 
 async def header_auth(request: Request) -> AuthContext:
@@ -24,6 +29,8 @@ def as_user(user: str, role: str | None = None) -> dict[str, str]:
 
 def make_cape(db_url: str, **options: Any) -> tuple[FastAPI, CapeBase]:
     """A new FastAPI app and a CapeBase on ``db_url`` using ``header_auth``."""
+    crud = options.pop("crud", None) or CrudConfig()
+    options["crud"] = dataclasses.replace(crud, driver_path=crud.driver_path and DRIVER_PATH)
     app = FastAPI()
     cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, **options)
     return app, cape

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import apps
 from tests._databases import (
     DB_KINDS,
     DbKind,
@@ -84,6 +85,19 @@ def db_kind(request: pytest.FixtureRequest) -> DbKind:
     """The database kind this test runs against: "sqlite", "postgresql" or "mariadb"."""
     kind: DbKind = request.param
     return kind
+
+
+@pytest.fixture(params=["driver", "session"])
+def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the generated routes on the driver path (where the database has
+    one), then with ``CrudConfig(driver_path=False)``: the session path they must agree
+    with. Apps are built with ``tests.apps.make_cape``."""
+    path: str = request.param
+    kind = request.getfixturevalue("db_kind") if "db_kind" in request.fixturenames else None
+    if path == "session" and kind == "mariadb":
+        pytest.skip("MariaDB has no driver path: its run is the session path already")
+    monkeypatch.setattr(apps, "DRIVER_PATH", path == "driver")
+    return path
 
 
 @pytest.fixture

@@ -158,7 +158,8 @@ class CapeBase:
                           end_streams=self.hub.disconnect_user)
             self.hub.revalidate = auth.stale_sign_ins
         self._route_services = RouteServices(
-            policy=self.policy, engine=self.engine, direct=self.direct, hub=self.hub,
+            policy=self.policy, engine=self.engine, hub=self.hub,
+            direct=self.direct if self.crud_config.driver_path else None,
             user_session=self.get_session, auth_dependency=self.auth_dependency,
             auth_provider=self.auth_provider, crud=self.crud_config,
             realtime=self.realtime_config, limits=self.limits,

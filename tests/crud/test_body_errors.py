@@ -10,6 +10,9 @@ from capebase.testing import app_client
 from tests.apps import make_cape
 from tests.types._models import IntKeyed
 
+# Every test twice where the database has a driver path: on it, and on the session path.
+pytestmark = pytest.mark.usefixtures("write_path")
+
 BODIES = {
     "known field": b'{"ratio": 1e400}',
     "unknown field": b'{"a": 1e999999}',

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 import capebase.db.direct
-from capebase import AuthContext, CapeBase
+from capebase import AuthContext, CapeBase, CrudConfig
 from capebase.changes.change import ModelChange
 from capebase.changes.changelog import changes
 from capebase.observability.audit import AuditEntry
@@ -819,3 +819,36 @@ async def test_conflicts_and_unstorable_values_answer_like_the_session(
         assert await gadget_count(cape) == 2
         assert (await stored_row(cape, second["id"]))["name"] == "b"
         assert await change_count(cape) == 2
+
+
+@pytest.mark.parametrize("driver_path", [True, False], ids=["driver", "session"])
+async def test_driver_path_off_sends_every_route_through_sqlalchemy(
+    db_url: str, driver_path: bool
+) -> None:
+    """``CrudConfig(driver_path=False)``: list, get, create, update and delete all run their
+    statements through SQLAlchemy; with it on, none of them does where the database has a
+    driver path (reads on all three, writes on SQLite and PostgreSQL)."""
+    app, cape = make_app(db_url, crud=CrudConfig(driver_path=driver_path))
+    cape.publish(Gadget)
+    cape.permission_required(Gadget, role="*", actions=["read"])
+    cape.permission_required(
+        Gadget, owner_field="owner_id", actions=["create", "update", "delete"]
+    )
+    core = CoreStatements(cape)
+    reads_on_driver = driver_path and cape.direct is not None
+    writes_on_driver = driver_path and writes_directly(cape)
+    table = Gadget.__tablename__
+    async with app_client(app) as client:
+        steps = [
+            ("POST", f"/{table}", {"name": "pen"}, 201, writes_on_driver),
+            ("GET", f"/{table}/1", None, 200, reads_on_driver),
+            ("GET", f"/{table}?name=pen", None, 200, reads_on_driver),
+            ("PATCH", f"/{table}/1", {"name": "ink"}, 200, writes_on_driver),
+            ("DELETE", f"/{table}/1", None, 204, writes_on_driver),
+        ]
+        for method, url, body, status, on_driver in steps:
+            with core.watching() as seen:
+                response = await client.request(method, url, json=body, headers=ALICE)
+            assert response.status_code == status, (method, response.text)
+            through_core = core.statements_on(seen, table)
+            assert bool(through_core) != on_driver, (method, url, seen)

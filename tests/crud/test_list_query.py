@@ -20,6 +20,9 @@ from capebase.testing import app_client
 from tests.apps import as_user, make_cape
 from tests.models import Item
 
+# Every test twice where the database has a driver path: on it, and on the session path.
+pytestmark = pytest.mark.usefixtures("write_path")
+
 
 def at(month: int, day: int = 1) -> datetime:
     return datetime(2024, month, day, 10, 0, tzinfo=UTC)

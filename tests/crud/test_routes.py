@@ -18,6 +18,9 @@ from tests._databases import DbKind
 from tests.apps import as_user, make_cape
 from tests.models import CreateItem, Item, Note, Slug, Tag, UpdateItem
 
+# Every test twice where the database has a driver path: on it, and on the session path.
+pytestmark = pytest.mark.usefixtures("write_path")
+
 ALICE = as_user("alice")
 BOB = as_user("bob")
 

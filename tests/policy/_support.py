@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy import delete, select, text
 
-from capebase import AuthContext, CapeBase
+from capebase import AuthContext, CapeBase, CrudConfig
+from tests import apps
 
 USERS: dict[str, AuthContext] = {
     "anonymous": AuthContext(),
@@ -40,7 +41,8 @@ def make_app(db_url: str, users: Mapping[str, AuthContext] = USERS) -> tuple[Fas
         return users[request.headers.get("X-As", "anonymous")]
 
     app = FastAPI()
-    cape = CapeBase(app=app, db_url=db_url, get_auth_context=auth)
+    crud = CrudConfig(driver_path=apps.DRIVER_PATH)  # the write_path fixture sets it
+    cape = CapeBase(app=app, db_url=db_url, get_auth_context=auth, crud=crud)
     return app, cape
 
 

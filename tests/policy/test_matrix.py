@@ -23,6 +23,9 @@ from capebase.testing import app_client
 from ._support import USERS, as_, make_app, reset, stored
 from .models import LevelDoc, OrgDoc, Todo
 
+# Every test twice where the database has a driver path: on it, and on the session path.
+pytestmark = pytest.mark.usefixtures("write_path")
+
 CALLERS = tuple(USERS)
 
 

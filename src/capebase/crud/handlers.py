@@ -5,17 +5,13 @@ otherwise."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.exc import DataError, IntegrityError
 
-from ..db.sessions import INTERNAL
 from ..errors import NotFoundError, PermissionDeniedError
 from ..filters.query import (
     RESERVED,
@@ -26,11 +22,11 @@ from ..http.errors import constraint_failures_as_http
 from ..identity.context import AuthContext
 from ..identity.fields import server_values
 from ..limits import check_filter_count
-from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
 from ..wire.structured import json_safe
 from ..wire.values import text_problem
-from ..writes.direct import KEY, DirectWriter, Undecided
+from ..writes import row_writer
+from ..writes.direct import KEY
 from .published import PublishedModel
 
 if TYPE_CHECKING:
@@ -54,10 +50,8 @@ class Handlers:
             services.direct.prebuilt(self.select_by_key)
         self.columns = tuple(published.table.c.keys())
         self.dialect = services.engine.dialect.name
-        self.writer = (
-            DirectWriter(services.policy, services.hub, published, services.direct)
-            if services.direct is not None and DirectWriter.supports(published, services.direct)
-            else None
+        self.writer = row_writer(
+            published, services.policy, services.hub, services.user_session, services.direct
         )
 
     async def _fetch(
@@ -142,7 +136,7 @@ class Handlers:
         }
         self._check_values(values)
         with constraint_failures_as_http(p.name):
-            image = await self._create(ctx, values)
+            image = await self.writer.create(ctx, values)
         return Response(p.row_json.dump_json(image), media_type="application/json",
                         status_code=201)
 
@@ -155,48 +149,14 @@ class Handlers:
         }
         self._check_values(changes)
         with constraint_failures_as_http(p.name):
-            image = await self._update(ctx, key, changes)
+            image = await self.writer.update(ctx, key, changes)
         return Response(p.row_json.dump_json(image), media_type="application/json")
 
     async def delete_row(self, *, ctx: AuthContext, **path: Any) -> Response:
         key = self._key(path)
         with constraint_failures_as_http(self.published.name):
-            await self._delete(ctx, key)
+            await self.writer.delete(ctx, key)
         return Response(status_code=204)
-
-    # The writes: the direct transaction when it can decide, the user's session otherwise.
-
-    async def _create(self, ctx: AuthContext, values: dict[str, Any]) -> dict[str, Any]:
-        if self.writer is not None:
-            with suppress(Undecided):
-                return await self.writer.create(ctx, values)
-        obj = self.published.model(**values)
-        async with self.services.user_session(ctx) as session:
-            session.add(obj)
-            return await _save(session, self.published, obj)
-
-    async def _update(self, ctx: AuthContext, key: Any, changes: dict[str, Any]) -> dict[str, Any]:
-        if self.writer is not None:
-            with suppress(Undecided):
-                return await self.writer.update(ctx, key, changes)
-        async with self.services.user_session(ctx) as session:
-            obj = await self._load(session, key)
-            await self._require(session, "update", ctx, row_image(obj))
-            for field, value in changes.items():
-                if field in self.published.table.c:
-                    setattr(obj, field, value)
-            return await _save(session, self.published, obj)
-
-    async def _delete(self, ctx: AuthContext, key: Any) -> None:
-        if self.writer is not None:
-            with suppress(Undecided):
-                await self.writer.delete(ctx, key)
-                return
-        async with self.services.user_session(ctx) as session:
-            obj = await self._load(session, key)
-            await self._require(session, "delete", ctx, row_image(obj))
-            await session.delete(obj)
-            await _commit(session, self.published)
 
     def _key(self, path: dict[str, Any]) -> Any:
         """The primary key from the path; 404 for a key no row can have, which the database
@@ -210,15 +170,6 @@ class Handlers:
             raise NotFoundError(p.name, key)
         return key
 
-    async def _load(self, session: Any, key: Any) -> Any:
-        """The row with primary key ``key`` that the session's user can read, or 404."""
-        p = self.published
-        obj = await session.get(p.model, key)
-        # MySQL finds 'abc' for the key 'ABC' under its default collations.
-        if obj is None or getattr(obj, p.pk.key) != key:
-            raise NotFoundError(p.name, key)
-        return obj
-
     def _check_values(self, values: dict[str, Any]) -> None:
         problems = self.published.value_checks.problems(values)
         if problems:
@@ -227,47 +178,3 @@ class Handlers:
                  "input": json_safe(value)}
                 for field, value, reason in problems
             ])
-
-    async def _require(
-        self, session: Any, action: str, ctx: AuthContext, row: dict[str, Any]
-    ) -> None:
-        """Deny early, before any change is made: the flush checks again, on the stored row."""
-        p = self.published
-        verdict = self.services.policy.check_row(p.model, action, ctx, row)
-        if verdict is None:
-            verdict = await session.run_sync(
-                lambda s: check_in_database(s, self.services.policy, p.model, action, ctx, row)
-            )
-        if not verdict:
-            raise PermissionDeniedError(action, p.name, is_anonymous=ctx.is_anonymous)
-
-
-async def _save(session: Any, published: PublishedModel, obj: Any) -> dict[str, Any]:
-    """Commit ``obj`` and return its row as stored: server defaults filled in, values as the
-    database keeps them (MySQL's DATETIME drops microseconds, for one)."""
-
-    model, pk = published.model, published.pk
-    # Read back past the caller's read rules: the write was allowed, and its answer is the row
-    # as written even when the change moves it out of the caller's view (as on the direct path).
-    read_back = select(model).execution_options(populate_existing=True, **INTERNAL)
-
-    async def flush_and_read() -> None:
-        await session.flush()
-        await session.execute(read_back.where(equals(pk, getattr(obj, pk.key))))
-
-    await _commit(session, published, before=flush_and_read)
-    return row_image(obj)
-
-
-async def _commit(
-    session: Any,
-    published: PublishedModel,
-    before: Callable[[], Awaitable[None]] | None = None,
-) -> None:
-    try:
-        if before is not None:
-            await before()
-        await session.commit()
-    except (IntegrityError, DataError):
-        await session.rollback()
-        raise

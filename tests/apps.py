@@ -9,8 +9,8 @@ from fastapi import FastAPI, Request
 
 from capebase import AuthContext, CapeBase, CrudConfig
 
-DRIVER_PATH = True
-"""Whether ``make_cape`` lets the generated routes use the driver path (the ``write_path``
+FAST_PATH = True
+"""Whether ``make_cape`` lets the generated routes take their fast path (the ``fast_or_reference``
 fixture of tests/conftest.py runs a module both ways)."""
 
 
@@ -30,7 +30,7 @@ def as_user(user: str, role: str | None = None) -> dict[str, str]:
 def make_cape(db_url: str, **options: Any) -> tuple[FastAPI, CapeBase]:
     """A new FastAPI app and a CapeBase on ``db_url`` using ``header_auth``."""
     crud = options.pop("crud", None) or CrudConfig()
-    options["crud"] = dataclasses.replace(crud, driver_path=crud.driver_path and DRIVER_PATH)
+    options["crud"] = dataclasses.replace(crud, fast_path=crud.fast_path and FAST_PATH)
     app = FastAPI()
     cape = CapeBase(app=app, db_url=db_url, get_auth_context=header_auth, **options)
     return app, cape

@@ -87,16 +87,14 @@ def db_kind(request: pytest.FixtureRequest) -> DbKind:
     return kind
 
 
-@pytest.fixture(params=["driver", "session"])
-def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test with the generated routes on the driver path (where the database has
-    one), then with ``CrudConfig(driver_path=False)``: the session path they must agree
-    with. Apps are built with ``tests.apps.make_cape``."""
+@pytest.fixture(params=["fast", "reference"])
+def fast_or_reference(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the generated routes on their fast path, then with
+    ``CrudConfig(fast_path=False)``: SQLAlchemy and FastAPI's own request handling, the
+    reference they must agree with. Apps are built with ``tests.apps.make_cape`` (or
+    tests/policy/_support.make_app)."""
     path: str = request.param
-    kind = request.getfixturevalue("db_kind") if "db_kind" in request.fixturenames else None
-    if path == "session" and kind == "mariadb":
-        pytest.skip("MariaDB has no driver path: its run is the session path already")
-    monkeypatch.setattr(apps, "DRIVER_PATH", path == "driver")
+    monkeypatch.setattr(apps, "FAST_PATH", path == "fast")
     return path
 
 

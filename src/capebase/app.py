@@ -159,7 +159,7 @@ class CapeBase:
             self.hub.revalidate = auth.stale_sign_ins
         self._route_services = RouteServices(
             policy=self.policy, engine=self.engine, hub=self.hub,
-            direct=self.direct if self.crud_config.driver_path else None,
+            direct=self.direct if self.crud_config.fast_path else None,
             user_session=self.get_session, auth_dependency=self.auth_dependency,
             auth_provider=self.auth_provider, crud=self.crud_config,
             realtime=self.realtime_config, limits=self.limits,

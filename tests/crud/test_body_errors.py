@@ -10,8 +10,8 @@ from capebase.testing import app_client
 from tests.apps import make_cape
 from tests.types._models import IntKeyed
 
-# Every test twice where the database has a driver path: on it, and on the session path.
-pytestmark = pytest.mark.usefixtures("write_path")
+# Every test twice: on the fast path, and on the reference (CrudConfig(fast_path=False)).
+pytestmark = pytest.mark.usefixtures("fast_or_reference")
 
 BODIES = {
     "known field": b'{"ratio": 1e400}',

@@ -21,6 +21,7 @@ import capebase.db.direct
 from capebase import AuthContext, CapeBase, CrudConfig
 from capebase.changes.change import ModelChange
 from capebase.changes.changelog import changes
+from capebase.crud.routes import AuthSolver
 from capebase.observability.audit import AuditEntry
 from capebase.testing import app_client
 from tests.crud._direct_models import (
@@ -821,22 +822,32 @@ async def test_conflicts_and_unstorable_values_answer_like_the_session(
         assert await change_count(cape) == 2
 
 
-@pytest.mark.parametrize("driver_path", [True, False], ids=["driver", "session"])
-async def test_driver_path_off_sends_every_route_through_sqlalchemy(
-    db_url: str, driver_path: bool
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "reference"])
+async def test_fast_path_off_sends_every_route_through_sqlalchemy(
+    db_url: str, fast_path: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``CrudConfig(driver_path=False)``: list, get, create, update and delete all run their
-    statements through SQLAlchemy; with it on, none of them does where the database has a
-    driver path (reads on all three, writes on SQLite and PostgreSQL)."""
-    app, cape = make_app(db_url, crud=CrudConfig(driver_path=driver_path))
+    """``CrudConfig(fast_path=False)``: list, get, create, update and delete all run their
+    statements through SQLAlchemy, and FastAPI solves the parameters of list, get and delete;
+    with it on, none of them does where the database has a driver path (reads on all three,
+    writes on SQLite and PostgreSQL), and capebase's handlers solve only the caller (create
+    and update always take body_handler, for its exact JSON validation)."""
+    app, cape = make_app(db_url, crud=CrudConfig(fast_path=fast_path))
     cape.publish(Gadget)
     cape.permission_required(Gadget, role="*", actions=["read"])
     cape.permission_required(
         Gadget, owner_field="owner_id", actions=["create", "update", "delete"]
     )
     core = CoreStatements(cape)
-    reads_on_driver = driver_path and cape.direct is not None
-    writes_on_driver = driver_path and writes_directly(cape)
+    solved: list[str] = []
+    solve = AuthSolver.__call__
+
+    async def counting(self: AuthSolver, request: Request) -> Any:
+        solved.append(request.method)
+        return await solve(self, request)
+
+    monkeypatch.setattr(AuthSolver, "__call__", counting)
+    reads_on_driver = fast_path and cape.direct is not None
+    writes_on_driver = fast_path and writes_directly(cape)
     table = Gadget.__tablename__
     async with app_client(app) as client:
         steps = [
@@ -852,3 +863,5 @@ async def test_driver_path_off_sends_every_route_through_sqlalchemy(
             assert response.status_code == status, (method, response.text)
             through_core = core.statements_on(seen, table)
             assert bool(through_core) != on_driver, (method, url, seen)
+    expected = ["POST", "GET", "GET", "PATCH", "DELETE"] if fast_path else ["POST", "PATCH"]
+    assert solved == expected

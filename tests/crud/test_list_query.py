@@ -20,8 +20,8 @@ from capebase.testing import app_client
 from tests.apps import as_user, make_cape
 from tests.models import Item
 
-# Every test twice where the database has a driver path: on it, and on the session path.
-pytestmark = pytest.mark.usefixtures("write_path")
+# Every test twice: on the fast path, and on the reference (CrudConfig(fast_path=False)).
+pytestmark = pytest.mark.usefixtures("fast_or_reference")
 
 
 def at(month: int, day: int = 1) -> datetime:

@@ -18,8 +18,8 @@ from tests._databases import DbKind
 from tests.apps import as_user, make_cape
 from tests.models import CreateItem, Item, Note, Slug, Tag, UpdateItem
 
-# Every test twice where the database has a driver path: on it, and on the session path.
-pytestmark = pytest.mark.usefixtures("write_path")
+# Every test twice: on the fast path, and on the reference (CrudConfig(fast_path=False)).
+pytestmark = pytest.mark.usefixtures("fast_or_reference")
 
 ALICE = as_user("alice")
 BOB = as_user("bob")

@@ -41,7 +41,7 @@ def make_app(db_url: str, users: Mapping[str, AuthContext] = USERS) -> tuple[Fas
         return users[request.headers.get("X-As", "anonymous")]
 
     app = FastAPI()
-    crud = CrudConfig(driver_path=apps.DRIVER_PATH)  # the write_path fixture sets it
+    crud = CrudConfig(fast_path=apps.FAST_PATH)  # the fast_or_reference fixture sets it
     cape = CapeBase(app=app, db_url=db_url, get_auth_context=auth, crud=crud)
     return app, cape
 

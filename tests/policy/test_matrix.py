@@ -23,8 +23,8 @@ from capebase.testing import app_client
 from ._support import USERS, as_, make_app, reset, stored
 from .models import LevelDoc, OrgDoc, Todo
 
-# Every test twice where the database has a driver path: on it, and on the session path.
-pytestmark = pytest.mark.usefixtures("write_path")
+# Every test twice: on the fast path, and on the reference (CrudConfig(fast_path=False)).
+pytestmark = pytest.mark.usefixtures("fast_or_reference")
 
 CALLERS = tuple(USERS)
 

@@ -15,17 +15,19 @@ class CrudConfig:
         default_page_size: rows returned when ``limit`` is not given.
         max_page_size: the largest ``limit`` accepted (422 above it).
         max_in_values: the longest list ``field__in=`` / ``field__nin=`` accepts.
-        driver_path: run the generated routes' statements on the database driver's own
-            connection where the database allows it (asyncpg, aiosqlite): the same rows,
-            checks and change log as through SQLAlchemy, in fewer steps. ``False`` sends every
-            read and write through SQLAlchemy (Core for reads, the caller's session for
-            writes), the reference path the driver path is tested against.
+        fast_path: serve the generated routes the fast way: their statements on the
+            database driver's own connection where the database allows it (the same rows,
+            checks and change log as through SQLAlchemy, in fewer steps), and only the auth
+            provider solved per request on the routes of one row and the list. ``False``
+            sends every read through SQLAlchemy Core, every write through the caller's
+            session, and every request through FastAPI's own parameter solving: the
+            reference the fast path is tested against.
     """
 
     default_page_size: int = 100
     max_page_size: int = 1000
     max_in_values: int = 500
-    driver_path: bool = True
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_page_size <= self.max_page_size:

@@ -19,6 +19,7 @@ from .published import PublishedModel
 from .routes import (
     AuthSolver,
     GeneratedRoute,
+    HandlerFactory,
     body_handler,
     item_handler,
     lean,
@@ -126,6 +127,11 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
     handlers = Handlers(services, published)
     solver = AuthSolver(services.auth_dependency, services.auth_provider)
 
+    def fast(endpoint: Any, handler: HandlerFactory) -> Any:
+        # Only the caller solved per request; off, FastAPI solves every parameter. Bodies
+        # always take body_handler, for their exactness (JSON-mode strict validation).
+        return lean(endpoint, handler) if services.crud.fast_path else endpoint
+
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
         from ..http.streams.sse import sse_endpoint, sse_route
@@ -165,7 +171,7 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             pyinspect.Parameter("count", pyinspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                 default=Query(False, description="Add the X-Total-Count header")),
         ]
-        endpoint = lean(_with_signature(handlers.list_rows, list_params),
+        endpoint = fast(_with_signature(handlers.list_rows, list_params),
                         query_handler(solver, handlers.list_rows))
         router.add_api_route(
             published.path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
@@ -182,7 +188,7 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             },
         )
     if "get" in published.routes:
-        endpoint = lean(_with_signature(handlers.get_row, [pk_param, ctx_param]),
+        endpoint = fast(_with_signature(handlers.get_row, [pk_param, ctx_param]),
                         item_handler(solver, handlers.get_row))
         router.add_api_route(
             item_path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
@@ -212,7 +218,7 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT, **_BODY, **_DATABASE},
         )
     if "delete" in published.routes:
-        endpoint = lean(_with_signature(handlers.delete_row, [pk_param, ctx_param]),
+        endpoint = fast(_with_signature(handlers.delete_row, [pk_param, ctx_param]),
                         item_handler(solver, handlers.delete_row))
         router.add_api_route(
             item_path, endpoint, route_class_override=GeneratedRoute,

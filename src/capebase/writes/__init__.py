@@ -3,7 +3,7 @@ behind one interface (``RowWriter``), whichever path runs them.
 
 ``session.SessionWriter`` is the reference: the ORM in the caller's session. ``direct``'s
 ``DirectWriter`` does the same in one short transaction on the driver connection, where the
-database and the model allow it (``CrudConfig(driver_path=False)`` turns it off), and hands a
+database and the model allow it (``CrudConfig(fast_path=False)`` turns it off), and hands a
 write it cannot decide to the reference (``row_writer``).
 """
 

@@ -559,3 +559,12 @@ EQUIVALENT += [
         "if change_id > self.cursor - 1 and len(self._holes) < MAX_HOLES:",
     )
 ]
+EQUIVALENT += [
+    (
+        "capebase.realtime.dispatcher.xǁDispatcherǁ_deliver",
+        "if view is not None and index:  # nobody streams the table: nothing to decode",
+        "if view is not None or index:  # nobody streams the table: nothing to decode",
+        "add_view and remove_view add and drop a table's view and index together: an index "
+        "never outlives its view, and an empty one has no candidates to offer to",
+    ),
+]

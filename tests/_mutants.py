@@ -498,3 +498,73 @@ EQUIVALENT += [
         "never used",
     ),
 ]
+
+# The hub group (realtime/hub.py and realtime/dispatcher.py; docs/MUTATION.md).
+_REPLAY = "capebase.realtime.dispatcher.xǁDispatcherǁreplay"
+_SQLITE_ORDER = (
+    "on SQLite, where mutmut runs, `id IN (...)` and the (table_name, id) index are read in id "
+    "order with or without ORDER BY; the ORDER BY is for PostgreSQL and MariaDB, whose runs of "
+    "tests/realtime/test_hub.py check the order"
+)
+EQUIVALENT += [
+    (
+        _REPLAY,
+        "if last_id > upto:",
+        "if last_id >= upto:",
+        "at last_id == upto the newest id read is at least upto: known is still >= last_id",
+    ),
+    (
+        _REPLAY,
+        "while position < upto:",
+        "while position <= upto:",
+        "at position == upto the query reads ids > upto and <= upto: none, and the loop stops",
+    ),
+    (
+        _REPLAY,
+        ".limit(self.config.replay_batch)",
+        ".limit(None)",
+        "without the limit the same rows come in one batch, in the same order (memory only)",
+    ),
+    (
+        _REPLAY,
+        "break",
+        "return",
+        "the loop is the generator's last statement",
+    ),
+    (_REPLAY, ".order_by(changes.c.id)", ".order_by(None)", _SQLITE_ORDER),
+    (
+        "capebase.realtime.dispatcher.xǁDispatcherǁ_fill_holes",
+        ".order_by(changes.c.id)",
+        ".order_by(None)",
+        _SQLITE_ORDER,
+    ),
+    (
+        "capebase.realtime.dispatcher.xǁDispatcherǁ_fill_holes",
+        "for hole in [h for h, seen in self._holes.items() if seen < expired]:",
+        "for hole in [h for h, seen in self._holes.items() if seen <= expired]:",
+        "a hole seen exactly late_commit_window seconds ago to the clock's resolution is "
+        "given up now or at the next dispatch: no test can time that",
+    ),
+]
+EQUIVALENT += [
+    (
+        "capebase.realtime.dispatcher.xǁDispatcherǁ_note_holes",
+        "if change_id > self.cursor + 1 and len(self._holes) < MAX_HOLES:",
+        after,
+        "change_id is above the cursor (the log is read after it); at cursor + 1 the range of "
+        "skipped ids is empty, so letting it in notes nothing",
+    )
+    for after in (
+        "if change_id >= self.cursor + 1 and len(self._holes) < MAX_HOLES:",
+        "if change_id > self.cursor - 1 and len(self._holes) < MAX_HOLES:",
+    )
+]
+EQUIVALENT += [
+    (
+        "capebase.realtime.dispatcher.xǁDispatcherǁ_deliver",
+        "if view is not None and index:  # nobody streams the table: nothing to decode",
+        "if view is not None or index:  # nobody streams the table: nothing to decode",
+        "add_view and remove_view add and drop a table's view and index together: an index "
+        "never outlives its view, and an empty one has no candidates to offer to",
+    ),
+]

@@ -22,9 +22,9 @@ from fastapi import FastAPI, Header
 from sqlalchemy import func, insert, select, text
 
 from capebase import AuthContext, CapeBase, ModelChange
+from capebase.changes.changelog import ChangeRecord, changes
 from capebase.errors import NotStartedError, TooManySubscriptionsError
-from capebase.observability.observer import Observer, register_observer
-from capebase.realtime.changelog import ChangeRecord, changes
+from capebase.observer import Observer, register_observer
 from capebase.realtime.config import RealtimeConfig
 from capebase.realtime.dispatcher import MAX_HOLES, Reset
 from capebase.realtime.hub import RECANCEL_INTERVAL, _cancel_and_wait

@@ -87,8 +87,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "capture": (
         ["src/capebase/changes/capture.py"],
         [
-            "tests/realtime/test_capture.py",
-            "tests/realtime/test_capture_images.py",
+            "tests/changes/test_capture.py",
+            "tests/changes/test_capture_images.py",
             "tests/realtime/test_handlers.py",
             "tests/observability/test_audit.py",
         ],
@@ -149,8 +149,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "writes": (
         ["src/capebase/writes/direct.py"],
         [
-            "tests/crud/test_direct_paths.py",
-            "tests/crud/test_direct_writer.py",
+            "tests/writes/test_direct_paths.py",
+            "tests/writes/test_direct_writer.py",
             "tests/crud/test_routes.py",
             "tests/policy/test_matrix.py",
         ],

@@ -34,9 +34,9 @@ from capebase.filters.query import filter_fields
 from capebase.filters.streams import STREAM_OPERATORS, parse_stream_filters
 from capebase.realtime.views import ModelView
 from capebase.wire.schemas import read_schema_for
-from tests.crud._direct_models import CoreStatements, caller, header_auth
 from tests.realtime._live import SSEStream, WSStream, serve, wait_until
 from tests.types._models import MODELS, Colour, Columns
+from tests.writes._direct_models import CoreStatements, caller, header_auth
 
 PK_KINDS = list(MODELS)
 

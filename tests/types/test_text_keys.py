@@ -17,8 +17,8 @@ from sqlmodel import Field, SQLModel
 
 from capebase import CapeBase
 from capebase.changes.changelog import PK_INDEXED
-from tests.crud._direct_models import caller, header_auth
 from tests.realtime._live import serve, wait_until
+from tests.writes._direct_models import caller, header_auth
 
 
 class Base(SQLModel, registry=registry()):

@@ -1,4 +1,4 @@
-"""Models and app builders for tests/crud/test_direct_paths.py: every kind of default the direct
+"""Models and app builders for tests/writes/test_direct_paths.py: every kind of default the direct
 write path computes itself, auth-filled fields, and rules Python cannot evaluate.
 
 The models live in a registry of their own (see tests/models.py), so they only exist in the

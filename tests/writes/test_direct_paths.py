@@ -24,7 +24,8 @@ from capebase.changes.changelog import changes
 from capebase.crud.routes import AuthSolver
 from capebase.observability.audit import AuditEntry
 from capebase.testing import app_client
-from tests.crud._direct_models import (
+from tests.realtime._live import wait_until
+from tests.writes._direct_models import (
     FACTORY_LABEL,
     MUTABLE_DEFAULT,
     PY_DEFAULT,
@@ -40,7 +41,6 @@ from tests.crud._direct_models import (
     memo_readable,
     memo_writable,
 )
-from tests.realtime._live import wait_until
 
 ALICE = caller("alice", org="acme")
 ALICE_CTX = AuthContext(id="alice", context={"org": "acme"})

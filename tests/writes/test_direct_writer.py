@@ -1,4 +1,4 @@
-"""``DirectWriter`` details the route-level tests of tests/crud/test_direct_paths.py leave open:
+"""``DirectWriter`` details the route-level tests of tests/writes/test_direct_paths.py leave open:
 the fields a narrower create schema leaves out, the 403's wording, which databases and
 models it accepts, and that its statements are built once.
 """
@@ -18,7 +18,7 @@ from sqlmodel import Field
 from capebase.crud.published import describe_model
 from capebase.testing import app_client
 from capebase.writes.direct import DirectWriter
-from tests.crud._direct_models import (
+from tests.writes._direct_models import (
     FACTORY_LABEL,
     MUTABLE_DEFAULT,
     DirectModel,
@@ -26,7 +26,7 @@ from tests.crud._direct_models import (
     caller,
     make_app,
 )
-from tests.crud.test_direct_paths import (
+from tests.writes.test_direct_paths import (
     ALICE,
     ALICE_CTX,
     gadget_app,

@@ -21,7 +21,7 @@ import capebase.db.direct
 from capebase import AuthContext, CapeBase, CrudConfig
 from capebase.changes.change import ModelChange
 from capebase.changes.changelog import changes
-from capebase.crud.routes import AuthSolver
+from capebase.crud.lean import AuthSolver
 from capebase.observability.audit import AuditEntry
 from capebase.testing import app_client
 from tests.realtime._live import wait_until

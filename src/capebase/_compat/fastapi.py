@@ -1,7 +1,7 @@
 """FastAPI internals capebase relies on (bounded below FastAPI's next minor in pyproject.toml).
 
 The generated item and list routes solve only the caller's auth provider instead of every
-parameter (see ``capebase.crud.routes``). That needs FastAPI's dependency solver, which is not
+parameter (see ``capebase.crud.lean``). That needs FastAPI's dependency solver, which is not
 public API, and the per-request exit stack FastAPI keeps in the ASGI scope.
 """
 

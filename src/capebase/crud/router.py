@@ -15,8 +15,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from ..identity.context import AuthContext
 from ..wire.values import storage_type
 from .handlers import Handlers
-from .published import PublishedModel
-from .routes import (
+from .lean import (
     AuthSolver,
     GeneratedRoute,
     HandlerFactory,
@@ -25,6 +24,7 @@ from .routes import (
     lean,
     query_handler,
 )
+from .published import PublishedModel
 
 if TYPE_CHECKING:
     from ..http.services import RouteServices

@@ -17,8 +17,8 @@ from .eventstream import EventStreamResponse, event_frame
 from .stream import Stream
 
 if TYPE_CHECKING:
+    from ...crud.lean import AuthSolver
     from ...crud.published import PublishedModel
-    from ...crud.routes import AuthSolver
     from ..services import RouteServices
 
 

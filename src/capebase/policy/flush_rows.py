@@ -41,6 +41,7 @@ from .enforcement import (
     refuse_sql_values,
     row_image,
 )
+from .mapper_sql import require_plain_mappings
 from .registry import Policy
 
 
@@ -54,17 +55,20 @@ class _Writer:
         self.checked: dict[InstanceState[Any], Checked] = session.info.get(CHECKED_KEY, {})
 
 
-def _writer(target: Any) -> _Writer | None:
+def _writer(target: Any, connection: Connection) -> _Writer | None:
     session = inspect(target).session
     scope = scope_of(session) if session is not None else None
     if session is None or scope is None or scope.ctx is None:
         return None
+    # A row whose model before_flush did not see (an object the flush cascaded to): its
+    # mapping's SQL is checked too, as the row is written (``mapper_sql``; cached).
+    require_plain_mappings([type(target)], connection.dialect)
     return _Writer(session, scope, scope.ctx)
 
 
 @event.listens_for(Mapper, "before_insert")
 def _check_insert(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
-    writer = _writer(target)
+    writer = _writer(target, connection)
     if writer is None:
         return
     model, state = type(target), inspect(target)
@@ -80,7 +84,7 @@ def _check_insert(_mapper: Mapper[Any], connection: Connection, target: Any) -> 
 
 @event.listens_for(Mapper, "before_update")
 def _check_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
-    writer = _writer(target)
+    writer = _writer(target, connection)
     if writer is None:
         return
     model, state = type(target), inspect(target)
@@ -105,7 +109,7 @@ def _check_update(mapper: Mapper[Any], connection: Connection, target: Any) -> N
 
 @event.listens_for(Mapper, "before_delete")
 def _check_delete(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
-    writer = _writer(target)
+    writer = _writer(target, connection)
     if writer is None:
         return
     record = writer.checked.get(inspect(target))

@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from fastapi import FastAPI
-from sqlalchemy import ForeignKey, String, case, literal_column, type_coerce
+from sqlalchemy import (
+    ForeignKey,
+    String,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -130,14 +139,119 @@ class Circle(Shape):
     __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "circle"}
 
 
+class Poly(Base):
+    """A base that loads its subclasses' columns with it (``with_polymorphic="*"``)."""
+
+    __tablename__ = "ak_poly"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": "kind", "polymorphic_identity": "poly", "with_polymorphic": "*",
+    }
+
+
+class PolyLeaf(Poly):
+    """A subclass whose column_property reads the hidden row: select(Poly) loads it too."""
+
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "leaf"}
+
+
+PolyLeaf.leak = column_property(literal_column(LEAK))  # type: ignore[attr-defined]
+
+
+class BindSql(TypeDecorator[str]):
+    """A type binding its values through SQL of its own (written into a flush's INSERT)."""
+
+    impl = String
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return literal_column(LEAK)
+
+
+class Bound(Base):
+    __tablename__ = "ak_bound"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    value: Mapped[str | None] = mapped_column(BindSql(40), nullable=True)
+
+
+class TextDefault(Base):
+    """A column default of SQL text, written into a flush's INSERT."""
+
+    __tablename__ = "ak_text_default"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(String(40), default="n")
+    copied: Mapped[str | None] = mapped_column(String(40), default=text(LEAK), nullable=True)
+
+
+class SelectDefault(Base):
+    """A column default that is a subquery (no SQL text: it reads a table nothing filters)."""
+
+    __tablename__ = "ak_select_default"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(String(40), default="n")
+    copied: Mapped[str | None] = mapped_column(
+        String(40), default=select(func.max(Doc.secret)).scalar_subquery(), nullable=True
+    )
+
+
+class SelectOnUpdate(Base):
+    """An onupdate that is a subquery: written into a flush's and a bulk UPDATE's SET."""
+
+    __tablename__ = "ak_select_onupdate"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(String(40), default="n")
+    copied: Mapped[str | None] = mapped_column(
+        String(40), onupdate=select(func.max(Doc.secret)).scalar_subquery(), nullable=True
+    )
+
+
+class RawOnUpdate(Base):
+    """An onupdate of literal SQL."""
+
+    __tablename__ = "ak_raw_onupdate"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(String(40), default="n")
+    copied: Mapped[str | None] = mapped_column(
+        String(40), onupdate=literal_column(LEAK), nullable=True
+    )
+
+
+class Stamped(Base):
+    """The near-miss: defaults and onupdate that are functions of no table."""
+
+    __tablename__ = "ak_stamped"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(String(40), default="n")
+    made: Mapped[str | None] = mapped_column(String(40), default=func.lower("MADE"))
+    touched: Mapped[str | None] = mapped_column(
+        String(40), onupdate=func.upper("touched"), nullable=True
+    )
+
+
 ALICE = AuthContext(id="alice")
-MODELS = (Doc, Folder, Typed, RawProp, CoercedProp, DeferredRaw, Shape, Circle)
+MODELS = (
+    Doc, Folder, Typed, RawProp, CoercedProp, DeferredRaw, Shape, Circle, Poly, PolyLeaf, Bound,
+    TextDefault, SelectDefault, SelectOnUpdate, RawOnUpdate, Stamped,
+)
+WRITTEN = (TextDefault, SelectDefault, SelectOnUpdate, RawOnUpdate, Stamped)
+"""Models with an ``id``, ``owner`` and ``note``, seeded with alice's row 1."""
 
 
 def make(db_url: str, app: FastAPI) -> CapeBase:
     cape = CapeBase(app=app, db_url=db_url)
     for model in MODELS:
-        cape.permission_required(model, owner_field="owner", actions=["read"])
+        writable = model in WRITTEN or model is Bound
+        cape.permission_required(
+            model, owner_field="owner", actions=["*"] if writable else ["read"]
+        )
     return cape
 
 
@@ -154,5 +268,7 @@ async def seed(cape: CapeBase) -> None:
             CoercedProp(id=1, owner="alice"),
             DeferredRaw(id=1, owner="alice"),
             Shape(id=1, owner="alice", kind="square"),
+            PolyLeaf(id=1, owner="alice"),
+            *(model(id=1, owner="alice") for model in WRITTEN),
         ])
         await s.commit()

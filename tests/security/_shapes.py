@@ -4,6 +4,7 @@ inheritance), their rows, the rules, and the oracle (row-level security) answers
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -201,21 +202,48 @@ def _rows(result: Any) -> list[Any]:
     return [("rowcount", result.rowcount)]
 
 
+class _Logged(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+DRIVER_LOGGERS = ("asyncmy", "aiomysql", "pymysql")
+"""Drivers that report the database's warnings to ``logging``, not ``warnings`` (asyncmy
+logs each MariaDB warning, quoting the value it converted)."""
+
+
 async def outcome(session: Any, statement: Any) -> tuple[Any, list[str]]:
     """What ``statement`` gives in ``session`` (rows, "refused", or ("failed", why)) and the
-    warnings it raised (MariaDB's quote values); rolled back."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result: Any = _rows(await session.execute(statement))
-        except UnfilterableStatementError:
-            result = "refused"
-        except DBAPIError as error:
-            result = ("failed", str(error.orig))
-        except CompileError:  # MariaDB: no UPDATE ... RETURNING
-            result = ("failed", "unsupported")
-        await session.rollback()
-    return result, [str(w.message) for w in caught]
+    warnings it raised, through ``warnings`` or the driver's log (MariaDB's quote values);
+    rolled back."""
+    logged = _Logged()
+    loggers = [logging.getLogger(name) for name in DRIVER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(logged)
+        if not logger.isEnabledFor(logging.WARNING):
+            logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result: Any = _rows(await session.execute(statement))
+            except UnfilterableStatementError:
+                result = "refused"
+            except DBAPIError as error:
+                result = ("failed", str(error.orig))
+            except CompileError:  # MariaDB: no UPDATE ... RETURNING
+                result = ("failed", "unsupported")
+            await session.rollback()
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(logged)
+            logger.setLevel(level)
+    return result, [str(w.message) for w in caught] + logged.messages
 
 
 async def as_alice(world: World, statement: Any) -> list[Any] | str:

@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Integer,
+    String,
     and_,
     bindparam,
     case,
@@ -31,7 +33,10 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    not_,
     select,
+    true,
+    type_coerce,
     update,
 )
 from sqlalchemy.orm import joinedload
@@ -195,3 +200,147 @@ async def test_no_lock_error_depends_on_a_hidden_row(world: World) -> None:
         assert mine == [(1,)]  # PostgreSQL locks only the rows it returns
     async with world.session() as session:  # no lock held: the same answer everywhere
         assert await outcome(session, statement.with_for_update()) == ([(1,)], [])
+
+
+# Regression (review of issue 16, finding 2): a comparison was taken to be unable to fail
+# unless both sides were bare columns of different types. MariaDB (strict mode) converts a
+# text column compared with a number row by row and, in an UPDATE or DELETE, fails on the
+# first text that is not one, quoting it ('Truncated incorrect DECIMAL value: 'b-secret''):
+# with alice's note 3 hidden, whether the statement failed and what it said told bob's text.
+# In a SELECT the same conversion warns, which asyncmy logs (``outcome`` records the log).
+ONE_HIDDEN = and_(Note.id > 2, Note.id < 4)  # bob's note 3: the scan meets that row only
+# (A range, not ``id == 3``: MariaDB reads a row found by a constant key while it plans the
+# statement, and evaluates the guarded term on it; see the test after these.)
+
+
+def _alice_updates(*where: Any) -> Any:
+    return update(Note).where(ONE_HIDDEN, *where).values(locked=False)
+
+
+COMPARISONS: dict[str, Callable[[], Any]] = {
+    "text column = a number": lambda: _alice_updates(Note.body == 5),
+    "text column != a number": lambda: _alice_updates(Note.body != 5),
+    "text column < a number": lambda: _alice_updates(Note.body < 5),
+    "text column IN numbers": lambda: _alice_updates(Note.body.in_([5, 6])),
+    "text column NOT IN numbers": lambda: _alice_updates(Note.body.not_in([5, 6])),
+    "text column BETWEEN numbers": lambda: _alice_updates(Note.body.between(1, 2)),
+    "number column = a text": lambda: _alice_updates(Note.team_id == "x"),
+    "text column = a number column under type_coerce": lambda: _alice_updates(
+        Note.body == type_coerce(Note.team_id, String)
+    ),
+    "text column = a labelled number column": lambda: _alice_updates(
+        Note.body == type_coerce(Note.team_id, String).label("t")
+    ),
+    "text column = a subquery's coerced number column": lambda: _alice_updates(
+        Note.body == select(type_coerce(Note.team_id, String).label("t")).subquery().c.t
+    ),
+    "text column = true": lambda: _alice_updates(Note.body == true()),
+    # MariaDB compares a row found by a constant key with a scalar subquery's value while it
+    # plans the UPDATE, CASE or not: a subquery compared across classes is refused.
+    "text column = a subquery of a number, row by primary key": lambda: update(Note)
+    .where(Note.id == 3, Note.body == select(Note.team_id).where(Note.id == 1).scalar_subquery())
+    .values(locked=False),
+    "text column IS true (coerced)": lambda: _alice_updates(
+        type_coerce(Note.body, Boolean).is_(True)
+    ),
+    "bindparam given a number at execution": lambda: select(Note.id)
+    .where(ONE_HIDDEN, Note.body == bindparam("given", type_=String)),
+    "DELETE, text column = a number": lambda: delete(Note).where(ONE_HIDDEN, Note.body == 5),
+    "SELECT, text column = a number (a warning)": lambda: select(Note.id)
+    .where(ONE_HIDDEN, Note.body == 5),
+    # A value tested for truth is converted the same way: refused.
+    "WHERE a text column": lambda: _alice_updates(Note.body),
+    "NOT a text column": lambda: _alice_updates(not_(Note.body)),
+    "a text column coerced to a boolean": lambda: _alice_updates(
+        type_coerce(Note.body, Boolean)
+    ),
+    "CASE WHEN a text column": lambda: _alice_updates(
+        case((type_coerce(Note.body, Boolean), 1), else_=0) == 1
+    ),
+}
+
+TRUTH_TESTS = {
+    "WHERE a text column", "NOT a text column", "a text column coerced to a boolean",
+    "CASE WHEN a text column",
+}
+
+
+async def _outcome_with(session: Any, statement: Any) -> tuple[Any, list[str]]:
+    if "given" in {b.key for b in statement._get_embedded_bindparams()}:
+        real = session.execute
+
+        async def execute(statement: Any, *_args: Any, **kw: Any) -> Any:
+            return await real(statement, {"given": 5}, **kw)
+
+        session.execute = execute
+    return await outcome(session, statement)
+
+
+@pytest.mark.parametrize("name", list(COMPARISONS))
+async def test_no_conversion_of_a_hidden_value_fails_or_warns(name: str, world: World) -> None:
+    statement = COMPARISONS[name]()
+    async with world.session() as session:
+        mine, my_warnings = await _outcome_with(session, statement)
+    if name in TRUTH_TESTS:
+        assert mine == "refused"
+        return
+    if mine == "refused":
+        return  # what the check cannot make safe it may refuse
+    async with world.cape.get_privileged_session() as session:
+        await session.execute(Note.__table__.delete().where(Note.id.in_([3, 5])))
+        expected, _ = await _outcome_with(session, statement)
+    failed = isinstance(mine, tuple) and mine[0] == "failed"
+    assert failed == (isinstance(expected, tuple) and expected[0] == "failed"), (mine, expected)
+    if failed:
+        assert mine == expected
+    said = repr(mine) + " ".join(my_warnings)
+    assert not any(secret in said for secret in SECRETS), said
+
+
+LEGIT_COMPARISONS: dict[str, Callable[[], Any]] = {
+    "number column = a number": lambda: select(Note.id).where(Note.team_id == 1),
+    "text column = a text": lambda: select(Note.id).where(Note.body == "a1"),
+    "text column IN texts": lambda: select(Note.id).where(Note.body.in_(["a1", "x"])),
+    "number column BETWEEN numbers": lambda: select(Note.id).where(Note.id.between(1, 3)),
+    "boolean column IS true": lambda: select(Note.id).where(Note.locked.is_(True)),
+    "boolean column as a condition": lambda: select(Note.id).where(Note.locked),
+    "NOT a boolean column": lambda: select(Note.id).where(not_(Note.locked)),
+    "IN a subquery of the same class": lambda: select(Team.id)
+    .where(Team.id.in_(select(Note.team_id))),
+}
+
+
+@pytest.mark.parametrize("name", list(LEGIT_COMPARISONS))
+async def test_comparisons_of_one_class_run_as_they_are(name: str, world: World) -> None:
+    """The near-misses: comparisons of one class stay as written (no CASE: indexes serve
+    them), and answer as the oracle."""
+    from capebase.policy.fallible import can_fail
+
+    statement = LEGIT_COMPARISONS[name]()
+    assert not any(can_fail(c) for c in statement._where_criteria)
+    async with world.session() as session:
+        mine, _ = await outcome(session, statement)
+    async with world.cape.get_privileged_session() as session:
+        await session.execute(Note.__table__.delete().where(Note.id.in_([3, 5])))
+        await session.execute(Team.__table__.delete().where(Team.id == 2))
+        expected, _ = await outcome(session, statement)
+    assert mine == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed: MariaDB reads a row found by a constant primary key while it plans "
+    "a SELECT (here the one reading a bulk UPDATE's rows) and evaluates a guarded term "
+    "(CASE WHEN <read filters> THEN term) on it: its warning (logged by asyncmy, not "
+    "returned to the caller) quotes the hidden value",
+)
+async def test_mariadb_const_row_warning(world: World) -> None:
+    if world.kind != "mariadb":
+        pytest.xfail("MariaDB only")
+    # (the bulk UPDATE's own outcome is right: the warning comes from the SELECT ... FOR
+    # UPDATE that reads the rows it changes)
+    statement = update(Note).where(Note.id == 3, Note.body == 5).values(locked=False)
+    async with world.session() as session:
+        mine, my_warnings = await outcome(session, statement)
+    assert mine == [("rowcount", 0)]
+    assert not any("b-secret" in w for w in my_warnings), my_warnings

@@ -14,20 +14,28 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, select
-from sqlalchemy.orm import joinedload, selectinload, undefer
+from sqlalchemy import delete, event, select, update
+from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload, undefer
 
 from capebase import UnfilterableStatementError
 from capebase.testing import app_client
 
 from ._mapper_world import (
     ALICE,
+    Bound,
     CoercedProp,
     DeferredRaw,
     Doc,
     Folder,
+    Poly,
+    PolyLeaf,
+    RawOnUpdate,
     RawProp,
+    SelectDefault,
+    SelectOnUpdate,
     Shape,
+    Stamped,
+    TextDefault,
     Typed,
     make,
     seed,
@@ -71,6 +79,11 @@ STATEMENTS: dict[str, Callable[[], Any]] = {
     .where(Folder.id == 1).options(joinedload(Folder.ordered_docs)),
     # medium: polymorphic_on expression: the class of alice's row tells a hidden row exists
     "select(Model) with polymorphic_on reading another table": lambda: select(Shape),
+    # Regression (review of issue 16, finding 5): what a statement can load was followed
+    # through relationships only, not into the subclasses a polymorphic load reads.
+    "select(Base) with_polymorphic='*', a subclass's column_property(literal_column)":
+        lambda: select(Poly),
+    "select(Base.id) of that base": lambda: select(Poly.id),
 }
 
 
@@ -107,3 +120,117 @@ async def test_deferred_literal_sql_loaded_on_access(db_url: str) -> None:
             except UnfilterableStatementError:
                 return
     assert value != "bob-secret"
+
+
+# Regression (review of issue 16, findings 3 and 4): SQL the mapping writes into a flush's or a
+# bulk statement's INSERT and UPDATE (a type's bind_expression, a default or onupdate given as
+# SQL) copied bob's secret into alice's row: the mapping check ran for statements only, and
+# did not look at defaults.
+
+
+def _forged(model: Any) -> Any:
+    """alice's row 1 of ``model`` in the session without a statement (none to refuse)."""
+    obj = model(id=1, owner="alice", note="n")
+    make_transient_to_detached(obj)
+    return obj
+
+
+async def _insert(session: Any, model: Any) -> None:
+    session.add(model(id=2, owner="alice"))
+    await session.commit()
+
+
+async def _flush_update(session: Any, model: Any) -> None:
+    obj = _forged(model)
+    session.add(obj)
+    obj.note = "changed"
+    await session.commit()
+
+
+async def _bulk_update(session: Any, model: Any) -> None:
+    await session.execute(update(model).where(model.id == 1).values(note="bulk"))
+    await session.commit()
+
+
+WRITES: dict[str, tuple[Callable[[Any, Any], Any], Any]] = {
+    "flush INSERT, a column type with bind_expression": (_insert, Bound),
+    "flush INSERT, a default of SQL text": (_insert, TextDefault),
+    "flush INSERT, a default that is a subquery": (_insert, SelectDefault),
+    "flush UPDATE, an onupdate that is a subquery": (_flush_update, SelectOnUpdate),
+    "flush UPDATE, an onupdate of literal SQL": (_flush_update, RawOnUpdate),
+    "bulk UPDATE, an onupdate that is a subquery": (_bulk_update, SelectOnUpdate),
+    "bulk UPDATE, an onupdate of literal SQL": (_bulk_update, RawOnUpdate),
+}
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+async def test_mapping_sql_written_by_a_flush_or_bulk_statement_is_refused(
+    name: str, db_url: str
+) -> None:
+    write, model = WRITES[name]
+    app = FastAPI()
+    cape = make(db_url, app)
+    async with app_client(app):
+        await seed(cape)
+        async with cape.get_session(ALICE) as session:
+            with pytest.raises(UnfilterableStatementError):
+                await write(session, model)
+        async with cape.get_privileged_session() as session:
+            stored = (await session.execute(select(model.__table__))).all()
+    assert not any("bob-secret" in row for row in stored if row.id == 2 or row.note != "n")
+
+
+async def test_a_model_the_flush_meets_late_is_checked_as_its_row_is_written(
+    db_url: str,
+) -> None:
+    """An object added during the flush (by the app's own before_flush, after capebase's)
+    is checked by the per-row hooks."""
+    app = FastAPI()
+    cape = make(db_url, app)
+    async with app_client(app):
+        await seed(cape)
+        async with cape.get_session(ALICE) as session:
+            def add_late(sync_session: Any, *_args: Any) -> None:
+                sync_session.add(Bound(id=3, owner="alice", value="x"))
+
+            event.listen(session.sync_session, "before_flush", add_late)
+            session.add(Stamped(id=3, owner="alice"))
+            with pytest.raises(UnfilterableStatementError):
+                await session.commit()
+        async with cape.get_privileged_session() as session:
+            assert (await session.execute(select(Bound.__table__))).all() == []
+
+
+async def test_defaults_and_onupdate_of_no_table_still_work(db_url: str) -> None:
+    """The near-miss: functions of no table as default and onupdate, in a flush and in a bulk
+    UPDATE."""
+    app = FastAPI()
+    cape = make(db_url, app)
+    async with app_client(app):
+        await seed(cape)
+        async with cape.get_session(ALICE) as session:
+            session.add(Stamped(id=2, owner="alice"))
+            await session.commit()
+            row = (await session.execute(select(Stamped).where(Stamped.id == 2))).scalar_one()
+            row.note = "changed"
+            await session.commit()
+            await session.execute(update(Stamped).where(Stamped.id == 1).values(note="bulk"))
+            await session.commit()
+        async with cape.get_privileged_session() as session:
+            rows = (await session.execute(
+                select(Stamped.id, Stamped.note, Stamped.made, Stamped.touched)
+                .order_by(Stamped.id)
+            )).all()
+    assert [tuple(r) for r in rows] == [
+        (1, "bulk", "made", "TOUCHED"), (2, "changed", "made", "TOUCHED")
+    ]
+
+
+async def test_a_subclass_loaded_alone_is_refused_too(db_url: str) -> None:
+    app = FastAPI()
+    cape = make(db_url, app)
+    async with app_client(app):
+        await seed(cape)
+        async with cape.get_session(ALICE) as session:
+            with pytest.raises(UnfilterableStatementError):
+                await session.execute(select(PolyLeaf))

@@ -23,6 +23,7 @@ from ..errors import PermissionDeniedError, UnfilterableStatementError
 from ..identity.context import AuthContext
 from ..identity.fields import server_values
 from ..observer import count_denial
+from .mapper_sql import require_plain_mappings
 from .registry import Policy
 from .sqlexpr import with_row_values
 
@@ -49,6 +50,12 @@ def check_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> No
     if scope is None or scope.ctx is None:
         return
     ctx, policy = scope.ctx, scope.policy
+    # The mapping's own SQL (a column type's bind_expression, a default or onupdate given as
+    # SQL) is written into the flush's statements, which no statement check sees.
+    require_plain_mappings(
+        {type(obj) for obj in (*session.new, *session.dirty, *session.deleted)},
+        session.get_bind().dialect,
+    )
     checked: dict[InstanceState[Any], Checked] = {}
     session.info[CHECKED_KEY] = checked
     for obj in list(session.new):

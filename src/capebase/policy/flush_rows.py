@@ -41,6 +41,7 @@ from .enforcement import (
     refuse_sql_values,
     row_image,
 )
+from .mapper_sql import require_plain_mappings
 from .registry import Policy
 
 
@@ -54,16 +55,19 @@ class _Writer:
         self.checked: dict[InstanceState[Any], Checked] = session.info.get(CHECKED_KEY, {})
 
 
-def _writer(target: Any) -> _Writer | None:
+def _writer(target: Any, connection: Connection) -> _Writer | None:
     session = inspect(target).session
     scope = scope_of(session) if session is not None else None
     if session is None or scope is None or scope.ctx is None:
         return None
+    # A row whose model before_flush did not see (an object the flush cascaded to): its
+    # mapping's SQL is checked too, as the row is written (``mapper_sql``; cached).
+    require_plain_mappings([type(target)], connection.dialect)
     return _Writer(session, scope, scope.ctx)
 
 
 def check_insert(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
-    writer = _writer(target)
+    writer = _writer(target, connection)
     if writer is None:
         return
     model, state = type(target), inspect(target)
@@ -78,7 +82,7 @@ def check_insert(_mapper: Mapper[Any], connection: Connection, target: Any) -> N
 
 
 def check_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
-    writer = _writer(target)
+    writer = _writer(target, connection)
     if writer is None:
         return
     model, state = type(target), inspect(target)
@@ -102,7 +106,7 @@ def check_update(mapper: Mapper[Any], connection: Connection, target: Any) -> No
 
 
 def check_delete(_mapper: Mapper[Any], connection: Connection, target: Any) -> None:
-    writer = _writer(target)
+    writer = _writer(target, connection)
     if writer is None:
         return
     record = writer.checked.get(inspect(target))

@@ -103,6 +103,21 @@ def known_shape(statement: Any, dialect: Dialect | None = None) -> Shape:
             require_plain_type(node.type, dialect, written=kind in _WRITTEN_TYPES)
         if not may_fail and kind not in CANNOT_FAIL:
             may_fail = fallible.can_fail(node)
+        if fallible.compares_a_subquery_across_classes(node):
+            raise UnfilterableStatementError(
+                "A comparison of a subquery's value with a value of another class (text with "
+                "a number...) converts each row's value, hidden rows' too, and MariaDB fails "
+                f"quoting one; compare values of one class (CAST the subquery's). {USE_ORM}"
+            )
+        truth_tested = fallible.value_as_condition(node)
+        if truth_tested is not None:
+            what = getattr(truth_tested, "key", None) or type(truth_tested).__name__
+            raise UnfilterableStatementError(
+                f"A value ({what}) is tested for truth as a condition; the "
+                "database converts each row's value to do that, hidden rows' too (MariaDB fails "
+                "quoting one). A user session refuses it: compare the value instead "
+                f"(col != '', col IS NOT NULL). {USE_ORM}"
+            )
         if kind not in LEAVES and not guards.is_policy_guard(node):
             _add_children(node, todo)
     if may_fail and not isinstance(statement, ExecutableOption):

@@ -7,15 +7,24 @@ A type can wrap each column it reads (``column_expression``) and each value it b
 session refuses, at each typed node of its statement, a type that adds SQL, and a CAST target
 whose arguments are not plain words and numbers, both as the session's database would compile
 them. Types that only convert values in Python (SQLModel's, capebase's own) pass.
+
+A CAST target's arguments pass only as what SQLAlchemy's own types keep: None, exactly a bool,
+int or float, exactly a str (or an identifier SQLAlchemy quotes, ``quoted_name``) of words and
+spaces, a type (checked in turn, as written: ``ARRAY``'s item type, a tuple's types), and lists,
+tuples and mappings of these. Anything else (an object whose ``__str__`` is SQL, a subclass of
+int or str) is refused.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.sql.elements import quoted_name
+from sqlalchemy.types import Enum, SchemaType, TypeDecorator, TypeEngine
 
 from .._compat.sqlalchemy import type_adds_sql
 from ..errors import UnfilterableStatementError
@@ -43,7 +52,21 @@ def require_plain_type(type_: Any, dialect: Dialect | None, *, written: bool) ->
         raise UnfilterableStatementError(f"{problem}. {USE_ORM}")
 
 
-def _problem(type_: Any, dialect: Dialect | None, *, written: bool) -> str | None:
+_ENUM_BOOKKEEPING = frozenset(
+    {"enum_class", "values_callable", "_valid_lookup", "_object_lookup", "_sort_key_function"}
+)
+"""What an ``Enum`` keeps to convert values in Python (the class, its lookups): never written
+into a CAST (a native enum writes its name, the others a VARCHAR of its length; MariaDB skips
+the CAST)."""
+
+_SCHEMA_BOOKKEEPING = frozenset({"metadata"})
+"""What a type that creates a schema object (``Enum``, ``Boolean``) keeps for that: the
+metadata it is created with."""
+
+
+def _problem(
+    type_: Any, dialect: Dialect | None, *, written: bool, depth: int = 0
+) -> str | None:
     if not isinstance(type_, TypeEngine):
         return None
     for each in _chain(type_, dialect):
@@ -59,22 +82,67 @@ def _problem(type_: Any, dialect: Dialect | None, *, written: bool) -> str | Non
                     "a user session"
                 )
             for name, value in vars(each).items():
-                if not _writes_plainly(value):
+                if _cached_by_sqlalchemy(each, name):
+                    continue
+                if isinstance(each, SchemaType) and name in _SCHEMA_BOOKKEEPING:
+                    continue
+                if isinstance(each, Enum) and name in _ENUM_BOOKKEEPING:
+                    continue
+                if isinstance(each, Enum) and name == "enums":
+                    # the values: exactly strs, written only as quoted literals (DDL)
+                    plain = isinstance(value, list) and all(type(v) is str for v in value)
+                    problem = None if plain else "not a list of strs"
+                else:
+                    problem = _argument_problem(value, dialect, depth)
+                if problem is not None:
                     return (
-                        f"CAST to {type(each).__name__} with {name}={value!r}: the type writes "
-                        "that into the SQL as it is"
+                        f"CAST to {type(each).__name__} with {name}={_shown(value)}: the type "
+                        f"writes its arguments into the SQL ({problem})"
                     )
     return None
 
 
-def _writes_plainly(value: Any) -> bool:
-    """Whether an argument of a type reads as itself in SQL: a number, or words; a subclass of
-    either may write anything (its ``__str__``)."""
-    if isinstance(value, str):
-        return type(value) is str and _PLAIN_TEXT.fullmatch(value) is not None
-    if isinstance(value, int | float):
-        return type(value) in (int, float, bool)
-    return True
+def _cached_by_sqlalchemy(type_: Any, name: str) -> bool:
+    """Whether ``name`` in a type's ``vars()`` is SQLAlchemy's cache of one of its own
+    properties (``_type_affinity``, the DDL ``dispatch``), not an argument."""
+    descriptor = inspect.getattr_static(type(type_), name, None)
+    return hasattr(descriptor, "__get__") and type(descriptor).__module__.startswith(
+        "sqlalchemy."
+    )
+
+
+def _argument_problem(value: Any, dialect: Dialect | None, depth: int) -> str | None:
+    """Why an argument of a CAST target type may not read as itself in SQL, or None: a
+    number, words, or a type whose own arguments are such (an object of another class may
+    write anything, its ``__str__``; so may a subclass of int or str)."""
+    if value is None or type(value) in (bool, int, float):
+        return None
+    if type(value) in (str, quoted_name):
+        return None if _PLAIN_TEXT.fullmatch(value) is not None else "not words and spaces"
+    if depth >= _MAX_DEPTH:
+        return "nested too deeply"
+    if isinstance(value, TypeEngine):
+        return _problem(value, dialect, written=True, depth=depth + 1)
+    if type(value) in (list, tuple):
+        items: list[Any] = list(value)
+    elif type(value) is dict or (
+        isinstance(value, Mapping) and type(value).__module__.startswith("sqlalchemy.")
+    ):  # SQLAlchemy's immutabledict: a type's variants, by database name
+        items = [*value.keys(), *value.values()]
+    else:
+        return f"a {type(value).__name__}, not a number, words or a type"
+    for item in items:
+        problem = _argument_problem(item, dialect, depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message, without calling a representation the app defines."""
+    if value is None or type(value) in (bool, int, float, str):
+        return repr(value)[:80]
+    return f"<{type(value).__name__}>"
 
 
 def _chain(type_: Any, dialect: Dialect | None, depth: int = 0) -> list[Any]:

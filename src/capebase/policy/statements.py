@@ -80,9 +80,9 @@ def filter_statement(state: ORMExecuteState) -> None:
     require_plain_mappings(models, state.session.get_bind().dialect)
     options = [user_statement(_free_tables(policy, models)), *read_criteria(policy, ctx, models)]
     if state.is_select:
-        statement: Any = (mark(state.statement) if shape.may_fail else state.statement).options(
-            *options
-        )
+        statement: Any = (
+            mark(state.statement, state.parameters) if shape.may_fail else state.statement
+        ).options(*options)
         if state.is_column_load:
             # SQLAlchemy leaves loader criteria out of refreshes (and loads of expired or
             # deferred attributes), but an object can enter a session without being read, e.g.
@@ -95,7 +95,9 @@ def filter_statement(state: ORMExecuteState) -> None:
     elif state.is_update or state.is_delete:
         # What a bulk statement reads (subqueries in its WHERE or SET) is filtered like a
         # SELECT, so it cannot copy or probe rows the caller may not read.
-        state.statement = mark(_restrict_bulk(state, policy, ctx)).options(*options)
+        state.statement = mark(_restrict_bulk(state, policy, ctx), state.parameters).options(
+            *options
+        )
         require_covered(state.statement, state.session.get_bind().dialect)
     elif state.is_insert:
         _check_bulk_insert(state, policy, ctx)
@@ -149,9 +151,16 @@ def _models_in(mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
     return models
 
 
-@cache
 def _reachable(mapper: Mapper[Any]) -> frozenset[type[Any]]:
-    """``mapper``'s class and every class reachable from it through relationships."""
+    """``mapper``'s class and every class a statement naming it can load: its subclasses (a
+    polymorphic load, ``with_polymorphic="*"`` or ``selectin_polymorphic``, loads their
+    columns too) and every class reachable from these through relationships."""
+    return _reachable_among(mapper, len(mapper.registry.mappers))
+
+
+@lru_cache(maxsize=1024)
+def _reachable_among(mapper: Mapper[Any], _mapped: int) -> frozenset[type[Any]]:
+    """``_reachable``, once per number of classes mapped (a subclass mapped later counts)."""
     seen: set[Mapper[Any]] = set()
     todo = [mapper]
     while todo:
@@ -159,6 +168,7 @@ def _reachable(mapper: Mapper[Any]) -> frozenset[type[Any]]:
         if current in seen:
             continue
         seen.add(current)
+        todo.extend(current.self_and_descendants)
         todo.extend(rel.mapper for rel in current.relationships)
     return frozenset(m.class_ for m in seen)
 

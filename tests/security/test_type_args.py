@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Integer, Numeric, String, cast, select, type_coerce
+from sqlalchemy.dialects import sqlite
 
+from capebase import UnfilterableStatementError
+from capebase.policy.sql_types import require_plain_type
 from tests._databases import DbKind
 from tests.security._shapes import (
     SQL_IN_PRECISION,
@@ -60,3 +63,21 @@ async def test_type_sql_is_refused_or_reads_only_permitted_rows(
     if got == "refused":
         return
     assert got == await oracle(world, STATEMENTS[name]())
+
+
+class Collation(str):
+    """A str whose text, as SQL, is anything (its ``__str__``)."""
+
+    def __str__(self) -> str:
+        return SQL_IN_PRECISION
+
+
+def test_a_cast_targets_text_arguments_must_be_plain_str_words() -> None:
+    """Checked without a database (issue 17: no test had a str argument)."""
+    dialect = sqlite.dialect()
+    require_plain_type(String(40, collation="NOCASE"), dialect, written=True)
+    for collation in (Collation("NOCASE"), "NOCASE) || (SELECT 1"):
+        with pytest.raises(UnfilterableStatementError, match="collation="):
+            require_plain_type(String(40, collation=collation), dialect, written=True)
+    # only a CAST's target writes its arguments
+    require_plain_type(String(40, collation="NOCASE) || (SELECT 1"), dialect, written=False)

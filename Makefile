@@ -146,8 +146,8 @@ deep: .venv
 # direct writes, each group against its own fast tests on SQLite (tests/mutate.py; report and
 # survivors per group in build/mutate/<group>/report.txt; docs/MUTATION.md records the runs).
 # CPU-heavy: hours for every group; MUTATE=lockout (or policy, statements, shapes, coverage,
-# capture, visibility, hub, writes) for one. Exits 1 if a mutant survived.
-MUTATE ?= policy statements shapes coverage fallible flush capture visibility hub lockout writes
+# capture, visibility, hub, fallible, flush, mapper, writes) for one. Exits 1 if a mutant survived.
+MUTATE ?= policy statements shapes coverage fallible flush mapper capture visibility hub lockout writes
 mutate: | $(UV)
 	$(SYNC) --extra dev --extra mutate
 	$(BIN)/python -m tests.mutate $(MUTATE) $(MUTATE_ARGS); status=$$?; \

@@ -657,3 +657,71 @@ EQUIVALENT += [
         "it (not checked under mutation there)",
     ),
 ]
+
+# mapper (issue 17): policy/mapper_sql.py
+EQUIVALENT += [
+    (
+        "capebase.policy.mapper_sql",
+        "require_plain_type(expression.type, dialect, written=False)",
+        "require_plain_type(expression.type, dialect, written=None)",
+        "sql_types tests `written` for truth, and None is false like False (the cache key "
+        "differs by its text only, so the answer is the same)",
+    ),
+]
+
+# flush (issue 17): policy/referential.py
+EQUIVALENT += [
+    (
+        "capebase.policy.referential",
+        'action = " ".join((value or "").upper().split())',
+        'action = " ".join((value or "XXXX").upper().split())',
+        "no action given reads as XXXX instead of the empty text: neither is an action, so "
+        "both give None",
+    ),
+    (
+        "capebase.policy.referential",
+        'defaults = (yield _defaults(ref)) if action == "SET DEFAULT" else None',
+        'defaults = (yield _defaults(ref)) if (action == "SET DEFAULT") or True else None',
+        "the server defaults are read for every action, and used for SET DEFAULT only: one "
+        "SELECT more, the same effects",
+    ),
+] + [
+    (
+        "capebase.policy.referential",
+        "new = {**old, **dict(zip(ref.columns, values, strict=True))}",
+        f"new = {{**old, **dict(zip(ref.columns, values, {after}))}}",
+        "values always has one value per column of the foreign key (the parent's key, NULLs "
+        "or the defaults, each built from ref.columns or the referred columns of the same "
+        "constraint)",
+    )
+    for after in ("strict=None", "strict=False", "")
+]
+
+# flush (issue 17): policy/cascades.py
+EQUIVALENT += [
+    (
+        "capebase.policy.cascades",
+        "return check_in_database(session, policy, model, action, ctx, row, connection.execute)",
+        "return check_in_database(None, policy, model, action, ctx, row, connection.execute)",
+        "check_in_database uses the session only to execute when no execute is given, and "
+        "connection.execute always is",
+    ),
+]
+
+EQUIVALENT += [
+    (
+        "capebase.policy.referential",
+        "return literal(None, type_=column.type)",
+        after,
+        "a NULL is a NULL whatever type its literal has: the SET NULL-like default of a column "
+        "without a server default reads back as None either way",
+    )
+    for after in ("return literal(None, type_=None)", "return literal(None, )")
+] + [
+    (
+        "capebase.policy.referential",
+        "return cast(literal(arg) if isinstance(arg, str) else arg, column.type)",
+        "return cast(literal(arg) if (isinstance(arg, str)) and False else arg, column.type)",
+        "cast() binds a plain str as a literal itself: the same SELECT",
+    ),
+]

@@ -7,8 +7,10 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI
 from sqlalchemy import (
+    Column,
     ForeignKey,
     String,
+    Table,
     case,
     func,
     literal_column,
@@ -139,6 +141,99 @@ class Circle(Shape):
     __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "circle"}
 
 
+EVERY_DATABASE = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+def _sql_here() -> Any:
+    """A plain string type whose variant on each test database reads through SQL: only the
+    session's database tells."""
+    return String(40).with_variant(ColumnSql(40), *EVERY_DATABASE)
+
+
+class VariantTyped(Base):
+    """A mapped column whose type writes SQL only as its variant on the database."""
+
+    __tablename__ = "ak_varianttyped"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    shadow: Mapped[str] = mapped_column(_sql_here())
+
+
+class VariantProp(Base):
+    """column_property typed with a type that writes SQL only as its variant on the database."""
+
+    __tablename__ = "ak_variantprop"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+
+
+VariantProp.coerced = column_property(  # type: ignore[attr-defined]
+    type_coerce(VariantProp.owner, _sql_here())
+)
+
+
+# Mappings that write no SQL of the app's: a user session loads them (and only the rows it may
+# read), whatever relationships, properties and types they have.
+
+
+class Label(String):
+    """A type of the app's own that only stands for a string (as SQLModel's ``AutoString``)."""
+
+
+shelf_tag = Table(
+    "ak_shelf_tag",
+    Base.metadata,
+    Column("shelf_id", ForeignKey("ak_shelf.id"), primary_key=True),
+    Column("tag_id", ForeignKey("ak_tag.id"), primary_key=True),
+)
+
+
+class Tag(Base):
+    __tablename__ = "ak_tag"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+
+
+class Book(Base):
+    __tablename__ = "ak_book"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    shelf_id: Mapped[int] = mapped_column(ForeignKey("ak_shelf.id"))
+
+
+class Shelf(Base):
+    """Relationships by foreign key, through a link table and ordered by a column; a column
+    property of a plain expression; a column of the app's own type."""
+
+    __tablename__ = "ak_shelf"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(Label(40))
+    books: Mapped[list[Book]] = relationship(order_by=lambda: Book.id.desc(), viewonly=True)
+    tags: Mapped[list[Tag]] = relationship(secondary=shelf_tag, order_by=lambda: Tag.id,
+                                           viewonly=True)
+
+
+Shelf.double = column_property(Shelf.id * 2)  # type: ignore[attr-defined]
+
+
+class Animal(Base):
+    """polymorphic_on a column."""
+
+    __tablename__ = "ak_animal"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": kind,
+        "polymorphic_identity": "animal",
+    }
+
+
+class Cat(Animal):
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "cat"}
+
+
 class Poly(Base):
     """A base that loads its subclasses' columns with it (``with_polymorphic="*"``)."""
 
@@ -239,7 +334,8 @@ class Stamped(Base):
 ALICE = AuthContext(id="alice")
 MODELS = (
     Doc, Folder, Typed, RawProp, CoercedProp, DeferredRaw, Shape, Circle, Poly, PolyLeaf, Bound,
-    TextDefault, SelectDefault, SelectOnUpdate, RawOnUpdate, Stamped,
+    TextDefault, SelectDefault, SelectOnUpdate, RawOnUpdate, Stamped, VariantTyped, VariantProp,
+    Tag, Book, Shelf, Animal, Cat,
 )
 WRITTEN = (TextDefault, SelectDefault, SelectOnUpdate, RawOnUpdate, Stamped)
 """Models with an ``id``, ``owner`` and ``note``, seeded with alice's row 1."""
@@ -270,5 +366,25 @@ async def seed(cape: CapeBase) -> None:
             Shape(id=1, owner="alice", kind="square"),
             PolyLeaf(id=1, owner="alice"),
             *(model(id=1, owner="alice") for model in WRITTEN),
+            VariantTyped(id=1, owner="alice", shadow="plain"),
+            VariantProp(id=1, owner="alice"),
+            Shelf(id=1, owner="alice", label="mine"),
+            Shelf(id=2, owner="bob", label="hidden"),
+            Tag(id=1, owner="alice"),
+            Tag(id=2, owner="bob"),
+            Animal(id=1, owner="alice", kind="animal"),
+            Cat(id=2, owner="alice", kind="cat"),
+            Cat(id=3, owner="bob", kind="cat"),
+        ])
+        await s.flush()
+        s.add_all([
+            Book(id=1, owner="alice", shelf_id=1),
+            Book(id=2, owner="alice", shelf_id=1),
+            Book(id=3, owner="bob", shelf_id=1),
+            Book(id=4, owner="bob", shelf_id=2),
+        ])
+        await s.execute(shelf_tag.insert(), [
+            {"shelf_id": 1, "tag_id": 1}, {"shelf_id": 1, "tag_id": 2},
+            {"shelf_id": 2, "tag_id": 1},
         ])
         await s.commit()

@@ -20,13 +20,14 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from sqlalchemy import Column, ForeignKey, Integer, delete, select, update
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, delete, select, update
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from capebase import AuthContext, CapeBase, ModelChange
 from capebase.changes.changelog import changes
 from capebase.errors import PermissionDeniedError, UnfilterableStatementError
+from capebase.policy.referential import Effect, denial
 from capebase.testing import app_client
 from tests.realtime._live import dispatched, wait_until
 
@@ -262,3 +263,60 @@ async def test_on_update_cascade_of_a_key_change(w: World) -> None:
         await s.commit()
     op, old, new = (await w.log("c_tag"))[-1]
     assert (op, old["team_id"], new["team_id"]) == ("UPDATE", 10, 12)
+
+
+async def test_a_cascaded_row_python_cannot_judge_is_checked_by_the_database(
+    db_url: str,
+) -> None:
+    """A delete rule with a subquery cannot be evaluated in Python: the database decides, for
+    the very row and action (issue 17: every rule above was decided in Python)."""
+    app = FastAPI()
+    cape = CapeBase(app=app, db_path=db_url, get_auth_context=header_auth)
+    cape.permission_required(CTeam, owner_field="owner", actions=["read", "delete"])
+    cape.permission_required(CNote, role="*", actions=["read"])
+    # a note may be deleted if it is in a team of the caller's other than team 2
+    cape.permission_required(CNote, actions=["delete"], where=lambda ctx: CNote.team_id.in_(
+        select(CTeam.id).where(CTeam.owner == ctx.id, CTeam.id != 2)
+    ))
+    async with app_client(app):
+        w = World(cape, None)
+        await w.add(CTeam(id=1, owner="alice"), CTeam(id=2, owner="alice"),
+                    CNote(id=1, owner="bob", team_id=1), CNote(id=2, owner="bob", team_id=2))
+        with pytest.raises(PermissionDeniedError, match="cannot delete CNote"):
+            await _delete_team(w, 2)
+        await _delete_team(w, 1)
+        assert (await w.ids(CTeam), await w.ids(CNote)) == ({2}, {2})
+
+
+def test_denial_checks_every_effect_each_image_and_asks_only_when_python_cannot(
+    sqlite_url: str,
+) -> None:
+    """``referential.denial`` on effects made by hand: a plain table's row is free and the
+    next effect still checked; an update needs its new image allowed too; a rule Python can
+    decide never asks the database (issue 17)."""
+    cape = CapeBase(app=FastAPI(), db_path=sqlite_url)
+    cape.permission_required(CNote, owner_field="owner", actions=["delete", "update"])
+    cape.permission_required(CPin, actions=["update"],
+                             where=lambda _ctx: CPin.team_id.is_not(None))
+    plain = Table("c_plain", MetaData(), Column("id", Integer, primary_key=True))
+    asked: list[tuple[Any, str, Any]] = []
+
+    def undecided(model: Any, action: str, row: Any) -> bool:
+        asked.append((model, action, row))
+        return True
+
+    mine = {"id": 1, "owner": "alice", "public": False, "team_id": 1}
+    bobs = {**mine, "id": 2, "owner": "bob"}
+    free = Effect(plain, "DELETE", {"id": 1}, None)
+    assert denial(cape.policy, ALICE, [free, Effect(CNote.__table__, "DELETE", bobs, None)],
+                  undecided) == ("delete", CNote)
+    assert denial(cape.policy, ALICE, [free, Effect(CNote.__table__, "DELETE", mine, None)],
+                  undecided) is None
+    pin = {"id": 1, "owner": "alice", "team_id": 1}
+    assert denial(cape.policy, ALICE, [
+        Effect(CPin.__table__, "UPDATE", pin, {**pin, "team_id": None})
+    ], undecided) == ("update", CPin)
+    assert denial(cape.policy, ALICE, [
+        Effect(CPin.__table__, "UPDATE", pin, {**pin, "team_id": 2})
+    ], undecided) is None
+    assert asked == []

@@ -118,6 +118,9 @@ PROBES: dict[str, Callable[[Callable[[Any], Any]], Any]] = {
         (term := fail(HIDDEN_NOTE)), func.count()
     ).group_by(term),
     "aggregate argument": lambda fail: select(func.sum(fail(HIDDEN_NOTE))),
+    "subquery in a grouping key": lambda fail: select(func.count()).select_from(Team).group_by(
+        select(Note.id).where(fail(HIDDEN_NOTE) > 0).limit(1).scalar_subquery()
+    ),
     # (alice may update her own notes only; the oracle, privileged, would update others)
     "bulk UPDATE's WHERE": lambda fail: update(Note)
     .where(fail(HIDDEN_NOTE) > 0, Note.owner == "alice").values(body="x"),

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.elements import quoted_name
 
+from capebase import UnfilterableStatementError
 from capebase.policy.sql_types import require_plain_type
 from tests._databases import DbKind
 from tests.security._shapes import (
@@ -176,3 +177,21 @@ async def test_cast_to_an_array_of_integers_runs_on_postgresql(world: World) -> 
         pytest.skip("ARRAY is PostgreSQL's")
     statement = select(Note.id, cast(cast(literal("{1,2}"), ARRAY(Integer)), String).label("c"))
     assert await as_alice(world, statement) == await oracle(world, statement)
+
+
+class Collation(str):
+    """A str whose text, as SQL, is anything (its ``__str__``)."""
+
+    def __str__(self) -> str:
+        return SQL_IN_PRECISION
+
+
+def test_a_cast_targets_text_arguments_must_be_plain_str_words() -> None:
+    """Checked without a database (issue 17: no test had a str argument)."""
+    dialect = sqlite.dialect()
+    require_plain_type(String(40, collation="NOCASE"), dialect, written=True)
+    for collation in (Collation("NOCASE"), "NOCASE) || (SELECT 1"):
+        with pytest.raises(UnfilterableStatementError, match="collation="):
+            require_plain_type(String(40, collation=collation), dialect, written=True)
+    # only a CAST's target writes its arguments
+    require_plain_type(String(40, collation="NOCASE) || (SELECT 1"), dialect, written=False)

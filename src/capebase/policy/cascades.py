@@ -4,7 +4,7 @@ Before a session deletes a row (a flushed ``session.delete()`` or a bulk ``delet
 changes a key other rows refer to, ``referential`` works out what the database's own actions
 will write. A user session checks each of those rows as the caller (see ``referential.denial``)
 and refuses the write if any is denied, a hidden row and a visible one alike. Every session that
-records changes passes them to ``realtime.capture``, which logs them with the write itself:
+records changes passes them to ``changes.capture``, which logs them with the write itself:
 ``EFFECTS_KEY`` in ``session.info`` for a flush, ``EFFECTS_OPTION`` for a statement.
 """
 

@@ -522,8 +522,8 @@ def _select(node: selectable.Select[Any], marks: _Marks) -> None:
             for term in (*parts.columns, *parts.order_by, *parts.having):
                 for same in _equal_nodes(term, key):
                     marks.by_id[id(same)] = key
-        else:
-            _inner_statements(key, marks)
+        # A subquery's rows are its own: the key's wrapper guards only this level's rows.
+        _inner_statements(key, marks)
 
 
 def _per_row(node: Any, marks: _Marks) -> None:

@@ -99,6 +99,10 @@ def _reads_a_table(expression: Any) -> bool:
 
 
 def _expressions(mapper: Mapper[Any]) -> Iterator[tuple[str, Any]]:
+    # First, so that a refusal names it: SQLAlchemy maps an expression as the private column
+    # property ``_sa_polymorphic_on`` too.
+    if mapper.polymorphic_on is not None:
+        yield "polymorphic_on", mapper.polymorphic_on
     for prop in mapper.column_attrs:
         for column in prop.columns:
             yield prop.key, column
@@ -107,5 +111,3 @@ def _expressions(mapper: Mapper[Any]) -> Iterator[tuple[str, Any]]:
         for expression in (relationship.primaryjoin, relationship.secondaryjoin, *order_by):
             if expression is not None:
                 yield relationship.key, expression
-    if mapper.polymorphic_on is not None:
-        yield "polymorphic_on", mapper.polymorphic_on

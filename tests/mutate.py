@@ -120,7 +120,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # fail and how they render, the SQL types write; test_fallible_terms pins the decisions
     # without a database (on SQLite most of the oracles' failing terms cannot fail)
     "fallible": (
-        ["src/capebase/policy/fallible.py", "src/capebase/policy/fallible_sql.py",
+        ["src/capebase/policy/fallible.py", "src/capebase/policy/fallible_marks.py",
+         "src/capebase/policy/fallible_sql.py",
          "src/capebase/policy/sql_types.py"],
         [
             "tests/security/test_fallible_terms.py",

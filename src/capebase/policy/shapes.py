@@ -38,7 +38,7 @@ from .._compat.sqlalchemy import (
     traverse_internals_of,
 )
 from ..errors import UnfilterableStatementError
-from . import fallible, guards
+from . import fallible, fallible_marks, guards
 from .shape_kinds import (
     CANNOT_FAIL,
     KINDS,
@@ -109,7 +109,7 @@ def known_shape(statement: Any, dialect: Dialect | None = None) -> Shape:
                 "a number...) converts each row's value, hidden rows' too, and MariaDB fails "
                 f"quoting one; compare values of one class (CAST the subquery's). {USE_ORM}"
             )
-        truth_tested = fallible.value_as_condition(node)
+        truth_tested = fallible_marks.value_as_condition(node)
         if truth_tested is not None:
             what = getattr(truth_tested, "key", None) or type(truth_tested).__name__
             raise UnfilterableStatementError(

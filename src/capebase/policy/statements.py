@@ -37,7 +37,7 @@ from ..observer import count_denial
 from . import fallible_sql  # noqa: F401 (how a fallible term renders)
 from .coverage import require_covered, user_statement
 from .enforcement import check_image
-from .fallible import mark, mark_expression
+from .fallible_marks import mark, mark_expression
 from .guards import app_expression, guard
 from .mapper_sql import require_plain_mappings
 from .registry import Policy

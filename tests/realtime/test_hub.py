@@ -476,20 +476,19 @@ async def test_a_resume_point_ahead_of_this_process_is_known_and_wakes_it(db_url
 async def test_a_resume_point_on_an_empty_or_wholly_pruned_log(db_url: str) -> None:
     retention = timedelta(seconds=0.3)
     app, cape = make_app(db_url, poll_interval=60, retention=retention)
+    # "Another process" writes 1 and 2 and prunes them all before this one reads them: this
+    # dispatcher is held from the start (a wake-up at start could read them first).
+    dispatcher = cape.hub.dispatcher
+
+    async def held() -> None:
+        return None
+
+    dispatcher.dispatch_pending = held  # type: ignore[method-assign]
     async with serve(app):
         assert [(r.id, r.reason) for r in await replayed(cape, ResumePoint(1))] == [
             (0, "last event id 1 is unknown; reload and follow live")
         ]
         assert await replayed(cape, ResumePoint(0)) == []
-        # Another process wrote 1 and 2 and pruned them all before this one read them: this
-        # dispatcher is held meanwhile (a wake-up from start or the broker could otherwise
-        # read them first on a busy machine).
-        dispatcher = cape.hub.dispatcher
-
-        async def held() -> None:
-            return None
-
-        dispatcher.dispatch_pending = held  # type: ignore[method-assign]
         await late_commit(cape, 1, "elsewhere 1")
         await late_commit(cape, 2, "elsewhere 2")
         written = datetime.now(UTC)

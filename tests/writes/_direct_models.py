@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from sqlalchemy import JSON, ColumnElement, event, func, literal_column
+from sqlalchemy import JSON, ColumnDefault, ColumnElement, event, func
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -69,10 +69,14 @@ class Gadget(DirectModel, table=True):
     touched: str | None = Field(
         default=None, max_length=40, sa_column_kwargs={"onupdate": touch}
     )  # a Python-side onupdate
-    revision: int = Field(
-        default=0, sa_column_kwargs={"onupdate": literal_column("revision") + 1}
-    )  # a SQL onupdate
+    revision: int = 0  # a SQL onupdate of its own column (set below)
     code: str | None = Field(default=None, unique=True, max_length=40)  # for 409s
+
+
+# revision = revision + 1 on every UPDATE: SQL that reads only the row being written (the
+# column itself, not text: literal_column would be SQL a user session cannot see into).
+_revision = Gadget.__table__.c.revision  # type: ignore[attr-defined]
+ColumnDefault(_revision + 1, for_update=True)._set_parent_with_dispatch(_revision)
 
 
 class GadgetCreateWithAuthFields(SQLModel):

@@ -22,7 +22,12 @@ from sqlalchemy.pool import _ConnectionFairy
 from sqlalchemy.sql import ColumnElement, Delete, Insert, Select, Update
 from sqlalchemy.sql.annotation import Annotated as Annotated
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement, _label_reference, _textual_label_reference
+from sqlalchemy.sql.elements import (
+    ClauseElement,
+    ColumnClause,
+    _label_reference,
+    _textual_label_reference,
+)
 from sqlalchemy.sql.selectable import _MemoizedSelectEntities, _OffsetLimitParam
 from sqlalchemy.sql.visitors import InternalTraversal as InternalTraversal
 from sqlalchemy.types import TypeEngine
@@ -40,6 +45,8 @@ MemoizedSelectEntities: type[Any] = _MemoizedSelectEntities
 OffsetLimitParam: type[Any] = _OffsetLimitParam
 LabelReference: type[Any] = _label_reference
 TextualLabelReference: type[Any] = _textual_label_reference
+BinaryType: type[Any] = sqlalchemy.types._Binary
+"""The common base of LargeBinary and the dialects' binary types."""
 
 REQUIRED: list[tuple[object, str]] = [
     (ClauseElement, "_annotations"),
@@ -65,12 +72,20 @@ REQUIRED: list[tuple[object, str]] = [
     (SQLCompiler, "_result_columns"),
     (TypeEngine, "_cached_result_processor"),
     (_ConnectionFairy, "_checkin"),
+    (sqlalchemy.types, "_Binary"),
+    (ColumnClause, "_proxies"),
 ]
 
 
 def missing() -> list[str]:
     """The private names of ``REQUIRED`` that the installed SQLAlchemy lacks."""
     return missing_names("sqlalchemy", sqlalchemy.__version__, REQUIRED)
+
+
+def column_proxies(column: Any) -> list[Any]:
+    """What a subquery's (or a UNION's) column stands for: the column of each member it was
+    made from; empty for a table's own column."""
+    return list(getattr(column, "_proxies", ()) or ())
 
 
 def node_kind(element: Any) -> type[Any]:

@@ -37,9 +37,11 @@ from sqlalchemy import types
 from sqlalchemy.sql import elements, expression, functions, operators, selectable, visitors
 
 from .._compat.sqlalchemy import (
+    BinaryType,
     LabelReference,
     OffsetLimitParam,
     TextualLabelReference,
+    column_proxies,
     select_parts,
     type_affinity,
 )
@@ -174,7 +176,7 @@ _TYPE_CLASSES: tuple[tuple[type[Any], str], ...] = (
     (types.String, _TEXT),  # Enum, Text, Unicode, SQLModel's AutoString
     (types.Integer, _NUMBER), (types.Numeric, _NUMBER), (types.Boolean, _NUMBER),
     (types.DateTime, _TEMPORAL), (types.Date, _TEMPORAL), (types.Time, _TEMPORAL),
-    (types.Interval, _INTERVAL), (types._Binary, _BINARY), (types.JSON, _JSON),
+    (types.Interval, _INTERVAL), (BinaryType, _BINARY), (types.JSON, _JSON),
     (types.Uuid, _UUID),
 )
 """The class of the values of a column type (by the generic type it compares as)."""
@@ -224,7 +226,7 @@ def _class_of(node: Any, parameters: Parameters, depth: int = 0) -> str | None:
         inner = _class_of(node.clause, parameters, deeper)
         return inner if inner == _type_class(node.type) else None
     if isinstance(node, elements.ColumnClause):
-        proxies = list(getattr(node, "_proxies", ()) or ())
+        proxies = column_proxies(node)
         if proxies:  # a subquery's column: what it selects (each member of a UNION)
             return _agreed(_class_of(p, parameters, deeper) for p in proxies)
         return None if node.is_literal else _type_class(node.type)

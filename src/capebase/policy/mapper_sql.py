@@ -63,13 +63,14 @@ def _problem(mapper: Mapper[Any], dialect: Dialect) -> str | None:
                 f"{mapper.class_.__name__}.{name} cannot be loaded or written in a user "
                 f"session: {refused}"
             )
-    for name, expression in _written(mapper):
+    for name, expression, table in _written(mapper):
         try:
             known_shape(expression, dialect)
-            if _reads_a_table(expression):
+            if _reads_a_table(expression, table):
                 raise UnfilterableStatementError(
                     "it reads a table, which nothing filters there; give a value, a function "
-                    "of none (func.now()), a server_default, or write it in a privileged session"
+                    "of the row's own columns or of none (func.now()), a server_default, or "
+                    "write it in a privileged session"
                 )
         except UnfilterableStatementError as refused:
             return (
@@ -79,7 +80,7 @@ def _problem(mapper: Mapper[Any], dialect: Dialect) -> str | None:
     return None
 
 
-def _written(mapper: Mapper[Any]) -> Iterator[tuple[str, Any]]:
+def _written(mapper: Mapper[Any]) -> Iterator[tuple[str, Any, Any]]:
     """The SQL of the columns' ``default`` and ``onupdate`` (what SQLAlchemy writes into an
     INSERT's VALUES or an UPDATE's SET for a column not given a value)."""
     for prop in mapper.column_attrs:
@@ -87,13 +88,20 @@ def _written(mapper: Mapper[Any]) -> Iterator[tuple[str, Any]]:
             for which in ("default", "onupdate"):
                 generator: Any = getattr(column, which, None)
                 if getattr(generator, "is_clause_element", False):
-                    yield f"{prop.key} ({which})", generator.arg
+                    yield f"{prop.key} ({which})", generator.arg, column.table
 
 
-def _reads_a_table(expression: Any) -> bool:
+def _reads_a_table(expression: Any, own: Any) -> bool:
+    """Whether ``expression`` (a default or onupdate of a column of the table ``own``) reads
+    a table: a SELECT, a subquery, or a column of another table. Its own table's columns are
+    the row being written (``revision = revision + 1``), which the caller writes anyway."""
     return any(
         is_statement(element)  # a SELECT, a table, a subquery (a SQL function is none)
-        or (isinstance(element, elements.ColumnClause) and element.table is not None)
+        or (
+            isinstance(element, elements.ColumnClause)
+            and element.table is not None
+            and element.table is not own
+        )
         for element in visitors.iterate(expression)
     )
 

@@ -55,7 +55,7 @@ comment = Table(
 pin = Table(
     "rp_pin", metadata,
     Column("id", Integer, primary_key=True),
-    Column("team_id", ForeignKey("rp_team.id", ondelete="SET  NULL"), nullable=True),
+    Column("team_id", ForeignKey("rp_team.id", ondelete="SET NULL"), nullable=True),
 )
 badge = Table(
     "rp_badge", metadata,

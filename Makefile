@@ -55,7 +55,7 @@ docs-build: .venv
 # The packages are built first: tests/test_package.py installs that wheel (CAPEBASE_WHEEL_DIR)
 # instead of building one of its own.
 test: lint docs-build package
-	CAPEBASE_WHEEL_DIR=$(CURDIR)/dist $(BIN)/pytest -q -n 2 -m "not serial"
+	CAPEBASE_WHEEL_DIR=$(CURDIR)/dist $(BIN)/pytest -q -n 2 --dist worksteal -m "not serial"
 	$(BIN)/pytest -q -m serial
 	$(MAKE) test-oldest
 
@@ -68,7 +68,7 @@ OLDEST := .venv-oldest
 test-oldest: | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(OLDEST)
 	VIRTUAL_ENV=$(OLDEST) $(UV) pip install -q --resolution lowest-direct -e '.[dev]'
-	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -n 2 -p no:cacheprovider \
+	CI= CAPEBASE_TEST_DBS=sqlite $(OLDEST)/bin/pytest -q -n 2 --dist worksteal -p no:cacheprovider \
 		--ignore=tests/reliability --ignore=tests/scaleout --ignore=tests/demo --ignore=tests/docs --ignore=tests/clients \
 		--ignore=tests/test_package.py
 

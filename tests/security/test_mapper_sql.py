@@ -9,7 +9,7 @@ Oracle: bob's doc (secret "bob-secret") is hidden from alice. Each statement mus
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from sqlalchemy import delete, event, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload, undefer
 
-from capebase import UnfilterableStatementError
+from capebase import CapeBase, UnfilterableStatementError
 from capebase.policy import mapper_sql
 from capebase.testing import app_client
 
@@ -100,38 +100,40 @@ STATEMENTS: dict[str, Callable[[], Any]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(STATEMENTS))
-async def test_mapper_sql_is_refused_or_reads_only_permitted_rows(
-    name: str, db_url: str
-) -> None:
+@pytest.fixture
+async def cape(db_url: str) -> AsyncIterator[CapeBase]:
+    """A started app over this module's models, seeded."""
     app = FastAPI()
     cape = make(db_url, app)
     async with app_client(app):
         await seed(cape)
-        async with cape.get_privileged_session() as session:
-            await session.execute(delete(Doc).where(Doc.id == 3))
-            expected = await _run(session, STATEMENTS[name]())
-            await session.rollback()
-        async with cape.get_session(ALICE) as session:
-            try:
-                got = await _run(session, STATEMENTS[name]())
-            except UnfilterableStatementError:
-                return
+        yield cape
+
+
+@pytest.mark.parametrize("name", list(STATEMENTS))
+async def test_mapper_sql_is_refused_or_reads_only_permitted_rows(
+    name: str, cape: CapeBase
+) -> None:
+    async with cape.get_privileged_session() as session:
+        await session.execute(delete(Doc).where(Doc.id == 3))
+        expected = await _run(session, STATEMENTS[name]())
+        await session.rollback()
+    async with cape.get_session(ALICE) as session:
+        try:
+            got = await _run(session, STATEMENTS[name]())
+        except UnfilterableStatementError:
+            return
     assert got == expected
 
 
-async def test_deferred_literal_sql_loaded_on_access(db_url: str) -> None:
+async def test_deferred_literal_sql_loaded_on_access(cape: CapeBase) -> None:
     """The load of a deferred column_property on attribute access."""
-    app = FastAPI()
-    cape = make(db_url, app)
-    async with app_client(app):
-        await seed(cape)
-        async with cape.get_session(ALICE) as session:
-            try:
-                row = (await session.execute(select(DeferredRaw))).scalar_one()
-                value = await session.run_sync(lambda _: row.lazy_raw)
-            except UnfilterableStatementError:
-                return
+    async with cape.get_session(ALICE) as session:
+        try:
+            row = (await session.execute(select(DeferredRaw))).scalar_one()
+            value = await session.run_sync(lambda _: row.lazy_raw)
+        except UnfilterableStatementError:
+            return
     assert value != "bob-secret"
 
 
@@ -178,75 +180,59 @@ WRITES: dict[str, tuple[Callable[[Any, Any], Any], Any]] = {
 
 @pytest.mark.parametrize("name", list(WRITES))
 async def test_mapping_sql_written_by_a_flush_or_bulk_statement_is_refused(
-    name: str, db_url: str
+    name: str, cape: CapeBase
 ) -> None:
     write, model = WRITES[name]
-    app = FastAPI()
-    cape = make(db_url, app)
-    async with app_client(app):
-        await seed(cape)
-        async with cape.get_session(ALICE) as session:
-            with pytest.raises(UnfilterableStatementError):
-                await write(session, model)
-        async with cape.get_privileged_session() as session:
-            stored = (await session.execute(select(model.__table__))).all()
+    async with cape.get_session(ALICE) as session:
+        with pytest.raises(UnfilterableStatementError):
+            await write(session, model)
+    async with cape.get_privileged_session() as session:
+        stored = (await session.execute(select(model.__table__))).all()
     assert not any("bob-secret" in row for row in stored if row.id == 2 or row.note != "n")
 
 
 async def test_a_model_the_flush_meets_late_is_checked_as_its_row_is_written(
-    db_url: str,
+    cape: CapeBase,
 ) -> None:
     """An object added during the flush (by the app's own before_flush, after capebase's)
     is checked by the per-row hooks."""
-    app = FastAPI()
-    cape = make(db_url, app)
-    async with app_client(app):
-        await seed(cape)
-        async with cape.get_session(ALICE) as session:
-            def add_late(sync_session: Any, *_args: Any) -> None:
-                sync_session.add(Bound(id=3, owner="alice", value="x"))
+    async with cape.get_session(ALICE) as session:
+        def add_late(sync_session: Any, *_args: Any) -> None:
+            sync_session.add(Bound(id=3, owner="alice", value="x"))
 
-            event.listen(session.sync_session, "before_flush", add_late)
-            session.add(Stamped(id=3, owner="alice"))
-            with pytest.raises(UnfilterableStatementError):
-                await session.commit()
-        async with cape.get_privileged_session() as session:
-            assert (await session.execute(select(Bound.__table__))).all() == []
+        event.listen(session.sync_session, "before_flush", add_late)
+        session.add(Stamped(id=3, owner="alice"))
+        with pytest.raises(UnfilterableStatementError):
+            await session.commit()
+    async with cape.get_privileged_session() as session:
+        assert (await session.execute(select(Bound.__table__))).all() == []
 
 
-async def test_defaults_and_onupdate_of_no_table_still_work(db_url: str) -> None:
+async def test_defaults_and_onupdate_of_no_table_still_work(cape: CapeBase) -> None:
     """The near-miss: functions of no table as default and onupdate, in a flush and in a bulk
     UPDATE."""
-    app = FastAPI()
-    cape = make(db_url, app)
-    async with app_client(app):
-        await seed(cape)
-        async with cape.get_session(ALICE) as session:
-            session.add(Stamped(id=2, owner="alice"))
-            await session.commit()
-            row = (await session.execute(select(Stamped).where(Stamped.id == 2))).scalar_one()
-            row.note = "changed"
-            await session.commit()
-            await session.execute(update(Stamped).where(Stamped.id == 1).values(note="bulk"))
-            await session.commit()
-        async with cape.get_privileged_session() as session:
-            rows = (await session.execute(
-                select(Stamped.id, Stamped.note, Stamped.made, Stamped.touched)
-                .order_by(Stamped.id)
-            )).all()
+    async with cape.get_session(ALICE) as session:
+        session.add(Stamped(id=2, owner="alice"))
+        await session.commit()
+        row = (await session.execute(select(Stamped).where(Stamped.id == 2))).scalar_one()
+        row.note = "changed"
+        await session.commit()
+        await session.execute(update(Stamped).where(Stamped.id == 1).values(note="bulk"))
+        await session.commit()
+    async with cape.get_privileged_session() as session:
+        rows = (await session.execute(
+            select(Stamped.id, Stamped.note, Stamped.made, Stamped.touched)
+            .order_by(Stamped.id)
+        )).all()
     assert [tuple(r) for r in rows] == [
         (1, "bulk", "made", "TOUCHED"), (2, "changed", "made", "TOUCHED")
     ]
 
 
-async def test_a_subclass_loaded_alone_is_refused_too(db_url: str) -> None:
-    app = FastAPI()
-    cape = make(db_url, app)
-    async with app_client(app):
-        await seed(cape)
-        async with cape.get_session(ALICE) as session:
-            with pytest.raises(UnfilterableStatementError):
-                await session.execute(select(PolyLeaf))
+async def test_a_subclass_loaded_alone_is_refused_too(cape: CapeBase) -> None:
+    async with cape.get_session(ALICE) as session:
+        with pytest.raises(UnfilterableStatementError):
+            await session.execute(select(PolyLeaf))
 
 
 _WHERE = "cannot be loaded or written in a user session"
@@ -308,16 +294,12 @@ PLAIN: dict[str, tuple[Callable[[], Any], Callable[[Any], Any], Any]] = {
 
 
 @pytest.mark.parametrize("name", list(PLAIN))
-async def test_plain_mappings_load_in_a_user_session(name: str, db_url: str) -> None:
+async def test_plain_mappings_load_in_a_user_session(name: str, cape: CapeBase) -> None:
     """Mappings that write no SQL of the app's are not refused (issue 17: the tests above all
     pass if everything is refused)."""
     statement, rows, expected = PLAIN[name]
-    app = FastAPI()
-    cape = make(db_url, app)
-    async with app_client(app):
-        await seed(cape)
-        async with cape.get_session(ALICE) as session:
-            got = rows(await session.execute(statement()))
+    async with cape.get_session(ALICE) as session:
+        got = rows(await session.execute(statement()))
     assert got == expected
 
 

@@ -71,15 +71,20 @@ def open_stream(
         )
     except TooManySubscriptionsError as exc:
         return response_for(exc)  # returned, not raised: the caller attaches its cleanup
-    ready = ""
-    binding = binding_for(published, ctx, request.query_params)
-    stream = Stream(services.hub, subscriber, resume, binding, services.realtime.heartbeat)
-    if resume is None:
-        # A new stream's position, so a client that drops before the first change can
-        # still resume from here (EventSource keeps the last ``id:`` it saw).
-        opened_at = stream.opening_token()
-        data = json.dumps({"event": "ready", "id": opened_at})
-        ready = event_frame(data, event="ready", id=opened_at)
+    try:
+        ready = ""
+        binding = binding_for(published, ctx, request.query_params)
+        stream = Stream(services.hub, subscriber, resume, binding, services.realtime.heartbeat)
+        if resume is None:
+            # A new stream's position, so a client that drops before the first change can
+            # still resume from here (EventSource keeps the last ``id:`` it saw).
+            opened_at = stream.opening_token()
+            data = json.dumps({"event": "ready", "id": opened_at})
+            ready = event_frame(data, event="ready", id=opened_at)
+    except BaseException:
+        # The response, which ends the subscription when it ends, was never made.
+        services.hub.unsubscribe(subscriber)
+        raise
     return EventStreamResponse(
         stream,
         first=ready,

@@ -39,22 +39,28 @@ def websocket_endpoint(services: RouteServices, published: PublishedModel) -> An
     ) -> None:
         try:
             resume = resume_token(websocket.headers.get("last-event-id"), websocket.query_params)
+            binding = binding_for(published, ctx, websocket.query_params)
             subscriber = open_subscription(
                 services, published, ctx, websocket.query_params, client=client_key(ctx, websocket)
             )
-            binding = binding_for(published, ctx, websocket.query_params)
         except (QueryError, TooManySubscriptionsError) as exc:
             # Accepted first: a close before accept is an HTTP 403 to the client, which shows
             # neither the close code nor the reason (browsers hide the status too).
             await close_websocket(websocket, exc)
             return
-        stream = Stream(services.hub, subscriber, resume, binding, services.realtime.heartbeat)
-        # A new stream's position, as SSE's ``ready`` event: a client that drops before its
-        # first change resumes from here (only the server can issue a token).
-        ready = None if resume is not None else stream.opening_token()
-        await websocket.accept()
-        watcher = watch_disconnect(websocket.receive, subscriber.hang_up, "websocket.disconnect")
+        watcher = None
+        # From here on the subscription is ours to end, whatever fails: a client that hangs
+        # up during the handshake makes accept() raise, and a subscriber left in the hub
+        # would count against the caller's limit until the process ends.
         try:
+            stream = Stream(services.hub, subscriber, resume, binding, services.realtime.heartbeat)
+            # A new stream's position, as SSE's ``ready`` event: a client that drops before
+            # its first change resumes from here (only the server can issue a token).
+            ready = None if resume is not None else stream.opening_token()
+            await websocket.accept()
+            watcher = watch_disconnect(
+                websocket.receive, subscriber.hang_up, "websocket.disconnect"
+            )
             if ready is not None:
                 await websocket.send_text(json.dumps({"event": "ready", "id": ready}))
             async with contextlib.aclosing(stream.replay()) as replay:
@@ -74,7 +80,8 @@ def websocket_endpoint(services: RouteServices, published: PublishedModel) -> An
         except WebSocketDisconnect:
             pass
         finally:
-            await stop_watching(watcher)
+            if watcher is not None:
+                await stop_watching(watcher)
             services.hub.unsubscribe(subscriber)
 
     return subscribe_ws

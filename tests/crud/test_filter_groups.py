@@ -79,6 +79,11 @@ GROUPS: Cases = [
     ("not.or=(note__contains=\"%\")", [1, 3, 5, 6]),
     ("or=(note__isnull=true,note=a_b)", [1, 3]),
     ("not.and=(not.and(note__gt=a))", [3, 5]),
+    # a negated text condition under NOT (SQLAlchemy renders ``NOT (a) IS NOT 1`` unparenthesized)
+    ("not.and=(note__ne=a_b)", [1, 3]),
+    ("not.or=(name__ne=Apple)", [1]),
+    ("not.and=(name__nin=(Apple,Banana))", [1, 3]),
+    ("not.and=(not.and(name=Apple))", [1]),
     # exact text, on MariaDB too
     ("or=(name=apple,name=cafe)", []),
     ("or=(name=APPLE,name=Café)", [6]),

@@ -19,9 +19,10 @@ from sqlalchemy import (
     Text,
     and_,
     cast,
+    false,
+    func,
     not_,
     or_,
-    true,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -161,9 +162,12 @@ def _group_condition(
         for item in group.items
     ]
     combined = and_(*parts) if group.kind == "and" else or_(*parts)
+    if not group.negated:
+        return combined
     # Two-valued, as streams evaluate it: a condition on NULL is false, so NOT makes it true
-    # (SQL's NOT would leave it unknown, and the row out).
-    return combined.is_not(true()) if group.negated else combined
+    # (SQL's NOT would leave it unknown, and the row out). Not ``IS NOT TRUE``: SQLAlchemy
+    # renders ``NOT (a) IS NOT 1`` for a negated term, which SQL reads as NOT (a IS NOT 1).
+    return not_(func.coalesce(combined, false()))
 
 
 def _term_condition(

@@ -272,7 +272,8 @@ def test_group_trees_agree_with_python_and_streams(db_url: str) -> None:
     examples = scaled(100)
     # the generator made what the test's name promises, not only flat conditions
     for case, share in [("groups", 0.5), ("OR", 0.3), ("NOT", 0.3), ("nested OR", 0.1),
-                        ("nested NOT", 0.1), ("depth 4", 0.03), ("NOT over NULL", 0.05), ("hidden rows matched", 0.1),
+                        ("nested NOT", 0.1), ("depth 4", 0.03), ("NOT over NULL", 0.05),
+                        ("hidden rows matched", 0.1),
                         ("some rows", 0.1), ("no rows", 0.1), ("streams", 0.2),
                         ("stream groups", 0.1)]:
         assert seen[case] >= share * examples, (case, seen)

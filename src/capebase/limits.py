@@ -6,6 +6,8 @@ Each limit has a safe default and answers with a clear 4xx (or a named 5xx for t
 - page size: ``CrudConfig.max_page_size`` (422 above it);
 - values in ``__in`` / ``__nin``: ``CrudConfig.max_in_values`` (422);
 - filters per list request or stream: ``LimitsConfig.max_filters`` (422);
+- conditions per list request or stream, in groups too: ``LimitsConfig.max_filter_terms`` (400);
+- nesting of filter groups: ``LimitsConfig.max_filter_depth`` (400);
 - request body size: ``LimitsConfig.max_body_size`` (413);
 - open streams per process: ``RealtimeConfig.max_subscriptions`` (429, WebSocket close 1013);
 - open streams per client: ``RealtimeConfig.max_subscriptions_per_client`` (429 / 1013);
@@ -21,6 +23,9 @@ from dataclasses import dataclass
 
 from .errors import ConfigurationError, QueryError
 
+DEFAULT_MAX_FILTER_TERMS = 50
+DEFAULT_MAX_FILTER_DEPTH = 4
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LimitsConfig:
@@ -28,7 +33,11 @@ class LimitsConfig:
 
     Args:
         max_filters: the most ``?field__op=value`` filters one list request or stream may
-            carry (422 above it).
+            carry (422 above it); a group (``or=(...)``) counts as one.
+        max_filter_terms: the most conditions one list request or stream may carry, those
+            inside groups included (400 above it).
+        max_filter_depth: how deep groups may nest: ``or=(a=1,b=2)`` is 1 level,
+            ``or=(a=1,and(b=2,c=3))`` 2 (400 above it).
         max_body_size: the largest request body, in bytes, any route of the app accepts
             (413 above it), whether or not the client sends ``Content-Length``. ``None``
             turns the guard off (when a proxy enforces a limit). A route's own FastAPI
@@ -44,6 +53,8 @@ class LimitsConfig:
     """
 
     max_filters: int = 32
+    max_filter_terms: int = DEFAULT_MAX_FILTER_TERMS
+    max_filter_depth: int = DEFAULT_MAX_FILTER_DEPTH
     max_body_size: int | None = 1024 * 1024
     statement_timeout: float | None = 30.0
     connect_timeout: float = 10.0
@@ -53,6 +64,9 @@ class LimitsConfig:
     def __post_init__(self) -> None:
         if self.max_filters < 1:
             raise ConfigurationError("LimitsConfig.max_filters must be at least 1")
+        for name in ("max_filter_terms", "max_filter_depth"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"LimitsConfig.{name} must be at least 1")
         if self.max_body_size is not None and self.max_body_size < 1:
             raise ConfigurationError(
                 "LimitsConfig.max_body_size must be a positive number of bytes, or None to "

@@ -90,12 +90,27 @@ def test_list_parameters(document: dict[str, Any]) -> None:
     assert parameters["offset"]["schema"]["minimum"] == 0
 
 
+def test_select_and_filter_groups_are_declared(document: dict[str, Any]) -> None:
+    """``select`` on list and get, and the filter groups on list, are optional query
+    parameters with a description (their names, not the Python ones: ``not.or``)."""
+    paths = document["paths"]
+    listed = {p["name"]: p for p in paths["/crud_item"]["get"]["parameters"]}
+    got = {p["name"]: p for p in paths["/crud_item/{id}"]["get"]["parameters"]}
+    for name in ("select", "or", "and", "not.or", "not.and"):
+        assert listed[name]["in"] == "query", name
+        assert listed[name]["required"] is False, name
+        assert listed[name]["description"], name
+    assert got["select"]["in"] == "query"
+    assert got["select"]["description"]
+    assert set(got) == {"id", "select"}
+    assert "or=(" in paths["/crud_item"]["get"]["description"]
+
+
 def test_path_parameters_have_the_key_type(document: dict[str, Any]) -> None:
     paths = document["paths"]
 
     def key_schema(path: str) -> dict[str, Any]:
-        (parameter,) = paths[path]["get"]["parameters"]
-        assert parameter["in"] == "path"
+        (parameter,) = [p for p in paths[path]["get"]["parameters"] if p["in"] == "path"]
         assert parameter["required"] is True
         schema: dict[str, Any] = parameter["schema"]
         return schema

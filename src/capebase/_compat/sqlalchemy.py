@@ -359,7 +359,9 @@ def expand_postcompile(
     return (
         expanded.statement,
         list(expanded.positiontup or ()),
-        dict(expanded.processors),
+        # The expanded state holds the processors of the expanded values only; the other
+        # parameters keep the compiled ones (Core merges them the same way).
+        {**compiled._bind_processors, **expanded.processors},
         dict(expanded.parameters),
     )
 

@@ -18,6 +18,7 @@ from ..filters.query import (
     parse_filters,
     parse_order_by,
 )
+from ..filters.select import parse_select
 from ..http.errors import constraint_failures_as_http
 from ..identity.context import AuthContext
 from ..identity.fields import server_values
@@ -83,12 +84,23 @@ class Handlers:
         offset: int,
         order_by: str | None,
         count: bool,
+        selection: str | None = None,
+        **groups: str | None,
     ) -> Response:
+        """The rows the caller may read that match the query's filters, with the fields of
+        ``selection`` (``?select=``, default all); ``groups`` (``or``,
+        ``not.and``...) are declared for OpenAPI and read from ``request``, where each may
+        be repeated."""
         p = self.published
         config = self.services.crud
+        limits = self.services.limits
         params = request.query_params.multi_items()
-        check_filter_count(params, ignored=RESERVED, limit=self.services.limits.max_filters)
-        conditions = parse_filters(params, p.fields, max_in=config.max_in_values)
+        check_filter_count(params, ignored=RESERVED, limit=limits.max_filters)
+        conditions = parse_filters(
+            params, p.fields, max_in=config.max_in_values,
+            max_terms=limits.max_filter_terms, max_depth=limits.max_filter_depth,
+        )
+        selected = parse_select(selection, p.fields)
         read = self.services.policy.sql_filter(p.model, "read", ctx)
         statement = (
             self.select_all.where(read, *conditions)
@@ -101,11 +113,16 @@ class Handlers:
         if count:
             counter = select(func.count()).select_from(p.table).where(read, *conditions)
             headers["X-Total-Count"] = str(await self._count(counter))
-        return Response(p.rows_json.dump_json(rows), media_type="application/json",
-                        headers=headers)
+        body = p.rows_json.dump_json(
+            rows, include=None if selected is None else {"__all__": selected}
+        )
+        return Response(body, media_type="application/json", headers=headers)
 
-    async def get_row(self, *, ctx: AuthContext, **path: Any) -> Response:
+    async def get_row(
+        self, *, ctx: AuthContext, selection: str | None = None, **path: Any
+    ) -> Response:
         p = self.published
+        selected = parse_select(selection, p.fields)
         key = self._key(path)
         rows = await self._fetch(self.select_by_key, {KEY: key})
         # The read rules checked in Python on the row: the same answer as the SQL predicate
@@ -119,7 +136,8 @@ class Handlers:
             verdict = bool(rows)
         if not verdict:
             raise NotFoundError(p.name, key)
-        return Response(p.row_json.dump_json(rows[0]), media_type="application/json")
+        return Response(p.row_json.dump_json(rows[0], include=selected),
+                        media_type="application/json")
 
     async def create_row(self, *, body: BaseModel, ctx: AuthContext) -> Response:
         p = self.published

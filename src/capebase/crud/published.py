@@ -13,6 +13,7 @@ from sqlalchemy import Column, Table
 
 from ..db.mapping import require_plain_columns, require_table
 from ..errors import ConfigurationError
+from ..filters.groups import GROUP_KEYS
 from ..filters.query import (
     RESERVED,
     STREAM_PARAMETERS,
@@ -62,7 +63,7 @@ class PublishedModel:
         return self.model.__name__
 
 
-QUERY_PARAMETERS = RESERVED | STREAM_PARAMETERS
+QUERY_PARAMETERS = RESERVED | STREAM_PARAMETERS | GROUP_KEYS
 """Query parameters the list and stream routes read for themselves, never as filters."""
 
 

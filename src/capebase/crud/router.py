@@ -21,6 +21,7 @@ from .lean import (
     HandlerFactory,
     body_handler,
     item_handler,
+    item_query_handler,
     lean,
     query_handler,
 )
@@ -114,6 +115,25 @@ def _with_signature(method: Callable[..., Any], params: list[pyinspect.Parameter
     return endpoint
 
 
+_GROUP_PARAMETERS = (
+    ("or", "Any of the conditions: `(field__op=value,...)`; nest `and(...)`, `or(...)`, "
+     "`not.and(...)`, `not.or(...)`; quote a value holding `,` `(` `)` or `\"`: "
+     "`name=\"a, b\"`; `in`/`nin` take a list: `id__in=(1,2)`"),
+    ("and", "All of the conditions: `(field__op=value,...)`, nestable as for `or`"),
+    ("not.or", "None of the conditions: `(field__op=value,...)`"),
+    ("not.and", "Not all of the conditions: `(field__op=value,...)`"),
+)
+"""The filter groups a list declares in OpenAPI (their grammar: ``filters.groups``)."""
+
+
+def _select_param() -> pyinspect.Parameter:
+    return pyinspect.Parameter(
+        "selection", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+        default=Query(None, alias="select",
+                      description="Comma-separated fields to return (default: all)"),
+    )
+
+
 def build_router(services: RouteServices, published: PublishedModel) -> APIRouter:
     """The APIRouter with the routes ``published.routes`` asks for."""
     router = APIRouter(tags=[published.table.name])
@@ -171,6 +191,14 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             pyinspect.Parameter("count", pyinspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                 default=Query(False, description="Add the X-Total-Count header")),
         ]
+        list_params.append(_select_param())
+        list_params.extend(
+            pyinspect.Parameter(
+                name.replace(".", "_") + "_", pyinspect.Parameter.KEYWORD_ONLY,
+                annotation=str | None, default=Query(None, alias=name, description=description),
+            )
+            for name, description in _GROUP_PARAMETERS
+        )
         endpoint = fast(_with_signature(handlers.list_rows, list_params),
                         query_handler(solver, handlers.list_rows))
         router.add_api_route(
@@ -180,20 +208,30 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             description=(
                 "Filter with `?field=value` or `?field__op=value`, op in "
                 "ne, gt, gte, lt, lte, in, nin, like, ilike, contains, icontains, startswith, "
-                f"isnull. Fields: {', '.join(published.fields)}."
+                f"isnull. Fields: {', '.join(published.fields)}. Combine conditions with "
+                "`or=(a__eq=1,b__gt=2)`, `and=(...)`, `not.or=(...)`, `not.and=(...)`, "
+                "nested as `or=(a__eq=1,and(b__gt=2,c__lt=3))`."
             ),
             responses={
-                400: {"model": ErrorBody, "description": "Unknown filter field or operator"},
+                400: {"model": ErrorBody,
+                      "description": "Unknown filter or select field or operator, or a "
+                      "malformed or too large filter group"},
                 **_DATABASE,
             },
         )
     if "get" in published.routes:
-        endpoint = fast(_with_signature(handlers.get_row, [pk_param, ctx_param]),
-                        item_handler(solver, handlers.get_row))
+        endpoint = fast(
+            _with_signature(handlers.get_row, [pk_param, ctx_param, _select_param()]),
+            item_query_handler(solver, handlers.get_row),
+        )
         router.add_api_route(
             item_path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
             response_model=published.read_schema, operation_id=f"get_{name}",
-            summary=f"Get one {name}", responses={**_NOT_FOUND, **_DATABASE},
+            summary=f"Get one {name}",
+            responses={
+                400: {"model": ErrorBody, "description": "Unknown select field"},
+                **_NOT_FOUND, **_DATABASE,
+            },
         )
     if "create" in published.routes:
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import (
     ARRAY,
     JSON,
     Boolean,
     Column,
     ColumnElement,
-    DateTime,
     Enum,
-    Interval,
     String,
     Table,
     Text,
+    and_,
     cast,
+    false,
+    func,
     not_,
     or_,
 )
 from sqlalchemy.types import TypeEngine
 
 from ..errors import QueryError
+from ..limits import DEFAULT_MAX_FILTER_DEPTH, DEFAULT_MAX_FILTER_TERMS
 from ..policy.sqlexpr import (
     binary_collated,
     codepoint_ordered,
@@ -36,19 +36,12 @@ from ..policy.sqlexpr import (
     one_of,
     strict_text,
 )
-from ..wire.values import (
-    ValueCheck,
-    enum_values,
-    exact_decimal,
-    integer_range,
-    interval_problem,
-    storage_type,
-    text_problem,
-    utc_problem,
-    value_check,
-)
+from ..wire.values import storage_type, value_check
+from .groups import GROUP_KEYS, Group, Term, check_size, parse_group, term
+from .values import BOOL, checked, parse_text, value_parser
 
-RESERVED = frozenset({"order_by", "limit", "offset", "count"})
+RESERVED = frozenset({"order_by", "limit", "offset", "count", "select"})
+"""What a list's query string carries besides its filters."""
 STREAM_PARAMETERS = frozenset({"last_event_id", "access_token", "ticket"})
 """What a stream's query string carries besides its filters."""
 TEXT_OPERATORS = frozenset({"like", "ilike", "contains", "icontains", "startswith"})
@@ -56,7 +49,6 @@ OPERATORS = (
     "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin",
     "like", "ilike", "contains", "icontains", "startswith", "isnull",
 )
-_BOOL = TypeAdapter(bool)
 LIKE_ESCAPE = "\\"
 _ALL_OPERATORS = frozenset(OPERATORS)
 _EQUALITY_OPERATORS = frozenset({"eq", "ne", "in", "nin", "isnull"})
@@ -90,7 +82,7 @@ def filter_fields(table: Table) -> dict[str, FilterField]:
         operators, kind = _operators(stored, is_text)
         fields[column.key] = FilterField(
             column=column,
-            parse=_checked(_value_parser(column.type, stored), value_check(column, stored=False)),
+            parse=checked(value_parser(column.type, stored), value_check(column, stored=False)),
             is_text=is_text,
             operators=operators,
             kind=kind,
@@ -132,144 +124,72 @@ def check_operator(name: str, op: str, field: FilterField) -> None:
     )
 
 
-def _value_parser(declared: TypeEngine[Any], stored: TypeEngine[Any]) -> Callable[[str], Any]:
-    """The function turning one query-string value into a value of the column's type.
-
-    It raises ``ValueError`` (pydantic's ValidationError is one) for a value the column could
-    not hold, so the database never sees it (see ``values``).
-    """
-    if isinstance(declared, Interval):  # a TypeDecorator over DateTime where not native
-        return _interval
-    if isinstance(stored, Boolean):
-        return _BOOL.validate_strings
-    bounds = integer_range(stored)
-    if bounds is not None:
-        return _integer_parser(*bounds)
-    if isinstance(stored, DateTime):
-        return _datetime_parser(is_aware=bool(stored.timezone))
-    members = enum_values(stored)
-    if members is not None:
-        return _member_parser(members)
-    try:
-        python_type: Any = stored.python_type
-    except NotImplementedError:
-        python_type = str
-    if python_type is str:
-        return _text
-    if python_type is Decimal:
-        return _decimal
-    return TypeAdapter(python_type).validate_strings
-
-
-_DECIMAL = TypeAdapter(Decimal)
-
-
-def _decimal(raw: str) -> Decimal:
-    return exact_decimal(_DECIMAL.validate_strings(raw))
-
-
-def _checked(parse: Callable[[str], Any], check: ValueCheck | None) -> Callable[[str], Any]:
-    """``parse``, refusing what the column cannot hold as a body value would be refused."""
-    if check is None:
-        return parse
-
-    def parse_and_check(raw: str) -> Any:
-        value = parse(raw)
-        problem = check(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-    return parse_and_check
-
-
-def _member_parser(members: tuple[str, ...]) -> Callable[[str], str]:
-    """An enum of strings: a value that is none of its members fails in PostgreSQL's
-    comparison with its native enum."""
-    allowed = frozenset(members)
-
-    def parse(raw: str) -> str:
-        if raw not in allowed:
-            raise ValueError(f"not one of {', '.join(map(repr, members))}")
-        return raw
-
-    return parse
-
-
-_TIMEDELTA = TypeAdapter(timedelta)
-
-
-def _interval(raw: str) -> timedelta:
-    value: timedelta = _TIMEDELTA.validate_strings(raw)
-    problem = interval_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-def _text(raw: str) -> str:
-    problem = text_problem(raw)
-    if problem is not None:
-        raise ValueError(problem)
-    return raw
-
-
-def _integer_parser(low: int, high: int) -> Callable[[str], int]:
-    adapter = TypeAdapter(int)
-
-    def parse(raw: str) -> int:
-        value: int = adapter.validate_strings(raw)
-        if not low <= value <= high:
-            raise ValueError(f"out of range for this column ({low} to {high})")
-        return value
-
-    return parse
-
-
-def _datetime_parser(*, is_aware: bool) -> Callable[[str], datetime]:
-    """Datetimes without an offset are UTC; naive columns are compared in UTC."""
-    adapter = TypeAdapter(datetime)
-
-    def parse(raw: str) -> datetime:
-        value: datetime = adapter.validate_strings(raw)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC) if is_aware else value
-        problem = utc_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value if is_aware else value.astimezone(UTC).replace(tzinfo=None)
-
-    return parse
-
-
 def parse_filters(
-    params: Iterable[tuple[str, str]], fields: dict[str, FilterField], *, max_in: int
+    params: Iterable[tuple[str, str]],
+    fields: dict[str, FilterField],
+    *,
+    max_in: int,
+    max_terms: int = DEFAULT_MAX_FILTER_TERMS,
+    max_depth: int = DEFAULT_MAX_FILTER_DEPTH,
 ) -> list[ColumnElement[bool]]:
-    """Turn query parameters into WHERE conditions (AND-ed).
+    """Turn query parameters into WHERE conditions (AND-ed): ``field__op=value`` conditions
+    and groups (``or=(...)``, ``not.and=(...)``..., see ``groups``).
 
     Raises:
-        QueryError: 400 for an unknown field or operator, 422 for a value that does not parse.
+        QueryError: 400 for an unknown field or operator, a malformed group, more than
+            ``max_terms`` conditions or groups nested deeper than ``max_depth``; 422 for a
+            value that does not parse.
     """
-    conditions: list[ColumnElement[bool]] = []
+    terms: list[Term] = []
+    groups: list[Group] = []
     for key, raw in params:
-        if key in RESERVED:
-            continue
-        name, separator, op = key.partition("__")
-        if not separator:
-            op = "eq"
-        field = fields.get(name)
-        if field is None:
-            known = ", ".join(fields)
-            raise QueryError(f"Unknown filter field {name!r}; filterable fields: {known}")
-        if op not in OPERATORS:
-            raise QueryError(f"Unknown filter operator {op!r} in {key!r}; use one of: "
-                             + ", ".join(OPERATORS))
-        conditions.append(_condition(name, op, raw, field, max_in))
+        if key in GROUP_KEYS:
+            groups.append(parse_group(key, raw, max_depth=max_depth, reserved=RESERVED))
+        elif key not in RESERVED:
+            terms.append(term(key, raw))
+    check_size(len(terms), groups, max_terms=max_terms)
+    conditions = [_term_condition(t, fields, max_in) for t in terms]
+    conditions.extend(_group_condition(group, fields, max_in) for group in groups)
     return conditions
 
 
+def _group_condition(
+    group: Group, fields: dict[str, FilterField], max_in: int
+) -> ColumnElement[bool]:
+    parts = [
+        _group_condition(item, fields, max_in) if isinstance(item, Group)
+        else _term_condition(item, fields, max_in)
+        for item in group.items
+    ]
+    combined = and_(*parts) if group.kind == "and" else or_(*parts)
+    if not group.negated:
+        return combined
+    # Two-valued, as streams evaluate it: a condition on NULL is false, so NOT makes it true
+    # (SQL's NOT would leave it unknown, and the row out). Not ``IS NOT TRUE``: SQLAlchemy
+    # renders ``NOT (a) IS NOT 1`` for a negated term, which SQL reads as NOT (a IS NOT 1).
+    return not_(func.coalesce(combined, false()))
+
+
+def _term_condition(
+    term: Term, fields: dict[str, FilterField], max_in: int
+) -> ColumnElement[bool]:
+    field = fields.get(term.name)
+    if field is None:
+        known = ", ".join(fields)
+        raise QueryError(f"Unknown filter field {term.name!r}; filterable fields: {known}")
+    if term.op not in OPERATORS:
+        raise QueryError(f"Unknown filter operator {term.op!r} in {term.key!r}; use one of: "
+                         + ", ".join(OPERATORS))
+    return _condition(term.name, term.op, term.raw, field, max_in, term.items)
+
+
 def _condition(
-    name: str, op: str, raw: str, field: FilterField, max_in: int
+    name: str,
+    op: str,
+    raw: str,
+    field: FilterField,
+    max_in: int,
+    items: tuple[str, ...] | None = None,
 ) -> ColumnElement[bool]:
     column = field.column
     check_operator(name, op, field)
@@ -281,7 +201,7 @@ def _condition(
             return is_null if wanted else not_(is_null)
         return column.is_(None) if wanted else column.is_not(None)
     if op in TEXT_OPERATORS:
-        value = _parse(name, raw, _text)
+        value = _parse(name, raw, parse_text)
         if op in ("like", "ilike") and _ends_with_escape(value):
             # PostgreSQL fails on such a pattern, SQLite matches nothing, MySQL reads a "\".
             raise QueryError(
@@ -291,15 +211,8 @@ def _condition(
             )
         return _text_condition(column, op, value)
     if op in ("in", "nin"):
-        items = [item for item in raw.split(",")] if raw != "" else []
-        if len(items) > max_in:
-            raise QueryError(
-                f"Too many values for {name}__{op}: at most {max_in}", is_invalid_value=True
-            )
-        values = [_parse(name, item, field.parse) for item in items]
-        if not values:
-            raise QueryError(f"{name}__{op} needs at least one value", is_invalid_value=True)
-        condition = one_of(column, values)
+        values = list_items(name, op, raw, items, max_in)
+        condition = one_of(column, [_parse(name, item, field.parse) for item in values])
         return condition if op == "in" else not_(condition)
     value = _parse(name, raw, field.parse)
     if op == "eq":
@@ -314,13 +227,32 @@ def _condition(
     return comparisons[op]
 
 
+def list_items(
+    name: str, op: str, raw: str, items: tuple[str, ...] | None, max_in: int
+) -> tuple[str, ...]:
+    """The values of ``name__in`` / ``name__nin``: ``items`` (a group's list), or ``raw``
+    split on commas.
+
+    Raises:
+        QueryError: 422 for none, or more than ``max_in``.
+    """
+    if items is None:
+        items = tuple(raw.split(",")) if raw != "" else ()
+    if len(items) > max_in:
+        raise QueryError(f"Too many values for {name}__{op}: at most {max_in}",
+                         is_invalid_value=True)
+    if not items:
+        raise QueryError(f"{name}__{op} needs at least one value", is_invalid_value=True)
+    return items
+
+
 def parse_isnull(name: str, raw: str) -> bool:
     """The value of ``?name__isnull=raw``: ``true``, ``false`` (or ``1``, ``0``, ``yes``...).
 
     Raises:
         QueryError: 422 for any other value.
     """
-    wanted: bool = _parse(name, raw, _BOOL.validate_strings)
+    wanted: bool = _parse(name, raw, BOOL.validate_strings)
     return wanted
 
 

@@ -312,7 +312,7 @@ class Dispatcher:
                     event = await visibility.event_in_database(subscriber, old, new, connection)
                 if event is not None:
                     # One (id, text) item per event variant, shared by every subscriber.
-                    subscriber.offer(message.item(event, view))
+                    subscriber.offer(message.item(event, view, subscriber.selection))
                     observer.change_offered(subscriber, record)
         if record.handlers_pending:
             self.runner.offer(record)
@@ -326,4 +326,4 @@ class Dispatcher:
         event = self.visibility.event_for(subscriber, old, new)
         if event is ASK_DATABASE:
             event = await self.visibility.event_in_database(subscriber, old, new, connection)
-        return None if event is None else Message(record).item(event, view)
+        return None if event is None else Message(record).item(event, view, subscriber.selection)

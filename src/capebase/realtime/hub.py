@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..changes.retention import prune
 from ..db.direct import DirectExecutor
 from ..errors import NotStartedError, TooManySubscriptionsError
-from ..filters.streams import StreamFilter
+from ..filters.streams import StreamCondition
 from ..identity.context import AuthContext
 from ..observer import observer_for
 from ..policy.registry import Policy
@@ -247,13 +247,15 @@ class Hub:
         self,
         view: ModelView,
         ctx: AuthContext,
-        filters: list[StreamFilter],
+        filters: list[StreamCondition],
         *,
         client: str | None = None,
+        selection: frozenset[str] | None = None,
     ) -> Subscriber:
         """Open a subscription; live changes after ``self.cursor`` reach its queue.
 
-        ``client`` names who opens it (a user id, or an address) for the per-client limit.
+        ``client`` names who opens it (a user id, or an address) for the per-client limit;
+        ``selection`` the fields its rows carry (``None``: all).
 
         Raises:
             TooManySubscriptionsError: the process is at ``max_subscriptions``, or ``client``
@@ -267,7 +269,7 @@ class Hub:
                 f"Too many open subscriptions for this client (at most {per_client}, "
                 "RealtimeConfig.max_subscriptions_per_client); close one or retry later"
             )
-        subscriber = Subscriber(view, ctx, filters, self.config.queue_size)
+        subscriber = Subscriber(view, ctx, filters, self.config.queue_size, selection)
         if client is not None:
             self._client_of[subscriber] = client
             self._per_client[client] = self._per_client.get(client, 0) + 1

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from ..filters.streams import StreamFilter
 from ..policy.registry import Policy
 from .subscribers import Subscriber
 
@@ -26,6 +27,8 @@ def pins_for(policy: Policy, subscriber: Subscriber) -> list[Pin] | None:
     empty list when no rule lets it read anything.
     """
     for stream_filter in subscriber.filters:
+        if not isinstance(stream_filter, StreamFilter):  # a group pins nothing
+            continue
         if stream_filter.op == "eq":
             return [(stream_filter.field, stream_filter.value)]
         if stream_filter.op == "in":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..filters.streams import StreamFilter
+from ..filters.streams import StreamCondition
 from ..identity.context import AuthContext
-from .views import ModelView
+from .views import ModelView, Selection
 
 CLOSE = object()
 """Queue item that ends a stream (shutdown, or the subscriber fell behind)."""
@@ -96,14 +96,22 @@ class StreamQueue:
 class Subscriber:
     """One open stream. Its queue is bounded; when it is full the subscriber is dropped."""
 
-    __slots__ = ("closed", "ctx", "filters", "gone", "overflowed", "queue", "revoked", "view")
+    __slots__ = (
+        "closed", "ctx", "filters", "gone", "overflowed", "queue", "revoked", "selection", "view"
+    )
 
     def __init__(
-        self, view: ModelView, ctx: AuthContext, filters: list[StreamFilter], queue_size: int
+        self,
+        view: ModelView,
+        ctx: AuthContext,
+        filters: list[StreamCondition],
+        queue_size: int,
+        selection: Selection = None,
     ) -> None:
         self.view = view
         self.ctx = ctx
         self.filters = filters
+        self.selection = selection
         self.queue = StreamQueue(queue_size)
         self.closed = False
         self.overflowed = False

@@ -47,34 +47,39 @@ class Message:
 
     def __init__(self, record: ChangeRecord) -> None:
         self.record = record
-        self._cache: dict[str, str] = {}
-        self._items: dict[str, tuple[int, str]] = {}
+        self._cache: dict[tuple[str, Selection], str] = {}
+        self._items: dict[tuple[str, Selection], tuple[int, str]] = {}
 
-    def item(self, event: str, view: ModelView) -> tuple[int, str]:
+    def item(
+        self, event: str, view: ModelView, selection: Selection = None
+    ) -> tuple[int, str]:
         """``(change id, text)`` for ``event``: what a subscriber's queue holds, one object
         shared by every subscriber that gets this variant."""
-        item = self._items.get(event)
+        key = (event, selection)
+        item = self._items.get(key)
         if item is None:
-            item = self._items[event] = (self.record.id, self.text(event, view))
+            item = self._items[key] = (self.record.id, self.text(event, view, selection))
         return item
 
-    def text(self, event: str, view: ModelView) -> str:
+    def text(self, event: str, view: ModelView, selection: Selection = None) -> str:
         """``{"id","table","event","payload","old","timestamp"}`` for ``event``.
 
         INSERT and UPDATE carry the new row; DELETE carries the primary key only, and ``old``
-        carries the previous row for UPDATE and DELETE.
+        carries the previous row for UPDATE and DELETE. With a ``selection`` (``?select=``),
+        the rows carry those fields only (a DELETE's payload stays the primary key).
         """
-        cached = self._cache.get(event)
+        key = (event, selection)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
         record = self.record
         if event == "DELETE":
             payload: Any = {view.pk_key: record.pk}
-            old = record.old
+            old = _selected(record.old, selection)
         elif event == "INSERT":
-            payload, old = record.new, None
+            payload, old = _selected(record.new, selection), None
         else:
-            payload, old = record.new, record.old
+            payload, old = _selected(record.new, selection), _selected(record.old, selection)
         text = json.dumps(
             {
                 "id": record.id,
@@ -86,5 +91,15 @@ class Message:
             },
             separators=(",", ":"),
         )
-        self._cache[event] = text
+        self._cache[key] = text
         return text
+
+
+Selection = frozenset[str] | None
+"""The fields a stream asked for with ``?select=`` (``None``: every field)."""
+
+
+def _selected(image: dict[str, Any] | None, selection: Selection) -> dict[str, Any] | None:
+    if image is None or selection is None:
+        return image
+    return {key: value for key, value in image.items() if key in selection}

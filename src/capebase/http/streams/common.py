@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
+from ...filters.select import parse_select
 from ...filters.streams import NOT_FILTERS, parse_stream_filters
 from ...identity.context import AuthContext
 from ...limits import check_filter_count
@@ -74,14 +75,23 @@ def open_subscription(
     """Validate the stream's filters and register it with the hub (before any replay).
 
     Raises:
-        QueryError: a bad filter, or more than ``LimitsConfig.max_filters`` of them.
+        QueryError: a bad filter or ``select``, more than ``LimitsConfig.max_filters``
+            filters or ``max_filter_terms`` conditions, groups nested too deep.
         TooManySubscriptionsError: the process, or ``client``, has too many streams open.
     """
     params = query.multi_items()
-    check_filter_count(params, ignored=NOT_FILTERS, limit=services.limits.max_filters)
-    filters = parse_stream_filters(params, published.fields, max_in=services.crud.max_in_values)
+    limits = services.limits
+    check_filter_count(params, ignored=NOT_FILTERS, limit=limits.max_filters)
+    filters = parse_stream_filters(
+        params, published.fields, max_in=services.crud.max_in_values,
+        max_terms=limits.max_filter_terms, max_depth=limits.max_filter_depth,
+    )
+    selected = parse_select(query.get("select"), published.fields)
     view = services.hub.views[published.table.name]
-    return services.hub.subscribe(view, ctx, filters, client=client)
+    return services.hub.subscribe(
+        view, ctx, filters, client=client,
+        selection=None if selected is None else frozenset(selected),
+    )
 
 
 @dataclass(frozen=True, slots=True)

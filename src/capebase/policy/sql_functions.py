@@ -33,3 +33,15 @@ SAFE_FUNCTIONS = AGGREGATES | frozenset({
 """Names of the SQL functions a user statement may call (lower case). Every other name is
 refused: some databases have functions that run a query given as text (PostgreSQL's
 ``query_to_xml``), read files (``pg_read_file``, MySQL's ``LOAD_FILE``) or another database."""
+
+OF_ARGUMENTS_ONLY = frozenset({
+    "coalesce", "nullif", "ifnull", "greatest", "least", "abs", "round", "floor", "ceil",
+    "ceiling", "sign", "mod", "power", "pow", "sqrt", "exp", "ln", "log", "trunc",
+    "lower", "upper", "length", "char_length", "character_length", "octet_length", "substr",
+    "substring", "trim", "ltrim", "rtrim", "replace", "concat", "concat_ws", "instr",
+    "position", "strpos", "left", "right", "lpad", "rpad", "reverse", "repeat", "initcap",
+    "json_extract", "json_array_length", "json_typeof", "jsonb_typeof", "json_type",
+})
+"""Functions whose answer depends on their arguments alone: the same row gives the same answer
+at any time. Clock and random functions are not, and neither are the date functions, which
+SQLite reads ``'now'`` with."""

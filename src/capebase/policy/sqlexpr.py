@@ -21,6 +21,7 @@ from .like import (
     escaped,
     is_literal_value,
 )
+from .sql_functions import OF_ARGUMENTS_ONLY
 
 NO_OPTIONS: dict[str, Any] = {}
 """Empty options for ``visitors.replacement_traverse``."""
@@ -309,6 +310,29 @@ def _is_value_list(element: Any) -> bool:
         and element.expanding
         and isinstance(element.effective_value, list | tuple)
     )
+
+
+_OF_ARGUMENTS = (exact_equals, binary_collated, strict_text, codepoint_ordered)
+"""This module's comparison forms: functions of their arguments alone."""
+
+
+def reads_only_the_row(expr: ColumnElement[bool], table: Table) -> bool:
+    """Whether ``expr`` is a function of ``table``'s row alone: it reads no other table, no
+    other row (a subquery), no clock and no SQL text, so a past image of a row gets the answer
+    it got when it was the row."""
+    for element in visitors.iterate(expr):
+        if isinstance(element, expression.FunctionElement):  # a FROM clause too: first
+            if not isinstance(element, _OF_ARGUMENTS) and (
+                element.name.lower() not in OF_ARGUMENTS_ONLY
+            ):
+                return False
+        elif isinstance(element, (expression.TextClause, expression.Selectable)):
+            return False
+        elif isinstance(element, expression.ColumnClause) and (
+            element.table is None or plain(element.table) is not table
+        ):
+            return False  # another table's column, or literal_column() text
+    return True
 
 
 def with_row_values(

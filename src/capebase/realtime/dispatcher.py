@@ -309,10 +309,14 @@ class Dispatcher:
                 # In Python, without a coroutine per subscriber, unless a rule needs SQL.
                 event = visibility.event_for(subscriber, old, new)
                 if event is ASK_DATABASE:
-                    event = await visibility.event_in_database(subscriber, old, new, connection)
-                if event is not None:
+                    item = await self._judged_by_database(subscriber, message, old, new, connection)
+                elif event is not None:
                     # One (id, text) item per event variant, shared by every subscriber.
-                    subscriber.offer(message.item(event, view, subscriber.selection))
+                    item = message.item(event, view, subscriber.selection)
+                else:
+                    item = None
+                if item is not None:
+                    subscriber.offer(item)
                     observer.change_offered(subscriber, record)
         if record.handlers_pending:
             self.runner.offer(record)
@@ -323,7 +327,31 @@ class Dispatcher:
         """The ``(id, text)`` ``subscriber`` gets for ``record``, relative to what it can see."""
         view = subscriber.view
         old, new = view.decode(record.old), view.decode(record.new)
+        message = Message(record)
         event = self.visibility.event_for(subscriber, old, new)
         if event is ASK_DATABASE:
-            event = await self.visibility.event_in_database(subscriber, old, new, connection)
-        return None if event is None else Message(record).item(event, view, subscriber.selection)
+            return await self._judged_by_database(subscriber, message, old, new, connection)
+        return None if event is None else message.item(event, view, subscriber.selection)
+
+    async def _judged_by_database(
+        self,
+        subscriber: Subscriber,
+        message: Message,
+        old: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+        connection: Executes,
+    ) -> tuple[int, str] | None:
+        """What ``subscriber`` gets of ``message``'s change when a rule needs the database:
+        the change's images where the rule reads the row alone, else the row as it may read
+        it now (``Visibility.as_read_now``); or nothing."""
+        visibility = self.visibility
+        if visibility.judges_images(subscriber):
+            event = await visibility.event_in_database(subscriber, old, new, connection)
+            if event is None:
+                return None
+            return message.item(event, subscriber.view, subscriber.selection)
+        seen = await visibility.as_read_now(subscriber, old, new, connection)
+        if seen is None:
+            return None
+        event, row = seen
+        return message.read_now(event, subscriber.view, row, subscriber.selection)

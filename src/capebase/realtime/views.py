@@ -80,7 +80,22 @@ class Message:
             payload, old = _selected(record.new, selection), None
         else:
             payload, old = _selected(record.new, selection), _selected(record.old, selection)
-        text = json.dumps(
+        text = self._text(event, payload, old)
+        self._cache[key] = text
+        return text
+
+    def read_now(
+        self, event: str, view: ModelView, row: dict[str, Any] | None, selection: Selection
+    ) -> tuple[int, str]:
+        """``(change id, text)`` for a subscriber whose rule the database judged: the row
+        as it may read it now (``Visibility.as_read_now``) in place of the change's images,
+        no ``old``; a DELETE carries the primary key only. Built per subscriber."""
+        payload = {view.pk_key: self.record.pk} if row is None else _selected(row, selection)
+        return self.record.id, self._text(event, payload, None)
+
+    def _text(self, event: str, payload: Any, old: dict[str, Any] | None) -> str:
+        record = self.record
+        return json.dumps(
             {
                 "id": record.id,
                 "table": record.table,
@@ -91,8 +106,6 @@ class Message:
             },
             separators=(",", ":"),
         )
-        self._cache[key] = text
-        return text
 
 
 Selection = frozenset[str] | None

@@ -1,13 +1,25 @@
-"""What a subscriber sees of a change: its read rules and filters, applied to the row images."""
+"""What a subscriber sees of a change: its read rules and filters, applied to the row images.
+
+A rule Python can evaluate reads nothing but the image and the caller, so it gives the same
+answer for a past image as it gave when that image was the row. A rule only the database can
+judge may read other tables (a share, a team) or the clock, which have changed since: checked
+today, a past image could pass that never could when it was current (a document edited before
+it was shared, replayed after). So under such a rule a subscriber gets the row as it may read
+it when the event is delivered, as a GET would return it then, and never a past image; a rule
+the database judges from the row alone (``lower(title) LIKE ...``) still judges the images.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from ..changes.changelog import encode_image
+from ..identity.secret_fields import without_secrets
 from ..policy.registry import Policy
-from ..policy.sqlexpr import with_row_values
+from ..policy.sqlexpr import reads_only_the_row, with_row_values
 from .subscribers import Subscriber
 
 
@@ -32,12 +44,19 @@ class Visibility:
     ) -> str | None:
         """The view-relative event ``subscriber`` gets for a change from ``old`` to ``new``:
         INSERT, UPDATE, DELETE, ``None`` (nothing to see), or ASK_DATABASE when a rule's
-        ``where`` needs SQL to decide (then ask ``event_in_database``)."""
+        ``where`` needs SQL to decide (then ask ``as_read_now``)."""
         was = self._visible(subscriber, old)
         now_visible = self._visible(subscriber, new)
         if was is None or now_visible is None:
             return ASK_DATABASE
         return _EVENTS[was, now_visible]
+
+    def judges_images(self, subscriber: Subscriber) -> bool:
+        """Whether the database, asked about a past image, answers as it would have when the
+        image was the row: ``subscriber``'s read rule reads that row alone."""
+        view = subscriber.view
+        rule = self.policy.sql_filter(view.model, "read", subscriber.ctx)
+        return reads_only_the_row(rule, view.table)
 
     async def event_in_database(
         self,
@@ -46,10 +65,54 @@ class Visibility:
         new: dict[str, Any] | None,
         connection: Executes,
     ) -> str | None:
-        """``event_for``, asking the database what Python cannot decide."""
+        """``event_for``, asking the database what Python cannot decide (for a rule that
+        ``judges_images``)."""
         was = await self._visible_in_database(subscriber, old, connection)
         now_visible = await self._visible_in_database(subscriber, new, connection)
         return _EVENTS[was, now_visible]
+
+    async def as_read_now(
+        self,
+        subscriber: Subscriber,
+        old: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+        connection: Executes,
+    ) -> tuple[str, dict[str, Any] | None] | None:
+        """For a change ``event_for`` left to the database, under a rule that does not
+        ``judges_images``: the event, and the row (a JSON image, ``None`` for DELETE) as
+        ``subscriber`` may read it now; ``None``: nothing.
+
+        Whether the subscriber saw the row before only names the event (INSERT or UPDATE,
+        DELETE or nothing); the old image itself is never sent.
+        """
+        row = await self._readable_row(subscriber, new if new is not None else old, connection)
+        now_visible = row is not None and subscriber.passes_filters(subscriber.view.decode(row))
+        was = await self._visible_in_database(subscriber, old, connection)
+        event = _EVENTS[was, now_visible]
+        if event is None:
+            return None
+        return event, row if now_visible else None
+
+    async def _readable_row(
+        self, subscriber: Subscriber, image: dict[str, Any] | None, connection: Executes
+    ) -> dict[str, Any] | None:
+        """The stored row keyed as ``image``, if ``subscriber``'s read rules pass it now."""
+        assert image is not None  # a change has an old or a new image
+        view = subscriber.view
+        table = view.table
+        statement = select(table).where(
+            *(column == image[column.key] for column in table.primary_key.columns),
+            self.policy.sql_filter(view.model, "read", subscriber.ctx),
+        )
+        row = (await connection.execute(statement)).mappings().first()
+        if row is None:
+            return None
+        stored = {column.key: row[column] for column in table.columns}
+        # The change log's JSON form, so the event looks as it does for any other rule.
+        encoded = encode_image(without_secrets(table, stored))
+        assert encoded is not None
+        image_now: dict[str, Any] = json.loads(encoded)
+        return image_now
 
     def _visible(self, subscriber: Subscriber, image: dict[str, Any] | None) -> bool | None:
         """Whether ``subscriber`` sees the row ``image``; ``None`` if only SQL can tell."""

@@ -71,15 +71,15 @@ async def test_an_overflowing_subscriber_counts_one_drop(sqlite_url: str) -> Non
     app, cape = make_app(sqlite_url, metrics=True, realtime=RealtimeConfig(queue_size=2))
     async with app_client(app) as client:
         # Straight through the hub: a subscriber that never reads its queue.
-        subscriber = cape.hub.subscribe(cape.hub.views["obs_note"], AuthContext(id="slow"), [])
+        subscriber = cape.hub.add_subscriber(cape.hub.views["obs_note"], AuthContext(id="slow"), [])
         opened = await scrape(client)
         async with cape.get_session(AuthContext(id="ann")) as session:
             session.add_all(Note(title=f"n{n}") for n in range(5))
             await session.commit()
         await dispatched(cape)
         after = await scrape(client)
-        cape.hub.unsubscribe(subscriber)
-        cape.hub.unsubscribe(subscriber)  # twice, as a transport and shutdown may
+        cape.hub.remove_subscriber(subscriber)
+        cape.hub.remove_subscriber(subscriber)  # twice, as a transport and shutdown may
         closed = await scrape(client)
     assert opened.value(SUBSCRIPTIONS, transport="other", table="obs_note") == 1
     assert subscriber.overflowed

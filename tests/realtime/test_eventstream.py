@@ -157,7 +157,7 @@ async def test_a_backlog_is_handed_over_in_one_batch(sqlite_url: str) -> None:
     its own resume token."""
     app, cape = make_app(sqlite_url, heartbeat=IDLE)
     async with serve(app):
-        subscriber = cape.hub.subscribe(cape.hub.views["rt_task"], AuthContext(id="alice"), [])
+        subscriber = cape.hub.add_subscriber(cape.hub.views["rt_task"], AuthContext(id="alice"), [])
         try:
             stream = Stream(cape.hub, subscriber, None, b"", IDLE)
             async with contextlib.aclosing(stream.replay()) as replay:
@@ -173,4 +173,4 @@ async def test_a_backlog_is_handed_over_in_one_batch(sqlite_url: str) -> None:
             assert [d.change_id for d in batch] == sorted(d.change_id for d in batch)
             assert stream.poll() is None
         finally:
-            cape.hub.unsubscribe(subscriber)
+            cape.hub.remove_subscriber(subscriber)

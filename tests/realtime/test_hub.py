@@ -81,11 +81,11 @@ async def late_commit(
 async def replayed(cape: CapeBase, point: ResumePoint, ctx: AuthContext = ALICE) -> list[Any]:
     """What the hub replays to ``ctx``'s unfiltered stream of tasks resuming at ``point``:
     ``(id, title)`` of each change, or the Reset."""
-    subscriber = cape.hub.subscribe(cape.hub.views["rt_task"], ctx, [])
+    subscriber = cape.hub.add_subscriber(cape.hub.views["rt_task"], ctx, [])
     try:
         items = [item async for item in cape.hub.replay(subscriber, point)]
     finally:
-        cape.hub.unsubscribe(subscriber)
+        cape.hub.remove_subscriber(subscriber)
     return [
         item if isinstance(item, Reset) else (item[0], json.loads(item[1])["payload"]["title"])
         for item in items
@@ -138,25 +138,25 @@ async def test_the_hub_counts_streams_per_named_client_only(sqlite_url: str) -> 
     app, cape = make_app(sqlite_url, max_subscriptions_per_client=1, max_subscriptions=3)
     async with serve(app):
         hub, view = cape.hub, cape.hub.views["rt_task"]
-        unnamed = [hub.subscribe(view, ALICE, []) for _ in range(3)]
+        unnamed = [hub.add_subscriber(view, ALICE, []) for _ in range(3)]
         assert hub._per_client == {} and hub._client_of == {}
         with pytest.raises(TooManySubscriptionsError) as refused:
-            hub.subscribe(view, ALICE, [], client="c")
+            hub.add_subscriber(view, ALICE, [], client="c")
         assert str(refused.value) == "Too many open subscriptions; retry later"
-        hub.unsubscribe(unnamed.pop())
-        named = hub.subscribe(view, ALICE, [], client="c")
+        hub.remove_subscriber(unnamed.pop())
+        named = hub.add_subscriber(view, ALICE, [], client="c")
         assert hub._per_client == {"c": 1}
-        hub.unsubscribe(unnamed.pop())
+        hub.remove_subscriber(unnamed.pop())
         with pytest.raises(TooManySubscriptionsError) as refused:
-            hub.subscribe(view, ALICE, [], client="c")
+            hub.add_subscriber(view, ALICE, [], client="c")
         assert str(refused.value) == PER_CLIENT.format(1)
-        other = hub.subscribe(view, ALICE, [], client="d")
+        other = hub.add_subscriber(view, ALICE, [], client="d")
         assert hub._per_client == {"c": 1, "d": 1}
         for subscriber in (named, other, *unnamed):
-            hub.unsubscribe(subscriber)
+            hub.remove_subscriber(subscriber)
             assert subscriber.closed
         assert (hub._per_client, hub._client_of, hub.subscriber_count) == ({}, {}, 0)
-        hub.unsubscribe(named)  # twice: nothing to forget
+        hub.remove_subscriber(named)  # twice: nothing to forget
         assert hub.subscriber_count == 0
 
 
@@ -168,22 +168,22 @@ async def test_a_stream_is_filed_under_the_values_its_rules_pin(sqlite_url: str)
     async with serve(app):
         hub = cape.hub
         index = hub._indexes["rt_task"]
-        alice = hub.subscribe(hub.views["rt_task"], ALICE, [])
+        alice = hub.add_subscriber(hub.views["rt_task"], ALICE, [])
         assert index.candidates(({"owner_id": "bob"}, None)) == set()
         assert index.candidates((None, {"owner_id": "alice"})) == {alice}
         # Rules added at run time: the next subscribe re-files alice, under one more pin...
         cape.permission_required(Task, owner_field="title", actions=["read"])
-        bob = hub.subscribe(hub.views["rt_task"], AuthContext(id="bob"), [])
+        bob = hub.add_subscriber(hub.views["rt_task"], AuthContext(id="bob"), [])
         assert index.candidates(({"owner_id": "carol", "title": "x"}, None)) == set()
         assert index.candidates(({"owner_id": "carol", "title": "alice"}, None)) == {alice}
         # ... then under none: a rule that pins nothing lets her see any row.
         cape.permission_required(
             Task, where=lambda ctx: Task.public == True, actions=["read"]  # noqa: E712
         )
-        carol = hub.subscribe(hub.views["rt_task"], AuthContext(id="carol"), [])
+        carol = hub.add_subscriber(hub.views["rt_task"], AuthContext(id="carol"), [])
         assert index.candidates(({"owner_id": "dave"}, None)) == {alice, bob, carol}
         for subscriber in (alice, bob, carol):
-            hub.unsubscribe(subscriber)
+            hub.remove_subscriber(subscriber)
         assert index.candidates((None, {"owner_id": "alice", "title": "alice"})) == set()
 
 
@@ -199,7 +199,7 @@ async def test_disconnecting_a_user_ends_their_open_streams_only(db_url: str) ->
         sse(live, who("bob")) as bob,
     ):
         hub = cape.hub
-        closed = hub.subscribe(hub.views["rt_task"], ALICE, [])
+        closed = hub.add_subscriber(hub.views["rt_task"], ALICE, [])
         closed.close()  # ended but not yet forgotten: not counted again
         await commit(cape, "alice", "before")
         await over_sse.wait_for_title("before")
@@ -211,7 +211,7 @@ async def test_disconnecting_a_user_ends_their_open_streams_only(db_url: str) ->
         assert hub.disconnect_user("alice") == 0
         await commit(cape, "bob", "bob's")
         await bob.wait_for_title("bob's")
-        hub.unsubscribe(closed)
+        hub.remove_subscriber(closed)
     assert over_sse.controls == [{"event": "expired", "reason": "credentials expired or revoked"}]
     assert over_ws.close_code == 1008
     assert over_sse.titles() == over_ws.titles() == [("INSERT", "before")]
@@ -226,12 +226,12 @@ async def test_the_broker_echo_of_a_disconnect_ends_nothing_here(sqlite_url: str
     async with serve(app):
         hub = cape.hub
         assert hub.disconnect_user("alice") == 0
-        since = hub.subscribe(hub.views["rt_task"], ALICE, [])
+        since = hub.add_subscriber(hub.views["rt_task"], ALICE, [])
         hub.link._received_disconnect(f"{hub.process_id}:alice".encode())
         assert not since.closed
         hub.link._received_disconnect(b"0123456789abcdef0123456789abcdef:alice")
         assert since.closed and since.revoked
-        hub.unsubscribe(since)
+        hub.remove_subscriber(since)
 
 
 async def test_removing_a_view_ends_its_streams_and_its_delivery(sqlite_url: str) -> None:
@@ -255,12 +255,12 @@ async def test_removing_a_view_ends_its_streams_and_its_delivery(sqlite_url: str
         await commit(cape, "alice", "after")
         await dispatched(cape)
         hub.add_view(view)
-        subscriber = hub.subscribe(view, ALICE, [])
+        subscriber = hub.add_subscriber(view, ALICE, [])
         await commit(cape, "alice", "back")
         await dispatched(cape)
         assert [json.loads(text)["payload"]["title"] for _, text in subscriber.queue.take(10)] \
             == ["back"]
-        hub.unsubscribe(subscriber)
+        hub.remove_subscriber(subscriber)
     assert not over_sse.controls and over_sse.error is None
     assert over_ws.close_code == 1001  # going away: not a revocation (1008)
     assert over_sse.titles() == over_ws.titles() == [("INSERT", "before")]
@@ -315,7 +315,7 @@ async def test_the_re_check_ends_exactly_the_streams_whose_sign_in_ended(db_url:
         hub = cape.hub
         assert await hub.revalidate_streams() == 0  # no re-check without the built-in auth
         hub.revalidate = revalidate
-        closed = hub.subscribe(hub.views["rt_task"], AuthContext(id="dave", session="s4"), [])
+        closed = hub.add_subscriber(hub.views["rt_task"], AuthContext(id="dave", session="s4"), [])
         closed.close()
         assert await hub.revalidate_streams() == 0
         everyone = {("alice", "s1", None), ("alice", "s2", "admin"), ("bob", "s3", None)}
@@ -330,7 +330,7 @@ async def test_the_re_check_ends_exactly_the_streams_whose_sign_in_ended(db_url:
         await commit(cape, "bob", "bob's")
         await alice_2.wait_for_title("bob's")
         await bob.wait_for_title("bob's")
-        hub.unsubscribe(closed)
+        hub.remove_subscriber(closed)
     assert await cape.hub.revalidate_streams() == 0  # no stream open: nothing to ask
     assert len(asked) == 3
     assert alice_1.controls == [{"event": "expired", "reason": "credentials expired or revoked"}]
@@ -682,7 +682,7 @@ async def test_streams_ended_but_not_yet_forgotten_are_skipped_not_the_others(
     app, cape = make_app(sqlite_url, poll_interval=60)
     async with serve(app):
         hub = cape.hub
-        subscribers = [hub.subscribe(hub.views["rt_task"], ALICE, []) for _ in range(20)]
+        subscribers = [hub.add_subscriber(hub.views["rt_task"], ALICE, []) for _ in range(20)]
         for ended in subscribers[::2]:
             ended.close()  # ended, not yet unsubscribed: still among the candidates
         await commit(cape, "alice", "a1")
@@ -692,7 +692,7 @@ async def test_streams_ended_but_not_yet_forgotten_are_skipped_not_the_others(
             for subscriber in subscribers[1::2]
         ] == [["a1"]] * 10
         for subscriber in subscribers:
-            hub.unsubscribe(subscriber)
+            hub.remove_subscriber(subscriber)
 
 
 async def test_a_transaction_larger_than_a_batch_is_dispatched_at_once(sqlite_url: str) -> None:

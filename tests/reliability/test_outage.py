@@ -137,7 +137,7 @@ async def test_a_websocket_refused_by_the_database_closes_with_1013(sqlite_url: 
         raise OperationalError("SELECT ...", {}, ConnectionRefusedError("database restarting"))
 
     async with serve(app) as live:
-        cape.hub.subscribe = down  # type: ignore[method-assign]
+        cape.hub.add_subscriber = down  # type: ignore[method-assign]
         stream = StreamClient(live.url, f"{PATH}/subscribe", "ws", ADMIN)
         await stream.connect()
         await stream.ended()

@@ -154,14 +154,12 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
 
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
-        from ..http.streams.sse import sse_endpoint, sse_route
+        from ..http.streams.sse import StreamRoute, sse_endpoint
         from ..http.streams.websocket import websocket_endpoint
 
-        # The Starlette route serves the stream; the API route after it (never reached)
-        # documents it in OpenAPI.
-        router.routes.append(sse_route(services, published, f"{published.path}/subscribe", solver))
         router.add_api_route(
-            f"{published.path}/subscribe", sse_endpoint(services, published), methods=["GET"],
+            f"{published.path}/subscribe", sse_endpoint(services, published, solver),
+            methods=["GET"], route_class_override=StreamRoute,
             operation_id=f"subscribe_{name}", summary=f"Stream {name} changes (SSE)",
             response_class=Response,
             responses={200: {"content": {"text/event-stream": {}},

@@ -169,7 +169,7 @@ class Hub:
                 )
         self.close_streams()
         for name in self._indexes:
-            # Streams still draining unsubscribe themselves; an app kept alive after shutdown
+            # Streams still draining remove themselves; an app kept alive after shutdown
             # (FastAPI caches apps in tests) must not keep its subscribers either.
             self._indexes[name] = SubscriberIndex()
         await _cancel_and_wait(self._tasks)
@@ -243,7 +243,7 @@ class Hub:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    def subscribe(
+    def add_subscriber(
         self,
         view: ModelView,
         ctx: AuthContext,
@@ -278,7 +278,7 @@ class Hub:
         observer_for(self.engine).subscription_opened(subscriber)
         return subscriber
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
+    def remove_subscriber(self, subscriber: Subscriber) -> None:
         """Forget ``subscriber``; nothing of it stays behind."""
         subscriber.closed = True
         index = self._indexes.get(subscriber.view.table.name)

@@ -88,7 +88,7 @@ def open_subscription(
     )
     selected = parse_select(query.get("select"), published.fields)
     view = services.hub.views[published.table.name]
-    return services.hub.subscribe(
+    return services.hub.add_subscriber(
         view, ctx, filters, client=client,
         selection=None if selected is None else frozenset(selected),
     )

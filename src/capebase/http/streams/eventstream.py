@@ -50,7 +50,7 @@ def event_frame(
 
 class EventStreamResponse(Response):
     """Streams ``stream``'s items as Server-Sent Events until it ends or the client leaves,
-    then unsubscribes its subscriber.
+    then removes its subscriber from the hub.
 
     Args:
         stream: the subscriber's item sequence.
@@ -88,7 +88,7 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await stop_watching(watcher)
-            stream.hub.unsubscribe(stream.subscriber)
+            stream.hub.remove_subscriber(stream.subscriber)
         if self.background is not None:
             await self.background()
 

@@ -82,7 +82,7 @@ def websocket_endpoint(services: RouteServices, published: PublishedModel) -> An
         finally:
             if watcher is not None:
                 await stop_watching(watcher)
-            services.hub.unsubscribe(subscriber)
+            services.hub.remove_subscriber(subscriber)
 
     return subscribe_ws
 

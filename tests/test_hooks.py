@@ -35,7 +35,7 @@ def test_each_event_runs_the_hooks_in_the_listed_order_once() -> None:
     CapeBase(FastAPI(), "sqlite+aiosqlite:///:memory:")
     install()
     events = dict.fromkeys((target, name) for target, name, _ in HOOKS)
-    assert len(events) == 9  # do_orm_execute, 3 flush events, 2 transaction events, ...
+    assert len(events) == 10  # do_orm_execute, 3 flush events, 2 transaction events, ...
     for target, name in events:
         expected = [f for t, n, f in HOOKS if (t, n) == (target, name)]
         assert installed(target, name) == expected, (target.__name__, name)

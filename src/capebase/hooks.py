@@ -46,6 +46,8 @@ HOOKS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (
     (CapeSyncSession, "after_flush", capture.capture_unit_of_work),
     (CapeSyncSession, "after_commit", capture.wake_sink),
     (CapeSyncSession, "after_rollback", capture.forget_changes),
+    # Classes mapped since the last statement: what a statement can load is looked at again.
+    (Mapper, "after_configured", statements.forget_reachable),
 )
 """(target, event, listener), in the order each event's listeners run."""
 

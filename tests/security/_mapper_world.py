@@ -255,6 +255,28 @@ class PolyLeaf(Poly):
 PolyLeaf.leak = column_property(literal_column(LEAK))  # type: ignore[attr-defined]
 
 
+class LateHolder(Base):
+    """Loads its LateBase rows with it (a joined eager load: no statement of their own)."""
+
+    __tablename__ = "ak_late_holder"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    items: Mapped[list[LateBase]] = relationship(lazy="joined")
+
+
+class LateBase(Base):
+    """A polymorphic base whose subclass a test maps late (only that test uses it)."""
+
+    __tablename__ = "ak_late"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    holder_id: Mapped[int] = mapped_column(ForeignKey("ak_late_holder.id"))
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": "kind", "polymorphic_identity": "late", "with_polymorphic": "*",
+    }
+
+
 class BindSql(TypeDecorator[str]):
     """A type binding its values through SQL of its own (written into a flush's INSERT)."""
 

@@ -10,13 +10,19 @@ Oracle: bob's doc (secret "bob-secret") is hidden from alice. Each statement mus
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, literal_column, select, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload, undefer
+from sqlalchemy.orm import (
+    column_property,
+    joinedload,
+    make_transient_to_detached,
+    selectinload,
+    undefer,
+)
 
 from capebase import CapeBase, UnfilterableStatementError
 from capebase.policy import mapper_sql
@@ -24,6 +30,7 @@ from capebase.testing import app_client
 
 from ._mapper_world import (
     ALICE,
+    LEAK,
     Animal,
     Book,
     Bound,
@@ -31,6 +38,8 @@ from ._mapper_world import (
     DeferredRaw,
     Doc,
     Folder,
+    LateBase,
+    LateHolder,
     Poly,
     PolyLeaf,
     RawOnUpdate,
@@ -233,6 +242,27 @@ async def test_a_subclass_loaded_alone_is_refused_too(cape: CapeBase) -> None:
     async with cape.get_session(ALICE) as session:
         with pytest.raises(UnfilterableStatementError):
             await session.execute(select(PolyLeaf))
+
+
+async def test_a_subclass_mapped_after_a_statement_counts_for_the_next(sqlite_url: str) -> None:
+    """What a statement naming a class can load is remembered per class, until SQLAlchemy
+    configures a class mapped since (here a subclass that reads bob's secret, loaded by a
+    joined eager load: no statement of its own)."""
+    app = FastAPI()
+    cape = make(sqlite_url, app)
+    cape.permission_required(LateHolder, owner_field="owner", actions=["read"])
+    cape.permission_required(LateBase, owner_field="owner", actions=["read"])
+    async with app_client(app):
+        async with cape.get_session(ALICE) as session:
+            assert (await session.execute(select(LateHolder))).unique().all() == []
+
+        class LateLeaf(LateBase):
+            __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "late-leaf"}
+
+        LateLeaf.leak = column_property(literal_column(LEAK))  # type: ignore[attr-defined]
+        async with cape.get_session(ALICE) as session:
+            with pytest.raises(UnfilterableStatementError, match=r"LateLeaf\.leak"):
+                await session.execute(select(LateHolder))
 
 
 _WHERE = "cannot be loaded or written in a user session"

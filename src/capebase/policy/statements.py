@@ -151,16 +151,12 @@ def _models_in(mappers: Iterable[Mapper[Any]]) -> set[type[Any]]:
     return models
 
 
+@lru_cache(maxsize=1024)
 def _reachable(mapper: Mapper[Any]) -> frozenset[type[Any]]:
     """``mapper``'s class and every class a statement naming it can load: its subclasses (a
     polymorphic load, ``with_polymorphic="*"`` or ``selectin_polymorphic``, loads their
-    columns too) and every class reachable from these through relationships."""
-    return _reachable_among(mapper, len(mapper.registry.mappers))
-
-
-@lru_cache(maxsize=1024)
-def _reachable_among(mapper: Mapper[Any], _mapped: int) -> frozenset[type[Any]]:
-    """``_reachable``, once per number of classes mapped (a subclass mapped later counts)."""
+    columns too) and every class reachable from these through relationships. Kept until
+    SQLAlchemy configures a class mapped since (``forget_reachable``)."""
     seen: set[Mapper[Any]] = set()
     todo = [mapper]
     while todo:
@@ -171,6 +167,12 @@ def _reachable_among(mapper: Mapper[Any], _mapped: int) -> frozenset[type[Any]]:
         todo.extend(current.self_and_descendants)
         todo.extend(rel.mapper for rel in current.relationships)
     return frozenset(m.class_ for m in seen)
+
+
+def forget_reachable() -> None:
+    """After SQLAlchemy configures newly mapped classes (a hook, ``hooks.py``): a subclass or
+    a relationship mapped since may change what a statement naming a class can load."""
+    _reachable.cache_clear()
 
 
 def _restrict_bulk(state: ORMExecuteState, policy: Policy, ctx: AuthContext) -> Any:

@@ -39,6 +39,7 @@ from .observability import wiring as observability
 from .observability.access_log import install_redaction
 from .observability.audit import Audit, retained_config
 from .observability.config import AuditConfig, MetricsConfig
+from .observer import ObserverSlot
 from .policy import Explanation, Policy
 from .policy.rules import WhereClause
 from .realtime.backends import BrokerBackend, broker_from_url
@@ -125,7 +126,8 @@ class CapeBase:
         # the driver (asyncpg, aiosqlite, asyncmy), through Core otherwise.
         self.direct = DirectExecutor.for_engine(self.engine)
         install_hooks()
-        self._sessions = make_sessionmaker(self.engine)
+        self._observers = ObserverSlot()
+        self._sessions = make_sessionmaker(self.engine, self._observers)
         self._provider = check_provider(provider)
         self.auth_provider: AuthProvider = self._provider
         """The provider in use (the user's, the built-in auth's, or ``anonymous``)."""
@@ -139,7 +141,7 @@ class CapeBase:
         self.audit = Audit(self.engine, audit_settings)
         self.hub = Hub(self.engine, self.policy, self.handlers,
                        retained_config(self.realtime_config, audit_settings),
-                       broker_from_url(broker), direct=self.direct)
+                       broker_from_url(broker), self._observers, direct=self.direct)
         self._started = False
         install_error_handlers(app, retry_after=self.limits.retry_after)
         install_redaction()
@@ -147,7 +149,7 @@ class CapeBase:
             app.add_middleware(BodySizeLimit, max_body_size=self.limits.max_body_size)
         self._metrics_config = observability.metrics_config(metrics)
         self.metrics = observability.install(
-            app, self.engine, self.direct, metrics=self._metrics_config,
+            app, self.engine, self.direct, self._observers, metrics=self._metrics_config,
             audit=None if audit_settings is None else (self.audit, audit_settings),
             auth_dependency=self.auth_dependency,
         )

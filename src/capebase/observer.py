@@ -1,19 +1,15 @@
 """The hooks the rest of capebase calls to report what it does; no-ops unless metrics are on.
 
-Sessions, the hub and the handler runner find their CapeBase's observer through the engine
-they run on (``observer_for(engine)``), so nothing has to carry it around; an engine with no
-observer registered gets ``NO_OBSERVER``, whose every hook does nothing.
+Each CapeBase keeps its observer in an ``ObserverSlot``, which it hands to its hub (and so to
+the dispatcher and the handler runner) and puts in its sessions' ``info``; the slot holds
+``NO_OBSERVER``, whose every hook does nothing, until ``observability.install`` fills it.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import PermissionDeniedError
 
@@ -65,19 +61,17 @@ class Observer:
 
 NO_OBSERVER = Observer()
 
-_observers: weakref.WeakKeyDictionary[Engine, Observer] = weakref.WeakKeyDictionary()
+SESSION_KEY = "capebase.observer_slot"
+"""``Session.info`` key of the ``ObserverSlot`` a capebase session reports denials to."""
 
 
-def register_observer(engine: AsyncEngine | Engine, observer: Observer) -> None:
-    """Report what happens on ``engine`` (sessions, hub, handlers) to ``observer``."""
-    _observers[_sync(engine)] = observer
+class ObserverSlot:
+    """Where one CapeBase keeps its observer (``NO_OBSERVER`` until metrics are installed)."""
 
+    __slots__ = ("observer",)
 
-def observer_for(engine: AsyncEngine | Engine | None) -> Observer:
-    """The observer registered for ``engine``, or ``NO_OBSERVER``."""
-    if engine is None or not _observers:
-        return NO_OBSERVER
-    return _observers.get(_sync(engine), NO_OBSERVER)
+    def __init__(self) -> None:
+        self.observer: Observer = NO_OBSERVER
 
 
 def count_denial(session: Session, error: PermissionDeniedError) -> PermissionDeniedError:
@@ -85,10 +79,9 @@ def count_denial(session: Session, error: PermissionDeniedError) -> PermissionDe
 
     The error is marked, so the HTTP error handler does not count it a second time.
     """
-    engine = getattr(session.bind, "engine", None)  # an Engine's is itself, a Connection's
-    observer_for(engine if isinstance(engine, Engine) else None).permission_denied(
-        error.model, error.action
-    )
+    slot = session.info.get(SESSION_KEY)
+    if isinstance(slot, ObserverSlot):
+        slot.observer.permission_denied(error.model, error.action)
     vars(error)[_COUNTED] = True
     return error
 
@@ -101,7 +94,3 @@ def count_http_denial(request: Request, error: PermissionDeniedError) -> None:
     if isinstance(observer, Observer):
         observer.permission_denied(error.model, error.action)
     vars(error)[_COUNTED] = True
-
-
-def _sync(engine: AsyncEngine | Engine) -> Engine:
-    return engine.sync_engine if isinstance(engine, AsyncEngine) else engine

@@ -25,7 +25,7 @@ from capebase import AuthContext, CapeBase, ModelChange
 from capebase.changes.changelog import ChangeRecord, changes
 from capebase.db.direct import DirectExecutor
 from capebase.errors import NotStartedError, TooManySubscriptionsError
-from capebase.observer import Observer, register_observer
+from capebase.observer import Observer
 from capebase.realtime import hub as hub_module
 from capebase.realtime.config import RealtimeConfig
 from capebase.realtime.dispatcher import MAX_HOLES, Reset
@@ -866,7 +866,7 @@ async def test_the_hub_reports_streams_changes_and_the_broker_to_the_observer(
 ) -> None:
     app, cape = make_app(sqlite_url)
     recording = Recording()
-    register_observer(cape.engine, recording)
+    cape.hub.observers.observer = recording
     async with serve(app) as live:
         async with sse(live, who("alice")) as alice, sse(live, who("bob")) as bob:
             await wait_until(lambda: cape.hub.subscriber_count == 2, what="two streams")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import UnfilterableStatementError
 from ..identity.context import AuthContext
+from ..observer import SESSION_KEY, ObserverSlot
 
 if TYPE_CHECKING:
     from ..policy.registry import Policy
@@ -126,12 +127,19 @@ def scope_of(session: Session) -> SessionScope | None:
     return scope if isinstance(scope, SessionScope) else None
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """The factory of capebase sessions on ``engine``.
+def make_sessionmaker(
+    engine: AsyncEngine, observers: ObserverSlot
+) -> async_sessionmaker[AsyncSession]:
+    """The factory of capebase sessions on ``engine``, reporting denials to ``observers``.
 
     ``expire_on_commit=False`` because async code cannot lazy-load attributes after a commit.
     """
-    return async_sessionmaker(engine, sync_session_class=CapeSyncSession, expire_on_commit=False)
+    return async_sessionmaker(
+        engine,
+        sync_session_class=CapeSyncSession,
+        expire_on_commit=False,
+        info={SESSION_KEY: observers},
+    )
 
 
 def open_session(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ..db.direct import DirectExecutor
+    from ..observer import ObserverSlot
     from .audit import Audit
     from .metrics import Metrics
 
@@ -48,13 +49,15 @@ def install(
     app: FastAPI,
     engine: AsyncEngine,
     direct: DirectExecutor | None,
+    observers: ObserverSlot,
     *,
     metrics: MetricsConfig | None,
     audit: tuple[Audit, AuditConfig] | None,
     auth_dependency: Callable[..., Any],
 ) -> Metrics | None:
     """Add the request-id middleware to ``app``, and the metrics and audit endpoints when
-    configured; metrics also time ``engine``'s statements and ``direct``'s.
+    configured; metrics also time ``engine``'s statements and ``direct``'s, and fill
+    ``observers`` with the observer that records the rest.
 
     Returns the series recorded, or ``None`` when metrics are off.
     """
@@ -64,14 +67,13 @@ def install(
     if metrics is None:
         return None
     require_extra("metrics")
-    from ..observer import register_observer
     from .database import instrument_direct, instrument_engine
     from .http import HttpMetricsMiddleware, metrics_router
     from .metrics import MetricsObserver, metrics_for
 
     series = metrics_for(metrics.registry)
     observer = MetricsObserver(series)
-    register_observer(engine, observer)
+    observers.observer = observer
     instrument_engine(engine, series)
     if direct is not None:
         instrument_direct(direct, series)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..changes.changelog import ChangeRecord, changes
 from ..changes.retention import pruned_through
 from ..db.direct import DirectExecutor
-from ..observer import observer_for
+from ..observer import ObserverSlot
 from .config import RealtimeConfig
 from .handler_runner import HandlerRunner
 from .index import SubscriberIndex
@@ -85,8 +85,10 @@ class Dispatcher:
         indexes: dict[str, SubscriberIndex],
         runner: HandlerRunner,
         refresh_pins: Callable[[], None],
+        observers: ObserverSlot,
     ) -> None:
         self.engine = engine
+        self.observers = observers
         self.direct = direct
         self.config = config
         self.visibility = visibility
@@ -294,7 +296,7 @@ class Dispatcher:
             await self._deliver(record, connection)
 
     async def _deliver(self, record: ChangeRecord, connection: Executes) -> None:
-        observer = observer_for(self.engine)
+        observer = self.observers.observer
         observer.change_dispatched(record)
         view = self.views.get(record.table)
         index = self.indexes.get(record.table)

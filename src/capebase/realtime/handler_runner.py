@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..changes.change import ModelChange
 from ..changes.changelog import ChangeRecord, changes, now
-from ..observer import observer_for
+from ..observer import ObserverSlot
 from .config import RealtimeConfig
 from .handlers import ChangeHandler, HandlerRegistry
 from .views import ModelView
@@ -36,8 +36,10 @@ class HandlerRunner:
         config: RealtimeConfig,
         views: dict[str, ModelView],
         process_id: str,
+        observers: ObserverSlot,
     ) -> None:
         self.engine = engine
+        self.observers = observers
         self.handlers = handlers
         self.config = config
         self.views = views
@@ -92,7 +94,7 @@ class HandlerRunner:
             actor_role=record.actor_role,
             new=record.new,
         )
-        observer = observer_for(self.engine)
+        observer = self.observers.observer
         for handler in self.handlers.for_model(model):
             name = getattr(handler, "__qualname__", repr(handler))
             try:

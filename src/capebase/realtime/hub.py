@@ -19,7 +19,7 @@ from ..db.direct import DirectExecutor
 from ..errors import NotStartedError, TooManySubscriptionsError
 from ..filters.streams import StreamCondition
 from ..identity.context import AuthContext
-from ..observer import observer_for
+from ..observer import ObserverSlot
 from ..policy.registry import Policy
 from .alarms import Alarms
 from .backends import BrokerBackend
@@ -59,9 +59,11 @@ class Hub:
         handlers: HandlerRegistry,
         config: RealtimeConfig,
         broker: BrokerBackend,
+        observers: ObserverSlot,
         direct: DirectExecutor | None = None,
     ) -> None:
         self.engine = engine
+        self.observers = observers
         self.direct = direct
         self.policy = policy
         self.visibility = Visibility(policy)
@@ -74,16 +76,18 @@ class Hub:
         self._client_of: dict[Subscriber, str] = {}
         self._per_client: dict[str, int] = {}
         self.alarms = Alarms()
-        self.runner = HandlerRunner(engine, handlers, config, self.views, self.process_id)
+        self.runner = HandlerRunner(
+            engine, handlers, config, self.views, self.process_id, observers
+        )
         self.dispatcher = Dispatcher(
             engine, direct, config, self.visibility, self.views, self._indexes, self.runner,
-            self._refresh_pins,
+            self._refresh_pins, observers,
         )
         self.link = BrokerLink(
             broker,
             config.broker_channel,
             self._wake_up,
-            lambda connected, outage: observer_for(engine).broker_state(connected, outage=outage),
+            lambda connected, outage: observers.observer.broker_state(connected, outage=outage),
             self._end_user_streams,
             self.process_id,
         )
@@ -275,7 +279,7 @@ class Hub:
             self._per_client[client] = self._per_client.get(client, 0) + 1
         self._refresh_pins()
         self._indexes[view.table.name].add(subscriber, pins_for(self.policy, subscriber))
-        observer_for(self.engine).subscription_opened(subscriber)
+        self.observers.observer.subscription_opened(subscriber)
         return subscriber
 
     def remove_subscriber(self, subscriber: Subscriber) -> None:
@@ -289,7 +293,7 @@ class Hub:
             left = self._per_client.pop(client) - 1
             if left:
                 self._per_client[client] = left
-        observer_for(self.engine).subscription_closed(subscriber)
+        self.observers.observer.subscription_closed(subscriber)
 
     def disconnect_user(self, user_id: str) -> int:
         """End every stream of ``user_id`` (disabled user, logout) in every process of the

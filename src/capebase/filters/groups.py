@@ -16,7 +16,7 @@ one may hold anything, with ``\\"`` for ``"`` and ``\\\\`` for ``\\``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -191,6 +191,30 @@ class _Parser:
         if self.peek() not in (",", ")"):
             self.fail(f"expected ',' or ')' after the quoted value of {name}")
         return "".join(chars)
+
+
+def split_params(
+    params: Iterable[tuple[str, str]],
+    *,
+    reserved: Collection[str],
+    max_terms: int,
+    max_depth: int,
+) -> tuple[list[Term], list[Group]]:
+    """A query string's plain conditions and groups (names in ``reserved`` are not filters).
+
+    Raises:
+        QueryError: a malformed group, more than ``max_terms`` conditions, groups nested
+            deeper than ``max_depth`` (400).
+    """
+    terms: list[Term] = []
+    groups: list[Group] = []
+    for key, raw in params:
+        if key in GROUP_KEYS:
+            groups.append(parse_group(key, raw, max_depth=max_depth, reserved=reserved))
+        elif key not in reserved:
+            terms.append(term(key, raw))
+    check_size(len(terms), groups, max_terms=max_terms)
+    return terms, groups
 
 
 def check_size(terms: int, groups: list[Group], *, max_terms: int) -> None:

@@ -37,7 +37,7 @@ from ..policy.sqlexpr import (
     strict_text,
 )
 from ..wire.values import storage_type, value_check
-from .groups import GROUP_KEYS, Group, Term, check_size, parse_group, term
+from .groups import Group, Term, split_params
 from .values import BOOL, checked, parse_text, value_parser
 
 RESERVED = frozenset({"order_by", "limit", "offset", "count", "select"})
@@ -140,14 +140,9 @@ def parse_filters(
             ``max_terms`` conditions or groups nested deeper than ``max_depth``; 422 for a
             value that does not parse.
     """
-    terms: list[Term] = []
-    groups: list[Group] = []
-    for key, raw in params:
-        if key in GROUP_KEYS:
-            groups.append(parse_group(key, raw, max_depth=max_depth, reserved=RESERVED))
-        elif key not in RESERVED:
-            terms.append(term(key, raw))
-    check_size(len(terms), groups, max_terms=max_terms)
+    terms, groups = split_params(
+        params, reserved=RESERVED, max_terms=max_terms, max_depth=max_depth
+    )
     conditions = [_term_condition(t, fields, max_in) for t in terms]
     conditions.extend(_group_condition(group, fields, max_in) for group in groups)
     return conditions

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import QueryError
 from ..limits import DEFAULT_MAX_FILTER_DEPTH, DEFAULT_MAX_FILTER_TERMS
-from .groups import GROUP_KEYS, Group, Term, check_size, parse_group, term
+from .groups import Group, Term, split_params
 from .query import (
     STREAM_PARAMETERS,
     FilterField,
@@ -94,14 +94,9 @@ def parse_stream_filters(
             conditions, groups nested deeper than ``max_depth`` (400), or a value that does
             not parse (422).
     """
-    terms: list[Term] = []
-    groups: list[Group] = []
-    for key, raw in params:
-        if key in GROUP_KEYS:
-            groups.append(parse_group(key, raw, max_depth=max_depth, reserved=NOT_FILTERS))
-        elif key not in NOT_FILTERS:
-            terms.append(term(key, raw))
-    check_size(len(terms), groups, max_terms=max_terms)
+    terms, groups = split_params(
+        params, reserved=NOT_FILTERS, max_terms=max_terms, max_depth=max_depth
+    )
     filters: list[StreamCondition] = [_stream_filter(t, fields, max_in) for t in terms]
     filters.extend(_stream_group(group, fields, max_in) for group in groups)
     return filters

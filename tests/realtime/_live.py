@@ -128,7 +128,8 @@ class Recorded:
     tokens: list[str] = field(default_factory=list)
     """Resume tokens of change messages: SSE ``id:`` (WebSocket: ``resume`` or the ``id``)."""
     controls: list[dict[str, Any]] = field(default_factory=list)
-    """``reset``, ``overflow`` and ``expired`` messages (and a refusal's error body)."""
+    """``reset``, ``overflow``, ``expired`` and ``unavailable`` messages (and a refusal's
+    error body)."""
     ready: list[dict[str, Any]] = field(default_factory=list)
     """The SSE ``ready`` event that opens a stream without a resume point."""
     heartbeats: int = 0
@@ -163,7 +164,7 @@ class Recorded:
             self.heartbeats += 1
         elif kind == "ready":
             self.ready.append(data)
-        elif kind in ("reset", "overflow", "expired"):
+        elif kind in ("reset", "overflow", "expired", "unavailable"):
             self.controls.append(data)
         else:
             # A WebSocket message carries its stream's own token; the change itself is shared.

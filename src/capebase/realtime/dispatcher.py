@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..changes.changelog import ChangeRecord, changes
@@ -64,6 +65,15 @@ class _OnDemandConnection:
         if self._connection is None:
             self._connection = await self._engine.connect()
         return await self._connection.execute(statement)
+
+    async def recover(self) -> None:
+        """After a statement failed: end its transaction, so the next one runs."""
+        if self._connection is not None:
+            try:
+                await self._connection.rollback()
+            except Exception:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -173,6 +183,9 @@ class Dispatcher:
                 for row in late:
                     record = ChangeRecord.from_row(row)
                     item = await self._message_for(subscriber, record, connection)
+                    if isinstance(item, Reset):
+                        yield Reset(upto, item.reason)
+                        return
                     if item is not None:
                         yield item
                 # Holes still not committed are not watched for everyone: one this dispatcher
@@ -202,6 +215,9 @@ class Dispatcher:
                     record = ChangeRecord.from_row(row)
                     position = record.id
                     item = await self._message_for(subscriber, record, connection)
+                    if isinstance(item, Reset):
+                        yield Reset(upto, item.reason)
+                        return
                     if item is not None:
                         yield item
 
@@ -243,8 +259,10 @@ class Dispatcher:
                 for position, row in enumerate(rows, 1):
                     record = ChangeRecord.from_row(row)
                     self._note_holes(record.id)
-                    self.cursor = record.id
                     await self._deliver(record, connection)
+                    # Only now: a dispatch the database interrupts delivers the change again
+                    # (a stream's cursor drops what it already had).
+                    self.cursor = record.id
                     if position % YIELD_EVERY == 0:
                         # Let the transports drain their queues, so one large transaction
                         # does not overflow subscribers that are keeping up.
@@ -273,7 +291,7 @@ class Dispatcher:
             for missing in range(self.cursor + 1, min(change_id, self.cursor + 1 + MAX_HOLES)):
                 self._holes[missing] = seen_at
 
-    async def _fill_holes(self, connection: Executes) -> None:
+    async def _fill_holes(self, connection: _OnDemandConnection) -> None:
         expired = time.monotonic() - self.config.late_commit_window
         for hole in [h for h, seen in self._holes.items() if seen < expired]:
             del self._holes[hole]
@@ -295,7 +313,7 @@ class Dispatcher:
             del self._holes[record.id]
             await self._deliver(record, connection)
 
-    async def _deliver(self, record: ChangeRecord, connection: Executes) -> None:
+    async def _deliver(self, record: ChangeRecord, connection: _OnDemandConnection) -> None:
         observer = self.observers.observer
         observer.change_dispatched(record)
         view = self.views.get(record.table)
@@ -311,7 +329,18 @@ class Dispatcher:
                 # In Python, without a coroutine per subscriber, unless a rule needs SQL.
                 event = visibility.event_for(subscriber, old, new)
                 if event is ASK_DATABASE:
-                    item = await self._judged_by_database(subscriber, message, old, new, connection)
+                    try:
+                        item = await self._judged_by_database(
+                            subscriber, message, old, new, connection
+                        )
+                    except sa_exc.DBAPIError as error:
+                        if error.connection_invalidated:
+                            raise  # the database, not this rule: the dispatch is retried
+                        # A rollback that fails too says the same; one that works, that the
+                        # rule's statement failed (MySQL drivers call both OperationalError).
+                        await connection.recover()
+                        _end_failed(subscriber, record, error)
+                        continue
                 elif event is not None:
                     # One (id, text) item per event variant, shared by every subscriber.
                     item = message.item(event, view, subscriber.selection)
@@ -325,13 +354,19 @@ class Dispatcher:
 
     async def _message_for(
         self, subscriber: Subscriber, record: ChangeRecord, connection: Executes
-    ) -> tuple[int, str] | None:
-        """The ``(id, text)`` ``subscriber`` gets for ``record``, relative to what it can see."""
+    ) -> tuple[int, str] | Reset | None:
+        """The ``(id, text)`` ``subscriber`` gets for ``record``, relative to what it can see;
+        a Reset (its ``id`` unset) where only a reload can tell: a rule that reads more than
+        the row cannot say whether the subscriber could see a past image (a row that left
+        its view before it joined the team would be named in a DELETE)."""
         view = subscriber.view
         old, new = view.decode(record.old), view.decode(record.new)
         message = Message(record)
         event = self.visibility.event_for(subscriber, old, new)
         if event is ASK_DATABASE:
+            if not self.visibility.judges_images(subscriber):
+                return Reset(0, "this stream's read rule reads more than the row, so what it "
+                             "missed cannot be replayed; reload and follow live")
             return await self._judged_by_database(subscriber, message, old, new, connection)
         return None if event is None else message.item(event, view, subscriber.selection)
 
@@ -357,3 +392,15 @@ class Dispatcher:
             return None
         event, row = seen
         return message.read_now(event, subscriber.view, row, subscriber.selection)
+
+
+def _end_failed(subscriber: Subscriber, record: ChangeRecord, error: Exception) -> None:
+    """End the stream whose read rule failed in the database on ``record`` (a subquery of
+    several rows, a bad cast, a timeout): its caller cannot be shown what it may see, and
+    the other streams go on."""
+    logger.warning(
+        "capebase: the read rule of a %s stream (caller %r) failed on change %d; the stream "
+        "ends: %s", record.table, subscriber.ctx.id, record.id, error,
+    )
+    subscriber.failed = True
+    subscriber.close()

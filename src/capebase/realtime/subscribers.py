@@ -97,7 +97,8 @@ class Subscriber:
     """One open stream. Its queue is bounded; when it is full the subscriber is dropped."""
 
     __slots__ = (
-        "closed", "ctx", "filters", "gone", "overflowed", "queue", "revoked", "selection", "view"
+        "closed", "ctx", "failed", "filters", "gone", "overflowed", "queue", "revoked",
+        "selection", "view",
     )
 
     def __init__(
@@ -116,6 +117,7 @@ class Subscriber:
         self.closed = False
         self.overflowed = False
         self.revoked = False
+        self.failed = False  # its read rule failed in the database; set by the dispatcher
         self.gone = False  # the client left; set by the transport through hang_up()
 
     def passes_filters(self, image: dict[str, Any] | None) -> bool:

@@ -35,9 +35,11 @@ class Overflowed:
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
-    """The database failed while replaying; the client should resume from ``token`` later."""
+    """The database failed while replaying, or failed the stream's read rule; the client
+    should resume from ``token`` later."""
 
     token: str
+    reason: str = "database unavailable; reconnect to resume"
 
 
 def resume_token(header: str | None, query: Mapping[str, str]) -> str | None:

@@ -107,7 +107,7 @@ class EventStreamResponse(Response):
                 {
                     "event": "unavailable",
                     "resume": item.token,
-                    "reason": "database unavailable; reconnect to resume",
+                    "reason": item.reason,
                 }
             )
             return event_frame(data, event="unavailable", id=item.token, retry=self._retry_ms)

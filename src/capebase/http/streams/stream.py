@@ -172,6 +172,9 @@ class Stream:
                     batch.append(Overflowed(cursor.token() if cursor.highest else None))
                 elif subscriber.revoked:
                     batch.append(EXPIRED)
+                elif subscriber.failed:
+                    reason = "the database failed this stream's read rule; reconnect to resume"
+                    batch.append(Unavailable(cursor.token(), reason))
                 return batch
             delivery = cursor.live(*queued)
             if delivery is not None:

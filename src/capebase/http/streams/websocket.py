@@ -106,11 +106,11 @@ async def _send(websocket: WebSocket, item: Any) -> bool:
                 {
                     "event": "unavailable",
                     "resume": item.token,
-                    "reason": "database unavailable; reconnect to resume",
+                    "reason": item.reason,
                 }
             )
         )
-        await websocket.close(code=TRY_AGAIN_LATER, reason="database unavailable")
+        await websocket.close(code=TRY_AGAIN_LATER, reason=item.reason.split(";")[0])
         return False
     elif isinstance(item, Overflowed):
         await websocket.close(code=TRY_AGAIN_LATER, reason=f"too slow; resume from {item.token}")

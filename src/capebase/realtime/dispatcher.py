@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..changes.changelog import ChangeRecord, changes
 from ..changes.retention import pruned_through
@@ -28,6 +28,7 @@ from ..observer import ObserverSlot
 from .config import RealtimeConfig
 from .handler_runner import HandlerRunner
 from .index import SubscriberIndex
+from .on_demand import OnDemandConnection
 from .resume import ResumePoint
 from .subscribers import Subscriber
 from .views import Message, ModelView
@@ -52,33 +53,6 @@ class Reset:
         self.id = id
         self.reason = reason
         self.token = token
-
-
-class _OnDemandConnection:
-    """An engine connection opened on first use: most dispatches never need one."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._connection: AsyncConnection | None = None
-
-    async def execute(self, statement: Any, /) -> Any:
-        if self._connection is None:
-            self._connection = await self._engine.connect()
-        return await self._connection.execute(statement)
-
-    async def recover(self) -> None:
-        """After a statement failed: end its transaction, so the next one runs."""
-        if self._connection is not None:
-            try:
-                await self._connection.rollback()
-            except Exception:
-                await self.close()
-                raise
-
-    async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
 
 
 class Dispatcher:
@@ -152,7 +126,9 @@ class Dispatcher:
     ) -> AsyncIterator[tuple[int, str] | Reset]:
         """What ``subscriber`` missed since ``point``, up to where its live delivery began.
 
-        Yields a single Reset when the log no longer reaches back to ``point``.
+        Yields a single Reset when the log no longer reaches back to ``point``. Each batch
+        is read and judged on a connection given back before its messages are yielded: a
+        client that stops reading holds no connection of the pool.
         """
         upto = self.cursor
         # Read the log now rather than at the next wake-up: this process may have missed a
@@ -168,58 +144,65 @@ class Dispatcher:
                 # the changes up to it are skipped when this dispatcher reaches them.
                 newest = (await connection.execute(select(func.max(changes.c.id)))).scalar()
                 known = max(upto, newest or 0)
-            if last_id < pruned or last_id > known:
-                reason = "expired" if last_id < pruned else "unknown"
-                yield Reset(upto, f"last event id {last_id} is {reason}; reload and follow live")
-                return
-            if point.holes:
-                late = (
-                    await connection.execute(
-                        select(changes)
-                        .where(changes.c.table_name == table, changes.c.id.in_(point.holes))
-                        .order_by(changes.c.id)
-                    )
-                ).mappings()
-                for row in late:
-                    record = ChangeRecord.from_row(row)
-                    item = await self._message_for(subscriber, record, connection)
-                    if isinstance(item, Reset):
-                        yield Reset(upto, item.reason)
-                        return
-                    if item is not None:
-                        yield item
-                # Holes still not committed are not watched for everyone: one this dispatcher
-                # has not reached yet, or still watches, reaches the stream live when it
-                # commits; any other was given up on (late_commit_window) or already sent.
-            position = last_id
-            while position < upto:
-                rows = (
-                    (
-                        await connection.execute(
-                            select(changes)
-                            .where(
-                                changes.c.table_name == table,
-                                changes.c.id > position,
-                                changes.c.id <= upto,
-                            )
-                            .order_by(changes.c.id)
-                            .limit(self.config.replay_batch)
-                        )
-                    )
-                    .mappings()
-                    .all()
+        if last_id < pruned or last_id > known:
+            reason = "expired" if last_id < pruned else "unknown"
+            yield Reset(upto, f"last event id {last_id} is {reason}; reload and follow live")
+            return
+        if point.holes:
+            # Holes still not committed are not watched for everyone: one this dispatcher
+            # has not reached yet, or still watches, reaches the stream live when it
+            # commits; any other was given up on (late_commit_window) or already sent.
+            late = (
+                select(changes)
+                .where(changes.c.table_name == table, changes.c.id.in_(point.holes))
+                .order_by(changes.c.id)
+            )
+            for item in await self._judged_batch(subscriber, late, upto):
+                if isinstance(item, int):
+                    continue
+                yield item
+                if isinstance(item, Reset):
+                    return
+        position = last_id
+        while position < upto:
+            batch = (
+                select(changes)
+                .where(
+                    changes.c.table_name == table,
+                    changes.c.id > position,
+                    changes.c.id <= upto,
                 )
-                if not rows:
+                .order_by(changes.c.id)
+                .limit(self.config.replay_batch)
+            )
+            items = await self._judged_batch(subscriber, batch, upto)
+            if not items:
+                break
+            for item in items:
+                if isinstance(item, int):
+                    position = item
+                    continue
+                yield item
+                if isinstance(item, Reset):
+                    return
+
+    async def _judged_batch(
+        self, subscriber: Subscriber, statement: Any, upto: int
+    ) -> list[tuple[int, str] | Reset | int]:
+        """The messages ``subscriber`` gets of the changes ``statement`` reads, each after
+        its change id (an int, where the replay has got to); a Reset ends the list."""
+        items: list[tuple[int, str] | Reset | int] = []
+        async with self.engine.connect() as connection:
+            for row in (await connection.execute(statement)).mappings().all():
+                record = ChangeRecord.from_row(row)
+                item = await self._message_for(subscriber, record, connection)
+                if isinstance(item, Reset):
+                    items.append(Reset(upto, item.reason))
                     break
-                for row in rows:
-                    record = ChangeRecord.from_row(row)
-                    position = record.id
-                    item = await self._message_for(subscriber, record, connection)
-                    if isinstance(item, Reset):
-                        yield Reset(upto, item.reason)
-                        return
-                    if item is not None:
-                        yield item
+                if item is not None:
+                    items.append(item)
+                items.append(record.id)
+        return items
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -250,7 +233,7 @@ class Dispatcher:
 
     async def dispatch_pending(self) -> None:
         """Deliver every change committed since the last call, in id order."""
-        connection = _OnDemandConnection(self.engine)
+        connection = OnDemandConnection(self.engine)
         try:
             if self._holes:
                 await self._fill_holes(connection)
@@ -291,7 +274,7 @@ class Dispatcher:
             for missing in range(self.cursor + 1, min(change_id, self.cursor + 1 + MAX_HOLES)):
                 self._holes[missing] = seen_at
 
-    async def _fill_holes(self, connection: _OnDemandConnection) -> None:
+    async def _fill_holes(self, connection: OnDemandConnection) -> None:
         expired = time.monotonic() - self.config.late_commit_window
         for hole in [h for h, seen in self._holes.items() if seen < expired]:
             del self._holes[hole]
@@ -313,7 +296,7 @@ class Dispatcher:
             del self._holes[record.id]
             await self._deliver(record, connection)
 
-    async def _deliver(self, record: ChangeRecord, connection: _OnDemandConnection) -> None:
+    async def _deliver(self, record: ChangeRecord, connection: OnDemandConnection) -> None:
         observer = self.observers.observer
         observer.change_dispatched(record)
         view = self.views.get(record.table)

@@ -22,10 +22,11 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from starlette.convertors import CONVERTOR_TYPES
+from starlette.convertors import CONVERTOR_TYPES, Convertor
 from starlette.routing import BaseRoute
 
 from ..errors import BatchError, NotFoundError
+from ..http.errors import constraint_failures_as_http
 from ..identity.context import AuthContext
 from ..wire.grammar import ExactDecimals
 from ..writes.batch import WriteBatch, write_batch
@@ -105,6 +106,7 @@ class BatchRoute:
         self.services = services
         self.published = published
         self._exact: dict[type[BaseModel], ExactDecimals | None] = {}
+        self._keys: dict[PublishedModel, tuple[TypeAdapter[Any], Convertor[Any]]] = {}
 
     async def run(self, ctx: AuthContext, body: bytes) -> Response:
         """Run the batch ``body`` as ``ctx``: 200 with each operation's answer, or the error
@@ -127,7 +129,8 @@ class BatchRoute:
                 results.append(await write_at(
                     step.index, step.published.name, self._write(batch, ctx, step)
                 ))
-            await batch.commit()
+            with constraint_failures_as_http("The batch"):  # a constraint checked at commit
+                await batch.commit()
         return Response(b'{"responses":[' + b",".join(results) + b"]}",
                         media_type="application/json")
 
@@ -161,18 +164,23 @@ class BatchRoute:
     def _key(self, index: int, published: PublishedModel, text: str) -> Any:
         """The key ``text`` as its route's path convertor and parameter read it; 404 for a
         text that cannot be one."""
-        python_type = _pk_path(published)[1]
-        convertor = CONVERTOR_TYPES[
-            {int: "int", uuid.UUID: "uuid", str: TEXT_KEY}.get(python_type, "str")
-        ]
+        python_type, convertor = self._key_readers(published)
         try:
             if not re.fullmatch(convertor.regex, text):
                 raise ValueError(text)
-            key = TypeAdapter(python_type).validate_python(convertor.convert(text))
+            key = python_type.validate_python(convertor.convert(text))
             return route_key(published, key)
         except (ValueError, NotFoundError) as exc:
             cause = NotFoundError(published.name, text)
             raise BatchError(str(cause), index=index, cause=cause) from exc
+
+    def _key_readers(self, published: PublishedModel) -> tuple[TypeAdapter[Any], Convertor[Any]]:
+        readers = self._keys.get(published)
+        if readers is None:
+            python_type = _pk_path(published)[1]
+            name = {int: "int", uuid.UUID: "uuid", str: TEXT_KEY}.get(python_type, "str")
+            readers = self._keys[published] = (TypeAdapter(python_type), CONVERTOR_TYPES[name])
+        return readers
 
     def _validated(self, step: _Planned, op: BatchOperation) -> _Planned:
         at = ("requests", step.index, "body")

@@ -107,7 +107,8 @@ async def bulk_create(
     async with write_batch(services.policy, services.user_session, ctx) as batch:
         for index, row in enumerate(values):
             images.append(await write_at(index, p.name, batch.create(p, row)))
-        await batch.commit()
+        with constraint_failures_as_http(p.name):  # a constraint checked at commit
+            await batch.commit()
     return Response(p.rows_json.dump_json(images), media_type="application/json",
                     status_code=201)
 

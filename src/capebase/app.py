@@ -20,6 +20,7 @@ from .auth.provider import (
 )
 from .changes.changelog import add_missing_columns
 from .changes.changelog import metadata as changelog_metadata
+from .crud.batch import install_batch_route
 from .crud.config import CrudConfig
 from .crud.published import PublishedModel, describe_model
 from .crud.router import build_router
@@ -166,6 +167,7 @@ class CapeBase:
             auth_provider=self.auth_provider, crud=self.crud_config,
             realtime=self.realtime_config, limits=self.limits,
         )
+        self._batch_routes = install_batch_route(app, self._route_services, self._published)
         install_lifespan(self.app, self.startup, self.shutdown)
 
     @property
@@ -253,7 +255,8 @@ class CapeBase:
         self.app.include_router(router)
         self._generated_routes[model] = list(self.app.router.routes[before:])
         move_routes_last(
-            self.app, [r for routes in self._generated_routes.values() for r in routes]
+            self.app,
+            [*self._batch_routes, *(r for rs in self._generated_routes.values() for r in rs)],
         )
         self.app.openapi_schema = None
         return model
@@ -348,7 +351,8 @@ class CapeBase:
                 and is not in development mode.
         """
         move_routes_last(
-            self.app, [r for routes in self._generated_routes.values() for r in routes]
+            self.app,
+            [*self._batch_routes, *(r for rs in self._generated_routes.values() for r in rs)],
         )
         if self.auth is not None:
             self.auth.check_settings()

@@ -11,6 +11,9 @@
     ├── NotFoundError               a row does not exist or is not readable
     ├── QueryError                  a list or stream query names an unknown field or operator,
     │                               or has an invalid value
+    ├── BatchError                  a bulk create or batch fails as a whole: too many
+    │                               operations, one naming no published route, or one that
+    │                               failed (``cause``, at ``index``)
     ├── TooManySubscriptionsError   the stream limits are reached
     ├── DatabaseUnavailableError    the database cannot be reached right now
     └── AuthError                   the built-in auth refuses (``capebase.auth.builtin``)
@@ -155,6 +158,34 @@ class QueryError(CapeBaseError):
             )
             is_invalid_value = status_code == 422
         self.is_invalid_value = is_invalid_value
+        super().__init__(message)
+
+
+class BatchError(CapeBaseError):
+    """A bulk create (``POST /todo`` with an array) or a batch (``POST /_capebase/batch``)
+    that writes nothing.
+
+    Attributes:
+        index: the position of the row or operation that failed, or ``None`` when the request
+            as a whole is refused.
+        cause: the error of that row or operation (``PermissionDeniedError``,
+            ``NotFoundError``, a constraint failure...), answered as the single route would
+            answer it, with ``index`` added; ``None`` when the request is refused as sent.
+        is_too_large: the request carries more than ``LimitsConfig.max_batch_size`` rows or
+            operations.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        cause: BaseException | None = None,
+        is_too_large: bool = False,
+    ) -> None:
+        self.index = index
+        self.cause = cause
+        self.is_too_large = is_too_large
         super().__init__(message)
 
 

@@ -9,6 +9,7 @@ Each limit has a safe default and answers with a clear 4xx (or a named 5xx for t
 - conditions per list request or stream, in groups too: ``LimitsConfig.max_filter_terms`` (400);
 - nesting of filter groups: ``LimitsConfig.max_filter_depth`` (400);
 - request body size: ``LimitsConfig.max_body_size`` (413);
+- rows of one bulk create, operations of one batch: ``LimitsConfig.max_batch_size`` (413);
 - open streams per process: ``RealtimeConfig.max_subscriptions`` (429, WebSocket close 1013);
 - open streams per client: ``RealtimeConfig.max_subscriptions_per_client`` (429 / 1013);
 - one SQL statement's run time: ``LimitsConfig.statement_timeout`` (504);
@@ -42,6 +43,8 @@ class LimitsConfig:
             (413 above it), whether or not the client sends ``Content-Length``. ``None``
             turns the guard off (when a proxy enforces a limit). A route's own FastAPI
             ``max_body_size=`` takes precedence over it, larger or smaller.
+        max_batch_size: the most rows one bulk create (``POST /todo`` with an array) and the
+            most operations one batch (``POST /_capebase/batch``) may carry (413 above it).
         statement_timeout: seconds one SQL statement may run before the database cancels
             it (the request gets 504). PostgreSQL (``statement_timeout``) and MariaDB
             (``max_statement_time``) enforce it; MySQL enforces it on SELECTs only
@@ -56,6 +59,7 @@ class LimitsConfig:
     max_filter_terms: int = DEFAULT_MAX_FILTER_TERMS
     max_filter_depth: int = DEFAULT_MAX_FILTER_DEPTH
     max_body_size: int | None = 1024 * 1024
+    max_batch_size: int = 100
     statement_timeout: float | None = 30.0
     connect_timeout: float = 10.0
     pool_timeout: float = 10.0
@@ -64,7 +68,7 @@ class LimitsConfig:
     def __post_init__(self) -> None:
         if self.max_filters < 1:
             raise ConfigurationError("LimitsConfig.max_filters must be at least 1")
-        for name in ("max_filter_terms", "max_filter_depth"):
+        for name in ("max_filter_terms", "max_filter_depth", "max_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"LimitsConfig.{name} must be at least 1")
         if self.max_body_size is not None and self.max_body_size < 1:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, HTTPException, WebSocket
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
@@ -15,6 +16,7 @@ from capebase.errors import (
     AccountExistsError,
     AuthenticationRequiredError,
     AuthError,
+    BatchError,
     CapeBaseError,
     ConfigurationError,
     DatabaseUnavailableError,
@@ -39,6 +41,8 @@ ANSWERED = [
     (NotFoundError("Task", 1), 404, {}, 1008),
     (QueryError("Unknown filter field"), 400, {}, 1008),
     (QueryError("Invalid value", is_invalid_value=True), 422, {}, 1008),
+    (BatchError("Operation 2: GET /x is not a route", index=2), 400, {}, 1008),
+    (BatchError("Too many operations", is_too_large=True), 413, {}, 1008),
     (TooManySubscriptionsError("Too many open subscriptions"), 429, {}, 1013),
     (DatabaseUnavailableError("refused"), 503, {"Retry-After": "5"}, 1013),
     (AuthError("x"), 401, BEARER, 1008),
@@ -101,6 +105,30 @@ def test_bugs_have_no_answer(exc: CapeBaseError) -> None:
     assert answer_for(exc) is None
     with pytest.raises(LookupError, match="it is a 500"):
         http_status(exc)
+
+
+@pytest.mark.parametrize(("cause", "status", "detail", "headers"), [
+    (PermissionDeniedError("create", "Task"), 403, "Permission denied: cannot create Task", {}),
+    (PermissionDeniedError("create", "Task", is_anonymous=True), 401,
+     "Authentication required", BEARER),
+    (NotFoundError("Task", 3), 404, "Task not found", {}),
+    (HTTPException(409, "Task conflicts with stored data: x"), 409,
+     "Task conflicts with stored data: x", {}),
+    (DatabaseUnavailableError("refused"), 503, "The database is unavailable; retry later",
+     {"Retry-After": "5"}),
+])
+def test_a_failed_batch_operation_is_answered_as_its_own_route_with_its_index(
+    cause: BaseException, status: int, detail: str, headers: dict[str, str]
+) -> None:
+    answer = answer_for(BatchError("x", index=4, cause=cause))
+    assert answer is not None
+    assert (answer.status, answer.detail, dict(answer.headers)) == (status, detail, headers)
+    assert json.loads(answer.response().body) == {"detail": detail, "index": 4}
+
+
+def test_a_failed_batch_operation_that_is_a_bug_stays_a_500() -> None:
+    assert answer_for(BatchError("x", index=0, cause=ConfigurationError("bug"))) is None
+    assert answer_for(BatchError("x", index=0, cause=RuntimeError("bug"))) is None
 
 
 def test_status_code_of_0_1_classes_is_read_from_the_map() -> None:

@@ -309,7 +309,8 @@ def body_schema(app: FastAPI, route: str, model: type[Any]) -> dict[str, Any]:
         op for path in openapi["paths"].values() for op in path.values()
         if op.get("operationId") == f"{route}_{name}"
     )
-    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    ref = body["oneOf"][0]["$ref"] if "oneOf" in body else body["$ref"]  # create: one or many
     schema: dict[str, Any] = openapi["components"]["schemas"][ref.rsplit("/", 1)[1]]
     return schema
 

@@ -22,12 +22,15 @@ class CrudConfig:
             sends every read through SQLAlchemy Core, every write through the caller's
             session, and every request through FastAPI's own parameter solving: the
             reference the fast path is tested against.
+        batch_path: the path of the batch route, which runs creates, updates and deletes
+            of the published models in one transaction (``None``: no batch route).
     """
 
     default_page_size: int = 100
     max_page_size: int = 1000
     max_in_values: int = 500
     fast_path: bool = True
+    batch_path: str | None = "/_capebase/batch"
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_page_size <= self.max_page_size:
@@ -37,3 +40,8 @@ class CrudConfig:
             )
         if self.max_in_values < 1:
             raise ConfigurationError("CrudConfig.max_in_values must be at least 1")
+        if self.batch_path is not None and not self.batch_path.startswith("/"):
+            raise ConfigurationError(
+                f"CrudConfig.batch_path must start with '/', got {self.batch_path!r} "
+                "(None: no batch route)"
+            )

@@ -8,11 +8,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
 
-from ..errors import NotFoundError, PermissionDeniedError
+from ..errors import NotFoundError
 from ..filters.query import (
     RESERVED,
     parse_filters,
@@ -21,13 +20,11 @@ from ..filters.query import (
 from ..filters.select import parse_select
 from ..http.errors import constraint_failures_as_http
 from ..identity.context import AuthContext
-from ..identity.fields import server_values
 from ..limits import check_filter_count
 from ..policy.sqlexpr import equals
-from ..wire.structured import json_safe
-from ..wire.values import text_problem
 from ..writes import row_writer
 from ..writes.direct import KEY
+from .inputs import create_values, require_create, route_key, update_changes
 from .published import PublishedModel
 
 if TYPE_CHECKING:
@@ -141,18 +138,8 @@ class Handlers:
 
     async def create_row(self, *, body: BaseModel, ctx: AuthContext) -> Response:
         p = self.published
-        if not self.services.policy.allows_some(p.model, "create", ctx):
-            raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
-        required = p.server_set.required_auth
-        if required and None in server_values(p.model, ctx, required).values():
-            # An auth field the caller has no value for (an anonymous caller's FROM_AUTH_ID):
-            # the row could not be stored, and it is the caller, not the row, that is lacking.
-            raise PermissionDeniedError("create", p.name, is_anonymous=ctx.is_anonymous)
-        refused = p.server_set.on_create  # the schema refused them; never take one regardless
-        values = {
-            k: v for k, v in body.model_dump().items() if k in p.table.c and k not in refused
-        }
-        self._check_values(values)
+        require_create(p, self.services.policy, ctx)
+        values = create_values(p, body)
         with constraint_failures_as_http(p.name):
             image = await self.writer.create(ctx, values)
         return Response(p.row_json.dump_json(image), media_type="application/json",
@@ -161,11 +148,7 @@ class Handlers:
     async def update_row(self, *, body: BaseModel, ctx: AuthContext, **path: Any) -> Response:
         p = self.published
         key = self._key(path)
-        refused = p.server_set.on_update
-        changes = {
-            k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in refused
-        }
-        self._check_values(changes)
+        changes = update_changes(p, body)
         with constraint_failures_as_http(p.name):
             image = await self.writer.update(ctx, key, changes)
         return Response(p.row_json.dump_json(image), media_type="application/json")
@@ -177,22 +160,5 @@ class Handlers:
         return Response(status_code=204)
 
     def _key(self, path: dict[str, Any]) -> Any:
-        """The primary key from the path; 404 for a key no row can have, which the database
-        driver would otherwise reject with an error (an integer out of range, a text with a
-        NUL character on PostgreSQL)."""
-        p = self.published
-        key = path[p.pk.key]
-        if p.key_range is not None and not p.key_range[0] <= key <= p.key_range[1]:
-            raise NotFoundError(p.name, key)
-        if isinstance(key, str) and text_problem(key) is not None:
-            raise NotFoundError(p.name, key)
-        return key
-
-    def _check_values(self, values: dict[str, Any]) -> None:
-        problems = self.published.value_checks.problems(values)
-        if problems:
-            raise RequestValidationError([
-                {"type": "value_error", "loc": ("body", field), "msg": reason,
-                 "input": json_safe(value)}
-                for field, value, reason in problems
-            ])
+        """The primary key from the path (404 for a key no row can have: ``route_key``)."""
+        return route_key(self.published, path[self.published.pk.key])

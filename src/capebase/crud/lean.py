@@ -274,13 +274,8 @@ def body_handler(
     def factory(_route: APIRoute) -> LeanHandler:
         async def handle(request: Request) -> Response:
             ctx, background = await solver(request)
-            body = await _json_body(request)
-            try:
-                value = schema.model_validate_json(body)
-                if exact is not None:
-                    value = exact.apply(body, value)
-            except ValidationError as exc:
-                raise RequestValidationError(_body_errors(exc)) from None
+            body = await json_body(request)
+            value = validated_body(schema, exact, body)
             response = await method(body=value, ctx=ctx, **request.path_params)
             if response.background is None:
                 response.background = background
@@ -289,6 +284,20 @@ def body_handler(
         return handle
 
     return factory
+
+
+def validated_body(schema: type[BaseModel], exact: ExactDecimals | None, body: bytes) -> BaseModel:
+    """``body`` (JSON text) as an instance of ``schema``, validated in JSON mode, its Decimal
+    numbers from their exact text.
+
+    Raises:
+        RequestValidationError: FastAPI's 422, each error's ``loc`` starting with "body".
+    """
+    try:
+        value = schema.model_validate_json(body)
+        return value if exact is None else exact.apply(body, value)
+    except ValidationError as exc:
+        raise RequestValidationError(_body_errors(exc)) from None
 
 
 def _body_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -319,7 +328,7 @@ def _writable(value: Any) -> Any:
     return value
 
 
-async def _json_body(request: Request) -> bytes:
+async def json_body(request: Request) -> bytes:
     """The request's body, which must be JSON: a missing one, or one of another media type, is
     a 422 as FastAPI answers it; a body that cannot be read is a 400."""
     try:

@@ -14,6 +14,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from ..identity.context import AuthContext
 from ..wire.values import storage_type
+from .bulk import create_handler, one_or_many
 from .handlers import Handlers
 from .lean import (
     AuthSolver,
@@ -232,14 +233,22 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             },
         )
     if "create" in published.routes:
+        # One row, or an array of them created all or none (crud.bulk).
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
-                                   annotation=published.create_schema)
+                                   annotation=one_or_many(published.create_schema))
         endpoint = lean(_with_signature(handlers.create_row, [body, ctx_param]),
-                        body_handler(solver, handlers.create_row, published.create_schema))
+                        create_handler(solver, services, published, handlers.create_row))
         router.add_api_route(
             published.path, endpoint, route_class_override=GeneratedRoute,
-            methods=["POST"], status_code=201, response_model=published.read_schema,
-            operation_id=f"create_{name}", summary=f"Create a {name}",
+            methods=["POST"], status_code=201,
+            response_model=one_or_many(published.read_schema),
+            operation_id=f"create_{name}", summary=f"Create a {name}, or several",
+            description=(
+                "A JSON object creates one row; a JSON array creates each of its rows, all or "
+                "none, and answers them in order (at most LimitsConfig.max_batch_size rows, "
+                "413 above it). An error of one row carries its index: in `loc` for a 422, as "
+                "`index` otherwise."
+            ),
             responses={**_ERRORS, **_CONFLICT, **_BODY, **_DATABASE},
         )
     if "update" in published.routes:

@@ -8,6 +8,9 @@ PermissionDeniedError              403; 401 + ``WWW-Authenticate: Bearer``    10
                                    caller is anonymous
 NotFoundError                      404                                        1008
 QueryError                         400; 422 when ``is_invalid_value``         1008
+BatchError                         its ``cause``'s answer with ``"index"``    1008
+                                   added; without one 413 when
+                                   ``is_too_large``, else 400
 TooManySubscriptionsError          429                                        1013
 DatabaseUnavailableError, a        503 + ``Retry-After``                      1013
 driver's connection error
@@ -33,11 +36,13 @@ HTTP 403 to the client); any other error refuses the handshake with its HTTP ans
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, WebSocketException, status
 from fastapi.responses import JSONResponse
@@ -49,6 +54,7 @@ from ..db.failures import classify, is_constraint_failure
 from ..errors import (
     AccountExistsError,
     AuthError,
+    BatchError,
     CapeBaseError,
     DatabaseUnavailableError,
     LockedOutError,
@@ -73,6 +79,7 @@ TRY_AGAIN_LATER = status.WS_1013_TRY_AGAIN_LATER
 DEFAULT_RETRY_AFTER = 5
 _BEARER = {"WWW-Authenticate": "Bearer"}
 _HANDLED = (
+    BatchError,
     PermissionDeniedError,
     NotFoundError,
     QueryError,
@@ -94,12 +101,16 @@ class ErrorAnswer:
     detail: str
     close_code: int
     headers: Mapping[str, str] = field(default_factory=dict)
+    index: int | None = None
+    """The row or operation of a bulk create or batch that failed (``BatchError``)."""
 
     def response(self) -> JSONResponse:
-        """The HTTP response: ``{"detail": ...}`` with the status and headers."""
-        return JSONResponse(
-            {"detail": self.detail}, status_code=self.status, headers=dict(self.headers)
-        )
+        """The HTTP response: ``{"detail": ...}`` (and ``"index"`` for a failed row or
+        operation of a batch) with the status and headers."""
+        body: dict[str, Any] = {"detail": self.detail}
+        if self.index is not None:
+            body["index"] = self.index
+        return JSONResponse(body, status_code=self.status, headers=dict(self.headers))
 
 
 def answer_for(
@@ -107,6 +118,8 @@ def answer_for(
 ) -> ErrorAnswer | None:
     """How ``exc`` is answered, or ``None`` for an error that is a bug (it stays a 500, so
     that it gets noticed). ``retry_after`` is the ``Retry-After`` of a database failure."""
+    if isinstance(exc, BatchError):
+        return _batch_answer(exc, retry_after)
     if isinstance(exc, PermissionDeniedError):
         if exc.is_anonymous:
             return ErrorAnswer(401, "Authentication required", POLICY_VIOLATION, _BEARER)
@@ -132,6 +145,19 @@ def answer_for(
         detail = "The database is unavailable; retry later"
         return ErrorAnswer(503, detail, TRY_AGAIN_LATER, {"Retry-After": str(retry_after)})
     return None
+
+
+def _batch_answer(exc: BatchError, retry_after: int) -> ErrorAnswer | None:
+    if exc.cause is None:
+        status_code = 413 if exc.is_too_large else 400
+        return ErrorAnswer(status_code, str(exc), POLICY_VIOLATION, index=exc.index)
+    cause = exc.cause
+    answer = answer_for(cause, retry_after=retry_after)
+    if answer is None and isinstance(cause, HTTPException):  # constraint_failures_as_http's
+        answer = ErrorAnswer(
+            cause.status_code, str(cause.detail), POLICY_VIOLATION, cause.headers or {}
+        )
+    return None if answer is None else dataclasses.replace(answer, index=exc.index)
 
 
 def http_status(exc: CapeBaseError) -> int:
@@ -189,8 +215,9 @@ def install_error_handlers(app: FastAPI, *, retry_after: int = DEFAULT_RETRY_AFT
         answer = answer_for(exc, retry_after=retry_after)
         if answer is None:
             raise exc  # a DBAPIError that is not about reaching the database: a bug
-        if isinstance(exc, PermissionDeniedError):
-            count_http_denial(connection, exc)  # type: ignore[arg-type]  # reads the scope only
+        denied = exc.cause if isinstance(exc, BatchError) else exc
+        if isinstance(denied, PermissionDeniedError):
+            count_http_denial(connection, denied)  # type: ignore[arg-type]  # reads the scope only
         if answer.status >= 500:
             logger.warning("capebase: %s %s answered %d: %s: %s",
                            connection.scope.get("method", "WS"), connection.url.path,

@@ -254,10 +254,7 @@ class CapeBase:
         before = len(self.app.router.routes)
         self.app.include_router(router)
         self._generated_routes[model] = list(self.app.router.routes[before:])
-        move_routes_last(
-            self.app,
-            [*self._batch_routes, *(r for rs in self._generated_routes.values() for r in rs)],
-        )
+        move_routes_last(self.app, self._own_routes())
         self.app.openapi_schema = None
         return model
 
@@ -350,10 +347,7 @@ class CapeBase:
             ConfigurationError: the built-in auth has a placeholder secret or admin password
                 and is not in development mode.
         """
-        move_routes_last(
-            self.app,
-            [*self._batch_routes, *(r for rs in self._generated_routes.values() for r in rs)],
-        )
+        move_routes_last(self.app, self._own_routes())
         if self.auth is not None:
             self.auth.check_settings()
         check_resume_secret(
@@ -389,6 +383,9 @@ class CapeBase:
     def _served_models(self) -> list[type[Any]]:
         """The models capebase reads or writes: published, named by a rule, or handled."""
         return [*self._published, *self.policy.models(), *self.handlers.models()]
+
+    def _own_routes(self) -> list[Any]:
+        return [*self._batch_routes, *(r for rs in self._generated_routes.values() for r in rs)]
 
     def _metadatas(self) -> list[MetaData]:
         found: list[MetaData] = [SQLModel.metadata]

@@ -90,6 +90,28 @@ def test_list_parameters(document: dict[str, Any]) -> None:
     assert parameters["offset"]["schema"]["minimum"] == 0
 
 
+def test_conditional_requests_and_cursors_are_declared(document: dict[str, Any]) -> None:
+    """ETag on the answers of one row, If-Match / If-None-Match on get, update and delete
+    with their 304 and 412; ``after``, ``envelope`` and ``Link`` on the list."""
+    paths = document["paths"]
+    item, listing = paths["/crud_item/{id}"], paths["/crud_item"]
+    for method in ("get", "patch", "delete"):
+        headers = {p["name"]: p for p in item[method]["parameters"] if p["in"] == "header"}
+        assert set(headers) == {"If-Match", "If-None-Match"}, method
+        assert all(h["required"] is False and h["description"] for h in headers.values())
+        assert "412" in item[method]["responses"], method
+    assert "ETag" in item["get"]["responses"]["200"]["headers"]
+    assert "ETag" in item["get"]["responses"]["304"]["headers"]
+    assert "ETag" in item["patch"]["responses"]["200"]["headers"]
+    assert "ETag" in listing["post"]["responses"]["201"]["headers"]
+    # the merged answers keep their body schema
+    assert json_schema(item["get"]["responses"]["200"]) == ref("ItemRead")
+    listed = {p["name"]: p for p in listing["get"]["parameters"]}
+    assert listed["after"]["in"] == "query" and listed["after"]["description"]
+    assert listed["envelope"]["schema"]["type"] == "boolean"
+    assert "Link" in listing["get"]["responses"]["200"]["headers"]
+
+
 def test_select_and_filter_groups_are_declared(document: dict[str, Any]) -> None:
     """``select`` on list and get, and the filter groups on list, are optional query
     parameters with a description (their names, not the Python ones: ``not.or``)."""
@@ -102,7 +124,7 @@ def test_select_and_filter_groups_are_declared(document: dict[str, Any]) -> None
         assert listed[name]["description"], name
     assert got["select"]["in"] == "query"
     assert got["select"]["description"]
-    assert set(got) == {"id", "select"}
+    assert set(got) == {"id", "select", "If-Match", "If-None-Match"}
     assert "or=(" in paths["/crud_item"]["get"]["description"]
 
 

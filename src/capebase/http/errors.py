@@ -7,6 +7,7 @@ PermissionDeniedError              403; 401 + ``WWW-Authenticate: Bearer``    10
                                    (and "Authentication required") when the
                                    caller is anonymous
 NotFoundError                      404                                        1008
+PreconditionFailedError            412                                        1008
 QueryError                         400; 422 when ``is_invalid_value``         1008
 TooManySubscriptionsError          429                                        1013
 DatabaseUnavailableError, a        503 + ``Retry-After``                      1013
@@ -55,6 +56,7 @@ from ..errors import (
     MappedStatus,
     NotFoundError,
     PermissionDeniedError,
+    PreconditionFailedError,
     QueryError,
     TooManySubscriptionsError,
 )
@@ -75,6 +77,7 @@ _BEARER = {"WWW-Authenticate": "Bearer"}
 _HANDLED = (
     PermissionDeniedError,
     NotFoundError,
+    PreconditionFailedError,
     QueryError,
     TooManySubscriptionsError,
     AuthError,
@@ -113,6 +116,8 @@ def answer_for(
         return ErrorAnswer(403, str(exc), POLICY_VIOLATION)
     if isinstance(exc, NotFoundError):
         return ErrorAnswer(404, str(exc), POLICY_VIOLATION)
+    if isinstance(exc, PreconditionFailedError):
+        return ErrorAnswer(412, str(exc), POLICY_VIOLATION)
     if isinstance(exc, QueryError):
         return ErrorAnswer(422 if exc.is_invalid_value else 400, str(exc), POLICY_VIOLATION)
     if isinstance(exc, TooManySubscriptionsError):

@@ -45,9 +45,13 @@ def test_request_and_response_models(document: dict[str, Any]) -> None:
     paths, schemas = document["paths"], document["components"]["schemas"]
     collection, item = paths["/crud_item"], paths["/crud_item/{id}"]
 
-    assert json_schema(collection["get"]["responses"]["200"]) == {
-        "type": "array", "items": ref("ItemRead"), "title": "Response List Crud Item"
+    listed = json_schema(collection["get"]["responses"]["200"])
+    assert listed["anyOf"] == [{"type": "array", "items": ref("ItemRead")}, ref("ItemPage")]
+    page = schemas["ItemPage"]
+    assert page["properties"]["items"] == {
+        "type": "array", "items": ref("ItemRead"), "title": "Items"
     }
+    assert set(page["required"]) == {"items", "next"}
     assert json_schema(item["get"]["responses"]["200"]) == ref("ItemRead")
     assert json_schema(collection["post"]["requestBody"]) == ref("ItemCreate")
     assert collection["post"]["requestBody"]["required"] is True

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from starlette.convertors import Convertor, register_url_convertor
 
 from ..identity.context import AuthContext
@@ -236,7 +236,12 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                         query_handler(solver, handlers.list_rows))
         router.add_api_route(
             published.path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
-            response_model=list[published.read_schema],  # type: ignore[name-defined]
+            # an array, or with envelope=true an object with the array and the next cursor
+            response_model=list[published.read_schema] | create_model(  # type: ignore[name-defined]
+                f"{published.model.__name__}Page",
+                items=(list[published.read_schema], ...),  # type: ignore[name-defined]
+                next=(str | None, ...),
+            ),
             operation_id=f"list_{name}", summary=f"List {name}",
             description=(
                 "Filter with `?field=value` or `?field__op=value`, op in "
@@ -309,7 +314,9 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             methods=["DELETE"], status_code=204, response_class=Response,
             operation_id=f"delete_{name}", summary=f"Delete a {name}",
             openapi_extra=_condition_headers("If-Match", "If-None-Match"),
-            responses={**_ERRORS, **_NOT_FOUND, **_PRECONDITION, **_DATABASE},
+            responses={400: {"model": ErrorBody,
+                             "description": "A malformed If-Match or If-None-Match"},
+                       **_ERRORS, **_NOT_FOUND, **_PRECONDITION, **_DATABASE},
         )
     return router
 

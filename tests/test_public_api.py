@@ -26,6 +26,7 @@ EXPECTED = [
     "NotStartedError",
     "PasswordAuth",
     "PermissionDeniedError",
+    "PreconditionFailedError",
     "QueryError",
     "RealtimeConfig",
     "UnfilterableStatementError",

@@ -13,6 +13,7 @@ from .errors import (
     NotFoundError,
     NotStartedError,
     PermissionDeniedError,
+    PreconditionFailedError,
     QueryError,
     UnfilterableStatementError,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "NotStartedError",
     "PasswordAuth",
     "PermissionDeniedError",
+    "PreconditionFailedError",
     "QueryError",
     "RealtimeConfig",
     "UnfilterableStatementError",

@@ -9,6 +9,7 @@
     ├── UnfilterableStatementError  a statement a user session cannot enforce the policy on
     │                               (also a NotImplementedError, as in capebase 0.1)
     ├── NotFoundError               a row does not exist or is not readable
+    ├── PreconditionFailedError     an ``If-Match`` / ``If-None-Match`` condition is false
     ├── QueryError                  a list or stream query names an unknown field or operator,
     │                               or has an invalid value
     ├── BatchError                  a bulk create or batch fails as a whole: too many
@@ -130,6 +131,27 @@ class NotFoundError(CapeBaseError):
         self.model = model
         self.pk = pk
         super().__init__(f"{model} not found")
+
+
+class PreconditionFailedError(CapeBaseError):
+    """A conditional write's precondition is false: the row changed since the caller read
+    the ``ETag`` it sent in ``If-Match`` (or matches its ``If-None-Match``).
+
+    Attributes:
+        model: the model's name.
+        pk: the primary key of the row.
+        header: the header whose condition is false.
+    """
+
+    def __init__(self, model: str, pk: Any, *, header: str = "If-Match") -> None:
+        self.model = model
+        self.pk = pk
+        self.header = header
+        if header == "If-Match":
+            message = f"{model} has changed since the ETag sent in If-Match: read it again"
+        else:
+            message = f"{model} is at a version the request's {header} excludes"
+        super().__init__(message)
 
 
 class QueryError(CapeBaseError):

@@ -45,9 +45,13 @@ def test_request_and_response_models(document: dict[str, Any]) -> None:
     paths, schemas = document["paths"], document["components"]["schemas"]
     collection, item = paths["/crud_item"], paths["/crud_item/{id}"]
 
-    assert json_schema(collection["get"]["responses"]["200"]) == {
-        "type": "array", "items": ref("ItemRead"), "title": "Response List Crud Item"
+    listed = json_schema(collection["get"]["responses"]["200"])
+    assert listed["anyOf"] == [{"type": "array", "items": ref("ItemRead")}, ref("ItemPage")]
+    page = schemas["ItemPage"]
+    assert page["properties"]["items"] == {
+        "type": "array", "items": ref("ItemRead"), "title": "Items"
     }
+    assert set(page["required"]) == {"items", "next"}
     assert json_schema(item["get"]["responses"]["200"]) == ref("ItemRead")
     # one row, or an array of them (a bulk create)
     assert json_schema(collection["post"]["requestBody"])["oneOf"] == [
@@ -93,6 +97,28 @@ def test_list_parameters(document: dict[str, Any]) -> None:
     assert parameters["offset"]["schema"]["minimum"] == 0
 
 
+def test_conditional_requests_and_cursors_are_declared(document: dict[str, Any]) -> None:
+    """ETag on the answers of one row, If-Match / If-None-Match on get, update and delete
+    with their 304 and 412; ``after``, ``envelope`` and ``Link`` on the list."""
+    paths = document["paths"]
+    item, listing = paths["/crud_item/{id}"], paths["/crud_item"]
+    for method in ("get", "patch", "delete"):
+        headers = {p["name"]: p for p in item[method]["parameters"] if p["in"] == "header"}
+        assert set(headers) == {"If-Match", "If-None-Match"}, method
+        assert all(h["required"] is False and h["description"] for h in headers.values())
+        assert "412" in item[method]["responses"], method
+    assert "ETag" in item["get"]["responses"]["200"]["headers"]
+    assert "ETag" in item["get"]["responses"]["304"]["headers"]
+    assert "ETag" in item["patch"]["responses"]["200"]["headers"]
+    assert "ETag" in listing["post"]["responses"]["201"]["headers"]
+    # the merged answers keep their body schema
+    assert json_schema(item["get"]["responses"]["200"]) == ref("ItemRead")
+    listed = {p["name"]: p for p in listing["get"]["parameters"]}
+    assert listed["after"]["in"] == "query" and listed["after"]["description"]
+    assert listed["envelope"]["schema"]["type"] == "boolean"
+    assert "Link" in listing["get"]["responses"]["200"]["headers"]
+
+
 def test_select_and_filter_groups_are_declared(document: dict[str, Any]) -> None:
     """``select`` on list and get, and the filter groups on list, are optional query
     parameters with a description (their names, not the Python ones: ``not.or``)."""
@@ -105,7 +131,7 @@ def test_select_and_filter_groups_are_declared(document: dict[str, Any]) -> None
         assert listed[name]["description"], name
     assert got["select"]["in"] == "query"
     assert got["select"]["description"]
-    assert set(got) == {"id", "select"}
+    assert set(got) == {"id", "select", "If-Match", "If-None-Match"}
     assert "or=(" in paths["/crud_item"]["get"]["description"]
 
 

@@ -11,12 +11,9 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
 
-from ..errors import NotFoundError
-from ..filters.query import (
-    RESERVED,
-    parse_filters,
-    parse_order_by,
-)
+from ..errors import NotFoundError, PreconditionFailedError
+from ..filters.order import order_clauses, parse_sort
+from ..filters.query import RESERVED, parse_filters
 from ..filters.select import parse_select
 from ..http.errors import constraint_failures_as_http
 from ..identity.context import AuthContext
@@ -24,7 +21,9 @@ from ..limits import check_filter_count
 from ..policy.sqlexpr import equals
 from ..writes import row_writer
 from ..writes.direct import KEY
+from .conditional import Preconditions, etag_of, parse_tags
 from .inputs import create_values, require_create, route_key, update_changes
+from .paging import after_cursor, enveloped, next_cursor, next_link
 from .published import PublishedModel
 
 if TYPE_CHECKING:
@@ -82,10 +81,13 @@ class Handlers:
         order_by: str | None,
         count: bool,
         selection: str | None = None,
+        after: str | None = None,
+        envelope: bool = False,
         **groups: str | None,
     ) -> Response:
         """The rows the caller may read that match the query's filters, with the fields of
-        ``selection`` (``?select=``, default all); ``groups`` (``or``,
+        ``selection`` (``?select=``, default all), from the cursor ``after`` on; the next
+        page's cursor in ``Link`` (and in the body with ``envelope``). ``groups`` (``or``,
         ``not.and``...) are declared for OpenAPI and read from ``request``, where each may
         be repeated."""
         p = self.published
@@ -98,28 +100,45 @@ class Handlers:
             max_terms=limits.max_filter_terms, max_depth=limits.max_filter_depth,
         )
         selected = parse_select(selection, p.fields)
+        keys = parse_sort(order_by, p.fields, [p.pk])
+        page = after_cursor(after, keys, offset, self.dialect)
         read = self.services.policy.sql_filter(p.model, "read", ctx)
+        size = config.default_page_size if limit is None else limit
         statement = (
-            self.select_all.where(read, *conditions)
-            .order_by(*parse_order_by(order_by, p.fields, [p.pk], self.dialect))
-            .limit(config.default_page_size if limit is None else limit)
+            self.select_all.where(read, *conditions, *page)
+            .order_by(*order_clauses(keys, self.dialect))
+            .limit(size + 1)  # one more: whether a next page exists
             .offset(offset)
         )
         headers = {}
         rows = await self._fetch(statement)
-        if count:
+        cursor = next_cursor(rows[:size], len(rows) > size, keys, p.row_json)
+        if cursor is not None:
+            headers["Link"] = next_link(request, cursor)
+        if count:  # the whole listing: the cursor, like limit and offset, is not counted
             counter = select(func.count()).select_from(p.table).where(read, *conditions)
             headers["X-Total-Count"] = str(await self._count(counter))
         body = p.rows_json.dump_json(
-            rows, include=None if selected is None else {"__all__": selected}
+            rows[:size], include=None if selected is None else {"__all__": selected}
         )
+        if envelope:
+            body = enveloped(body, cursor)
         return Response(body, media_type="application/json", headers=headers)
 
     async def get_row(
-        self, *, ctx: AuthContext, selection: str | None = None, **path: Any
+        self,
+        *,
+        ctx: AuthContext,
+        selection: str | None = None,
+        request: Request | None = None,
+        **path: Any,
     ) -> Response:
+        """The row, with its ETag; 304 when it matches ``If-None-Match``, 412 when it does
+        not match ``If-Match``."""
         p = self.published
         selected = parse_select(selection, p.fields)
+        if_match = None if request is None else parse_tags(request, "If-Match")
+        if_none_match = None if request is None else parse_tags(request, "If-None-Match")
         key = self._key(path)
         rows = await self._fetch(self.select_by_key, {KEY: key})
         # The read rules checked in Python on the row: the same answer as the SQL predicate
@@ -133,31 +152,50 @@ class Handlers:
             verdict = bool(rows)
         if not verdict:
             raise NotFoundError(p.name, key)
-        return Response(p.row_json.dump_json(rows[0], include=selected),
-                        media_type="application/json")
+        whole = p.row_json.dump_json(rows[0])
+        headers = {"ETag": etag_of(whole)}
+        if if_match is not None and not if_match.matches_strongly(headers["ETag"]):
+            raise PreconditionFailedError(p.name, key)
+        if if_none_match is not None and if_none_match.matches_weakly(headers["ETag"]):
+            return Response(status_code=304, headers=headers)
+        body = whole if selected is None else p.row_json.dump_json(rows[0], include=selected)
+        return Response(body, media_type="application/json", headers=headers)
 
-    async def create_row(self, *, body: BaseModel, ctx: AuthContext) -> Response:
+    async def create_row(
+        self, *, body: BaseModel, ctx: AuthContext, request: Request | None = None
+    ) -> Response:
         p = self.published
         require_create(p, self.services.policy, ctx)
         values = create_values(p, body)
         with constraint_failures_as_http(p.name):
             image = await self.writer.create(ctx, values)
-        return Response(p.row_json.dump_json(image), media_type="application/json",
-                        status_code=201)
+        return self._row_response(image, status_code=201)
 
-    async def update_row(self, *, body: BaseModel, ctx: AuthContext, **path: Any) -> Response:
+    async def update_row(
+        self, *, body: BaseModel, ctx: AuthContext, request: Request | None = None, **path: Any
+    ) -> Response:
         p = self.published
         key = self._key(path)
+        precondition = Preconditions.of(request, p.row_json, p.name, key)
         changes = update_changes(p, body)
         with constraint_failures_as_http(p.name):
-            image = await self.writer.update(ctx, key, changes)
-        return Response(p.row_json.dump_json(image), media_type="application/json")
+            image = await self.writer.update(ctx, key, changes, precondition)
+        return self._row_response(image)
 
-    async def delete_row(self, *, ctx: AuthContext, **path: Any) -> Response:
+    async def delete_row(
+        self, *, ctx: AuthContext, request: Request | None = None, **path: Any
+    ) -> Response:
+        p = self.published
         key = self._key(path)
-        with constraint_failures_as_http(self.published.name):
-            await self.writer.delete(ctx, key)
+        precondition = Preconditions.of(request, p.row_json, p.name, key)
+        with constraint_failures_as_http(p.name):
+            await self.writer.delete(ctx, key, precondition)
         return Response(status_code=204)
+
+    def _row_response(self, image: dict[str, Any], status_code: int = 200) -> Response:
+        body = self.published.row_json.dump_json(image)
+        return Response(body, status_code=status_code, media_type="application/json",
+                        headers={"ETag": etag_of(body)})
 
     def _key(self, path: dict[str, Any]) -> Any:
         """The primary key from the path (404 for a key no row can have: ``route_key``)."""

@@ -178,12 +178,12 @@ class _SimpleCall:
 
 
 def item_handler(solver: AuthSolver, method: Callable[..., Awaitable[Response]]) -> HandlerFactory:
-    """The lean handler of an item route: ``method(ctx=..., <key>=...)``."""
+    """The lean handler of an item route: ``method(ctx=..., request=..., <key>=...)``."""
 
     def factory(_route: APIRoute) -> LeanHandler:
         async def handle(request: Request) -> Response:
             ctx, background = await solver(request)
-            response = await method(ctx=ctx, **request.path_params)
+            response = await method(ctx=ctx, request=request, **request.path_params)
             if response.background is None:
                 response.background = background
             return response
@@ -220,7 +220,7 @@ def item_query_handler(
     solver: AuthSolver, method: Callable[..., Awaitable[Response]]
 ) -> HandlerFactory:
     """The lean handler of an item route that takes query parameters too (get, with
-    ``select``): ``method(ctx=..., <query parameters>..., <key>=...)``."""
+    ``select``): ``method(ctx=..., request=..., <query parameters>..., <key>=...)``."""
 
     def factory(route: APIRoute) -> LeanHandler:
         fields = route.dependant.query_params
@@ -228,7 +228,7 @@ def item_query_handler(
         async def handle(request: Request) -> Response:
             ctx, background = await solver(request)
             values = _query_values(fields, request)
-            response = await method(ctx=ctx, **values, **request.path_params)
+            response = await method(ctx=ctx, request=request, **values, **request.path_params)
             if response.background is None:
                 response.background = background
             return response
@@ -264,10 +264,10 @@ def body_handler(
     solver: AuthSolver, method: Callable[..., Awaitable[Response]], schema: type[BaseModel]
 ) -> HandlerFactory:
     """The lean handler of a route taking a JSON body (create, update):
-    ``method(body=..., ctx=..., <key>=...)``, the body an instance of ``schema`` validated from
-    its bytes in JSON mode (the schema is strict, see ``schemas``), its Decimal numbers from
-    their exact text (``wire.ExactDecimals``). Errors have FastAPI's shape (``loc`` starts
-    with "body")."""
+    ``method(body=..., ctx=..., request=..., <key>=...)``, the body an instance of ``schema``
+    validated from its bytes in JSON mode (the schema is strict, see ``schemas``), its
+    Decimal numbers from their exact text (``wire.ExactDecimals``). Errors have FastAPI's
+    shape (``loc`` starts with "body")."""
 
     exact = ExactDecimals.of(schema)
 
@@ -276,7 +276,7 @@ def body_handler(
             ctx, background = await solver(request)
             body = await json_body(request)
             value = validated_body(schema, exact, body)
-            response = await method(body=value, ctx=ctx, **request.path_params)
+            response = await method(body=value, ctx=ctx, request=request, **request.path_params)
             if response.background is None:
                 response.background = background
             return response

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from starlette.convertors import Convertor, register_url_convertor
 
 from ..identity.context import AuthContext
@@ -66,6 +66,29 @@ _DATABASE: dict[int | str, dict[str, Any]] = {
           "`Retry-After` seconds"},
     504: {"model": ErrorBody, "description": "A statement ran past LimitsConfig.statement_timeout"},
 }
+
+
+_ETAG = {"ETag": {"description": "The row's version: send it in If-Match to update or "
+                  "delete only that version, in If-None-Match to get 304 while it holds",
+                  "schema": {"type": "string"}}}
+_PRECONDITION: dict[int | str, dict[str, Any]] = {
+    412: {"model": ErrorBody, "description": "The row changed since the ETag sent in If-Match "
+          "(or matches If-None-Match)"},
+}
+
+
+def _condition_headers(*names: str) -> dict[str, Any]:
+    """The conditional request headers an item route reads, for OpenAPI (``openapi_extra``:
+    the endpoints read them from the request on both paths)."""
+    described = {
+        "If-Match": "Only if the row's ETag is one of these (`*`: any version)",
+        "If-None-Match": "Only if the row's ETag is none of these (`*`: no version)",
+    }
+    return {"parameters": [
+        {"name": name, "in": "header", "required": False, "description": described[name],
+         "schema": {"type": "string"}}
+        for name in names
+    ]}
 
 
 def _pk_path(published: PublishedModel) -> tuple[str, Any]:
@@ -146,6 +169,8 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
     pk_param = pyinspect.Parameter(published.pk.key, pyinspect.Parameter.KEYWORD_ONLY,
                                    annotation=pk_type, default=Path())
     handlers = Handlers(services, published)
+    request_param = pyinspect.Parameter("request", pyinspect.Parameter.KEYWORD_ONLY,
+                                        annotation=Request)
     solver = AuthSolver(services.auth_dependency, services.auth_provider)
 
     def fast(endpoint: Any, handler: HandlerFactory) -> Any:
@@ -191,6 +216,14 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                                 default=Query(False, description="Add the X-Total-Count header")),
         ]
         list_params.append(_select_param())
+        list_params.extend([
+            pyinspect.Parameter("after", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+                                default=Query(None, description="The page after this cursor "
+                                              "(from the Link header of the previous page)")),
+            pyinspect.Parameter("envelope", pyinspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                default=Query(False, description='Answer {"items": [...], '
+                                              '"next": cursor or null}')),
+        ])
         list_params.extend(
             pyinspect.Parameter(
                 name.replace(".", "_") + "_", pyinspect.Parameter.KEYWORD_ONLY,
@@ -202,7 +235,12 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                         query_handler(solver, handlers.list_rows))
         router.add_api_route(
             published.path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
-            response_model=list[published.read_schema],  # type: ignore[name-defined]
+            # an array, or with envelope=true an object with the array and the next cursor
+            response_model=list[published.read_schema] | create_model(  # type: ignore[name-defined]
+                f"{published.model.__name__}Page",
+                items=(list[published.read_schema], ...),  # type: ignore[name-defined]
+                next=(str | None, ...),
+            ),
             operation_id=f"list_{name}", summary=f"List {name}",
             description=(
                 "Filter with `?field=value` or `?field__op=value`, op in "
@@ -212,24 +250,32 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                 "nested as `or=(a__eq=1,and(b__gt=2,c__lt=3))`."
             ),
             responses={
+                200: {"description": "The rows", "headers": {"Link": {
+                    "description": 'The next page: `<...?after=cursor>; rel="next"`, when '
+                    "there is one", "schema": {"type": "string"}}}},
                 400: {"model": ErrorBody,
-                      "description": "Unknown filter or select field or operator, or a "
-                      "malformed or too large filter group"},
+                      "description": "Unknown filter or select field or operator, a "
+                      "malformed or too large filter group, or an invalid cursor"},
                 **_DATABASE,
             },
         )
     if "get" in published.routes:
         endpoint = fast(
-            _with_signature(handlers.get_row, [pk_param, ctx_param, _select_param()]),
+            _with_signature(handlers.get_row,
+                            [pk_param, ctx_param, _select_param(), request_param]),
             item_query_handler(solver, handlers.get_row),
         )
         router.add_api_route(
             item_path, endpoint, methods=["GET"], route_class_override=GeneratedRoute,
             response_model=published.read_schema, operation_id=f"get_{name}",
             summary=f"Get one {name}",
+            openapi_extra=_condition_headers("If-Match", "If-None-Match"),
             responses={
-                400: {"model": ErrorBody, "description": "Unknown select field"},
-                **_NOT_FOUND, **_DATABASE,
+                200: {"description": "The row", "headers": _ETAG},
+                304: {"description": "The row's ETag matches If-None-Match", "headers": _ETAG},
+                400: {"model": ErrorBody, "description": "Unknown select field, or a "
+                      "malformed If-Match or If-None-Match"},
+                **_NOT_FOUND, **_PRECONDITION, **_DATABASE,
             },
         )
     if "create" in published.routes:
@@ -249,27 +295,36 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                 "413 above it). An error of one row carries its index: in `loc` for a 422, as "
                 "`index` otherwise."
             ),
-            responses={**_ERRORS, **_CONFLICT, **_BODY, **_DATABASE},
+            responses={201: {"description": "The row as stored (one row: with its ETag)",
+                             "headers": _ETAG},
+                       **_ERRORS, **_CONFLICT, **_BODY, **_DATABASE},
         )
     if "update" in published.routes:
         body = pyinspect.Parameter("body", pyinspect.Parameter.KEYWORD_ONLY,
                                    annotation=published.update_schema)
-        endpoint = lean(_with_signature(handlers.update_row, [pk_param, body, ctx_param]),
+        endpoint = lean(_with_signature(handlers.update_row,
+                                        [pk_param, body, ctx_param, request_param]),
                         body_handler(solver, handlers.update_row, published.update_schema))
         router.add_api_route(
             item_path, endpoint, route_class_override=GeneratedRoute,
             methods=["PATCH"], response_model=published.read_schema,
             operation_id=f"update_{name}", summary=f"Update a {name}",
-            responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT, **_BODY, **_DATABASE},
+            openapi_extra=_condition_headers("If-Match", "If-None-Match"),
+            responses={200: {"description": "The row as stored", "headers": _ETAG},
+                       **_ERRORS, **_NOT_FOUND, **_CONFLICT, **_PRECONDITION, **_BODY,
+                       **_DATABASE},
         )
     if "delete" in published.routes:
-        endpoint = fast(_with_signature(handlers.delete_row, [pk_param, ctx_param]),
+        endpoint = fast(_with_signature(handlers.delete_row, [pk_param, ctx_param, request_param]),
                         item_handler(solver, handlers.delete_row))
         router.add_api_route(
             item_path, endpoint, route_class_override=GeneratedRoute,
             methods=["DELETE"], status_code=204, response_class=Response,
             operation_id=f"delete_{name}", summary=f"Delete a {name}",
-            responses={**_ERRORS, **_NOT_FOUND, **_DATABASE},
+            openapi_extra=_condition_headers("If-Match", "If-None-Match"),
+            responses={400: {"model": ErrorBody,
+                             "description": "A malformed If-Match or If-None-Match"},
+                       **_ERRORS, **_NOT_FOUND, **_PRECONDITION, **_DATABASE},
         )
     return router
 

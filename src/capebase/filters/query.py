@@ -31,7 +31,6 @@ from ..limits import DEFAULT_MAX_FILTER_DEPTH, DEFAULT_MAX_FILTER_TERMS
 from ..policy.sqlexpr import (
     binary_collated,
     codepoint_ordered,
-    declaration_ordered,
     equals,
     one_of,
     strict_text,
@@ -40,7 +39,7 @@ from ..wire.values import storage_type, value_check
 from .groups import Group, Term, split_params
 from .values import BOOL, checked, parse_text, value_parser
 
-RESERVED = frozenset({"order_by", "limit", "offset", "count", "select"})
+RESERVED = frozenset({"order_by", "limit", "offset", "count", "select", "after", "envelope"})
 """What a list's query string carries besides its filters."""
 STREAM_PARAMETERS = frozenset({"last_event_id", "access_token", "ticket"})
 """What a stream's query string carries besides its filters."""
@@ -284,43 +283,3 @@ def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
     except ValueError as exc:
         message = f"Invalid value {raw!r} for {name!r}: {exc}"
         raise QueryError(message, is_invalid_value=True) from exc
-
-
-def parse_order_by(
-    raw: str | None, fields: dict[str, FilterField], pk: list[Column[Any]], dialect: str = ""
-) -> list[Any]:
-    """``order_by=-inserted_at,id`` → ORDER BY clauses; the primary key breaks ties. NULL
-    sorts after every value ascending and before every value descending, on every
-    ``dialect`` (PostgreSQL's default: NULL is the largest value).
-
-    Raises:
-        QueryError: 400 for an unknown field.
-    """
-    clauses: list[Any] = []
-    used: set[str] = set()
-    for part in (raw or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        descending = part.startswith("-")
-        name = part.lstrip("-+")
-        field = fields.get(name)
-        if field is None:
-            raise QueryError(
-                "Unknown order_by field {!r}; sortable fields: {}".format(
-                    name, ", ".join(k for k, f in fields.items() if f.is_sortable)
-                )
-            )
-        if not field.is_sortable:
-            raise QueryError(f"Cannot sort on {name!r}: {field.kind} values have no order")
-        used.add(name)
-        key: ColumnElement[Any] = declaration_ordered(field.column, dialect)
-        if field.is_text:
-            key = codepoint_ordered(key)
-        if field.column.nullable and dialect != "postgresql":
-            # SQLite and MySQL put NULL first ascending; MySQL has no NULLS LAST.
-            is_null = field.column.is_(None)
-            clauses.append(is_null.desc() if descending else is_null.asc())
-        clauses.append(key.desc() if descending else key.asc())
-    clauses.extend(column.asc() for column in pk if column.key not in used)
-    return clauses

@@ -7,6 +7,7 @@ PermissionDeniedError              403; 401 + ``WWW-Authenticate: Bearer``    10
                                    (and "Authentication required") when the
                                    caller is anonymous
 NotFoundError                      404                                        1008
+PreconditionFailedError            412                                        1008
 QueryError                         400; 422 when ``is_invalid_value``         1008
 BatchError                         its ``cause``'s answer with ``"index"``    1008
                                    added; without one 413 when
@@ -61,6 +62,7 @@ from ..errors import (
     MappedStatus,
     NotFoundError,
     PermissionDeniedError,
+    PreconditionFailedError,
     QueryError,
     TooManySubscriptionsError,
 )
@@ -82,6 +84,7 @@ _HANDLED = (
     BatchError,
     PermissionDeniedError,
     NotFoundError,
+    PreconditionFailedError,
     QueryError,
     TooManySubscriptionsError,
     AuthError,
@@ -126,6 +129,8 @@ def answer_for(
         return ErrorAnswer(403, str(exc), POLICY_VIOLATION)
     if isinstance(exc, NotFoundError):
         return ErrorAnswer(404, str(exc), POLICY_VIOLATION)
+    if isinstance(exc, PreconditionFailedError):
+        return ErrorAnswer(412, str(exc), POLICY_VIOLATION)
     if isinstance(exc, QueryError):
         return ErrorAnswer(422 if exc.is_invalid_value else 400, str(exc), POLICY_VIOLATION)
     if isinstance(exc, TooManySubscriptionsError):

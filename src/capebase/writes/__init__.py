@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..db.direct import DirectExecutor
 from ..db.sessions import ChangeSink
 from ..identity.context import AuthContext
+from .conditions import Precondition
 from .direct import DirectWriter, Undecided
 from .session import SessionWriter
 
@@ -33,10 +34,16 @@ class RowWriter(Protocol):
     async def create(self, ctx: AuthContext, values: dict[str, Any]) -> dict[str, Any]: ...
 
     async def update(
-        self, ctx: AuthContext, key: Any, changes: dict[str, Any]
+        self,
+        ctx: AuthContext,
+        key: Any,
+        changes: dict[str, Any],
+        precondition: Precondition | None = None,
     ) -> dict[str, Any]: ...
 
-    async def delete(self, ctx: AuthContext, key: Any) -> None: ...
+    async def delete(
+        self, ctx: AuthContext, key: Any, precondition: Precondition | None = None
+    ) -> None: ...
 
 
 class DriverFirst:
@@ -52,17 +59,25 @@ class DriverFirst:
         except Undecided:
             return await self.reference.create(ctx, values)
 
-    async def update(self, ctx: AuthContext, key: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self,
+        ctx: AuthContext,
+        key: Any,
+        changes: dict[str, Any],
+        precondition: Precondition | None = None,
+    ) -> dict[str, Any]:
         try:
-            return await self.fast.update(ctx, key, changes)
+            return await self.fast.update(ctx, key, changes, precondition)
         except Undecided:
-            return await self.reference.update(ctx, key, changes)
+            return await self.reference.update(ctx, key, changes, precondition)
 
-    async def delete(self, ctx: AuthContext, key: Any) -> None:
+    async def delete(
+        self, ctx: AuthContext, key: Any, precondition: Precondition | None = None
+    ) -> None:
         try:
-            await self.fast.delete(ctx, key)
+            await self.fast.delete(ctx, key, precondition)
         except Undecided:
-            await self.reference.delete(ctx, key)
+            await self.reference.delete(ctx, key, precondition)
 
 
 def row_writer(
@@ -80,4 +95,4 @@ def row_writer(
     return DriverFirst(DirectWriter(policy, sink, published, direct), reference)
 
 
-__all__ = ["DriverFirst", "RowWriter", "SessionWriter", "row_writer"]
+__all__ = ["DriverFirst", "Precondition", "RowWriter", "SessionWriter", "row_writer"]

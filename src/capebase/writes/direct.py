@@ -39,6 +39,7 @@ from ..policy.referential import (
     run_async,
 )
 from ..policy.sqlexpr import equals
+from .conditions import Precondition
 
 if TYPE_CHECKING:
     from ..crud.published import PublishedModel
@@ -126,12 +127,17 @@ class DirectWriter:
         return image
 
     async def update(
-        self, ctx: AuthContext, key: Any, changes_: Mapping[str, Any]
+        self,
+        ctx: AuthContext,
+        key: Any,
+        changes_: Mapping[str, Any],
+        precondition: Precondition | None = None,
     ) -> dict[str, Any]:
-        """Apply ``changes_`` to the row ``key`` as ``ctx``; the row as stored."""
+        """Apply ``changes_`` to the row ``key`` as ``ctx``, if ``precondition`` holds on
+        it; the row as stored."""
         columns = self.published.table.c
         async with self.direct.transaction() as tx:
-            old = await self._locked(tx, ctx, key, "update")
+            old = await self._locked(tx, ctx, key, "update", precondition)
             new = {**old, **{k: v for k, v in changes_.items() if k in columns}}
             if new == old:
                 return old  # nothing to write, as a session would flush nothing
@@ -149,12 +155,15 @@ class DirectWriter:
         self._notify()
         return new
 
-    async def delete(self, ctx: AuthContext, key: Any) -> None:
-        """Delete the row ``key`` as ``ctx``, and what the database's ON DELETE actions
-        write with it (each checked as ``ctx``: see ``policy.referential``)."""
+    async def delete(
+        self, ctx: AuthContext, key: Any, precondition: Precondition | None = None
+    ) -> None:
+        """Delete the row ``key`` as ``ctx`` if ``precondition`` holds on it, and what the
+        database's ON DELETE actions write with it (each checked as ``ctx``: see
+        ``policy.referential``)."""
         table = self.published.table
         async with self.direct.transaction() as tx:
-            old = await self._locked(tx, ctx, key, "delete")
+            old = await self._locked(tx, ctx, key, "delete", precondition)
             effects: list[Effect] = []
             if has_delete_actions(table):
                 effects = await run_async(on_delete(table, [old]), partial(_fetch, tx))
@@ -171,9 +180,15 @@ class DirectWriter:
         self._notify()
 
     async def _locked(
-        self, tx: DirectTransaction, ctx: AuthContext, key: Any, action: str
+        self,
+        tx: DirectTransaction,
+        ctx: AuthContext,
+        key: Any,
+        action: str,
+        precondition: Precondition | None,
     ) -> dict[str, Any]:
-        """The row ``key``, locked: 404 unless ``ctx`` may read it, 403 unless ``action`` it."""
+        """The row ``key``, locked: 404 unless ``ctx`` may read it, 403 unless ``action`` it,
+        412 unless ``precondition`` holds on it."""
         p = self.published
         rows = await tx.fetch(self._lock_by_key, {KEY: key})
         old = self._image(rows[0]) if rows else None
@@ -183,6 +198,8 @@ class DirectWriter:
         if not readable or old is None:
             raise NotFoundError(p.name, key)
         self._require(action, ctx, old)
+        if precondition is not None:
+            precondition(old)
         return old
 
     def _require(self, action: str, ctx: AuthContext, row: Mapping[str, Any]) -> None:

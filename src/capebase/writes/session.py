@@ -20,6 +20,7 @@ from ..errors import NotFoundError, PermissionDeniedError
 from ..identity.context import AuthContext
 from ..policy.enforcement import check_in_database, row_image
 from ..policy.sqlexpr import equals
+from .conditions import Precondition
 
 if TYPE_CHECKING:
     from ..crud.published import PublishedModel
@@ -47,38 +48,60 @@ class SessionWriter:
             session.add(obj)
             return await _save(session, self.published, obj)
 
-    async def update(self, ctx: AuthContext, key: Any, changes: dict[str, Any]) -> dict[str, Any]:
-        """Set ``changes`` on the row ``key`` as ``ctx``; the row as stored.
+    async def update(
+        self,
+        ctx: AuthContext,
+        key: Any,
+        changes: dict[str, Any],
+        precondition: Precondition | None = None,
+    ) -> dict[str, Any]:
+        """Set ``changes`` on the row ``key`` as ``ctx`` if ``precondition`` holds on it;
+        the row as stored.
 
         Raises:
             NotFoundError: no row ``key`` the caller may read.
             PermissionDeniedError: the caller may not update it (or not to these values).
+            PreconditionFailedError: ``precondition`` does not hold.
         """
         async with self.session_for(ctx) as session:
-            obj = await self._load(session, key)
+            obj = await self._load(session, key, locked=precondition is not None)
             await self._require(session, "update", ctx, row_image(obj))
+            if precondition is not None:
+                precondition(row_image(obj))
             for field, value in changes.items():
                 if field in self.published.table.c:
                     setattr(obj, field, value)
             return await _save(session, self.published, obj)
 
-    async def delete(self, ctx: AuthContext, key: Any) -> None:
-        """Delete the row ``key`` as ``ctx``.
+    async def delete(
+        self, ctx: AuthContext, key: Any, precondition: Precondition | None = None
+    ) -> None:
+        """Delete the row ``key`` as ``ctx`` if ``precondition`` holds on it.
 
         Raises:
             NotFoundError: no row ``key`` the caller may read.
             PermissionDeniedError: the caller may not delete it.
+            PreconditionFailedError: ``precondition`` does not hold.
         """
         async with self.session_for(ctx) as session:
-            obj = await self._load(session, key)
+            obj = await self._load(session, key, locked=precondition is not None)
             await self._require(session, "delete", ctx, row_image(obj))
+            if precondition is not None:
+                precondition(row_image(obj))
             await session.delete(obj)
             await _commit(session)
 
-    async def _load(self, session: AsyncSession, key: Any) -> Any:
-        """The row with primary key ``key`` that the session's user can read, or 404."""
+    async def _load(self, session: AsyncSession, key: Any, *, locked: bool = False) -> Any:
+        """The row with primary key ``key`` that the session's user can read, or 404;
+        ``locked``: locked until the session commits (a conditional write compares it)."""
         p = self.published
-        obj = await session.get(p.model, key)
+        if locked:
+            connection = await session.connection()
+            if connection.dialect.name == "sqlite":
+                # SQLite has no row locks and the driver begins only before a write: take the
+                # database's write lock before reading, as the driver path's BEGIN IMMEDIATE.
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        obj = await session.get(p.model, key, with_for_update=locked, populate_existing=locked)
         # MySQL finds 'abc' for the key 'ABC' under its default collations.
         if obj is None or getattr(obj, p.pk.key) != key:
             raise NotFoundError(p.name, key)

@@ -24,6 +24,7 @@ from capebase.changes.change import ModelChange
 from capebase.changes.changelog import changes
 from capebase.db.sessions import make_sessionmaker, open_session
 from capebase.errors import UnfilterableStatementError
+from capebase.observer import ObserverSlot
 from tests.realtime._app import Task, make_app
 from tests.realtime._live import dispatched, serve, wait_until
 
@@ -211,7 +212,7 @@ async def test_a_session_with_nowhere_to_report_captures_nothing(db_url: str) ->
     """``open_session`` without a sink: the policy applies, nothing is captured."""
     app, cape = make_app(db_url)
     async with serve(app):
-        factory = make_sessionmaker(cape.engine)
+        factory = make_sessionmaker(cape.engine, ObserverSlot())
         async with open_session(factory, cape.policy, AuthContext(id="alice")) as session:
             session.add(Task(title="a"))
             await session.commit()

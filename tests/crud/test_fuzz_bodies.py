@@ -55,6 +55,9 @@ LIMITS = {
     *((field, "decimal_parsing") for field in ("price", "o_price")),
     *((field, kind) for field in ("span", "o_span") for kind in DURATIONS),
     *((field, "datetime_from_date_parsing") for field in ("naive", "o_naive")),
+    # a date-time whose instant is past year 9999 (or before year 1) in UTC:
+    # "9999-12-31T23:00:00-05:00" (rest.md: out of range in UTC)
+    *((field, "value_error") for field in ("moment", "o_moment")),
     # an integer just past its column's range, which the validator reads as a double
     *((field, kind) for field in ("small", "o_small", "big", "o_big")
       for kind in ("greater_than_equal", "less_than_equal")),

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, String, bindparam, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -172,6 +172,10 @@ async def test_a_rule_of_the_row_alone_still_sends_old_images(db_url: str) -> No
         (lambda: Doc.title < func.date("now"), False),
         (lambda: Doc.id < select(func.max(Doc.id)).scalar_subquery(), False),
         (lambda: Doc.id == Share.doc_id, False),
+        # the eighth review: a schema's function, a cast of a clock's name, a computed bind
+        (lambda: func.app.trim(Doc.title) == "x", False),
+        (lambda: cast(literal("now", String), DateTime) > literal("2020-01-01"), False),
+        (lambda: Doc.title < bindparam("t", callable_=lambda: "clock"), False),
     ],
 )
 def test_which_rules_read_the_row_alone(rule: Callable[[], Any], row_alone: bool) -> None:

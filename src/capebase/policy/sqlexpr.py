@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, Enum, Table, and_, case, func, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import elements, expression, operators, visitors
+from sqlalchemy.sql import elements, expression, operators, sqltypes, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import String, TypeDecorator, TypeEngine
 
@@ -319,11 +319,12 @@ _OF_ARGUMENTS = (exact_equals, binary_collated, strict_text, codepoint_ordered)
 def reads_only_the_row(expr: ColumnElement[bool], table: Table) -> bool:
     """Whether ``expr`` is a function of ``table``'s row alone: it reads no other table, no
     other row (a subquery), no clock and no SQL text, so a past image of a row gets the answer
-    it got when it was the row."""
+    it got when it was the row. Where unsure, no."""
     for element in visitors.iterate(expr):
         if isinstance(element, expression.FunctionElement):  # a FROM clause too: first
             if not isinstance(element, _OF_ARGUMENTS) and (
-                element.name.lower() not in OF_ARGUMENTS_ONLY
+                bool(getattr(element, "packagenames", None))  # a schema's: the app's own
+                or element.name.lower() not in OF_ARGUMENTS_ONLY
             ):
                 return False
         elif isinstance(element, (expression.TextClause, expression.Selectable)):
@@ -332,7 +333,21 @@ def reads_only_the_row(expr: ColumnElement[bool], table: Table) -> bool:
             element.table is None or plain(element.table) is not table
         ):
             return False  # another table's column, or literal_column() text
+        elif isinstance(element, (elements.Cast, elements.TypeCoerce)) and isinstance(
+            element.type, _TEMPORAL
+        ):
+            return False  # PostgreSQL reads CAST('now' AS timestamp) as the clock
+        elif isinstance(element, elements.BindParameter) and (
+            element.callable is not None
+            or (isinstance(element.value, str) and element.value.strip().lower() in _CLOCK_WORDS)
+        ):
+            return False  # a value computed when the statement runs, or a clock's name
     return True
+
+
+_TEMPORAL = (sqltypes.Date, sqltypes.DateTime, sqltypes.Time, sqltypes.Interval)
+_CLOCK_WORDS = frozenset({"now", "today", "tomorrow", "yesterday", "current_timestamp"})
+"""Text PostgreSQL reads as a time that moves when it becomes a date or time."""
 
 
 def with_row_values(

@@ -148,6 +148,10 @@ class Dispatcher:
             reason = "expired" if last_id < pruned else "unknown"
             yield Reset(upto, f"last event id {last_id} is {reason}; reload and follow live")
             return
+        if not self.visibility.is_steady(subscriber):
+            yield Reset(upto, "this stream's read rule changes with time, so what it missed "
+                        "cannot be replayed; reload and follow live")
+            return
         if point.holes:
             # Holes still not committed are not watched for everyone: one this dispatcher
             # has not reached yet, or still watches, reaches the stream live when it

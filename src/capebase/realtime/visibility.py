@@ -15,6 +15,7 @@ import json
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.sql import elements, visitors
 
 from ..changes.changelog import encode_image
 from ..identity.secret_fields import without_secrets
@@ -56,7 +57,19 @@ class Visibility:
         image was the row: ``subscriber``'s read rule reads that row alone."""
         view = subscriber.view
         rule = self.policy.sql_filter(view.model, "read", subscriber.ctx)
-        return reads_only_the_row(rule, view.table)
+        return reads_only_the_row(rule, view.table) and self.is_steady(subscriber)
+
+    def is_steady(self, subscriber: Subscriber) -> bool:
+        """Whether ``subscriber``'s read rule is the same each time it is built: a ``where=``
+        that puts ``datetime.now()`` (or any other changing value) into it judges a past
+        image by today's value, so a replay cannot use it."""
+        view, ctx = subscriber.view, subscriber.ctx
+        first = _bound_values(self.policy.sql_filter(view.model, "read", ctx))
+        second = _bound_values(self.policy.sql_filter(view.model, "read", ctx))
+        try:
+            return bool(first == second)
+        except Exception:  # values that cannot be compared: assume they change
+            return False
 
     async def event_in_database(
         self,
@@ -134,6 +147,14 @@ class Visibility:
             )
             verdict = bool((await connection.execute(select(predicate))).scalar())
         return verdict
+
+
+def _bound_values(expr: Any) -> list[Any]:
+    return [
+        element.effective_value
+        for element in visitors.iterate(expr)
+        if isinstance(element, elements.BindParameter)
+    ]
 
 
 ASK_DATABASE = "ASK_DATABASE"

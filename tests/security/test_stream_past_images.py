@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from sqlalchemy import DateTime, String, bindparam, cast, func, literal, select
+from sqlalchemy import DateTime, String, bindparam, cast, event, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -182,3 +182,31 @@ def test_which_rules_read_the_row_alone(rule: Callable[[], Any], row_alone: bool
     from capebase.policy.sqlexpr import reads_only_the_row
 
     assert reads_only_the_row(rule(), Doc.__table__) is row_alone
+
+
+async def test_the_streams_of_one_caller_cost_one_query_per_change(db_url: str) -> None:
+    """Eighth review, F3: each stream was judged with its own query, so one user holding
+    many streams multiplied the dispatcher's work for everyone."""
+    app, cape = make_app(db_url)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if "pi_share" in statement and "alice" in str(parameters):  # alice's judgments
+            statements.append(statement)
+
+    async with serve(app) as live, AsyncExitStack() as stack:
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=live.url))
+        streams = [await stack.enter_async_context(sse(live, ALICE)) for _ in range(5)]
+        doc = (await client.post("/pi_doc", json={"title": PUBLIC}, headers=BOB)).json()
+        shared = {"doc_id": doc["id"], "user_id": "alice"}
+        assert (await client.post("/pi_share", json=shared, headers=BOB)).status_code == 201
+        await dispatched(cape)
+        event.listen(cape.engine.sync_engine, "before_cursor_execute", count)
+        await client.patch(f"/pi_doc/{doc['id']}", json={"title": "v2"}, headers=BOB)
+        await dispatched(cape)
+        for got in streams:
+            await got.wait_for_title("v2")
+        event.remove(cape.engine.sync_engine, "before_cursor_execute", count)
+    # One judgment for alice's five streams: the row as she may read it, and whether she
+    # saw it before.
+    assert len(statements) == 2, statements

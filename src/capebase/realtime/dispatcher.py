@@ -32,7 +32,7 @@ from .on_demand import OnDemandConnection
 from .resume import ResumePoint
 from .subscribers import Subscriber
 from .views import Message, ModelView
-from .visibility import ASK_DATABASE, Executes, Visibility
+from .visibility import ASK_DATABASE, Executes, Memo, Visibility
 
 logger = logging.getLogger("capebase.realtime")
 
@@ -310,6 +310,7 @@ class Dispatcher:
             message = Message(record)
             visibility = self.visibility
             old, new = view.decode(record.old), view.decode(record.new)
+            memo: Memo = {}
             for subscriber in index.candidates((old, new)):
                 if subscriber.closed:
                     continue
@@ -318,7 +319,7 @@ class Dispatcher:
                 if event is ASK_DATABASE:
                     try:
                         item = await self._judged_by_database(
-                            subscriber, message, old, new, connection
+                            subscriber, message, old, new, connection, memo
                         )
                     except sa_exc.DBAPIError as error:
                         if error.connection_invalidated:
@@ -364,17 +365,18 @@ class Dispatcher:
         old: dict[str, Any] | None,
         new: dict[str, Any] | None,
         connection: Executes,
+        memo: Memo | None = None,
     ) -> tuple[int, str] | None:
         """What ``subscriber`` gets of ``message``'s change when a rule needs the database:
         the change's images where the rule reads the row alone, else the row as it may read
         it now (``Visibility.as_read_now``); or nothing."""
         visibility = self.visibility
-        if visibility.judges_images(subscriber):
-            event = await visibility.event_in_database(subscriber, old, new, connection)
+        if visibility.judges_images(subscriber, memo):
+            event = await visibility.event_in_database(subscriber, old, new, connection, memo)
             if event is None:
                 return None
             return message.item(event, subscriber.view, subscriber.selection)
-        seen = await visibility.as_read_now(subscriber, old, new, connection)
+        seen = await visibility.as_read_now(subscriber, old, new, connection, memo)
         if seen is None:
             return None
         event, row = seen

@@ -12,6 +12,7 @@ the database judges from the row alone (``lower(title) LIKE ...``) still judges 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -52,12 +53,18 @@ class Visibility:
             return ASK_DATABASE
         return _EVENTS[was, now_visible]
 
-    def judges_images(self, subscriber: Subscriber) -> bool:
+    def judges_images(self, subscriber: Subscriber, memo: Memo | None = None) -> bool:
         """Whether the database, asked about a past image, answers as it would have when the
         image was the row: ``subscriber``'s read rule reads that row alone."""
+        key = ("judges images", _caller(subscriber))
+        if memo is not None and key in memo:
+            return bool(memo[key])
         view = subscriber.view
         rule = self.policy.sql_filter(view.model, "read", subscriber.ctx)
-        return reads_only_the_row(rule, view.table) and self.is_steady(subscriber)
+        judges = reads_only_the_row(rule, view.table) and self.is_steady(subscriber)
+        if memo is not None and key[-1] is not None:
+            memo[key] = judges
+        return judges
 
     def is_steady(self, subscriber: Subscriber) -> bool:
         """Whether ``subscriber``'s read rule is the same each time it is built: a ``where=``
@@ -77,11 +84,12 @@ class Visibility:
         old: dict[str, Any] | None,
         new: dict[str, Any] | None,
         connection: Executes,
+        memo: Memo | None = None,
     ) -> str | None:
         """``event_for``, asking the database what Python cannot decide (for a rule that
         ``judges_images``)."""
-        was = await self._visible_in_database(subscriber, old, connection)
-        now_visible = await self._visible_in_database(subscriber, new, connection)
+        was = await self._visible_in_database(subscriber, old, connection, memo)
+        now_visible = await self._visible_in_database(subscriber, new, connection, memo)
         return _EVENTS[was, now_visible]
 
     async def as_read_now(
@@ -90,6 +98,7 @@ class Visibility:
         old: dict[str, Any] | None,
         new: dict[str, Any] | None,
         connection: Executes,
+        memo: Memo | None = None,
     ) -> tuple[str, dict[str, Any] | None] | None:
         """For a change ``event_for`` left to the database, under a rule that does not
         ``judges_images``: the event, and the row (a JSON image, ``None`` for DELETE) as
@@ -98,9 +107,13 @@ class Visibility:
         Whether the subscriber saw the row before only names the event (INSERT or UPDATE,
         DELETE or nothing); the old image itself is never sent.
         """
-        row = await self._readable_row(subscriber, new if new is not None else old, connection)
+        image = new if new is not None else old
+        row = await _memoized(
+            memo, ("row", _caller(subscriber)),
+            lambda: self._readable_row(subscriber, image, connection),
+        )
         now_visible = row is not None and subscriber.passes_filters(subscriber.view.decode(row))
-        was = await self._visible_in_database(subscriber, old, connection)
+        was = await self._visible_in_database(subscriber, old, connection, memo)
         event = _EVENTS[was, now_visible]
         if event is None:
             return None
@@ -134,7 +147,11 @@ class Visibility:
         return self.policy.check_row(subscriber.view.model, "read", subscriber.ctx, image)
 
     async def _visible_in_database(
-        self, subscriber: Subscriber, image: dict[str, Any] | None, connection: Executes
+        self,
+        subscriber: Subscriber,
+        image: dict[str, Any] | None,
+        connection: Executes,
+        memo: Memo | None = None,
     ) -> bool:
         if image is None:
             return False
@@ -145,8 +162,36 @@ class Visibility:
                 subscriber.view.table,
                 image,
             )
-            verdict = bool((await connection.execute(select(predicate))).scalar())
+
+            async def ask() -> bool:
+                return bool((await connection.execute(select(predicate))).scalar())
+
+            verdict = await _memoized(memo, ("image", id(image), _caller(subscriber)), ask)
         return verdict
+
+
+Memo = dict[Any, Any]
+"""What the database said of one change, per caller: every stream of one caller (a user may
+keep many open) costs one query per change, not one per stream."""
+
+
+async def _memoized(memo: Memo | None, key: Any, ask: Callable[[], Awaitable[Any]]) -> Any:
+    if memo is None or key[-1] is None:
+        return await ask()
+    if key not in memo:
+        memo[key] = await ask()
+    return memo[key]
+
+
+def _caller(subscriber: Subscriber) -> Any:
+    """What a rule may read of the caller, hashable; ``None`` when it cannot be made so."""
+    ctx = subscriber.ctx
+    try:
+        key = (ctx.id, ctx.role, tuple(sorted(ctx.context.items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _bound_values(expr: Any) -> list[Any]:

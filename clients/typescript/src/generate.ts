@@ -164,7 +164,11 @@ function jsonResponse(operation: JsonSchema | undefined): JsonSchema | undefined
 function bodySchema(operation: JsonSchema | undefined): JsonSchema | undefined {
   const body = operation?.["requestBody"] as JsonSchema | undefined;
   const content = body?.["content"] as Record<string, JsonSchema> | undefined;
-  return content?.["application/json"]?.["schema"] as JsonSchema | undefined;
+  const schema = content?.["application/json"]?.["schema"] as JsonSchema | undefined;
+  // A create takes one row or an array of them (a bulk create): the row is the Create type.
+  const members = (schema?.["oneOf"] ?? schema?.["anyOf"]) as JsonSchema[] | undefined;
+  const one = members?.filter((member) => member["type"] !== "array");
+  return one?.length === 1 ? one[0] : schema;
 }
 
 /** The table's primary key and each row field's kind. */

@@ -1,12 +1,14 @@
 """What a subscriber sees of a change: its read rules and filters, applied to the row images.
 
 A rule Python can evaluate reads nothing but the image and the caller, so it gives the same
-answer for a past image as it gave when that image was the row. A rule only the database can
-judge may read other tables (a share, a team) or the clock, which have changed since: checked
-today, a past image could pass that never could when it was current (a document edited before
-it was shared, replayed after). So under such a rule a subscriber gets the row as it may read
-it when the event is delivered, as a GET would return it then, and never a past image; a rule
-the database judges from the row alone (``lower(title) LIKE ...``) still judges the images.
+answer for a past image as it gave when that image was the row (unless its ``where=`` puts a
+changing value in, such as ``datetime.now()``: ``is_steady`` tells, and a replay resets).
+A rule only the database can judge may read other tables (a share, a team) or the clock,
+which have changed since: checked today, a past image could pass that never could when it was
+current (a document edited before it was shared, replayed after). So under such a rule a
+subscriber gets the row as it may read it when the event is delivered, as a GET would return
+it then, and never a past image; a rule the database judges from the row alone
+(``lower(title) LIKE ...``) still judges the images.
 """
 
 from __future__ import annotations

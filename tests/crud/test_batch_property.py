@@ -165,7 +165,8 @@ def test_a_batch_is_all_of_its_operations_or_none(db_url: str) -> None:
     examples = scaled(100)
     # the generator made what the test's name promises: batches applied and refused, for
     # each reason, with the failing operation between others
-    for case, share in [("all applied", 0.15), ("none: 403", 0.05), ("none: 404", 0.05),
+    # (shares the oldest hypothesis allowed reaches too)
+    for case, share in [("all applied", 0.1), ("none: 403", 0.05), ("none: 404", 0.05),
                         ("none: 401", 0.02), ("none: 409", 0.02), ("none: 422", 0.05),
                         ("none: 400", 0.02), ("failure in the middle", 0.1),
                         ("several tables", 0.3)]:

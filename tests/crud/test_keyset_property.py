@@ -212,8 +212,10 @@ def test_paging_after_cursors_yields_every_visible_row_once_in_order(db_url: str
         runner.run(client_context.__aexit__(None, None, None))
         runner.close()
     examples = scaled(60)
-    for case, share in [("hidden rows", 0.5), ("pages > 2", 0.4), ("descending", 0.4),
-                        ("two keys", 0.4), ("nulls sorted", 0.3), ("ties", 0.3),
-                        ("ties across a page", 0.2), ("filter groups", 0.5)]:
+    # Shares the oldest hypothesis allowed (pyproject) also reaches: its generator draws
+    # fewer descending orders and ties than today's.
+    for case, share in [("hidden rows", 0.5), ("pages > 2", 0.4), ("descending", 0.2),
+                        ("two keys", 0.3), ("nulls sorted", 0.3), ("ties", 0.1),
+                        ("ties across a page", 0.1), ("filter groups", 0.5)]:
         assert seen[case] >= share * examples, (case, seen)
     assert seen["inserted before"] and seen["inserted after"], seen

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from capebase import CapeBase, CrudConfig
@@ -331,6 +331,72 @@ async def test_count_header_counts_every_match_not_the_page(client: httpx.AsyncC
     assert "X-Total-Count" not in response.headers
     response = await client.get("/crud_item", params={"count": "false"})
     assert "X-Total-Count" not in response.headers
+
+
+@pytest.mark.parametrize("active", [None, True], ids=["all", "filtered"])
+async def test_count_over_every_page_shape(client: httpx.AsyncClient, active: bool | None) -> None:
+    """Pages inside, at and past the end, by offset and by cursor: the count is the listing's."""
+    matching = [row.id for row in ROWS if active is None or row.active == active]
+    filters = {} if active is None else {"active": "true"}
+    shapes = 0
+    for limit in [1, 2, len(matching) - 1, len(matching), len(matching) + 1]:
+        for offset in [0, 1, len(matching) - 1, len(matching), len(matching) + 2]:
+            response = await client.get(
+                "/crud_item",
+                params={**filters, "count": "true", "limit": limit, "offset": offset,
+                        "order_by": "id"},
+            )
+            assert [row["id"] for row in response.json()] == matching[offset:offset + limit]
+            assert response.headers["X-Total-Count"] == str(len(matching)), (limit, offset)
+            shapes += 1
+        first = await client.get(
+            "/crud_item", params={**filters, "limit": limit, "order_by": "id"}
+        )
+        cursor = re.search(r"after=([^&>]+)", first.headers.get("Link", ""))
+        if cursor is not None:
+            rest = await client.get(
+                "/crud_item",
+                params={**filters, "count": "true", "limit": limit, "order_by": "id",
+                        "after": httpx.QueryParams(cursor.group(0)).get("after")},
+            )
+            assert rest.headers["X-Total-Count"] == str(len(matching)), limit
+            shapes += 1
+    assert shapes >= 28  # every offset shape, and a cursor page for each limit short of all
+
+
+async def test_count_is_never_below_the_page_it_comes_with(db_url: str) -> None:
+    """The count runs after the rows, in a statement of its own: rows deleted in between
+    must not make the header say the page is the whole list (a live query would then stop
+    fetching the rows behind it). The deletion runs in the count's own connection, just
+    before it, so the race happens every time, on every database."""
+    app, cape = make_cape(db_url, crud=CrudConfig(fast_path=False))
+    cape.publish(Item)
+    cape.permission_required(Item, role="*", actions=["read"])
+    counts = 0
+
+    def delete_before_counting(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal counts
+        if statement.lstrip().upper().startswith("SELECT COUNT("):
+            counts += 1
+            cursor.execute("DELETE FROM crud_item WHERE id > 1")
+
+    async with app_client(app) as client:
+        await insert_rows(cape, ROWS)
+        event.listen(cape.engine.sync_engine, "before_cursor_execute", delete_before_counting)
+        try:
+            # a last page is its own count: no count statement, so no race
+            whole = await client.get("/crud_item", params={"count": "true", "limit": 10})
+            assert (counts, whole.headers["X-Total-Count"]) == (0, "6")
+            response = await client.get(
+                "/crud_item", params={"count": "true", "limit": 3, "order_by": "id"}
+            )
+        finally:
+            event.remove(cape.engine.sync_engine, "before_cursor_execute", delete_before_counting)
+        assert counts == 1, "the race this test is about never happened"
+        assert [row["id"] for row in response.json()] == [1, 2, 3]
+        # 4 rows proven: the three sent and the one read to know a next page exists
+        assert response.headers["X-Total-Count"] == "4"
+        assert "Link" in response.headers
 
 
 async def test_list_and_count_see_only_readable_rows(db_url: str) -> None:

@@ -27,6 +27,8 @@ from .paging import after_cursor, enveloped, next_cursor, next_link
 from .published import PublishedModel
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+
     from ..http.services import RouteServices
 
 logger = logging.getLogger("capebase")
@@ -70,6 +72,29 @@ class Handlers:
             return int(await direct.scalar(statement))
         async with self.services.engine.connect() as connection:
             return int((await connection.execute(statement)).scalar_one())
+
+    async def _total(
+        self,
+        read: Any,
+        conditions: list[ColumnElement[bool]],
+        offset: int,
+        seen: int,
+        *,
+        last: bool,
+        cursor: bool,
+    ) -> int:
+        """The number of rows the listing matches, never fewer than the page just read shows.
+
+        A last page (short, and reached by offset alone) is its own count. Otherwise the count
+        runs in a statement of its own, which sees rows committed or deleted after the page was
+        read; a count below ``offset + seen`` would tell a client the page it holds is the
+        whole list, so the count is raised to what the page proved to exist.
+        """
+        if last and not cursor and (seen > 0 or offset == 0):
+            return offset + seen
+        counter = select(func.count()).select_from(self.published.table).where(read, *conditions)
+        proven = offset + seen if seen > 0 and not cursor else 0
+        return max(await self._count(counter), proven)
 
     async def list_rows(
         self,
@@ -116,8 +141,10 @@ class Handlers:
         if cursor is not None:
             headers["Link"] = next_link(request, cursor)
         if count:  # the whole listing: the cursor, like limit and offset, is not counted
-            counter = select(func.count()).select_from(p.table).where(read, *conditions)
-            headers["X-Total-Count"] = str(await self._count(counter))
+            headers["X-Total-Count"] = str(
+                await self._total(read, conditions, offset, len(rows), last=len(rows) <= size,
+                                  cursor=after is not None)
+            )
         body = p.rows_json.dump_json(
             rows[:size], include=None if selected is None else {"__all__": selected}
         )

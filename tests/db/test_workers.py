@@ -29,6 +29,10 @@ from capebase.db.engine import create_engine
 from capebase.db.schema import create_all, is_already_exists
 from tests._databases import DbKind, TestServers, require
 
+# Several uvicorn workers each: started beside other tests on two cores, their start-up
+# outlasts any fair bound (see the serial marker in pyproject.toml).
+pytestmark = pytest.mark.serial
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4
 UVICORN_STARTS = 2

@@ -33,6 +33,10 @@ from tests._databases import TestServers, require
 from ._support import Server, free_port, running
 from .blocks import DOCS, README, find_block, page_files, shell_commands
 
+# Several uvicorn workers each: started beside other tests on two cores, their start-up
+# outlasts any fair bound (see the serial marker in pyproject.toml).
+pytestmark = pytest.mark.serial
+
 DEPLOY = DOCS / "deploy"
 GUIDE = DOCS / "guides" / "deployment.md"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"

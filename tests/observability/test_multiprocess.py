@@ -23,6 +23,10 @@ from capebase.db.engine import POOL_SIZE
 from tests.observability._app import ObsModel, parse
 from tests.realtime._live import wait_until
 
+# Several uvicorn workers each: started beside other tests on two cores, their start-up
+# outlasts any fair bound (see the serial marker in pyproject.toml).
+pytestmark = pytest.mark.serial
+
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 200
 

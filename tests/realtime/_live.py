@@ -318,3 +318,20 @@ def position(token: str) -> str:
 
 def _params(params: Mapping[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in params.items()}
+
+
+async def refusal(
+    app: FastAPI, cape: CapeBase, headers: Mapping[str, str], **params: Any
+) -> tuple[int, str]:
+    """Open ``params``' stream over SSE and WebSocket, expect both refused before any event
+    (WebSocket: close 1008, no subscriber left): the SSE status and its ``detail``."""
+    async with serve(app) as live:
+        async with sse(live, headers, **params) as over_sse:
+            await over_sse.ended.wait()
+        async with ws(live, headers, **params) as over_ws:
+            await over_ws.ended.wait()
+        assert cape.hub.subscriber_count == 0
+    assert over_ws.status == 101 and over_ws.close_code == 1008
+    assert not over_ws.messages and over_ws.error is None
+    assert len(over_sse.controls) == 1
+    return over_sse.status, str(over_sse.controls[0]["detail"])

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.realtime._app import make_app, who
-from tests.realtime._live import Recorded, dispatched, serve, sse, ws
+from tests.realtime._live import Recorded, dispatched, refusal, serve, sse, ws
 
 
 def events(stream: Recorded) -> list[tuple[str, int]]:
@@ -85,13 +85,5 @@ async def test_bad_groups_are_refused(
     sqlite_url: str, query: dict[str, str], status: int, detail: str
 ) -> None:
     app, cape = make_app(sqlite_url)
-    async with serve(app) as live:
-        async with sse(live, who("alice"), **query) as over_sse:
-            await over_sse.ended.wait()
-        async with ws(live, who("alice"), **query) as over_ws:
-            await over_ws.ended.wait()
-        assert cape.hub.subscriber_count == 0
-    assert over_sse.status == status
-    assert detail in over_sse.controls[0]["detail"]
-    assert over_ws.status == 101 and over_ws.close_code == 1008
-    assert not over_ws.messages and over_ws.error is None
+    answered, said = await refusal(app, cape, who("alice"), **query)
+    assert answered == status and detail in said

@@ -14,7 +14,7 @@ from sqlalchemy import delete, update
 
 from capebase import AuthContext, CapeBase
 from tests.realtime._app import Task, make_app, who
-from tests.realtime._live import Recorded, dispatched, position, serve, sse, ws
+from tests.realtime._live import Recorded, dispatched, position, refusal, serve, sse, ws
 
 SUBSCRIBERS: dict[str, dict[str, str]] = {
     "alice": who("alice"),  # owner rule: found through the index (owner pin)
@@ -241,16 +241,7 @@ async def test_bad_filters_are_refused(
     sqlite_url: str, query: dict[str, str], status: int, detail: str
 ) -> None:
     app, cape = make_app(sqlite_url)
-    async with serve(app) as live:
-        async with sse(live, who("alice"), **query) as over_sse:
-            await over_sse.ended.wait()
-        async with ws(live, who("alice"), **query) as over_ws:
-            await over_ws.ended.wait()
-        assert cape.hub.subscriber_count == 0
-    assert over_sse.status == status
-    assert over_sse.controls == [{"detail": detail}]
-    assert over_ws.status == 101 and over_ws.close_code == 1008
-    assert not over_ws.messages and over_ws.error is None
+    assert await refusal(app, cape, who("alice"), **query) == (status, detail)
 
 
 async def test_websocket_streams_use_the_auth_provider(db_url: str) -> None:

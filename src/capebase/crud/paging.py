@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_from_bytes, unquote_plus
 
 from fastapi import Request
 from pydantic import TypeAdapter
@@ -41,21 +41,54 @@ def next_cursor(
     """The cursor of the page after ``rows`` when there are ``more`` rows."""
     if not (more and rows):
         return None
-    return encode_cursor(keys, row_json.dump_python(rows[-1], mode="json"))
+    last = rows[-1]
+    values = {key.name: last.get(key.name, _MISSING) for key in keys}
+    # Integers and text are their own JSON form (the usual keys); anything else is
+    # written as the response writes it.
+    if not all(value is None or type(value) in (int, str) for value in values.values()):
+        values = row_json.dump_python(last, mode="json", include=set(values))
+    return encode_cursor(keys, values)
+
+
+_MISSING = object()
 
 
 def next_link(request: Request, cursor: str) -> str:
     """The ``Link`` header of the next page: this request's path and query with ``after``
     the cursor (and no ``offset``), as a relative reference (RFC 8288), so that it holds
-    behind any proxy."""
-    params = [
-        (key, value)
-        for key, value in request.query_params.multi_items()
-        if key not in ("after", "offset")
+    behind any proxy. The other parameters keep the escapes the client gave them; what a
+    lenient server let through unescaped (``<``, ``>``, spaces) is escaped."""
+    kept = [
+        quote_from_bytes(part, safe=_KEEP)
+        for part in request.scope["query_string"].split(b"&")
+        if part and _name(part) not in ("after", "offset")
     ]
-    params.append(("after", cursor))
-    target = quote(request.url.path, safe="/") + "?" + urlencode(params, quote_via=quote)
-    return f'<{target}>; rel="next"'
+    kept.append("after=" + cursor)  # base64url: nothing to escape
+    return f'<{_link_path(request)}?{"&".join(kept)}>; rel="next"'
+
+
+def _link_path(request: Request) -> str:
+    """The request's path as a link writes it. Building ``request.url`` costs more than the
+    rest of the link, and a list route has one path per mount: remember the few there are."""
+    key = (request.scope.get("root_path", ""), request.scope["path"])
+    path = _PATHS.get(key)
+    if path is None:
+        path = quote(request.url.path, safe="/")
+        if len(_PATHS) < _MAX_PATHS:
+            _PATHS[key] = path
+    return path
+
+
+_PATHS: dict[tuple[str, str], str] = {}
+_MAX_PATHS = 1024
+
+
+_KEEP = "%=+-._~!$'()*,;:@/?"
+"""What a query part keeps as it is: escapes, and the characters a URI query allows."""
+
+
+def _name(part: bytes) -> str:
+    return unquote_plus(part.partition(b"=")[0].decode("latin-1"))
 
 
 def enveloped(items: bytes, cursor: str | None) -> bytes:

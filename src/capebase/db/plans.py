@@ -33,12 +33,13 @@ class Results:
     """How one compiled statement's raw result values become SQLAlchemy's: the result
     processors of its columns' types, worked out from the driver's type codes."""
 
-    __slots__ = ("processors", "types")
+    __slots__ = ("_active", "processors", "types")
 
     def __init__(self, types: Sequence[TypeEngine[Any]]) -> None:
         self.types = types
         self.processors: list[Callable[[Any], Any] | None] | None = None
         """None until the driver's column type codes are known."""
+        self._active: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
 
     def resolve(self, dialect: Any, type_codes: Sequence[Any] | None) -> None:
         codes = [None] * len(self.types) if type_codes is None else type_codes
@@ -48,15 +49,24 @@ class Results:
             else result_processor(type_, dialect, code)
             for type_, code in zip(self.types, codes, strict=True)
         ]
+        self._active = tuple(
+            (index, processor)
+            for index, processor in enumerate(self.processors)
+            if processor is not None
+        )
 
     def apply(self, rows: list[Row]) -> list[Row]:
-        processors = self.processors
-        if not processors or not any(processors):
+        # Most columns (integers, text) need no processor: visit only those that do.
+        active = self._active
+        if not active:
             return rows
-        return [
-            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-            for row in rows
-        ]
+        processed: list[Row] = []
+        for row in rows:
+            values = list(row)
+            for index, processor in active:
+                values[index] = processor(values[index])
+            processed.append(values)
+        return processed
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ def encode_cursor(keys: Sequence[SortKey], row: Mapping[str, Any]) -> str | None
             values.append(value)
         elif isinstance(value, bool):
             values.append("true" if value else "false")
+        elif type(value) is int:
+            values.append(str(value))
         elif isinstance(value, int | float):
             values.append(json.dumps(value))
         else:

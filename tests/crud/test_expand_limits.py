@@ -66,7 +66,8 @@ class Statements:
 
 @pytest.fixture
 async def served_app(db_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Statements]]:
-    app, cape = make_cape(db_url, limits=LimitsConfig(max_expand=3, expand_limit=5, max_expand_limit=5))
+    limits = LimitsConfig(max_expand=3, expand_limit=5, max_expand_limit=5)
+    app, cape = make_cape(db_url, limits=limits)
     publish_all(cape)
     async with app_client(app) as client:
         await insert_all(cape)

@@ -20,7 +20,16 @@ from typing import Any
 
 import httpx
 
-from .load import SCENARIOS, Endpoints, LoadError, LoadResult, lua_script, run_wrk
+from .load import (
+    ALL_SCENARIOS,
+    EXPAND_SCENARIO,
+    SCENARIOS,
+    Endpoints,
+    LoadError,
+    LoadResult,
+    lua_script,
+    run_wrk,
+)
 from .pocketbase import UPDATE_BODY, PocketBase
 from .procs import Server, free_port, uvicorn_command
 from .seed import (
@@ -51,10 +60,16 @@ class Contender:
     databases: tuple[str, ...] = ("sqlite", "postgresql")
     list_query: str = "?user_id={user}&offset=0&limit=20"
     owner_writes: bool = True  # updates by someone else than the owner are refused
+    expand_query: str | None = None  # the list with related rows (list-expand scenario)
+
+
+EXPAND_QUERY = "?user_id={user}&offset=0&limit=20&expand=note"
+"""capebase's list 20 with each row's notes (3 each in the seed): two statements a page."""
 
 
 CONTENDERS = (
-    Contender("capebase", "capebase generated routes", "bench.apps.capebase_app:app"),
+    Contender("capebase", "capebase generated routes", "bench.apps.capebase_app:app",
+              scenarios=ALL_SCENARIOS, expand_query=EXPAND_QUERY),
     Contender("idiomatic", "FastAPI + SQLModel, hand-written", "bench.apps.idiomatic:app"),
     Contender("fastcrud", "FastCRUD crud_router", "bench.apps.fastcrud_app:app",
               list_query="?user_id={user}&offset=0&limit=20&sort=id"),
@@ -117,6 +132,7 @@ def python_endpoints(contender: Contender) -> Endpoints:
         update_body=UPDATE_BODY,
         credentials=HEADER_USERS,
         user_ids=HEADER_USERS,
+        expand_query=contender.expand_query,
     )
 
 
@@ -187,6 +203,9 @@ def smoke(run: Running) -> dict[str, str]:
         "create": ("POST", e.collection, create, owner, {200, 201}),
         "update": ("PATCH", item, update, owner, {200}),
     }
+    if e.expand_query is not None:
+        expand_path = e.collection + e.expand_query.replace("{user}", e.user_ids[owner])
+        checks[EXPAND_SCENARIO] = ("GET", expand_path, None, owner, {200})
     if run.contender.owner_writes:
         checks["update-denied"] = ("PATCH", item, update, stranger, {401, 403, 404})
     with httpx.Client(base_url=run.url, timeout=30) as client:
@@ -200,11 +219,15 @@ def smoke(run: Running) -> dict[str, str]:
             if response.status_code not in expected:
                 problems[name] = (f"{method} {path} as user {user}: {response.status_code} "
                                   f"{response.text[:200]}")
-            elif name == "list":
+            elif name in ("list", EXPAND_SCENARIO):
                 rows = response.json()
                 rows = rows if isinstance(rows, list) else rows.get("items", rows.get("data"))
                 if not isinstance(rows, list) or len(rows) != 20:
                     problems[name] = f"{method} {path}: expected 20 rows, got {str(rows)[:200]}"
+                elif name == EXPAND_SCENARIO and not all(
+                    isinstance(row.get("note"), list) and row["note"] for row in rows
+                ):
+                    problems[name] = f"{method} {path}: rows without their notes: {rows[:1]}"
     run.remove_created()
     return problems
 
@@ -260,7 +283,7 @@ def run_database(kind: str, chosen: tuple[Contender, ...], *, rounds: int, secon
                         if scenario in cells[run.contender.key]:
                             cells[run.contender.key][scenario].error = f"smoke test: {problem}"
                             log(f"  {run.contender.key} {scenario}: {problem}")
-                plan = [(s, run) for s in SCENARIOS for run in running
+                plan = [(s, run) for s in ALL_SCENARIOS for run in running
                         if s in run.contender.scenarios
                         and cells[run.contender.key][s].error is None]
                 if warmup > 0:

@@ -20,6 +20,10 @@ WRK_MISSING = (
 )
 WRK_TIMEOUT = "5s"
 SCENARIOS = ("get", "list", "create", "update")
+"""What every contender serves."""
+EXPAND_SCENARIO = "list-expand"
+"""The list with its rows' related rows (``Endpoints.expand_query``): capebase's alone."""
+ALL_SCENARIOS = (*SCENARIOS, EXPAND_SCENARIO)
 
 
 class LoadError(RuntimeError):
@@ -38,10 +42,12 @@ def require_wrk() -> str:
 class Endpoints:
     """How one contender spells the four requests.
 
-    ``{key}`` is a row's key, ``{user}`` a user's id as the API names it. ``credentials`` are the
-    auth header's value per user (X-User-Id names, or PocketBase tokens), ``user_ids`` the ids
-    the list filter and create body use; ``keys`` are the seed rows' keys in seed order (None:
-    the integers 1..ROWS). Row ``i`` (1-based, seed order) belongs to user ``owner_of(i)``.
+    ``{key}`` is a row's key, ``{user}`` a user's id as the API names it. ``credentials`` are
+    the auth header's value per user (X-User-Id names, or PocketBase tokens), ``user_ids`` the
+    ids the list filter and create body use; ``keys`` are the seed rows' keys in seed order
+    (None: the integers 1..ROWS). Row ``i`` (1-based, seed order) belongs to user
+    ``owner_of(i)``. ``expand_query`` is ``list_query`` with related rows (the list-expand
+    scenario; None: not served).
     """
 
     item: str
@@ -53,6 +59,7 @@ class Endpoints:
     credentials: tuple[str, ...]
     user_ids: tuple[str, ...]
     keys: tuple[str, ...] | None = None
+    expand_query: str | None = None
 
 
 def _lua_list(values: tuple[str, ...]) -> str:
@@ -66,12 +73,17 @@ def _split(template: str, name: str) -> tuple[str, str]:
 
 def lua_script(endpoints: Endpoints, scenario: str) -> str:
     """The wrk script sending ``scenario`` requests with random keys and users."""
-    if scenario not in SCENARIOS:
+    if scenario not in ALL_SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}")
+    list_query = endpoints.list_query
+    if scenario == EXPAND_SCENARIO:
+        if endpoints.expand_query is None:
+            raise ValueError("the list-expand scenario needs Endpoints.expand_query")
+        list_query = endpoints.expand_query
     if len(endpoints.credentials) != USERS or len(endpoints.user_ids) != USERS:
         raise ValueError(f"need {USERS} users, got {len(endpoints.credentials)}")
     item_before, item_after = _split(endpoints.item, "key")
-    list_before, list_after = _split(endpoints.list_query, "user")
+    list_before, list_after = _split(list_query, "user")
     create_before, create_after = _split(endpoints.create_body, "user")
     create_user = "user_ids[u]" if "{user}" in endpoints.create_body else '""'
 
@@ -98,7 +110,7 @@ function request()
   if scenario == "get" then
     local u = math.random(users)
     return wrk.format("GET", item(math.random(rows)), {{[auth] = credentials[u]}})
-  elseif scenario == "list" then
+  elseif scenario == "list" or scenario == "list-expand" then
     local u = math.random(users)
     local path = {json.dumps(endpoints.collection + list_before)} .. user_ids[u]
       .. {json.dumps(list_after)}

@@ -8,7 +8,8 @@ from .stats import ratio
 
 BASELINES = (("idiomatic", "hand-written", 2.0), ("fastcrud", "FastCRUD", 3.0),
              ("pocketbase", "PocketBase", 1.0), ("raw", "raw ceiling", None))
-LABELS = {"get": "get by id", "list": "list 20, filtered", "create": "create", "update": "update"}
+LABELS = {"get": "get by id", "list": "list 20, filtered", "create": "create", "update": "update",
+          "list-expand": "list 20 with expand"}
 DB_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
@@ -233,6 +234,9 @@ def _features(add: Any, crud: dict[str, Any]) -> None:
                     f"| {DB_TITLES[kind]} | {feature} | {LABELS[scenario]} | "
                     f"{_num(on.get('rps'))} / {_num(off.get('rps'))} | "
                     f"{_pct(slower)} | {_pct(cpu)} | ≤ {target}% |")
+        expand = _expand_cost(kind, cells)
+        if expand is not None:
+            rows.append(expand)
     if not rows:
         return
     add("## What capebase's own features cost")
@@ -247,6 +251,19 @@ def _features(add: Any, crud: dict[str, Any]) -> None:
     for row in rows:
         add(row)
     add("")
+
+
+def _expand_cost(kind: str, cells: dict[str, Any]) -> str | None:
+    """The related rows' cost: capebase's list 20 with ``expand=note`` (3 notes a row, one
+    more statement) against the same list without it, in the same rounds."""
+    ours = cells.get("capebase") or {}
+    on, off = ours.get("list-expand") or {}, ours.get("list") or {}
+    if not on or not off:
+        return None
+    return (f"| {DB_TITLES[kind]} | related rows (`expand=note`, 3 per row, vs none) | "
+            f"{LABELS['list']} | {_num(on.get('rps'))} / {_num(off.get('rps'))} | "
+            f"{_pct(ratio(off.get('rps'), on.get('rps')))} | "
+            f"{_pct(ratio(on.get('cpu_us'), off.get('cpu_us')))} | - |")
 
 
 def _pct(value: float | None) -> str:

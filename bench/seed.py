@@ -14,10 +14,12 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
-from .apps.model import Todo
+from .apps.model import Note, Todo
 
 ROWS = 10_000
 USERS = 100
+NOTES_PER_ROW = 3
+"""Notes on each seed row (the related rows of the list-expand scenario)."""
 PG_DATABASE = "capebase_bench"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SEED_START = datetime(2025, 1, 1, tzinfo=timezone.utc)  # noqa: UP017
@@ -42,8 +44,10 @@ class Database:
     admin: Engine
 
     def seed(self) -> None:
-        """Create the Todo table and fill it with the seed rows (ids 1..ROWS)."""
-        SQLModel.metadata.create_all(self.admin, tables=[Todo.__table__])  # type: ignore[list-item]
+        """Create the Todo and Note tables and fill them with the seed rows (ids 1..ROWS),
+        NOTES_PER_ROW notes on each."""
+        tables = [Todo.__table__, Note.__table__]
+        SQLModel.metadata.create_all(self.admin, tables=tables)  # type: ignore[arg-type]
         rows = [
             {
                 "id": i,
@@ -56,6 +60,11 @@ class Database:
         ]
         with self.admin.begin() as connection:
             connection.execute(insert(Todo.__table__), rows)  # type: ignore[arg-type]
+            notes = [
+                {"todo_id": i, "text": f"note {n} on task {i}"}
+                for i in range(1, ROWS + 1) for n in range(NOTES_PER_ROW)
+            ]
+            connection.execute(insert(Note.__table__), notes)  # type: ignore[arg-type]
             if self.kind == "postgresql":
                 connection.execute(text(f"SELECT setval('todo_id_seq', {ROWS})"))
         self.vacuum()
@@ -79,6 +88,7 @@ class Database:
         if self.kind == "postgresql":
             with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE todo"))
+                conn.execute(text("VACUUM ANALYZE note"))
         else:
             with self.admin.begin() as connection:
                 connection.execute(text("ANALYZE"))

@@ -36,6 +36,15 @@ class Todo(SQLModel, table=True):
     inserted_at: datetime = Field(default_factory=utc_now)
 
 
+class Note(SQLModel, table=True):
+    """A note on a todo (seeded by bench/seed.py): the relation ``note`` of a todo, found
+    from the foreign key, which ``?expand=note`` lists."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    todo_id: int = Field(foreign_key="todo.id", index=True)
+    text: str
+
+
 class CreateTodo(SQLModel):
     """POST body, as in the README."""
 
@@ -68,6 +77,8 @@ def build() -> FastAPI:
     cape = CapeBase(app=app, db_url=database_url(), get_auth_context=header_auth,
                     realtime=realtime)
     cape.publish(Todo, create_schema=CreateTodo, update_schema=UpdateTodo)
+    cape.publish(Note, routes=["list", "get"])
+    cape.permission_required(Note, role="*", actions=["read"])
     owner_writes = ["create", "update", "delete"]
     if name == "open":
         cape.permission_required(Todo, role="*", actions=["*"])

@@ -20,6 +20,14 @@ class Todo(SQLModel, table=True):
     inserted_at: datetime = Field(default_factory=utc_now)
 
 
+class Note(SQLModel, table=True):
+    """A note on a todo: the related rows of capebase's "list 20 with expand" scenario."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    todo_id: int = Field(foreign_key="todo.id", index=True)
+    text: str
+
+
 class TodoCreate(BaseModel):
     """POST body: the owner comes from the caller, never from the body."""
 

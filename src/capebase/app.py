@@ -165,7 +165,7 @@ class CapeBase:
             direct=self.direct if self.crud_config.fast_path else None,
             user_session=self.get_session, auth_dependency=self.auth_dependency,
             auth_provider=self.auth_provider, crud=self.crud_config,
-            realtime=self.realtime_config, limits=self.limits,
+            realtime=self.realtime_config, limits=self.limits, published=self._published,
         )
         self._batch_routes = install_batch_route(app, self._route_services, self._published)
         install_lifespan(self.app, self.startup, self.shutdown)

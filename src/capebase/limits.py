@@ -8,6 +8,9 @@ Each limit has a safe default and answers with a clear 4xx (or a named 5xx for t
 - filters per list request or stream: ``LimitsConfig.max_filters`` (422);
 - conditions per list request or stream, in groups too: ``LimitsConfig.max_filter_terms`` (400);
 - nesting of filter groups: ``LimitsConfig.max_filter_depth`` (400);
+- relations one list or get request expands: ``LimitsConfig.max_expand`` (400), one level
+  deep (a nested ``expand=project.owner`` is a 400);
+- related rows per parent row of a to-many expand: ``LimitsConfig.max_expand_limit`` (400);
 - request body size: ``LimitsConfig.max_body_size`` (413);
 - rows of one bulk create, operations of one batch: ``LimitsConfig.max_batch_size`` (413);
 - open streams per process: ``RealtimeConfig.max_subscriptions`` (429, WebSocket close 1013);
@@ -39,6 +42,12 @@ class LimitsConfig:
             inside groups included (400 above it).
         max_filter_depth: how deep groups may nest: ``or=(a=1,b=2)`` is 1 level,
             ``or=(a=1,and(b=2,c=3))`` 2 (400 above it).
+        max_expand: the most relations one list or get request may expand
+            (``expand=project,comments``; 400 above it).
+        expand_limit: the related rows each row gets from a to-many expand that names no
+            limit (``expand=comments``).
+        max_expand_limit: the largest per-row limit a to-many expand may ask for
+            (``expand=comments(limit=50)``; 400 above it).
         max_body_size: the largest request body, in bytes, any route of the app accepts
             (413 above it), whether or not the client sends ``Content-Length``. ``None``
             turns the guard off (when a proxy enforces a limit). A route's own FastAPI
@@ -58,6 +67,9 @@ class LimitsConfig:
     max_filters: int = 32
     max_filter_terms: int = DEFAULT_MAX_FILTER_TERMS
     max_filter_depth: int = DEFAULT_MAX_FILTER_DEPTH
+    max_expand: int = 4
+    expand_limit: int = 10
+    max_expand_limit: int = 100
     max_body_size: int | None = 1024 * 1024
     max_batch_size: int = 100
     statement_timeout: float | None = 30.0
@@ -68,9 +80,15 @@ class LimitsConfig:
     def __post_init__(self) -> None:
         if self.max_filters < 1:
             raise ConfigurationError("LimitsConfig.max_filters must be at least 1")
-        for name in ("max_filter_terms", "max_filter_depth", "max_batch_size"):
+        for name in ("max_filter_terms", "max_filter_depth", "max_batch_size", "max_expand",
+                     "expand_limit"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"LimitsConfig.{name} must be at least 1")
+        if self.max_expand_limit < self.expand_limit:
+            raise ConfigurationError(
+                "LimitsConfig needs expand_limit <= max_expand_limit, got "
+                f"{self.expand_limit} and {self.max_expand_limit}"
+            )
         if self.max_body_size is not None and self.max_body_size < 1:
             raise ConfigurationError(
                 "LimitsConfig.max_body_size must be a positive number of bytes, or None to "

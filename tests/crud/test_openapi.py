@@ -120,18 +120,19 @@ def test_conditional_requests_and_cursors_are_declared(document: dict[str, Any])
 
 
 def test_select_and_filter_groups_are_declared(document: dict[str, Any]) -> None:
-    """``select`` on list and get, and the filter groups on list, are optional query
-    parameters with a description (their names, not the Python ones: ``not.or``)."""
+    """``select`` and ``expand`` on list and get, and the filter groups on list, are
+    optional query parameters with a description (their names, not the Python ones:
+    ``not.or``)."""
     paths = document["paths"]
     listed = {p["name"]: p for p in paths["/crud_item"]["get"]["parameters"]}
     got = {p["name"]: p for p in paths["/crud_item/{id}"]["get"]["parameters"]}
-    for name in ("select", "or", "and", "not.or", "not.and"):
+    for name in ("select", "expand", "or", "and", "not.or", "not.and"):
         assert listed[name]["in"] == "query", name
         assert listed[name]["required"] is False, name
         assert listed[name]["description"], name
-    assert got["select"]["in"] == "query"
-    assert got["select"]["description"]
-    assert set(got) == {"id", "select", "If-Match", "If-None-Match"}
+    for name in ("select", "expand"):
+        assert got[name]["in"] == "query" and got[name]["description"], name
+    assert set(got) == {"id", "select", "expand", "If-Match", "If-None-Match"}
     assert "or=(" in paths["/crud_item"]["get"]["description"]
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, select
 from ..errors import NotFoundError, PreconditionFailedError
 from ..filters.order import order_clauses, parse_sort
 from ..filters.query import RESERVED, parse_filters
-from ..filters.select import parse_select
+from ..filters.related import parse_expand
 from ..http.errors import constraint_failures_as_http
 from ..identity.context import AuthContext
 from ..limits import check_filter_count
@@ -22,9 +22,11 @@ from ..policy.sqlexpr import equals
 from ..writes import row_writer
 from ..writes.direct import KEY
 from .conditional import Preconditions, etag_of, parse_tags
+from .expand import RelatedQuery
 from .inputs import create_values, require_create, route_key, update_changes
 from .paging import after_cursor, enveloped, next_cursor, next_link
 from .published import PublishedModel
+from .relations import Relations
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
@@ -52,6 +54,24 @@ class Handlers:
         self.writer = row_writer(
             published, services.policy, services.hub, services.user_session, services.direct
         )
+        self.relations = Relations(published, services.published)
+
+    def _related(self, ctx: AuthContext, expand: str | None) -> RelatedQuery:
+        """The related rows a request reaches, ``expand`` (``?expand=``) expanded."""
+        limits = self.services.limits
+        related = RelatedQuery(self.relations, self.services.policy, ctx, limits, self.dialect)
+        related.expand(parse_expand(
+            expand, max_expand=limits.max_expand, max_limit=limits.max_expand_limit
+        ))
+        return related
+
+    async def _fetch_values(self, statement: Any) -> list[Any]:
+        """The rows of ``statement`` as tuples (direct or through Core, as ``_fetch``)."""
+        direct = self.services.direct
+        if direct is not None:
+            return await direct.fetch(statement)
+        async with self.services.engine.connect() as connection:
+            return list((await connection.execute(statement)).all())
 
     async def _fetch(
         self, statement: Any, params: dict[str, Any] | None = None
@@ -108,46 +128,61 @@ class Handlers:
         selection: str | None = None,
         after: str | None = None,
         envelope: bool = False,
+        expand: str | None = None,
         **groups: str | None,
     ) -> Response:
         """The rows the caller may read that match the query's filters, with the fields of
-        ``selection`` (``?select=``, default all), from the cursor ``after`` on; the next
-        page's cursor in ``Link`` (and in the body with ``envelope``). ``groups`` (``or``,
-        ``not.and``...) are declared for OpenAPI and read from ``request``, where each may
-        be repeated."""
+        ``selection`` (``?select=``, default all) and the related rows of ``expand``, from
+        the cursor ``after`` on; the next page's cursor in ``Link`` (and in the body with
+        ``envelope``). ``groups`` (``or``, ``not.and``...) are declared for OpenAPI and read
+        from ``request``, where each may be repeated."""
         p = self.published
         config = self.services.crud
         limits = self.services.limits
         params = request.query_params.multi_items()
         check_filter_count(params, ignored=RESERVED, limit=limits.max_filters)
+        related = self._related(ctx, expand)
         conditions = parse_filters(
             params, p.fields, max_in=config.max_in_values,
             max_terms=limits.max_filter_terms, max_depth=limits.max_filter_depth,
+            related=related,
         )
-        selected = parse_select(selection, p.fields)
-        keys = parse_sort(order_by, p.fields, [p.pk])
+        selected = related.selection(selection, p.fields)
+        keys = parse_sort(order_by, related.sort_fields(order_by, p.fields), [p.pk])
         page = after_cursor(after, keys, offset, self.dialect)
         read = self.services.policy.sql_filter(p.model, "read", ctx)
         size = config.default_page_size if limit is None else limit
-        statement = (
+        statement = related.statement(
             self.select_all.where(read, *conditions, *page)
             .order_by(*order_clauses(keys, self.dialect))
             .limit(size + 1)  # one more: whether a next page exists
             .offset(offset)
         )
         headers = {}
-        rows = await self._fetch(statement)
-        cursor = next_cursor(rows[:size], len(rows) > size, keys, p.row_json)
+        include = None if selected.own is None else {"__all__": selected.own}
+        if related.is_plain:
+            rows = await self._fetch(statement)
+            seen, more = len(rows), len(rows) > size
+            cursor = next_cursor(rows[:size], more, keys, p.row_json)
+            body = p.rows_json.dump_json(rows[:size], include=include)
+        else:
+            expanded, more = await related.load(
+                self._fetch_values, statement, self.columns, limit=size
+            )
+            seen = len(expanded) + more
+            cursor = related.next_cursor(expanded, more, keys)
+            body = b"[" + b",".join(
+                related.dump(row, p.row_json.dump_json(row.row, include=selected.own),
+                             selected)
+                for row in expanded
+            ) + b"]"
         if cursor is not None:
             headers["Link"] = next_link(request, cursor)
         if count:  # the whole listing: the cursor, like limit and offset, is not counted
             headers["X-Total-Count"] = str(
-                await self._total(read, conditions, offset, len(rows), last=len(rows) <= size,
+                await self._total(read, conditions, offset, seen, last=not more,
                                   cursor=after is not None)
             )
-        body = p.rows_json.dump_json(
-            rows[:size], include=None if selected is None else {"__all__": selected}
-        )
         if envelope:
             body = enveloped(body, cursor)
         return Response(body, media_type="application/json", headers=headers)
@@ -158,14 +193,20 @@ class Handlers:
         ctx: AuthContext,
         selection: str | None = None,
         request: Request | None = None,
+        expand: str | None = None,
         **path: Any,
     ) -> Response:
         """The row, with its ETag; 304 when it matches ``If-None-Match``, 412 when it does
-        not match ``If-Match``."""
+        not match ``If-Match``. With ``expand``, the row's related rows too (see
+        ``_expanded_row``)."""
         p = self.published
-        selected = parse_select(selection, p.fields)
         if_match = None if request is None else parse_tags(request, "If-Match")
         if_none_match = None if request is None else parse_tags(request, "If-None-Match")
+        if expand is not None:
+            return await self._expanded_row(ctx, expand, selection, if_match, path)
+        # Through the related grammar only when asked: it explains a relation named in select.
+        selected = None if selection is None else self._related(ctx, None).selection(
+            selection, p.fields).own
         key = self._key(path)
         rows = await self._fetch(self.select_by_key, {KEY: key})
         # The read rules checked in Python on the row: the same answer as the SQL predicate
@@ -187,6 +228,30 @@ class Handlers:
             return Response(status_code=304, headers=headers)
         body = whole if selected is None else p.row_json.dump_json(rows[0], include=selected)
         return Response(body, media_type="application/json", headers=headers)
+
+    async def _expanded_row(
+        self, ctx: AuthContext, expand: str, selection: str | None, if_match: Any,
+        path: dict[str, Any],
+    ) -> Response:
+        """The row with the related rows ``expand`` names, in one statement (and one per
+        one-to-many relation). Its ETag is the row's own, as without ``expand``, so that it
+        serves ``If-Match``; ``If-None-Match`` gets no 304, since related rows may have
+        changed while the row did not."""
+        p = self.published
+        related = self._related(ctx, expand)
+        selected = related.selection(selection, p.fields)
+        key = self._key(path)
+        read = self.services.policy.sql_filter(p.model, "read", ctx)
+        statement = related.statement(self.select_all.where(equals(p.pk, key), read))
+        rows, _ = await related.load(self._fetch_values, statement, self.columns)
+        if not rows:
+            raise NotFoundError(p.name, key)
+        etag = etag_of(p.row_json.dump_json(rows[0].row))
+        if if_match is not None and not if_match.matches_strongly(etag):
+            raise PreconditionFailedError(p.name, key)
+        body = related.dump(rows[0], p.row_json.dump_json(rows[0].row, include=selected.own),
+                            selected)
+        return Response(body, media_type="application/json", headers={"ETag": etag})
 
     async def create_row(
         self, *, body: BaseModel, ctx: AuthContext, request: Request | None = None

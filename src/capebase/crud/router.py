@@ -158,6 +158,14 @@ def _select_param() -> pyinspect.Parameter:
     )
 
 
+def _expand_param() -> pyinspect.Parameter:
+    return pyinspect.Parameter(
+        "expand", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+        default=Query(None, description="Comma-separated relations to include: `project` "
+                      "(a row or null), `comments` or `comments(limit=5)` (a list per row)"),
+    )
+
+
 def build_router(services: RouteServices, published: PublishedModel) -> APIRouter:
     """The APIRouter with the routes ``published.routes`` asks for."""
     router = APIRouter(tags=[published.table.name])
@@ -223,6 +231,7 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
             pyinspect.Parameter("envelope", pyinspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                 default=Query(False, description='Answer {"items": [...], '
                                               '"next": cursor or null}')),
+            _expand_param(),
         ])
         list_params.extend(
             pyinspect.Parameter(
@@ -262,7 +271,8 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
     if "get" in published.routes:
         endpoint = fast(
             _with_signature(handlers.get_row,
-                            [pk_param, ctx_param, _select_param(), request_param]),
+                            [pk_param, ctx_param, _select_param(), request_param,
+                             _expand_param()]),
             item_query_handler(solver, handlers.get_row),
         )
         router.add_api_route(

@@ -137,13 +137,15 @@ class _Parser:
             self.fail(f"{field!r} is not a filter and cannot appear inside a group")
         self.pos += 1
         op = op if separator else "eq"
+        # The last part names the operator, after a related field too: project__id__in.
+        is_list = name.rpartition("__")[2] in LIST_OPERATORS if separator else False
         if self.peek() == "(":
-            if op not in LIST_OPERATORS:
+            if not is_list:
                 self.fail(f"a parenthesized list is a value of in and nin only, not of {name!r}; "
                           'quote a value holding parentheses: name="(a)"')
             items = self.values(name)
             return Term(name, field, op, ",".join(items), items)
-        if op in LIST_OPERATORS:
+        if is_list:
             self.fail(f"inside a group, {name} takes a parenthesized list: {name}=(a,b)")
         return Term(name, field, op, self.value(name))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import (
@@ -37,9 +37,15 @@ from ..policy.sqlexpr import (
 )
 from ..wire.values import storage_type, value_check
 from .groups import Group, Term, split_params
+from .related import related_term
 from .values import BOOL, checked, parse_text, value_parser
 
-RESERVED = frozenset({"order_by", "limit", "offset", "count", "select", "after", "envelope"})
+if TYPE_CHECKING:
+    from .related import RelatedFilters
+
+RESERVED = frozenset(
+    {"order_by", "limit", "offset", "count", "select", "after", "envelope", "expand"}
+)
 """What a list's query string carries besides its filters."""
 STREAM_PARAMETERS = frozenset({"last_event_id", "access_token", "ticket"})
 """What a stream's query string carries besides its filters."""
@@ -130,9 +136,11 @@ def parse_filters(
     max_in: int,
     max_terms: int = DEFAULT_MAX_FILTER_TERMS,
     max_depth: int = DEFAULT_MAX_FILTER_DEPTH,
+    related: RelatedFilters | None = None,
 ) -> list[ColumnElement[bool]]:
     """Turn query parameters into WHERE conditions (AND-ed): ``field__op=value`` conditions
-    and groups (``or=(...)``, ``not.and=(...)``..., see ``groups``).
+    and groups (``or=(...)``, ``not.and=(...)``..., see ``groups``); with ``related``,
+    conditions on related fields too (``relation__field__op=value``, see ``related``).
 
     Raises:
         QueryError: 400 for an unknown field or operator, a malformed group, more than
@@ -142,17 +150,17 @@ def parse_filters(
     terms, groups = split_params(
         params, reserved=RESERVED, max_terms=max_terms, max_depth=max_depth
     )
-    conditions = [_term_condition(t, fields, max_in) for t in terms]
-    conditions.extend(_group_condition(group, fields, max_in) for group in groups)
+    conditions = [_term_condition(t, fields, max_in, related) for t in terms]
+    conditions.extend(_group_condition(group, fields, max_in, related) for group in groups)
     return conditions
 
 
 def _group_condition(
-    group: Group, fields: dict[str, FilterField], max_in: int
+    group: Group, fields: dict[str, FilterField], max_in: int, related: RelatedFilters | None
 ) -> ColumnElement[bool]:
     parts = [
-        _group_condition(item, fields, max_in) if isinstance(item, Group)
-        else _term_condition(item, fields, max_in)
+        _group_condition(item, fields, max_in, related) if isinstance(item, Group)
+        else _term_condition(item, fields, max_in, related)
         for item in group.items
     ]
     combined = and_(*parts) if group.kind == "and" else or_(*parts)
@@ -165,16 +173,26 @@ def _group_condition(
 
 
 def _term_condition(
-    term: Term, fields: dict[str, FilterField], max_in: int
+    term: Term, fields: dict[str, FilterField], max_in: int, related: RelatedFilters | None
 ) -> ColumnElement[bool]:
     field = fields.get(term.name)
+    if field is None and related is not None:
+        found = related_term(term, related)
+        if found is not None:
+            name, op, field, scope = found
+            _check_known(op, term.key)
+            return scope(_condition(name, op, term.raw, field, max_in, term.items))
     if field is None:
         known = ", ".join(fields)
         raise QueryError(f"Unknown filter field {term.name!r}; filterable fields: {known}")
-    if term.op not in OPERATORS:
-        raise QueryError(f"Unknown filter operator {term.op!r} in {term.key!r}; use one of: "
-                         + ", ".join(OPERATORS))
+    _check_known(term.op, term.key)
     return _condition(term.name, term.op, term.raw, field, max_in, term.items)
+
+
+def _check_known(op: str, key: str) -> None:
+    if op not in OPERATORS:
+        raise QueryError(f"Unknown filter operator {op!r} in {key!r}; use one of: "
+                         + ", ".join(OPERATORS))
 
 
 def _condition(

@@ -3,9 +3,9 @@ a model is published: they never see the facade itself."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -18,6 +18,9 @@ from ..limits import LimitsConfig
 from ..policy import Policy
 from ..realtime.config import RealtimeConfig
 from ..realtime.hub import Hub
+
+if TYPE_CHECKING:
+    from ..crud.published import PublishedModel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +39,8 @@ class RouteServices:
     crud: CrudConfig
     realtime: RealtimeConfig
     limits: LimitsConfig
+    published: Mapping[type[Any], PublishedModel] = field(default_factory=dict)
+    """The models published so far, and later (the app's own mapping): what relations reach."""
 
 
 def session_dependency(

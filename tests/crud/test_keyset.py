@@ -144,6 +144,19 @@ async def test_a_bad_cursor_is_a_400_naming_the_problem(
     assert "cursor" in detail and problem in detail, detail
 
 
+@pytest.mark.parametrize("order", ["name", "note", "-name"])
+async def test_a_cursor_with_a_lone_surrogate_is_a_400(
+    client: httpx.AsyncClient, order: str
+) -> None:
+    """JSON's ``\\ud800`` decodes to text no database takes (it reached the driver: 500)."""
+    for values in (["\ud800", "1"], ["a\udfff", "1"]):
+        response = await client.get(
+            "/crud_item", params={"order_by": order, "after": cursor(f"{order},id", values)}
+        )
+        assert response.status_code == 400, response.text
+        assert "not a cursor" in response.json()["detail"]
+
+
 async def test_after_and_offset_do_not_combine(client: httpx.AsyncClient) -> None:
     response = await client.get("/crud_item", params={"after": cursor("id", ["1"]),
                                                       "offset": "1"})

@@ -74,6 +74,7 @@ def decode_cursor(raw: str, keys: Sequence[SortKey]) -> list[Any]:
         and isinstance(decoded.get("o"), str)
         and isinstance(decoded.get("v"), list)
         and all(v is None or isinstance(v, str) for v in decoded["v"])
+        and all(_is_text(v) for v in (decoded["o"], *decoded["v"]) if v is not None)
     ):
         raise QueryError("Invalid cursor in 'after': not a cursor this API issued")
     expected = order_text(keys)
@@ -96,3 +97,13 @@ def decode_cursor(raw: str, keys: Sequence[SortKey]) -> list[Any]:
                 f"Invalid cursor in 'after': {text!r} is no value of {key.name!r}"
             ) from None
     return values
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is text a database takes: JSON's ``\\ud800`` escape decodes to a
+    lone surrogate, which no encoding can send (a URL's escapes never make one)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -14,6 +14,7 @@ from ..errors import QueryError
 from ..policy.sqlexpr import codepoint_ordered, declaration_ordered, equals, one_of
 from ..wire.values import storage_type
 from .query import FilterField
+from .values import exact_bind
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,10 @@ def after(keys: Sequence[SortKey], values: Sequence[Any], dialect: str) -> Colum
         beyond = _beyond(key, value, dialect)
         if beyond is not None:
             alternatives.append(and_(*prefix, beyond))
-        prefix.append(key.column.is_(None) if value is None else equals(key.column, value))
+        column = key.column
+        prefix.append(
+            column.is_(None) if value is None else equals(column, exact_bind(column, value))
+        )
     return or_(*alternatives) if alternatives else false()
 
 
@@ -119,7 +123,8 @@ def _beyond(key: SortKey, value: Any, dialect: str) -> ColumnElement[bool] | Non
         beyond: ColumnElement[bool] | None = one_of(column, members) if members else None
     else:
         sort = _sort_expression(key, dialect)
-        beyond = sort < value if key.descending else sort > value
+        bound = exact_bind(column, value)
+        beyond = sort < bound if key.descending else sort > bound
     if nulls_after:
         return column.is_(None) if beyond is None else or_(beyond, column.is_(None))
     return beyond

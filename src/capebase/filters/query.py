@@ -38,7 +38,7 @@ from ..policy.sqlexpr import (
 from ..wire.values import storage_type, value_check
 from .groups import Group, Term, split_params
 from .related import related_term
-from .values import BOOL, checked, parse_text, value_parser
+from .values import BOOL, checked, exact_bind, parse_text, value_parser
 
 if TYPE_CHECKING:
     from .related import RelatedFilters
@@ -224,9 +224,11 @@ def _condition(
         return _text_condition(column, op, value)
     if op in ("in", "nin"):
         values = list_items(name, op, raw, items, max_in)
-        condition = one_of(column, [_parse(name, item, field.parse) for item in values])
+        condition = one_of(
+            column, [exact_bind(column, _parse(name, item, field.parse)) for item in values]
+        )
         return condition if op == "in" else not_(condition)
-    value = _parse(name, raw, field.parse)
+    value = exact_bind(column, _parse(name, raw, field.parse))
     if op == "eq":
         return equals(column, value)
     if op == "ne":

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Boolean, DateTime, Interval
+from sqlalchemy import Boolean, DateTime, Float, Interval, Numeric, literal
 from sqlalchemy.types import TypeEngine
 
 from ..wire.values import (
@@ -17,6 +17,7 @@ from ..wire.values import (
     exact_decimal,
     integer_range,
     interval_problem,
+    storage_type,
     text_problem,
     utc_problem,
 )
@@ -132,3 +133,15 @@ def _datetime_parser(*, is_aware: bool) -> Callable[[str], datetime]:
         return value if is_aware else value.astimezone(UTC).replace(tzinfo=None)
 
     return parse
+
+
+def exact_bind(column: Any, value: Any) -> Any:
+    """``value`` as a filter compares it with ``column``: a Decimal against a NUMERIC(p, s)
+    column is bound as NUMERIC without precision. PostgreSQL casts a parameter to the
+    column's type, which rounds ``1.005`` to ``1.01`` (and a value with more digits than
+    ``p`` fails); SQLite, MariaDB and the stream filters compare the exact value."""
+    if isinstance(value, Decimal):
+        stored = storage_type(column.type)
+        if isinstance(stored, Numeric) and not isinstance(stored, Float):
+            return literal(value, type_=Numeric(asdecimal=True))
+    return value

@@ -55,8 +55,8 @@ docs-build: .venv
 # The packages are built first: tests/test_package.py installs that wheel (CAPEBASE_WHEEL_DIR)
 # instead of building one of its own.
 test: lint docs-build package
-	CAPEBASE_WHEEL_DIR=$(CURDIR)/dist $(BIN)/pytest -q -n 2 --dist worksteal -m "not serial"
-	$(BIN)/pytest -q -m serial
+	CAPEBASE_WHEEL_DIR=$(CURDIR)/dist $(BIN)/pytest -q -n 2 --dist worksteal -m "not serial" --durations=25
+	$(BIN)/pytest -q -m serial --durations=10
 	$(MAKE) test-oldest
 
 # The lowest version of every direct dependency that pyproject.toml allows, on SQLite: proves the

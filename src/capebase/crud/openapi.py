@@ -50,6 +50,7 @@ _MEANINGS = {
     "isnull": "is null (`true`) or is not (`false`)",
 }
 _TEXT = {"type": "string"}
+_LIST = {"type": "string", "minLength": 1}
 _BOOLEAN = {"type": "boolean"}
 
 LIST_HEADERS: dict[str, Any] = {
@@ -80,7 +81,7 @@ def list_parameters(published: PublishedModel) -> list[Parameter]:
     The list's other parameters (``limit``, ``select``, the groups...) are its endpoint's
     own; a parameter a list reads from the request joins this list.
     """
-    return filter_parameters(published, OPERATORS)
+    return filter_parameters(published, OPERATORS, list_schema=_LIST)
 
 
 def stream_parameters(published: PublishedModel) -> list[Parameter]:
@@ -89,7 +90,8 @@ def stream_parameters(published: PublishedModel) -> list[Parameter]:
     auth's ways in."""
     fields = ", ".join(published.fields)
     return [
-        *filter_parameters(published, STREAM_OPERATORS),
+        # A stream reads ?field__in= (nothing after it) as the one value "", a list as none.
+        *filter_parameters(published, STREAM_OPERATORS, list_schema=_TEXT),
         *group_parameters(),
         _query("select", f"Comma-separated fields the events carry (default all): {fields}"),
         _query("last_event_id", "Resume after this event: the `id:` of the last event "
@@ -107,29 +109,30 @@ def group_parameters() -> list[Parameter]:
 
 
 def filter_parameters(
-    published: PublishedModel, operators: tuple[str, ...]
+    published: PublishedModel, operators: tuple[str, ...], *, list_schema: dict[str, Any]
 ) -> list[Parameter]:
     """``field`` and ``field__op`` for every filterable field and each of ``operators``
-    that applies to its type, typed as the field's values are (``in``/``nin``: text)."""
+    that applies to its type, typed as the field's values are (``in``/``nin``:
+    ``list_schema``, text)."""
     values = value_schemas(published.read_schema)
     parameters = []
     for name, field in published.fields.items():
         applicable = [op for op in operators if op in field.operators]
         if "eq" in applicable:
             parameters.append(_query(name, f"`{name}` equals this value (as `{name}__eq`)",
-                                     _value_schema(name, "eq", values)))
+                                     _value_schema(name, "eq", values, list_schema)))
         parameters.extend(
             _query(f"{name}__{op}", f"`{name}` {_MEANINGS[op]}",
-                   _value_schema(name, op, values))
+                   _value_schema(name, op, values, list_schema))
             for op in applicable
         )
     return parameters
 
 
 def value_schemas(read_schema: type[BaseModel]) -> dict[str, dict[str, Any]]:
-    """The JSON schema of each field's values as a read answer carries them (what a
-    filter compares with), references inlined and ``null`` left out."""
-    document = read_schema.model_json_schema(mode="serialization")
+    """The JSON schema of each field's values as a client may send them (a decimal as a
+    number or a string of one, as bodies take it), references inlined, ``null`` left out."""
+    document = read_schema.model_json_schema(mode="validation")
     definitions = document.get("$defs", {})
     return {
         name: _plain(_inlined(schema, definitions, depth=0))
@@ -137,12 +140,16 @@ def value_schemas(read_schema: type[BaseModel]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _value_schema(name: str, op: str, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _value_schema(
+    name: str, op: str, values: dict[str, dict[str, Any]], list_schema: dict[str, Any]
+) -> dict[str, Any]:
     if op == "isnull":
         return _BOOLEAN
-    if op in ("in", "nin") or op in TEXT_OPERATORS:
-        # in/nin: text, not an array, which generators send as repeated parameters
+    if op in ("in", "nin"):
+        # Text, not an array, which generators send as repeated parameters
         # (?id__in=1&id__in=2): two conditions, not one list.
+        return list_schema
+    if op in TEXT_OPERATORS:
         return _TEXT
     return values.get(name, _TEXT)
 

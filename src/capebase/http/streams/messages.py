@@ -5,8 +5,10 @@ against these."""
 
 from __future__ import annotations
 
+import operator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from functools import reduce
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, Field, RootModel, create_model
 from pydantic.json_schema import SkipJsonSchema
@@ -70,6 +72,10 @@ _RESUME = Field(
 )
 
 
+def _model(name: str, doc: str, fields: dict[str, Any]) -> type[BaseModel]:
+    return create_model(name, __doc__=doc, __module__=__name__, **fields)
+
+
 def stream_message(published: PublishedModel) -> type[RootModel[Any]]:
     """``{Model}StreamMessage``: one message of ``published``'s stream, a change of a row
     (``{Model}Inserted``, ``{Model}Updated``, ``{Model}Deleted``) or the stream's own
@@ -81,33 +87,33 @@ def stream_message(published: PublishedModel) -> type[RootModel[Any]]:
     """
     name, read = published.name, published.read_schema
     key = published.pk.key
-    key_schema = create_model(f"{name}Key", **{key: (read.model_fields[key].annotation, ...)})
+    key_schema = _model(f"{name}Key", f"The primary key of a {name}.",
+                        {key: (read.model_fields[key].annotation, ...)})
     common: dict[str, Any] = {
         "id": (int, Field(description="The change id (increasing, shared by every table)")),
-        "table": (Literal[published.table.name], ...),  # type: ignore[valid-type]
+        "table": (Literal[published.table.name], ...),
         "timestamp": (datetime, Field(description="When the change was written")),
-        "resume": (str | SkipJsonSchema[None], _RESUME),
+        # an optional string, not a nullable one (pydantic's stub types it as no generic)
+        "resume": (str | SkipJsonSchema[None], _RESUME),  # type: ignore[misc]
     }
     before = (read | None, Field(description="The row before the change, when the "
                                  "subscriber could see it and its rule reads only the row"))
-    inserted = create_model(
-        f"{name}Inserted", __doc__="A row entered the subscriber's view.",
-        event=(Literal["INSERT"], ...), payload=(read, ...), old=(None, ...), **common,
-    )
-    updated = create_model(
-        f"{name}Updated", __doc__="A row the subscriber sees changed.",
-        event=(Literal["UPDATE"], ...), payload=(read, ...), old=before, **common,
-    )
-    deleted = create_model(
-        f"{name}Deleted", __doc__="A row left the subscriber's view.",
-        event=(Literal["DELETE"], ...), payload=(key_schema, ...), old=before, **common,
-    )
-    union = Annotated[
-        inserted | updated | deleted | StreamReady | StreamReset | StreamOverflow  # type: ignore[valid-type]
-        | StreamUnavailable | StreamExpired | StreamHeartbeat,
-        Field(discriminator="event"),
+    variants: list[Any] = [
+        _model(f"{name}Inserted", "A row entered the subscriber's view.", {
+            "event": (Literal["INSERT"], ...), "payload": (read, ...), "old": (None, ...),
+            **common}),
+        _model(f"{name}Updated", "A row the subscriber sees changed.", {
+            "event": (Literal["UPDATE"], ...), "payload": (read, ...), "old": before,
+            **common}),
+        _model(f"{name}Deleted", "A row left the subscriber's view.", {
+            "event": (Literal["DELETE"], ...), "payload": (key_schema, ...), "old": before,
+            **common}),
+        StreamReady, StreamReset, StreamOverflow, StreamUnavailable, StreamExpired,
+        StreamHeartbeat,
     ]
+    union: Any = Annotated[reduce(operator.or_, variants), Field(discriminator="event")]
     doc = (f"A message of the {published.table.name} stream: a change, or the stream's own "
            "(ready, reset...), told apart by `event`.")
-    return type(f"{name}StreamMessage", (RootModel[union],),  # type: ignore[valid-type]
-                {"__doc__": doc, "__module__": __name__})
+    message = type(f"{name}StreamMessage", (RootModel[union],),
+                   {"__doc__": doc, "__module__": __name__})
+    return cast(type[RootModel[Any]], message)

@@ -42,7 +42,7 @@ def sse_endpoint(
         return
         yield
 
-    subscribe_sse.__annotations__["return"] = AsyncIterator[message]  # type: ignore[valid-type]
+    subscribe_sse.__annotations__["return"] = AsyncIterator[message]
 
     async def serve(request: Request) -> Response:
         mark_stream_route(request.scope)  # a provider may read a token from the query or a cookie

@@ -7,6 +7,7 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "../generated/capebase-api.js";
 
 type Todo = components["schemas"]["TodoRead"];
+type TodoPage = components["schemas"]["TodoPage"];
 type TodoQuery = NonNullable<paths["/todo"]["get"]["parameters"]["query"]>;
 type ListHeaders = paths["/todo"]["get"]["responses"][200]["headers"];
 type StreamQuery = NonNullable<paths["/todo/subscribe"]["get"]["parameters"]["query"]>;
@@ -54,12 +55,11 @@ export async function enveloped(): Promise<Todo[]> {
   const rows: Todo[] = [];
   let after: string | null = null;
   do {
-    const { data } = await api.GET("/todo", {
-      params: { query: { task__startswith: "buy", envelope: true, after: after ?? undefined } },
-    });
-    if (data === undefined || Array.isArray(data)) break;
-    rows.push(...data.items);
-    after = data.next;
+    const query: TodoQuery = { task__startswith: "buy", envelope: true, after: after ?? undefined };
+    const page: Todo[] | TodoPage | undefined = (await api.GET("/todo", { params: { query } })).data;
+    if (page === undefined || Array.isArray(page)) break;
+    rows.push(...page.items);
+    after = page.next;
   } while (after !== null);
   return rows;
 }

@@ -79,7 +79,8 @@ def list_parameters(published: PublishedModel) -> list[Parameter]:
     field and operator (``?task__startswith=``), and ``?field=`` for equality.
 
     The list's other parameters (``limit``, ``select``, the groups...) are its endpoint's
-    own; a parameter a list reads from the request joins this list.
+    own, validated by FastAPI. A new parameter the list reads from the request itself
+    (``expand=``, filters on related fields) is declared here.
     """
     return filter_parameters(published, OPERATORS, list_schema=_LIST)
 

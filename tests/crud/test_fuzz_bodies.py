@@ -61,6 +61,9 @@ LIMITS = {
     # an integer just past its column's range, which the validator reads as a double
     *((field, kind) for field in ("small", "o_small", "big", "o_big")
       for kind in ("greater_than_equal", "less_than_equal")),
+    # text with a NUL character (rest.md: PostgreSQL stores none), which the fuzzer draws
+    # only now and then
+    *((field, "value_error") for field in ("name", "o_name", "body", "o_body")),
     # a JSON value with a NUL character or nested deeper than 31 levels
     *((field, "value_error") for field in ("doc", "o_doc", "items", "o_items")),
 }
@@ -126,7 +129,8 @@ def test_no_invalid_body_is_accepted_and_no_answer_breaks_its_schema(app: FastAP
             outcome = "2xx" if response.status_code < 300 else str(response.status_code)
             label = case.method.upper() if case.path.startswith(PATH) else "BATCH"
             seen[f"{label} {mode} {outcome}"] += 1
-            if mode == "valid" and response.status_code == 422 and case.path == PATH:
+            if (mode == "valid" and response.status_code == 422 and case.path == PATH
+                    and case.method.upper() == "POST"):
                 # a bulk create's errors are located at their row: ("body", 3, "price")
                 refusals.update(
                     (error["loc"][2] if isinstance(error["loc"][1], int) else error["loc"][1],

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.sse import EventSourceResponse
 from pydantic import BaseModel, create_model
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -25,6 +26,13 @@ from .lean import (
     item_query_handler,
     lean,
     query_handler,
+)
+from .openapi import (
+    GROUP_PARAMETERS,
+    LIST_HEADERS,
+    error_content,
+    list_parameters,
+    stream_parameters,
 )
 from .published import PublishedModel
 
@@ -139,17 +147,6 @@ def _with_signature(method: Callable[..., Any], params: list[pyinspect.Parameter
     return endpoint
 
 
-_GROUP_PARAMETERS = (
-    ("or", "Any of the conditions: `(field__op=value,...)`; nest `and(...)`, `or(...)`, "
-     "`not.and(...)`, `not.or(...)`; quote a value holding `,` `(` `)` or `\"`: "
-     "`name=\"a, b\"`; `in`/`nin` take a list: `id__in=(1,2)`"),
-    ("and", "All of the conditions: `(field__op=value,...)`, nestable as for `or`"),
-    ("not.or", "None of the conditions: `(field__op=value,...)`"),
-    ("not.and", "Not all of the conditions: `(field__op=value,...)`"),
-)
-"""The filter groups a list declares in OpenAPI (their grammar: ``filters.groups``)."""
-
-
 def _select_param() -> pyinspect.Parameter:
     return pyinspect.Parameter(
         "selection", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
@@ -188,19 +185,34 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
 
     if "subscribe" in published.routes:
         # Declared before the item routes so /todo/subscribe never reads as /todo/{id}.
+        from ..http.streams.messages import stream_message
         from ..http.streams.sse import StreamRoute, sse_endpoint
         from ..http.streams.websocket import websocket_endpoint
 
+        endpoint = sse_endpoint(services, published, solver, stream_message(published))
         router.add_api_route(
-            f"{published.path}/subscribe", sse_endpoint(services, published, solver),
+            f"{published.path}/subscribe", endpoint,
             methods=["GET"], route_class_override=StreamRoute,
             operation_id=f"subscribe_{name}", summary=f"Stream {name} changes (SSE)",
-            response_class=Response,
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "Server-Sent Events; `id:` is the change id"},
-                       400: {"model": ErrorBody, "description": "Unknown filter"},
-                       429: {"model": ErrorBody, "description": "Too many subscriptions"},
-                       **_DATABASE},
+            description=(
+                f"Server-Sent Events: each change of a {name} row the caller may read, as "
+                f"`{published.name}StreamMessage` JSON in `data:`, its resume token in `id:`. "
+                f"`WS {published.path}/subscribe` takes the same query parameters and sends "
+                "the same JSON as text messages, each change with its `resume` token, and "
+                '`{"event": "heartbeat"}` on a quiet stream.'
+            ),
+            response_class=EventSourceResponse,
+            response_description="The stream's events (`id:` is the resume token)",
+            openapi_extra={"parameters": stream_parameters(published)},
+            # The errors are JSON, not events: content given, not a model (which would be
+            # declared with the route's media type).
+            responses={
+                400: error_content(ErrorBody, "Unknown filter or select field or operator, "
+                                   "or a malformed or too large filter group"),
+                429: error_content(ErrorBody, "Too many subscriptions"),
+                **{status: error_content(body["model"], body["description"])
+                   for status, body in _DATABASE.items()},
+            },
         )
         router.add_api_websocket_route(f"{published.path}/subscribe",
                                        websocket_endpoint(services, published))
@@ -216,7 +228,9 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                                               f"{config.default_page_size})")),
             pyinspect.Parameter("offset", pyinspect.Parameter.KEYWORD_ONLY, annotation=int,
                                 # A 64-bit OFFSET on every database; larger is a 422.
-                                default=Query(0, ge=0, le=2**63 - 1)),
+                                default=Query(0, ge=0, le=2**63 - 1,
+                                              description="Rows to skip (`after` pages "
+                                              "stably while rows are inserted)")),
             pyinspect.Parameter("order_by", pyinspect.Parameter.KEYWORD_ONLY, annotation=str | None,
                                 default=Query(None, description="Comma-separated fields, "
                                               "'-' for descending")),
@@ -238,7 +252,7 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                 name.replace(".", "_") + "_", pyinspect.Parameter.KEYWORD_ONLY,
                 annotation=str | None, default=Query(None, alias=name, description=description),
             )
-            for name, description in _GROUP_PARAMETERS
+            for name, description in GROUP_PARAMETERS
         )
         endpoint = fast(_with_signature(handlers.list_rows, list_params),
                         query_handler(solver, handlers.list_rows))
@@ -251,17 +265,15 @@ def build_router(services: RouteServices, published: PublishedModel) -> APIRoute
                 next=(str | None, ...),
             ),
             operation_id=f"list_{name}", summary=f"List {name}",
+            openapi_extra={"parameters": list_parameters(published)},
             description=(
-                "Filter with `?field=value` or `?field__op=value`, op in "
-                "ne, gt, gte, lt, lte, in, nin, like, ilike, contains, icontains, startswith, "
-                f"isnull. Fields: {', '.join(published.fields)}. Combine conditions with "
-                "`or=(a__eq=1,b__gt=2)`, `and=(...)`, `not.or=(...)`, `not.and=(...)`, "
-                "nested as `or=(a__eq=1,and(b__gt=2,c__lt=3))`."
+                "Filter with `?field=value` or `?field__op=value`, each a query parameter "
+                "typed by its field. Combine conditions with `or=(a__eq=1,b__gt=2)`, "
+                "`and=(...)`, `not.or=(...)`, `not.and=(...)`, nested as "
+                "`or=(a__eq=1,and(b__gt=2,c__lt=3))`."
             ),
             responses={
-                200: {"description": "The rows", "headers": {"Link": {
-                    "description": 'The next page: `<...?after=cursor>; rel="next"`, when '
-                    "there is one", "schema": {"type": "string"}}}},
+                200: {"description": "The rows", "headers": LIST_HEADERS},
                 400: {"model": ErrorBody,
                       "description": "Unknown filter or select field or operator, a "
                       "malformed or too large filter group, or an invalid cursor"},

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+import operator
+from functools import reduce
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic.fields import FieldInfo
@@ -64,15 +67,32 @@ def update_schema_for(model: type[Any], dialect: str = "") -> type[BaseModel]:
 
 
 def read_schema_for(model: type[Any], dialect: str = "") -> type[BaseModel]:
-    """``{Model}Read``: the response model shown in OpenAPI, one field per non-secret column."""
+    """``{Model}Read``: the response model shown in OpenAPI, one field per non-secret column,
+    the primary key never null (``id: int | None`` lets the database choose it; a stored row
+    has one)."""
     table = model.__table__
     columns = set(table.c.keys()) - secret_keys(table)
+    keys = set(table.primary_key.columns.keys())
     fields: dict[str, Any] = {
-        name: (wire_annotation(info.annotation, table.c[name], info.metadata, dialect), ...)
+        name: (
+            wire_annotation(
+                _not_none(info.annotation) if name in keys else info.annotation,
+                table.c[name], info.metadata, dialect,
+            ),
+            ...,
+        )
         for name, info in model.model_fields.items()
         if name in columns
     }
     return create_model(f"{model.__name__}Read", **fields)
+
+
+def _not_none(annotation: Any) -> Any:
+    """``annotation`` without ``None``: ``int`` for ``int | None``."""
+    if get_origin(annotation) not in (Union, UnionType):
+        return annotation
+    members = [member for member in get_args(annotation) if member is not type(None)]
+    return reduce(operator.or_, members) if members else annotation
 
 
 def input_schema(schema: type[BaseModel], model: type[Any], dialect: str = "") -> type[BaseModel]:

@@ -80,7 +80,7 @@ export type SecretCreate = {
 };
 
 export type SecretRead = {
-  id: number | null;
+  id: number;
   owner: string;
   body: string;
 };
@@ -90,7 +90,7 @@ export type SecretUpdate = {
 };
 
 export type TodoRead = {
-  id: number | null;
+  id: number;
   user_id: string;
   task: string;
   is_complete: boolean;
@@ -122,13 +122,13 @@ export interface Database {
     Key: string;
   };
   secret: {
-    Row: Omit<SecretRead, "id"> & { id: number };
+    Row: SecretRead;
     Create: SecretCreate;
     Update: SecretUpdate;
     Key: number;
   };
   todo: {
-    Row: Omit<TodoRead, "id"> & { id: number };
+    Row: TodoRead;
     Create: CreateTodo;
     Update: UpdateTodo;
     Key: number;

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Header, Request, Response
@@ -25,16 +25,24 @@ if TYPE_CHECKING:
     from ..services import RouteServices
 
 
-def sse_endpoint(services: RouteServices, published: PublishedModel, solver: AuthSolver) -> Any:
-    """The SSE endpoint of ``published``'s model, for a ``StreamRoute``: FastAPI documents
-    its signature; ``serve`` answers the requests."""
+def sse_endpoint(
+    services: RouteServices, published: PublishedModel, solver: AuthSolver, message: Any
+) -> Any:
+    """The SSE endpoint of ``published``'s model, for a ``StreamRoute`` whose response
+    class is FastAPI's ``EventSourceResponse``: FastAPI documents its signature, the events'
+    data as ``message``; ``serve`` answers the requests."""
 
     async def subscribe_sse(
         request: Request,
         ctx: AuthContext = Depends(services.auth_dependency),
         last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-    ) -> Any:
-        return open_stream(services, published, request, ctx, last_event_id)
+    ) -> AsyncIterator[Any]:
+        # Never run (StreamRoute answers with ``serve``): FastAPI documents an async
+        # generator of the events' data type as a Server-Sent Events operation.
+        return
+        yield
+
+    subscribe_sse.__annotations__["return"] = AsyncIterator[message]
 
     async def serve(request: Request) -> Response:
         mark_stream_route(request.scope)  # a provider may read a token from the query or a cookie

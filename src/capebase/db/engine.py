@@ -19,6 +19,7 @@ from sqlalchemy.pool import QueuePool
 
 from ..errors import ConfigurationError, DatabaseUnavailableError
 from ..limits import LimitsConfig
+from .disconnects import confirm_disconnects
 
 # The async driver a plain URL maps to, and which drivers we accept per backend.
 _DEFAULT_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "asyncmy"}
@@ -125,6 +126,7 @@ def create_engine(
         ) from exc
     # Before any listener of the user's: connection failures become one exception type.
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    confirm_disconnects(engine)
     if backend != "sqlite" and "pool_pre_ping" not in engine_options:
         ping_idle_connections(engine)
     if backend == "sqlite":

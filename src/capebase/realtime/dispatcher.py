@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..changes.changelog import ChangeRecord, changes
@@ -41,6 +42,7 @@ YIELD_EVERY = 32
 RETRY_DELAY = 1.0
 """Seconds between attempts to read the change log while the database is unreachable."""
 STARTUP_HOLE_WINDOW = 1000
+NOBODY: frozenset[Subscriber] = frozenset()
 
 
 class Reset:
@@ -82,6 +84,7 @@ class Dispatcher:
         self._refresh_pins = refresh_pins
         self.cursor = 0
         self._holes: dict[int, float] = {}
+        self._interrupted: dict[int, frozenset[Subscriber]] = {}
         self.wake = asyncio.Event()
         self._log_after = (
             select(changes)
@@ -98,6 +101,7 @@ class Dispatcher:
         # An app may be started again in another event loop (pytest-asyncio gives each test a
         # loop of its own): asyncio's events belong to the loop that first waits.
         self.wake = asyncio.Event()
+        self._interrupted = {}
         async with self.engine.connect() as connection:
             self.cursor = (await connection.execute(select(func.max(changes.c.id)))).scalar() or 0
             recent = set(
@@ -247,8 +251,8 @@ class Dispatcher:
                     record = ChangeRecord.from_row(row)
                     self._note_holes(record.id)
                     await self._deliver(record, connection)
-                    # Only now: a dispatch the database interrupts delivers the change again
-                    # (a stream's cursor drops what it already had).
+                    # Only now: a dispatch the database interrupts delivers the change again,
+                    # to the subscribers it had not judged yet.
                     self.cursor = record.id
                     if position % YIELD_EVERY == 0:
                         # Let the transports drain their queues, so one large transaction
@@ -284,25 +288,21 @@ class Dispatcher:
             del self._holes[hole]
         if not self._holes:
             return
-        rows = (
-            (
-                await connection.execute(
-                    select(changes)
-                    .where(changes.c.id.in_(list(self._holes)))
-                    .order_by(changes.c.id)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        for row in rows:
-            record = ChangeRecord.from_row(row)
-            del self._holes[record.id]
+        watched = select(changes).where(changes.c.id.in_(list(self._holes))).order_by(changes.c.id)
+        rows = (await connection.execute(watched)).mappings().all()
+        records = [ChangeRecord.from_row(row) for row in rows]
+        for record in records:  # committed: watched until delivered, however long that takes
+            self._holes[record.id] = math.inf
+        for record in records:
             await self._deliver(record, connection)
+            del self._holes[record.id]
 
     async def _deliver(self, record: ChangeRecord, connection: OnDemandConnection) -> None:
         observer = self.observers.observer
-        observer.change_dispatched(record)
+        # Skipped: those judged before a lost connection interrupted this delivery.
+        judged = self._interrupted.pop(record.id, NOBODY)
+        if judged is NOBODY:
+            observer.change_dispatched(record)
         view = self.views.get(record.table)
         index = self.indexes.get(record.table)
         if view is not None and index:  # nobody streams the table: nothing to decode
@@ -311,32 +311,35 @@ class Dispatcher:
             visibility = self.visibility
             old, new = view.decode(record.old), view.decode(record.new)
             memo: Memo = {}
-            for subscriber in index.candidates((old, new)):
-                if subscriber.closed:
-                    continue
-                # In Python, without a coroutine per subscriber, unless a rule needs SQL.
-                event = visibility.event_for(subscriber, old, new)
-                if event is ASK_DATABASE:
-                    try:
-                        item = await self._judged_by_database(
-                            subscriber, message, old, new, connection, memo
-                        )
-                    except sa_exc.DBAPIError as error:
-                        if error.connection_invalidated:
-                            raise  # the database, not this rule: the dispatch is retried
-                        # A rollback that fails too says the same; one that works, that the
-                        # rule's statement failed (MySQL drivers call both OperationalError).
-                        await connection.recover()
-                        _end_failed(subscriber, record, error)
-                        continue
-                elif event is not None:
-                    # One (id, text) item per event variant, shared by every subscriber.
-                    item = message.item(event, view, subscriber.selection)
-                else:
-                    item = None
-                if item is not None:
-                    subscriber.offer(item)
-                    observer.change_offered(subscriber, record)
+            candidates = index.candidates((old, new))
+            position = 0  # in ``candidates``, of the subscriber being judged
+            try:
+                for subscriber in candidates:
+                    if not subscriber.closed and subscriber not in judged:
+                        # In Python, without a coroutine per subscriber, unless a rule needs SQL.
+                        try:
+                            event = visibility.event_for(subscriber, old, new)
+                            if event is ASK_DATABASE:
+                                item = await self._judged_by_database(
+                                    subscriber, message, old, new, connection, memo
+                                )
+                            elif event is not None:  # one (id, text) per variant, for all
+                                item = message.item(event, view, subscriber.selection)
+                            else:
+                                item = None
+                        except Exception as error:
+                            if not await connection.survives():
+                                raise  # not the rule: the connection is gone; retried
+                            _end_failed(subscriber, record, error)
+                            item = None
+                        if item is not None:
+                            subscriber.offer(item)
+                            observer.change_offered(subscriber, record)
+                    position += 1
+            except BaseException:
+                # An unchanged set iterates in the same order: those before ``position``.
+                self._interrupted[record.id] = judged | frozenset(islice(candidates, position))
+                raise
         if record.handlers_pending:
             self.runner.offer(record)
 
@@ -384,12 +387,12 @@ class Dispatcher:
 
 
 def _end_failed(subscriber: Subscriber, record: ChangeRecord, error: Exception) -> None:
-    """End the stream whose read rule failed in the database on ``record`` (a subquery of
-    several rows, a bad cast, a timeout): its caller cannot be shown what it may see, and
-    the other streams go on."""
+    """End the stream whose read rule failed on ``record`` (in the database: a subquery of
+    several rows, a bad cast, a timeout; in Python: a ``where=`` that raised): its caller
+    cannot be shown what it may see, and the other streams go on."""
     logger.warning(
         "capebase: the read rule of a %s stream (caller %r) failed on change %d; the stream "
-        "ends: %s", record.table, subscriber.ctx.id, record.id, error,
+        "ends: %r", record.table, subscriber.ctx.id, record.id, error, exc_info=error,
     )
     subscriber.failed = True
     subscriber.close()

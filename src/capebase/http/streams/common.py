@@ -35,7 +35,7 @@ class Overflowed:
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
-    """The database failed while replaying, or failed the stream's read rule; the client
+    """The database failed while replaying, or the stream's read rule failed; the client
     should resume from ``token`` later."""
 
     token: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,11 @@ from .common import EXPIRED, HEARTBEAT, Delivery, Overflowed, Unavailable
 
 if TYPE_CHECKING:
     from ...realtime.hub import Hub
+
+logger = logging.getLogger("capebase.realtime")
+
+RULE_FAILED = "this stream's read rule failed; reconnect to resume"
+"""The ``unavailable`` reason of a stream whose read rule failed (logged, with the error)."""
 
 REPLAY_BUFFER = 64
 """Replayed messages read ahead of the client."""
@@ -45,9 +51,9 @@ class Stream:
 
     Items are ``Delivery``, ``Reset``, ``HEARTBEAT``, or a final ``Overflowed``, ``EXPIRED``
     (the context's ``expires_at`` passed, or the hub disconnected the user) or
-    ``Unavailable`` (the database failed during the replay). A live batch is everything
-    queued when the transport asked, so a backlog is written in one go. The stream ends
-    quietly once ``subscriber.gone`` (the client left).
+    ``Unavailable`` (the database failed during the replay, or the stream's read rule
+    failed). A live batch is everything queued when the transport asked, so a backlog is
+    written in one go. The stream ends quietly once ``subscriber.gone`` (the client left).
 
     The live part is synchronous on purpose: an idle stream then holds a single future while
     it waits, not a generator, an ``asend`` awaitable and a coroutine, which all outlive
@@ -122,17 +128,30 @@ class Stream:
                     resume_from = delivery.token
                     yield [delivery]
         except Exception as exc:
-            if classify(exc) is None:
-                raise
-            # The database went away mid-replay: end the stream with where to resume from,
-            # rather than cutting the connection.
+            # End the stream with where to resume from, rather than cutting the connection:
+            # the database went away mid-replay, or the stream's read rule failed on a change.
             self.ended = True
-            yield [Unavailable(resume_from)]
+            if classify(exc) is not None:
+                yield [Unavailable(resume_from)]
+            else:
+                logger.warning(
+                    "capebase: the replay of a %s stream (caller %r) failed; the stream ends: "
+                    "%r", subscriber.view.table.name, subscriber.ctx.id, exc, exc_info=exc,
+                )
+                yield [Unavailable(resume_from, RULE_FAILED)]
         self._quiet_since = asyncio.get_running_loop().time()
 
     def opening_token(self) -> str:
         """The token of where live delivery starts (call it right after subscribing)."""
-        return self._cursor.sign(format_token(self.hub.cursor, self.hub.unsettled()))
+        self._opened_at = format_token(self.hub.cursor, self.hub.unsettled())
+        return self._cursor.sign(self._opened_at)
+
+    def _resume_token(self) -> str:
+        """Where the client resumes: after its last change, else where the stream opened."""
+        token = self._cursor.token()
+        if not token and self._opened_at is not None:
+            token = self._cursor.sign(self._opened_at)
+        return token
 
     def _reset(self, reason: str) -> Reset:
         """A reset to send: the client reloads and follows live from where the stream opened."""
@@ -173,8 +192,7 @@ class Stream:
                 elif subscriber.revoked:
                     batch.append(EXPIRED)
                 elif subscriber.failed:
-                    reason = "the database failed this stream's read rule; reconnect to resume"
-                    batch.append(Unavailable(cursor.token(), reason))
+                    batch.append(Unavailable(self._resume_token(), RULE_FAILED))
                 return batch
             delivery = cursor.live(*queued)
             if delivery is not None:

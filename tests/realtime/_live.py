@@ -25,7 +25,6 @@ from websockets.asyncio.client import connect as ws_connect
 
 from capebase import AuthContext, CapeBase
 from capebase.changes.changelog import changes
-from capebase.realtime.signing import stream_binding
 
 TIMEOUT = 5.0
 
@@ -307,7 +306,7 @@ def minted(
 ) -> str:
     """A token the server would have issued at ``position`` to ``user``'s stream of ``table``
     with ``filters`` (to resume from a chosen point, as a client that was there could)."""
-    binding = stream_binding(table, AuthContext(id=user), list((filters or {}).items()))
+    binding = cape.hub.binding(table, AuthContext(id=user), list((filters or {}).items()))
     return cape.hub.tokens.issue(binding, position)
 
 

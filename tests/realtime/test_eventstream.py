@@ -159,7 +159,8 @@ async def test_a_backlog_is_handed_over_in_one_batch(sqlite_url: str) -> None:
     async with serve(app):
         subscriber = cape.hub.add_subscriber(cape.hub.views["rt_task"], AuthContext(id="alice"), [])
         try:
-            stream = Stream(cape.hub, subscriber, None, b"", IDLE)
+            binding = cape.hub.binding("rt_task", subscriber.ctx, [])
+            stream = Stream(cape.hub, subscriber, None, binding, IDLE)
             async with contextlib.aclosing(stream.replay()) as replay:
                 assert [batch async for batch in replay] == []
             assert stream.poll() is None  # nothing yet

@@ -10,7 +10,6 @@ from contextlib import AsyncExitStack
 from sqlalchemy import delete, func, update
 
 from capebase import AuthContext, CapeBase
-from capebase.realtime.signing import stream_binding
 from tests.realtime._app import Task, make_app, who
 from tests.realtime._live import dispatched, serve, sse, ws
 
@@ -28,7 +27,7 @@ def with_sql_rule(db_url: str) -> tuple[object, CapeBase]:
 
 def from_start(cape: CapeBase, **filters: str) -> str:
     """A resume token of sam's stream (role ``sql``, with ``filters``) before any change."""
-    binding = stream_binding("rt_task", AuthContext("sam", role="sql"), list(filters.items()))
+    binding = cape.hub.binding("rt_task", AuthContext("sam", role="sql"), list(filters.items()))
     return cape.hub.tokens.issue(binding, "0")
 
 

@@ -17,7 +17,6 @@ from sqlalchemy.exc import OperationalError
 
 from capebase import LimitsConfig
 from capebase.realtime.hub import Hub
-from capebase.realtime.signing import stream_binding
 from capebase.realtime.subscribers import Subscriber
 from tests.realtime._live import serve
 
@@ -112,7 +111,7 @@ async def test_a_replay_cut_by_the_database_ends_the_stream_with_its_token(
     app, cape = make_app(sqlite_url)
     async with serve(app) as live:
         monkeypatch.setattr(Hub, "replay", failing_replay)
-        binding = stream_binding(PATH.lstrip("/"), context_of(ADMIN), [])
+        binding = cape.hub.binding(PATH.lstrip("/"), context_of(ADMIN), [])
         token = cape.hub.tokens.issue(binding, "7~3,5")
         for transport in ("sse", "ws"):
             stream = StreamClient(live.url, f"{PATH}/subscribe", transport, ADMIN, token=token)

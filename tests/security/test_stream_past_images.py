@@ -31,7 +31,6 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from capebase import FROM_AUTH_ID, AuthContext, CapeBase
-from capebase.realtime.signing import stream_binding
 from tests.realtime._app import header_auth, who
 from tests.realtime._live import SSEStream, WSStream, dispatched, serve, wait_until
 
@@ -95,7 +94,7 @@ def ws(live: Any, headers: dict[str, str]) -> WSStream:
 
 
 def alice_before_any_change(cape: CapeBase) -> str:
-    binding = stream_binding("pi_doc", AuthContext("alice"), [])
+    binding = cape.hub.binding("pi_doc", AuthContext("alice"), [])
     return cape.hub.tokens.issue(binding, "0")
 
 

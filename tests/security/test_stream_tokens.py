@@ -26,6 +26,7 @@ from sqlmodel import Field, SQLModel
 
 from capebase import FROM_AUTH_ID, AuthContext, CapeBase
 from capebase.realtime.config import RealtimeConfig
+from capebase.realtime.signing import StreamBinding
 from tests.realtime._app import header_auth, who
 from tests.realtime._live import (
     LiveServer,
@@ -193,21 +194,19 @@ def rejected_tokens(cape: CapeBase, at: str) -> dict[str, str]:
         "an edited issue time": f"{at}.{int(issued) + 1}.{signature}",
         "holes added to a good token": f"{at}~1.{issued}.{signature}",
         "another table's": minted(cape, at, "alice", table="sec_note"),
-        "another filter's": minted(cape, at, "alice", filters={"public": "true"}),
-        "another caller's": minted(cape, at, "bob"),
-        "an anonymous caller's": minted(cape, at, None),
-        "expired": cape.hub.tokens.issue(_binding("alice"), at, issued_at=past),
+        "another filter's": minted(cape, at, "alice", "sec_todo", {"public": "true"}),
+        "another caller's": minted(cape, at, "bob", table="sec_todo"),
+        "an anonymous caller's": minted(cape, at, None, table="sec_todo"),
+        "expired": cape.hub.tokens.issue(_binding(cape, "alice"), at, issued_at=past),
         "from the future": cape.hub.tokens.issue(
-            _binding("alice"), at, issued_at=time.time() + 3600
+            _binding(cape, "alice"), at, issued_at=time.time() + 3600
         ),
         "too long": good + "x" * 600,
     }
 
 
-def _binding(user: str) -> bytes:
-    from capebase.realtime.signing import stream_binding
-
-    return stream_binding("sec_todo", AuthContext(id=user), [])
+def _binding(cape: CapeBase, user: str) -> StreamBinding:
+    return cape.hub.binding("sec_todo", AuthContext(id=user), [])
 
 
 async def test_tokens_the_server_did_not_issue_for_this_stream_get_a_reset(db_url: str) -> None:

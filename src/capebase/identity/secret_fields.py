@@ -24,8 +24,11 @@ def secret_field(default: Any = PydanticUndefined, **field_options: Any) -> Any:
     """A ``sqlmodel.Field`` whose value is never written to the change log (so never shown in
     the audit trail, streams or handlers' ``old``/``new``) nor returned by generated routes.
 
-    It can still be set on create and update. Keep secret fields out of read rules: the row
-    images streams are checked against do not hold them.
+    It can still be set on create and update. A read rule may read one, but change events do
+    not hold it: a stream under such a rule re-reads each changed row from the database (a
+    query per change and caller), never replays, and cannot tell a former reader of a row
+    that was deleted or hidden by a change to the field (see the streams reference). A plain
+    field that says what the rule needs (``is_protected``) keeps streams cheap and complete.
 
     Example::
 

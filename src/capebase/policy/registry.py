@@ -12,8 +12,10 @@ from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.sql.elements import False_, True_
 
 from ..identity.context import AuthContext
+from ..identity.secret_fields import secret_keys
 from .evaluate import NotEvaluable, evaluate
 from .rules import Action, Rule, WhereClause, build_rule
+from .sqlexpr import columns_read
 
 logger = logging.getLogger("capebase.policy")
 
@@ -74,8 +76,9 @@ class Policy:
             where=where,
             index=self._count,
         )
-        if where is not None:
-            _probe_where(rule)
+        expression = _probe_where(rule) if where is not None else None
+        if "read" in rule.actions:
+            _warn_of_secret_fields(rule, expression)
         for action in rule.actions:
             self._rules[(model, action)].append(rule)
         self.version += 1
@@ -182,16 +185,17 @@ class Policy:
                            "the row matches no applicable rule's conditions")
 
 
-def _probe_where(rule: Rule) -> None:
-    """Call a ``where`` callable once with a stand-in context; warn if Python can't evaluate it."""
+def _probe_where(rule: Rule) -> Any:
+    """Call a ``where`` callable once with a stand-in context; warn if Python can't evaluate
+    it. Returns its expression (``None`` if the probe failed)."""
     probe = AuthContext(id="probe", role="probe", context=_ProbeContext())
     try:
         expression = rule.where(probe) if rule.where else None
     except Exception as exc:  # the user's callable; any failure only means "can't probe"
         logger.info("%s: could not probe where= at registration (%s)", rule.describe(), exc)
-        return
+        return None
     if expression is None:
-        return
+        return None
     row = {column.key: None for column in rule.table.c}
     try:
         evaluate(expression, row)
@@ -201,4 +205,21 @@ def _probe_where(rule: Rule) -> None:
             "(writes, realtime delivery) will ask the database instead",
             rule.describe(),
             exc,
+        )
+    return expression
+
+
+def _warn_of_secret_fields(rule: Rule, expression: Any) -> None:
+    """Warn of a read rule that reads a secret field: streams cannot judge it from changes."""
+    read = {rule.owner_field, *rule.context_fields}
+    if isinstance(expression, ColumnElement):
+        read |= columns_read(expression, rule.table)
+    secret = sorted(name for name in read if name is not None and name in secret_keys(rule.table))
+    if secret:
+        logger.warning(
+            "%s reads the secret field(s) %s, which change events do not hold: streams re-read "
+            "each changed row under it (a query per change and caller), resumes reset, and a "
+            "row deleted or hidden by a change to the field sends its former readers nothing",
+            rule.describe(),
+            ", ".join(secret),
         )

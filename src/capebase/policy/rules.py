@@ -82,16 +82,26 @@ class Rule:
         return conditions[0] if len(conditions) == 1 else _and(conditions)
 
     def matches(self, ctx: AuthContext, row: Mapping[str, Any]) -> bool | None:
-        """Whether ``row`` satisfies this rule for ``ctx``; ``None`` if Python cannot tell."""
+        """Whether ``row`` satisfies this rule for ``ctx``; ``None`` if Python cannot tell:
+        a ``where`` it cannot evaluate, or a column the rule reads that ``row`` lacks (a
+        change image holds no secret field), which is not judged as NULL."""
+        undecided = False
         if self.owner_field is not None:
             owner = self._coerce(self.owner_field, ctx.id)
-            if owner is _NO_MATCH or row.get(self.owner_field) != owner:
+            if owner is _NO_MATCH:
+                return False
+            if self.owner_field not in row:
+                undecided = True
+            elif row[self.owner_field] != owner:
                 return False
         for field, key in self.context_fields.items():
             if key not in ctx.context:
                 return False
+            if field not in row:
+                undecided = True
+                continue
             raw = ctx.context[key]
-            value = row.get(field)
+            value = row[field]
             if value is None:
                 return False
             if isinstance(raw, list | tuple | set | frozenset):
@@ -105,10 +115,11 @@ class Rule:
             if expression is None:
                 return False
             try:
-                return evaluate(expression, row, self.table) is True
+                if evaluate(expression, row, self.table) is not True:
+                    return False
             except NotEvaluable:
                 return None
-        return True
+        return None if undecided else True
 
     def where_expression(self, ctx: AuthContext) -> ColumnElement[bool] | None:
         """The ``where`` callable's expression for ``ctx``; ``None`` when ``ctx`` lacks a

@@ -350,19 +350,31 @@ _CLOCK_WORDS = frozenset({"now", "today", "tomorrow", "yesterday", "current_time
 """Text PostgreSQL reads as a time that moves when it becomes a date or time."""
 
 
+def columns_read(expr: ColumnElement[bool], table: Table) -> frozenset[str]:
+    """The keys of ``table``'s columns that ``expr`` reads."""
+    return frozenset(
+        element.key
+        for element in visitors.iterate(expr)
+        if isinstance(element, expression.ColumnClause) and plain(element.table) is table
+    )
+
+
 def with_row_values(
-    expr: ColumnElement[bool], table: Table, row: Mapping[str, Any]
+    expr: ColumnElement[bool], table: Table, row: Mapping[str, Any], *, only_held: bool = False
 ) -> ColumnElement[bool]:
     """``expr`` with every column of ``table`` replaced by that column's value in ``row``.
 
     The database can then evaluate a predicate over a row image that is not stored (yet).
+    A column ``row`` lacks is NULL, or with ``only_held`` stays the column (to be read from
+    the stored row).
     """
 
     def replace(element: Any, **_kw: Any) -> Any:
         if isinstance(element, expression.ColumnClause) and plain(element.table) is table:
+            if only_held and element.key not in row:
+                return None
             return literal(row.get(element.key), type_=element.type)
         return None
 
     result: ColumnElement[bool] = visitors.replacement_traverse(expr, NO_OPTIONS, replace)
     return result
-

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,7 +30,7 @@ from .handlers import HandlerRegistry
 from .index import SubscriberIndex, pins_for
 from .resume import ResumePoint
 from .server_exit import on_server_exit
-from .signing import ResumeTokens, load_key
+from .signing import ResumeTokens, StreamBinding, load_key, stream_binding
 from .subscribers import Subscriber
 from .views import ModelView
 from .visibility import Visibility
@@ -129,6 +129,14 @@ class Hub:
         index = self._indexes.pop(table, None)
         for subscriber in index or ():
             subscriber.close()
+
+    def binding(
+        self, table: str, ctx: AuthContext, filters: Iterable[tuple[str, str]]
+    ) -> StreamBinding:
+        """What the resume tokens of ``ctx``'s stream of ``table`` with ``filters``, opened
+        now, are bound to (``signing.stream_binding``)."""
+        rule = self.visibility.fingerprint(self.views[table].model, ctx)
+        return stream_binding(table, ctx, filters, rule=rule)
 
     @property
     def tokens(self) -> ResumeTokens:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..filters.streams import StreamFilter
+from ..identity.secret_fields import secret_keys
 from ..policy.registry import Policy
 from .subscribers import Subscriber
 
@@ -35,11 +36,13 @@ def pins_for(policy: Policy, subscriber: Subscriber) -> list[Pin] | None:
             return [(stream_filter.field, v) for v in stream_filter.value]
     ctx = subscriber.ctx
     pins: list[Pin] = []
+    # A secret field is not in the change's images: a rule pinning one pins nothing there.
+    hidden = secret_keys(subscriber.view.table)
     for rule in policy.rules_for(subscriber.view.model, "read"):
         if not rule.applies_to(ctx):
             continue
         rule_pins = rule.pins(ctx)
-        if rule_pins is None:
+        if rule_pins is None or any(field in hidden for field, _value in rule_pins):
             return None
         pins.extend(rule_pins)
     return pins

@@ -1,14 +1,19 @@
 """What a subscriber sees of a change: its read rules and filters, applied to the row images.
 
 A rule Python can evaluate reads nothing but the image and the caller, so it gives the same
-answer for a past image as it gave when that image was the row (unless its ``where=`` puts a
-changing value in, such as ``datetime.now()``: ``is_steady`` tells, and a replay resets).
+answer for a past image as it gave when that image was the row, unless its ``where=`` puts a
+changing value in (``datetime.now()``, ``date.today()``): a replay then judges with the value
+of the moment, so the resume token binds the rule as built when the stream opened
+(``fingerprint``; a clock moves one way, so a value the same at both ends was the same
+between) and the stream re-checks it while replaying.
 A rule only the database can judge may read other tables (a share, a team) or the clock,
 which have changed since: checked today, a past image could pass that never could when it was
-current (a document edited before it was shared, replayed after). So under such a rule a
-subscriber gets the row as it may read it when the event is delivered, as a GET would return
-it then, and never a past image; a rule the database judges from the row alone
-(``lower(title) LIKE ...``) still judges the images.
+current (a document edited before it was shared, replayed after). A rule that reads a secret
+field cannot judge an image at all: the change log leaves secret fields out (as NULL, ``IS
+NULL`` would pass every protected row). So under such a rule a subscriber gets the row as it
+may read it when the event is delivered, as a GET would return it then, and never a past
+image; a rule the database judges from the row alone (``lower(title) LIKE ...``) still judges
+the images.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from sqlalchemy import select
 from sqlalchemy.sql import elements, visitors
 
 from ..changes.changelog import encode_image
-from ..identity.secret_fields import without_secrets
+from ..identity.context import AuthContext
+from ..identity.secret_fields import secret_keys, without_secrets
 from ..policy.registry import Policy
-from ..policy.sqlexpr import reads_only_the_row, with_row_values
+from ..policy.sqlexpr import columns_read, reads_only_the_row, with_row_values
+from .canonical import rule_fingerprint
 from .subscribers import Subscriber
 
 
@@ -57,16 +64,30 @@ class Visibility:
 
     def judges_images(self, subscriber: Subscriber, memo: Memo | None = None) -> bool:
         """Whether the database, asked about a past image, answers as it would have when the
-        image was the row: ``subscriber``'s read rule reads that row alone."""
+        image was the row: ``subscriber``'s read rule reads that row alone, and no secret
+        field of it."""
         key = ("judges images", _caller(subscriber))
         if memo is not None and key in memo:
             return bool(memo[key])
         view = subscriber.view
         rule = self.policy.sql_filter(view.model, "read", subscriber.ctx)
-        judges = reads_only_the_row(rule, view.table) and self.is_steady(subscriber)
+        judges = (
+            reads_only_the_row(rule, view.table)
+            # A secret column is not in the change's images: the rule cannot judge them.
+            and not columns_read(rule, view.table) & secret_keys(view.table)
+            and self.is_steady(subscriber)
+        )
         if memo is not None and key[-1] is not None:
             memo[key] = judges
         return judges
+
+    def fingerprint(self, model: type[Any], ctx: AuthContext) -> bytes | None:
+        """``canonical.rule_fingerprint`` of ``ctx``'s read rule of ``model``, built now;
+        ``None`` when it has none: a stream under it is never replayed."""
+        try:
+            return rule_fingerprint(self.policy.sql_filter(model, "read", ctx))
+        except Exception:  # NotCanonical, or the app's where= failing for this caller
+            return None
 
     def is_steady(self, subscriber: Subscriber) -> bool:
         """Whether ``subscriber``'s read rule is the same each time it is built: a ``where=``
@@ -159,14 +180,19 @@ class Visibility:
             return False
         verdict = self._visible(subscriber, image)
         if verdict is None:
-            predicate = with_row_values(
-                self.policy.sql_filter(subscriber.view.model, "read", subscriber.ctx),
-                subscriber.view.table,
-                image,
-            )
+            view = subscriber.view
+            rule = self.policy.sql_filter(view.model, "read", subscriber.ctx)
+            predicate = with_row_values(rule, view.table, image, only_held=True)
+            statement = select(predicate)
+            if not columns_read(rule, view.table) <= image.keys():
+                # A column the image lacks (a secret field) is not NULL: it is read from the
+                # stored row, and a row no longer stored is one the caller cannot be told of.
+                statement = statement.select_from(view.table).where(
+                    *(column == image[column.key] for column in view.table.primary_key.columns)
+                )
 
             async def ask() -> bool:
-                return bool((await connection.execute(select(predicate))).scalar())
+                return bool((await connection.execute(statement)).scalar())
 
             verdict = await _memoized(memo, ("image", id(image), _caller(subscriber)), ask)
         return verdict

@@ -12,7 +12,7 @@ from ...filters.select import parse_select
 from ...filters.streams import NOT_FILTERS, parse_stream_filters
 from ...identity.context import AuthContext
 from ...limits import check_filter_count
-from ...realtime.signing import stream_binding
+from ...realtime.signing import StreamBinding
 from ...realtime.subscribers import Subscriber
 
 if TYPE_CHECKING:
@@ -51,10 +51,13 @@ def resume_token(header: str | None, query: Mapping[str, str]) -> str | None:
     return None if raw is None or raw == "" else raw
 
 
-def binding_for(published: PublishedModel, ctx: AuthContext, query: Any) -> bytes:
-    """What the stream's resume tokens are bound to: its table, filters and caller."""
+def binding_for(
+    services: RouteServices, published: PublishedModel, ctx: AuthContext, query: Any
+) -> StreamBinding:
+    """What the stream's resume tokens are bound to: its table, filters, caller and read
+    rule (``Hub.binding``)."""
     filters = [(k, v) for k, v in query.multi_items() if k not in NOT_FILTERS]
-    return stream_binding(published.table.name, ctx, filters)
+    return services.hub.binding(published.table.name, ctx, filters)
 
 
 def client_key(ctx: AuthContext, connection: HTTPConnection) -> str:

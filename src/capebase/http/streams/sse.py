@@ -95,7 +95,7 @@ def open_stream(
         return response_for(exc)  # returned, not raised: the caller attaches its cleanup
     try:
         ready = ""
-        binding = binding_for(published, ctx, request.query_params)
+        binding = binding_for(services, published, ctx, request.query_params)
         stream = Stream(services.hub, subscriber, resume, binding, services.realtime.heartbeat)
         if resume is None:
             # A new stream's position, so a client that drops before the first change can

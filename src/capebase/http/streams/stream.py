@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ...db.failures import classify
 from ...realtime.dispatcher import Reset
 from ...realtime.resume import ResumePoint, format_token
-from ...realtime.signing import InvalidResumeToken
+from ...realtime.signing import InvalidResumeToken, StreamBinding
 from ...realtime.subscribers import CLOSE, Subscriber
 from .common import EXPIRED, HEARTBEAT, Delivery, Overflowed, Unavailable
 
@@ -29,6 +29,15 @@ REPLAY_BUFFER = 64
 
 MAX_BATCH = 256
 """Live messages handed to the transport at once (written to the socket together)."""
+
+RECHECK_EVERY = 64
+"""Replayed changes held back at most before the read rule is checked unchanged."""
+
+_RULE_CHANGED = Reset(
+    0,
+    "this stream's read rule changed during the replay (it takes a value from the clock); "
+    "reload and follow live",
+)
 
 EARLY = 0.001
 """Seconds a timed wake-up may come early (timers run up to the clock's resolution early)."""
@@ -79,7 +88,7 @@ class Stream:
         hub: Hub,
         subscriber: Subscriber,
         resume: str | None,
-        binding: bytes,
+        binding: StreamBinding,
         heartbeat: float,
     ) -> None:
         self.hub = hub
@@ -106,7 +115,15 @@ class Stream:
             self._expiry = loop_time + remaining
 
     async def replay(self) -> AsyncGenerator[list[Any], None]:
-        """What the client missed since its resume point, one item per batch (if any)."""
+        """What the client missed since its resume point, one item per batch (if any).
+
+        Replayed changes are judged by the read rule as built now, which the token vouches
+        was the rule when the stream it came from opened. A rule that takes a value from the
+        clock (``date.today()``) may step while the replay runs: changes are held back, up
+        to ``RECHECK_EVERY`` at a time, until the rule is found unchanged after they were
+        judged (a clock only moves forward, so unchanged at both ends is unchanged between);
+        a changed rule ends the replay with a reset.
+        """
         point, subscriber, cursor = self.point, self.subscriber, self._cursor
         if self._rejected is not None:
             yield [self._reset(f"{self._rejected}; reload and follow live")]
@@ -114,6 +131,8 @@ class Stream:
         if point is None:
             return
         resume_from = cursor.sign(format_token(point.last_id, point.holes))
+        held: list[tuple[int, str]] = []
+        ending: Reset | None = None
         try:
             replay = _in_own_task(self.hub.replay(subscriber, point))
             async with contextlib.aclosing(replay):
@@ -122,11 +141,27 @@ class Stream:
                         self.ended = True
                         return
                     if isinstance(item, Reset):
-                        yield [self._reset(item.reason)]
+                        ending = item
                         break
-                    delivery = cursor.replayed(*item)
-                    resume_from = delivery.token
-                    yield [delivery]
+                    held.append(item)
+                    if len(held) < RECHECK_EVERY:
+                        continue
+                    if not self._rule_unchanged():
+                        held, ending = [], _RULE_CHANGED
+                        break
+                    for change in held:
+                        delivery = cursor.replayed(*change)
+                        resume_from = delivery.token
+                        yield [delivery]
+                    held = []
+            if held and not self._rule_unchanged():
+                held, ending = [], _RULE_CHANGED
+            for change in held:
+                delivery = cursor.replayed(*change)
+                resume_from = delivery.token
+                yield [delivery]
+            if ending is not None:
+                yield [self._reset(ending.reason)]
         except Exception as exc:
             # End the stream with where to resume from, rather than cutting the connection:
             # the database went away mid-replay, or the stream's read rule failed on a change.
@@ -140,6 +175,12 @@ class Stream:
                 )
                 yield [Unavailable(resume_from, RULE_FAILED)]
         self._quiet_since = asyncio.get_running_loop().time()
+
+    def _rule_unchanged(self) -> bool:
+        """Whether the stream's read rule, built now, is the one its token was bound to."""
+        subscriber = self.subscriber
+        rule = self.hub.visibility.fingerprint(subscriber.view.model, subscriber.ctx)
+        return rule is not None and rule == self._cursor.binding.rule
 
     def opening_token(self) -> str:
         """The token of where live delivery starts (call it right after subscribing)."""
@@ -211,7 +252,7 @@ class _Cursor:
 
     __slots__ = ("binding", "had_not", "had_upto", "highest", "hub", "replayed_ids")
 
-    def __init__(self, hub: Hub, binding: bytes, point: ResumePoint | None) -> None:
+    def __init__(self, hub: Hub, binding: StreamBinding, point: ResumePoint | None) -> None:
         self.hub = hub
         self.binding = binding
         self.highest = point.last_id if point else None

@@ -39,7 +39,7 @@ def websocket_endpoint(services: RouteServices, published: PublishedModel) -> An
     ) -> None:
         try:
             resume = resume_token(websocket.headers.get("last-event-id"), websocket.query_params)
-            binding = binding_for(published, ctx, websocket.query_params)
+            binding = binding_for(services, published, ctx, websocket.query_params)
             subscriber = open_subscription(
                 services, published, ctx, websocket.query_params, client=client_key(ctx, websocket)
             )

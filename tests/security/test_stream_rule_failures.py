@@ -221,7 +221,9 @@ async def test_a_where_that_raises_for_one_caller_ends_only_that_callers_streams
         for got in failing:
             await wait_until(got.ended.is_set, what=f"a raising caller's stream to end: {got}")
         tokens = [ended_unavailable(got) for got in failing]
-        # Resumed, the replay meets the same rule: unavailable again, never a cut response.
+        # Resumed: a rule that cannot be built for the caller cannot be bound to the token
+        # either, so nothing is replayed (reset); the next change it judges ends the stream
+        # with unavailable again, never a cut response.
         resumed = await opened([
             stream
             for headers, token in zip(
@@ -230,11 +232,15 @@ async def test_a_where_that_raises_for_one_caller_ends_only_that_callers_streams
             for stream in both(live, headers, last_event_id=token)
         ])
         for got in resumed:
-            await wait_until(got.ended.is_set, what=f"a resumed stream to end: {got}")
-            ended_unavailable(got)
+            await wait_until(lambda got=got: bool(got.controls), what=f"a reset: {got}")
         titles.append("after")
         r = await client.post("/rf_doc", json={"title": "after", "team_id": 1}, headers=writer)
         assert r.status_code == 201, r.text
+        for got in resumed:
+            await wait_until(got.ended.is_set, what=f"a resumed stream to end: {got}")
+            assert [c["event"] for c in got.controls] == ["reset", "unavailable"], got
+            assert got.messages == [] and got.controls[1]["reason"] == RULE_FAILED, got
+            assert got.close_code in (None, TRY_AGAIN_LATER), got
         for got in honest:
             await got.wait_for_title("after")
         for got in notes:
